@@ -1,0 +1,108 @@
+"""Argument checks for the public boundary.
+
+Every check raises `TypeError` (wrong kind of value) or `ValueError` (right kind, bad value)
+with a message that names the parameter and shows the offending value.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def integer(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """Returns `value` as a Python int; rejects bools, floats and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {name}={value!r} ({type(value).__name__}).")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value}.")
+    return value
+
+
+def real(name: str, value: Any) -> float:
+    """Returns `value` as a finite Python float; rejects bools and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {name}={value!r} ({type(value).__name__}).")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {name}={value!r}.")
+    return value
+
+
+def positive(name: str, value: Any) -> float:
+    """Returns `value` as a float after checking it is finite and > 0."""
+    value = real(name, value)
+    if not value > 0:
+        raise ValueError(f"{name} must be finite and > 0, got {name}={value!r}.")
+    return value
+
+
+def open_unit_interval(name: str, value: Any) -> float:
+    """Returns `value` as a float after checking 0 < value < 1."""
+    value = real(name, value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must lie in the open interval (0, 1), got {name}={value!r}.")
+    return value
+
+
+def inputs(name: str, value: Any) -> jax.Array:
+    """Checks a floating batch `[B, *input_shape]` with B >= 1 and finite entries."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be an array of shape [B, *input_shape], got {value!r}.")
+    try:
+        arr = np.asarray(value) if not isinstance(value, jax.Array) else value
+    except Exception as err:  # noqa: BLE001 - reported with the parameter's name
+        raise TypeError(f"{name} must be array-like, got {type(value).__name__}: {err}") from err
+    if not np.issubdtype(arr.dtype, np.floating) and arr.dtype != jax.numpy.bfloat16:
+        raise TypeError(
+            f"{name} must have a floating dtype (inputs are perturbed by Gaussian noise), "
+            f"got dtype {arr.dtype}; cast it, e.g. {name}.astype(np.float32)."
+        )
+    if arr.ndim < 1:
+        raise ValueError(f"{name} must have a leading batch axis [B, *input_shape], got a scalar.")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(arr.shape)}); pass at least one input.")
+    finite = np.isfinite(np.asarray(arr, dtype=np.float32))
+    if not finite.all():
+        bad = np.argwhere(~finite.reshape(arr.shape[0], -1).all(axis=1)).ravel()
+        raise ValueError(
+            f"{name} contains non-finite values (NaN or inf) in the inputs at batch indices "
+            f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}."
+        )
+    return jax.numpy.asarray(arr)
+
+
+def ids(name: str, value: Any, batch: int) -> np.ndarray:
+    """Checks per-example ids: `[batch]` non-negative integers below 2**32."""
+    arr = np.asarray(value)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, got dtype {arr.dtype}.")
+    if arr.shape != (batch,):
+        raise ValueError(f"{name} must have shape [B]=({batch},), got shape {arr.shape}.")
+    if arr.size and (arr.min() < 0 or arr.max() >= 2**32):
+        raise ValueError(f"{name} must lie in [0, 2**32), got min {arr.min()} and max {arr.max()}.")
+    return arr.astype(np.uint32)
+
+
+def key(name: str, value: Any) -> jax.Array:
+    """Canonicalizes an int seed, a typed key or a raw uint32[2] key to a typed key."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a jax.random.key(...) or an int seed, got {value!r}.")
+    if isinstance(value, numbers.Integral):
+        return jax.random.key(int(value))
+    if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        if value.shape != ():
+            raise ValueError(f"{name} must be a single key (shape ()), got shape {value.shape}.")
+        return value
+    arr = np.asarray(value) if not isinstance(value, jax.Array) else value
+    if arr.dtype == np.uint32 and arr.shape == (2,):
+        return jax.random.wrap_key_data(arr)
+    raise TypeError(
+        f"{name} must be a jax.random.key(...) or an int seed, got {type(value).__name__} "
+        f"with value {value!r}."
+    )

@@ -1,0 +1,1 @@
+"""One module per experiment: a frozen config dataclass and `run(config) -> dict`."""

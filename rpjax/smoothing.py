@@ -1,0 +1,321 @@
+"""The Monte Carlo counting kernel of randomized smoothing.
+
+`sample_counts` counts the base classifier's votes on `n` noisy copies of each input. It is one
+compiled program per configuration: noise is generated chunk by chunk inside a `lax.fori_loop`
+(never an `[n, *input_shape]` array), the chunk of every input is pushed through the model as
+one batch, and the sample axis is split over a 1-D device mesh with `jax.shard_map`, the
+per-device counts reduced with `psum`. The noise of each sample is a pure function of
+`(key, example id, sample index)` (see `rpjax.noise`), so counts are identical for any chunk
+size, any batch of inputs certified together and any number of devices.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from rpjax import _validate
+from rpjax import noise as _noise
+
+PyTree = Any
+MAX_N = 2**30
+_AXIS = "samples"
+_TARGET_ELEMENTS_PER_STEP = 2**21  # noise values per compiled step when chunk_size is None
+_MAX_AUTO_CHUNK = 4096
+
+
+class ApplyFn(Protocol):
+    """A pure base classifier: `apply_fn(params, x) -> logits`.
+
+    `x` is `[b, *input_shape]`; logits are `[b, num_classes_of_model]`. The predicted class is
+    the argmax of the logits (ties go to the lowest index).
+    """
+
+    def __call__(self, params: PyTree, x: jax.Array) -> jax.Array: ...
+
+
+def counts_traced(
+    apply_fn: ApplyFn,
+    params: PyTree,
+    xs: jax.Array,
+    example_keys: jax.Array,
+    sigma: jax.Array | float,
+    *,
+    n: int,
+    num_classes: int,
+    chunk_blocks: int,
+    noise_block: int = _noise.DEFAULT_NOISE_BLOCK,
+    num_devices: int = 1,
+    device_index: jax.Array | int = 0,
+    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+) -> jax.Array:
+    """Traceable, unvalidated counting loop (use inside your own `jit`/`vmap`).
+
+    Device `device_index` of `num_devices` handles the noise blocks
+    `(t * num_devices + device_index) * chunk_blocks + [0, chunk_blocks)` at step `t`; samples
+    with index >= `n` are masked out, so summing over devices gives the counts of samples
+    `0..n-1` exactly once.
+
+    Args:
+      apply_fn: the base classifier.
+      params: its parameters.
+      xs: `[B, *input_shape]` floating inputs.
+      example_keys: `[B]` typed keys, one per input (`rpjax.noise.example_keys`).
+      sigma: noise standard deviation, in the units of `xs`.
+      n: number of noisy samples per input (static).
+      num_classes: length of the count vectors (static).
+      chunk_blocks: noise blocks per input per step (static).
+      noise_block: samples per noise block (static).
+      num_devices: devices sharing the sample axis (static).
+      device_index: this device's position on the sample axis.
+      distribution: the smoothing distribution.
+
+    Returns:
+      `[B, num_classes]` int32 counts of this device's samples.
+    """
+    batch, input_shape = xs.shape[0], xs.shape[1:]
+    chunk = chunk_blocks * noise_block
+    total_blocks = -(-n // noise_block)
+    steps = -(-total_blocks // (num_devices * chunk_blocks))
+    sigma = jnp.asarray(sigma, xs.dtype)
+    classes = jnp.arange(num_classes, dtype=jnp.int32)
+    within = jnp.arange(noise_block, dtype=jnp.int32)
+
+    draw = functools.partial(
+        _noise.block_noise,
+        input_shape=input_shape,
+        noise_block=noise_block,
+        dtype=xs.dtype,
+        distribution=distribution,
+    )
+    per_input = jax.vmap(draw, in_axes=(None, 0))  # over the blocks of one input
+    per_batch = jax.vmap(per_input, in_axes=(0, None))  # over inputs
+
+    def body(t, counts):
+        first = (t * num_devices + device_index) * chunk_blocks
+        blocks = first + jnp.arange(chunk_blocks, dtype=jnp.int32)
+        eps = per_batch(example_keys, blocks.astype(jnp.uint32))
+        eps = eps.reshape(batch, chunk, *input_shape)
+        noisy = (xs[:, None] + sigma * eps).reshape(batch * chunk, *input_shape)
+        pred = jnp.argmax(apply_fn(params, noisy), axis=-1).reshape(batch, chunk)
+        index = (blocks[:, None] * noise_block + within[None, :]).reshape(chunk)
+        valid = (index < n)[None, :, None]
+        hits = (pred[..., None] == classes) & valid
+        return counts + hits.sum(axis=1, dtype=jnp.int32)
+
+    init = jnp.zeros((batch, num_classes), jnp.int32)
+    return jax.lax.fori_loop(0, steps, body, init)
+
+
+@functools.lru_cache(maxsize=16)
+def _mesh(devices: tuple[jax.Device, ...]) -> Mesh:
+    return Mesh(np.array(devices, dtype=object), (_AXIS,))
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "apply_fn",
+        "n",
+        "num_classes",
+        "chunk_blocks",
+        "noise_block",
+        "mesh",
+        "distribution",
+    ),
+)
+def _sharded_counts(
+    apply_fn, params, xs, key, ids, sigma, *, n, num_classes, chunk_blocks, noise_block, mesh,
+    distribution,
+):
+    keys = _noise.example_keys(key, ids)
+    num_devices = mesh.devices.size
+
+    def per_device(params, xs, keys, sigma):
+        counts = counts_traced(
+            apply_fn, params, xs, keys, sigma, n=n, num_classes=num_classes,
+            chunk_blocks=chunk_blocks, noise_block=noise_block, num_devices=num_devices,
+            device_index=jax.lax.axis_index(_AXIS), distribution=distribution,
+        )
+        return jax.lax.psum(counts, _AXIS)
+
+    return jax.shard_map(
+        per_device, mesh=mesh, in_specs=(P(), P(), P(), P()), out_specs=P(), check_vma=False
+    )(params, xs, keys, sigma)
+
+
+_MODEL_CACHE: dict[Any, tuple[int, ...]] = {}
+
+
+def check_model(apply_fn: Callable, params: PyTree, xs: jax.Array, num_classes: int) -> int:
+    """Checks that `apply_fn(params, xs)` gives `[b, C]` logits with `C <= num_classes`.
+
+    Uses `jax.eval_shape` (no computation), cached per model and input signature.
+
+    Returns:
+      C, the number of classes the model outputs.
+
+    Raises:
+      TypeError: if `apply_fn` is not callable.
+      ValueError: if the model cannot take inputs shaped like `xs`, returns something other
+        than `[b, C]` logits, or `num_classes < C`.
+    """
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn must be callable as apply_fn(params, x), got {apply_fn!r}.")
+    leaves, treedef = jax.tree.flatten(params)
+    sig = tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves)
+    cache_key = (apply_fn, treedef, sig, tuple(xs.shape[1:]), str(xs.dtype))
+    try:
+        out_shape = _MODEL_CACHE.get(cache_key)
+    except TypeError:  # unhashable treedef contents: skip the cache
+        cache_key, out_shape = None, None
+    if out_shape is None:
+        probe = jax.ShapeDtypeStruct((2, *xs.shape[1:]), xs.dtype)
+        try:
+            out = jax.eval_shape(apply_fn, params, probe)
+        except Exception as err:  # noqa: BLE001 - re-raised with the parameter's name
+            raise ValueError(
+                f"xs has per-input shape {tuple(xs.shape[1:])} (dtype {xs.dtype}), which "
+                f"apply_fn cannot take: {type(err).__name__}: {err}"
+            ) from err
+        out_shape = tuple(getattr(out, "shape", ()))
+        if len(out_shape) != 2 or out_shape[0] != 2:
+            raise ValueError(
+                "apply_fn(params, x) must return logits of shape [b, num_classes]; for a batch "
+                f"of 2 inputs of shape {tuple(xs.shape[1:])} it returned shape {out_shape}. "
+                "Check the rank of xs: it must be [B, *input_shape]."
+            )
+        if cache_key is not None:
+            _MODEL_CACHE[cache_key] = out_shape
+    model_classes = out_shape[1]
+    if num_classes < model_classes:
+        raise ValueError(
+            f"num_classes={num_classes} is smaller than the model's output ({model_classes} "
+            f"logits); pass num_classes >= {model_classes}."
+        )
+    return model_classes
+
+
+def _chunk_blocks(chunk_size, n, batch, input_size, noise_block, num_devices):
+    if chunk_size is None:
+        chunk_size = _TARGET_ELEMENTS_PER_STEP // max(1, batch * input_size)
+        chunk_size = min(_MAX_AUTO_CHUNK, max(noise_block, chunk_size))
+    blocks = -(-chunk_size // noise_block)
+    needed = -(-(-(-n // noise_block)) // num_devices)
+    return max(1, min(blocks, needed))
+
+
+def sample_counts(
+    apply_fn: ApplyFn,
+    params: PyTree,
+    xs: jax.typing.ArrayLike,
+    key: jax.Array | int,
+    *,
+    sigma: float,
+    n: int,
+    num_classes: int,
+    chunk_size: int | None = None,
+    ids: jax.typing.ArrayLike | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    batch_size: int | None = None,
+    progress: bool | str = False,
+    noise_block: int = _noise.DEFAULT_NOISE_BLOCK,
+    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+) -> jax.Array:
+    """Counts base-classifier votes on `n` Gaussian-noised copies of each input.
+
+    Args:
+      apply_fn: pure `apply_fn(params, x) -> logits`; x `[b, *input_shape]`, logits
+        `[b, C]` with `C <= num_classes`. For a Flax NNX model use
+        `rpjax.models.as_apply_fn(model)`.
+      params: the parameters (any pytree), passed unchanged to `apply_fn`.
+      xs: inputs, `[B, *input_shape]`, floating, finite.
+      key: typed key (`jax.random.key(...)`) or int seed. Sample `s` of input `i` uses block
+        `j = s // noise_block` drawn from `fold_in(fold_in(key, ids[i]), j)`.
+      sigma: noise standard deviation, in the units of `xs` (> 0).
+      n: noisy samples per input (1 <= n <= 2**30).
+      num_classes: length of each count vector (>= 2 and >= the model's number of logits).
+      chunk_size: noisy copies of each input per compiled step; changes speed and memory,
+        never the counts. Default: chosen so a step holds about 2M noise values.
+      ids: `[B]` non-negative example ids (default `0..B-1`). An input gets the same counts
+        alone or in any batch as long as it keeps its id.
+      devices: devices to split the sample axis over (default: `jax.local_devices()`). The
+        counts do not depend on the number of devices.
+      batch_size: if given, inputs are processed `batch_size` at a time (the last batch padded,
+        so one compilation serves all); bounds memory and drives the progress bar.
+      progress: show a tqdm progress bar over input batches (a string labels the bar).
+      noise_block: samples per noise block; part of the definition of the random stream.
+      distribution: smoothing distribution (Gaussian by default).
+
+    Returns:
+      `[B, num_classes]` int32 counts; each row sums to `n`.
+
+    Raises:
+      TypeError, ValueError: for bad arguments, naming the parameter.
+
+    Examples:
+      >>> import jax.numpy as jnp, rpjax
+      >>> apply_fn = lambda w, x: jnp.stack([-x[:, 0] * w, x[:, 0] * w], axis=-1)
+      >>> counts = rpjax.sample_counts(apply_fn, 1.0, jnp.array([[3.0]]), 0, sigma=1.0,
+      ...                              n=1000, num_classes=2)
+      >>> int(counts.sum()), bool(counts[0, 1] > 990)
+      (1000, True)
+    """
+    xs = _validate.inputs("xs", xs)
+    key = _validate.key("key", key)
+    sigma = _validate.positive("sigma", sigma)
+    n = _validate.integer("n", n, minimum=1)
+    if n > MAX_N:
+        raise ValueError(f"n must be <= 2**30, got n={n}; split the work over several keys.")
+    num_classes = _validate.integer("num_classes", num_classes, minimum=2)
+    noise_block = _validate.integer("noise_block", noise_block, minimum=1)
+    if chunk_size is not None:
+        chunk_size = _validate.integer("chunk_size", chunk_size, minimum=1)
+    if batch_size is not None:
+        batch_size = _validate.integer("batch_size", batch_size, minimum=1)
+    batch = xs.shape[0]
+    ids_np = np.arange(batch, dtype=np.uint32) if ids is None else _validate.ids("ids", ids, batch)
+    devices = tuple(jax.local_devices() if devices is None else devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError(f"devices must be a non-empty sequence of jax.Device, got {devices!r}.")
+    check_model(apply_fn, params, xs, num_classes)
+
+    mesh = _mesh(devices)
+    step_batch = batch if batch_size is None else min(batch_size, batch)
+    chunk_blocks = _chunk_blocks(
+        chunk_size, n, step_batch, math.prod(xs.shape[1:]), noise_block, len(devices)
+    )
+    run = functools.partial(
+        _sharded_counts, apply_fn, params, key=key, sigma=jnp.float32(sigma), n=n,
+        num_classes=num_classes, chunk_blocks=chunk_blocks, noise_block=noise_block, mesh=mesh,
+        distribution=distribution,
+    )
+    if batch_size is None and not progress:
+        return run(xs=xs, ids=jnp.asarray(ids_np))
+    return _run_batched(run, xs, ids_np, step_batch, progress)
+
+
+def _run_batched(run, xs, ids_np, step_batch, progress):
+    from tqdm.auto import tqdm
+
+    batch = xs.shape[0]
+    out = []
+    starts = range(0, batch, step_batch)
+    desc = progress if isinstance(progress, str) else "sampling"
+    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
+        stop = min(start + step_batch, batch)
+        pad = step_batch - (stop - start)
+        x, i = xs[start:stop], ids_np[start:stop]
+        if pad:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+            i = np.concatenate([i, np.repeat(i[-1:], pad)])
+        out.append(run(xs=x, ids=jnp.asarray(i))[: stop - start])
+    return jnp.concatenate(out)
