@@ -17,7 +17,8 @@ import numpy as np
 def integer(name: str, value: Any, *, minimum: int | None = None) -> int:
     """Returns `value` as a Python int; rejects bools, floats and non-numbers."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {name}={value!r} ({type(value).__name__}).")
+        raise TypeError(
+            f"{name} must be an integer, got {name}={value!r} ({type(value).__name__}).")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value}.")
@@ -27,7 +28,8 @@ def integer(name: str, value: Any, *, minimum: int | None = None) -> int:
 def real(name: str, value: Any) -> float:
     """Returns `value` as a finite Python float; rejects bools and non-numbers."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {name}={value!r} ({type(value).__name__}).")
+        raise TypeError(
+            f"{name} must be a real number, got {name}={value!r} ({type(value).__name__}).")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {name}={value!r}.")
@@ -66,7 +68,8 @@ def inputs(name: str, value: Any) -> jax.Array:
     if arr.ndim < 1:
         raise ValueError(f"{name} must have a leading batch axis [B, *input_shape], got a scalar.")
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(arr.shape)}); pass at least one input.")
+        raise ValueError(
+            f"{name} is an empty batch (shape {tuple(arr.shape)}); pass at least one input.")
     finite = np.isfinite(np.asarray(arr, dtype=np.float32))
     if not finite.all():
         bad = np.argwhere(~finite.reshape(arr.shape[0], -1).all(axis=1)).ravel()

@@ -98,6 +98,10 @@ def _sub_key(key: Any, purpose: int) -> jax.Array:
     return jax.random.fold_in(_validate.key("key", key), purpose)
 
 
+def _bar(progress: bool | str, label: str) -> bool | str:
+    return label if progress is True else progress
+
+
 def _count(apply_fn, params, xs, key, n, **kw) -> np.ndarray:
     return np.asarray(_smoothing.sample_counts(apply_fn, params, xs, key, n=n, **kw))
 
@@ -160,11 +164,10 @@ def certify(
     kw = dict(sigma=sigma, num_classes=num_classes, chunk_size=chunk_size, ids=ids,
               devices=devices, batch_size=batch_size, progress=progress,
               noise_block=noise_block)
-    label_progress = lambda what: (f"{what}" if progress is True else progress)  # noqa: E731
     counts0 = _count(apply_fn, params, xs, _sub_key(key, _SELECTION), n0,
-                     **{**kw, "progress": label_progress(f"selection (n0={n0})")})
+                     **{**kw, "progress": _bar(progress, f"selection (n0={n0})")})
     counts = _count(apply_fn, params, xs, _sub_key(key, _ESTIMATION), n,
-                    **{**kw, "progress": label_progress(f"estimation (n={n})")})
+                    **{**kw, "progress": _bar(progress, f"estimation (n={n})")})
     top = counts0.argmax(axis=1)
     n_top = np.take_along_axis(counts, top[:, None], axis=1)[:, 0]
     pa_lower = _stats.clopper_pearson_lower(n_top, n, alpha)

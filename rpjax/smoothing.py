@@ -209,7 +209,8 @@ def _chunk_blocks(chunk_size, n, batch, input_size, noise_block, num_devices):
         chunk_size = _TARGET_ELEMENTS_PER_STEP // max(1, batch * input_size)
         chunk_size = min(_MAX_AUTO_CHUNK, max(noise_block, chunk_size))
     blocks = -(-chunk_size // noise_block)
-    needed = -(-(-(-n // noise_block)) // num_devices)
+    total_blocks = -(-n // noise_block)
+    needed = -(-total_blocks // num_devices)
     return max(1, min(blocks, needed))
 
 

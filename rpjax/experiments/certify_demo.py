@@ -12,7 +12,6 @@ import dataclasses
 import time
 from typing import Any
 
-import numpy as np
 from flax import nnx
 
 from rpjax import _validate, report

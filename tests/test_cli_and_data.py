@@ -1,0 +1,85 @@
+"""The command line, the README's commands, and the bundled insurance loader."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rpjax import cli
+from rpjax.data import insurance
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_certify_demo_prints_a_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "demo.json"
+    code = cli.main(["certify-demo", "--n", "1000", "--people", "5", "--no-progress",
+                     "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| person | BMI | true | label | radius (std) | radius (BMI) | pA_lower | abstain |" \
+        in text
+    result = json.loads(out.read_text())
+    assert len(result["rows"]) == 5
+    assert result["base_test_accuracy"] > 0.9
+    for row in result["rows"]:
+        assert row["abstain"] == (row["label"] == -1)
+        assert row["radius_std"] <= result["max_radius_std"] + 1e-12
+        assert abs(row["radius_bmi"] - row["radius_std"] * 6.0959) < 1e-3 * 6.1
+    assert result["versions"]["jax"]
+
+
+def test_bad_cli_value_is_a_clear_error(capsys):
+    assert cli.main(["certify-demo", "--sigma", "-1"]) == 2
+    assert "sigma" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    proc = subprocess.run([sys.executable, "-m", "rpjax.cli", "--help"], capture_output=True,
+                          text=True, check=True)
+    assert "certify-demo" in proc.stdout
+
+
+def _readme_commands():
+    text = open(os.path.join(_ROOT, "README.md"), encoding="utf-8").read()
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S)
+    return [b.strip() for b in blocks[:2]]
+
+
+def test_readme_starts_with_two_commands_and_ci_runs_the_test_one():
+    main_job, tests = _readme_commands()
+    assert "rpjax certify-demo" in main_job or "rpjax reproduce" in main_job
+    assert "pytest" in tests and "pip install" in tests
+    ci = open(os.path.join(_ROOT, ".ci", "run"), encoding="utf-8").read()
+    assert tests in ci, "the README's test command must appear verbatim in .ci/run"
+
+
+def test_insurance_loader_statistics():
+    data = insurance.load_insurance()
+    assert data.x.shape == (1338, 11) and data.x.dtype == np.float32
+    assert data.features[:3] == ("age", "bmi", "children")
+    assert abs(data.bmi.mean() - 30.663) < 1e-3
+    assert abs(data.bmi_std - 6.0959) < 1e-4  # population std
+    assert (data.bmi.min(), data.bmi.max()) == (15.96, 53.13)
+    assert abs((data.bmi < 33.4).mean() - 0.683) < 1e-3
+    np.testing.assert_allclose(data.x[:, 1], data.standardize_bmi(data.bmi), atol=1e-5)
+    np.testing.assert_allclose(data.x[:, 3:].sum(axis=1), 3.0)  # three one-hot groups
+
+
+def test_insurance_csv_errors(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("age,sex,bmi,children,smoker,charges\n19,female,27.9,0,yes,16884.9\n")
+    with pytest.raises(ValueError, match="missing column.*region"):
+        insurance.load_insurance_csv(bad)
+    bad.write_text("age,sex,bmi,children,smoker,region,charges\n"
+                   "19,female,27.9,0,maybe,southwest,1.0\n20,male,30,1,no,northeast,2.0\n")
+    with pytest.raises(ValueError, match="smoker.*maybe"):
+        insurance.load_insurance_csv(bad)
+    bad.write_text("age,sex,bmi,children,smoker,region,charges\n"
+                   "19,female,heavy,0,no,southwest,1.0\n20,male,30,1,no,northeast,2.0\n")
+    with pytest.raises(ValueError, match="bmi.*numeric"):
+        insurance.load_insurance_csv(bad)

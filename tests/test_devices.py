@@ -1,0 +1,53 @@
+"""Counts are identical on 1 and 4 (simulated) devices."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import rpjax
+
+from _models import linear_apply, random_linear
+
+_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    sys.path.insert(0, {tests!r})
+    import rpjax
+    from _models import linear_apply, random_linear
+    assert len(jax.devices()) == 4, jax.devices()
+    params = random_linear(3, seed=0)
+    xs = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)
+    out = {{}}
+    for label, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
+        c = rpjax.sample_counts(linear_apply, params, xs, 5, sigma=0.7, n=1003,
+                                num_classes=2, chunk_size=64, devices=devices)
+        cert = rpjax.certify(linear_apply, params, xs, 5, sigma=0.7, n=1003, alpha=1e-3,
+                             num_classes=2, devices=devices)
+        out[label] = dict(counts=np.asarray(c).tolist(), radius=cert.radius.tolist(),
+                          label=cert.label.tolist())
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_one_vs_four_devices():
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT.format(tests=tests)], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["one"] == out["four"]
+    # and the same as this (single-device) process computes
+    params = random_linear(3, seed=0)
+    xs = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)
+    here = rpjax.sample_counts(linear_apply, params, xs, 5, sigma=0.7, n=1003, num_classes=2,
+                               chunk_size=1000)
+    np.testing.assert_array_equal(np.asarray(here), np.array(out["four"]["counts"]))
+    np.testing.assert_array_equal(np.asarray(here).sum(axis=1), 1003)

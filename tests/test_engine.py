@@ -1,0 +1,160 @@
+"""The counting kernel: exact sums, determinism, noise distribution, limits, no retrace."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import parameterized
+from scipy import stats as sps
+
+import rpjax
+from rpjax import noise, smoothing
+
+from _models import bucket_apply, linear_apply, random_linear
+
+_PARAMS = random_linear(3, seed=0)
+_XS = jnp.asarray(np.random.default_rng(1).normal(size=(50, 3)).astype(np.float32))
+_N = 2_000
+
+
+def _counts(xs=_XS, **kw):
+    kw = {"sigma": 0.7, "n": _N, "num_classes": 2, **kw}
+    return np.asarray(rpjax.sample_counts(linear_apply, _PARAMS, xs, 123, **kw))
+
+
+_REFERENCE = _counts(chunk_size=_N)
+
+
+class DeterminismTest(parameterized.TestCase):
+    @parameterized.parameters(64, 1000, _N, 1, 7, None)
+    def test_counts_do_not_depend_on_chunk_size(self, chunk_size):
+        np.testing.assert_array_equal(_counts(chunk_size=chunk_size), _REFERENCE)
+
+    def test_rows_sum_to_n(self):
+        chex.assert_shape(_REFERENCE, (50, 2))
+        np.testing.assert_array_equal(_REFERENCE.sum(axis=1), _N)
+        self.assertEqual(_REFERENCE.dtype, np.int32)
+
+    @parameterized.parameters(0, 17, 49)
+    def test_alone_or_in_a_batch(self, i):
+        alone = _counts(xs=_XS[i : i + 1], ids=[i])
+        np.testing.assert_array_equal(alone[0], _REFERENCE[i])
+
+    def test_subset_in_other_order(self):
+        idx = np.array([40, 3, 22, 9])
+        np.testing.assert_array_equal(_counts(xs=_XS[idx], ids=idx), _REFERENCE[idx])
+
+    def test_batched_with_padding_and_progress(self):
+        np.testing.assert_array_equal(_counts(batch_size=7, progress=True), _REFERENCE)
+
+    def test_remainder_is_masked(self):
+        for n in (1, 9, 1001, 1999):
+            c = _counts(n=n, chunk_size=64)
+            np.testing.assert_array_equal(c.sum(axis=1), n)
+        # the first n samples are a prefix of a longer run: counts can only grow
+        a, b = _counts(n=1001, chunk_size=64), _counts(n=1001, chunk_size=1000)
+        np.testing.assert_array_equal(a, b)
+
+    def test_different_keys_and_ids_differ(self):
+        other = np.asarray(rpjax.sample_counts(linear_apply, _PARAMS, _XS, 124, sigma=0.7,
+                                               n=_N, num_classes=2))
+        self.assertFalse(np.array_equal(other, _REFERENCE))
+        shifted = _counts(ids=np.arange(50) + 1000)
+        self.assertFalse(np.array_equal(shifted, _REFERENCE))
+
+    def test_key_forms_agree(self):
+        for key in (jax.random.key(123), jax.random.key_data(jax.random.key(123))):
+            got = rpjax.sample_counts(linear_apply, _PARAMS, _XS, key, sigma=0.7, n=_N,
+                                      num_classes=2)
+            np.testing.assert_array_equal(np.asarray(got), _REFERENCE)
+
+    def test_traceable_core_matches_public_function(self):
+        """counts_traced inside a user's jit gives the public function's counts."""
+        key = jax.random.key(123)
+
+        @jax.jit
+        def user(xs):
+            keys = noise.example_keys(key, jnp.arange(xs.shape[0], dtype=jnp.uint32))
+            return smoothing.counts_traced(linear_apply, _PARAMS, xs, keys, 0.7, n=_N,
+                                           num_classes=2, chunk_blocks=13)
+
+        np.testing.assert_array_equal(np.asarray(user(_XS)), _REFERENCE)
+
+    def test_no_retrace_on_second_call(self):
+        traces = []
+
+        def apply_fn(params, x):
+            traces.append(x.shape)
+            return linear_apply(params, x)
+
+        kw = dict(n=500, num_classes=2, chunk_size=100)
+        rpjax.sample_counts(apply_fn, _PARAMS, _XS, 0, sigma=0.5, **kw)
+        after_first = len(traces)
+        rpjax.sample_counts(apply_fn, _PARAMS, _XS + 1.0, 1, sigma=0.9, **kw)
+        rpjax.sample_counts(apply_fn, (_PARAMS[0] * 2, _PARAMS[1]), _XS, 2, sigma=0.1, **kw)
+        self.assertEqual(len(traces), after_first)
+
+
+class NoiseDistributionTest(parameterized.TestCase):
+    """The noise the kernel adds is N(0, sigma^2), checked through the kernel itself."""
+
+    _EDGES = jnp.asarray(np.linspace(-2.5, 2.5, 21), jnp.float32)
+
+    def _histogram(self, sigma, n=60_000):
+        counts = rpjax.sample_counts(bucket_apply, self._EDGES, jnp.zeros((1, 2)), 7,
+                                     sigma=sigma, n=n, num_classes=22)
+        return np.asarray(counts)[0]
+
+    def _pvalue(self, observed, sigma):
+        cdf = sps.norm.cdf(np.concatenate([[-np.inf], np.asarray(self._EDGES), [np.inf]]),
+                           scale=sigma)
+        expected = np.diff(cdf) * observed.sum()
+        return sps.chisquare(observed, expected).pvalue
+
+    def test_accepts_sigma_rejects_two_thirds_and_three_halves(self):
+        observed = self._histogram(1.0)
+        self.assertGreater(self._pvalue(observed, 1.0), 1e-3)
+        self.assertLess(self._pvalue(observed, 2 / 3), 1e-12)
+        self.assertLess(self._pvalue(observed, 3 / 2), 1e-12)
+
+    def test_block_noise_ks(self):
+        key = jax.random.key(3)
+        draws = jax.vmap(lambda j: noise.block_noise(key, j, (5,)))(
+            jnp.arange(4000, dtype=jnp.uint32)).ravel()
+        draws = np.asarray(draws, np.float64)
+        self.assertGreater(sps.kstest(draws, "norm").pvalue, 1e-3)
+        self.assertLess(sps.kstest(draws, "norm", args=(0, 2 / 3)).pvalue, 1e-12)
+        self.assertLess(sps.kstest(draws, "norm", args=(0, 3 / 2)).pvalue, 1e-12)
+
+    def test_blocks_and_examples_are_independent(self):
+        """Noise of neighbouring blocks and of neighbouring ids is uncorrelated."""
+        keys = noise.example_keys(jax.random.key(0), jnp.arange(2, dtype=jnp.uint32))
+        a = np.asarray(noise.block_noise(keys[0], jnp.uint32(0), (20_000,)))[0]
+        b = np.asarray(noise.block_noise(keys[0], jnp.uint32(1), (20_000,)))[0]
+        c = np.asarray(noise.block_noise(keys[1], jnp.uint32(0), (20_000,)))[0]
+        for u, v in ((a, b), (a, c)):
+            self.assertLess(abs(np.corrcoef(u, v)[0, 1]), 4 / np.sqrt(20_000))
+
+
+class LimitTest(parameterized.TestCase):
+    def test_small_sigma_gives_the_base_classifier(self):
+        counts = _counts(sigma=1e-6, n=200)
+        base = np.asarray(jnp.argmax(linear_apply(_PARAMS, _XS), axis=-1))
+        np.testing.assert_array_equal(counts.argmax(axis=1), base)
+        np.testing.assert_array_equal(counts.max(axis=1), 200)
+
+    def test_extra_classes_get_zero_counts(self):
+        counts = _counts(num_classes=5)
+        np.testing.assert_array_equal(counts[:, :2], _REFERENCE)
+        np.testing.assert_array_equal(counts[:, 2:], 0)
+
+    def test_counts_match_analytic_probability(self):
+        """Linear f: P(class 1) = Phi((w.x + b) / (sigma ||w||)); counts agree (binomial)."""
+        w, b = _PARAMS
+        n = 20_000
+        counts = _counts(n=n)
+        p1 = sps.norm.cdf(np.asarray(_XS @ w + b) / (0.7 * float(jnp.linalg.norm(w))))
+        pvals = sps.binom.cdf(counts[:, 1], n, p1)
+        pvals = 2 * np.minimum(pvals, 1 - pvals + sps.binom.pmf(counts[:, 1], n, p1))
+        # 50 two-sided tests: none should be extreme (Bonferroni at 1e-3)
+        self.assertGreater(pvals.min(), 1e-3 / 50)
