@@ -60,23 +60,13 @@ def make_model(name: str, batch: int, data_seed: int) -> tuple[Callable, Any, np
 def effective_chunk(chunk_size: int | None, n: int, xs: np.ndarray) -> int | None:
     """Noisy copies per input per step that `sample_counts` will use (None if unknown).
 
-    Mirrors the engine's private rounding (to whole noise blocks, capped by `n`) so the table
-    shows what "auto" resolved to; returns None if the private helper is not available.
+    Uses the engine's own rule so the table shows what "auto" resolved to.
     """
-    try:
-        from rpjax.noise import DEFAULT_NOISE_BLOCK
-        from rpjax.smoothing import _chunk_blocks
-    except ImportError:
-        return None
-    blocks = _chunk_blocks(
-        chunk_size,
-        n,
-        xs.shape[0],
-        math.prod(xs.shape[1:]),
-        DEFAULT_NOISE_BLOCK,
-        len(jax.local_devices()),
+    from rpjax.smoothing import resolve_chunk_size
+
+    return resolve_chunk_size(
+        chunk_size, n, xs.shape[0], math.prod(xs.shape[1:]), len(jax.local_devices())
     )
-    return blocks * DEFAULT_NOISE_BLOCK
 
 
 def timed_counts(apply_fn, params, xs, seed, *, sigma, n, num_classes, chunk_size) -> float:

@@ -19,7 +19,6 @@ import jax
 import numpy as np
 
 from rpjax import _validate
-from rpjax import noise as _noise
 from rpjax import smoothing as _smoothing
 from rpjax import stats as _stats
 
@@ -122,7 +121,6 @@ def certify(
     devices: Sequence[jax.Device] | None = None,
     batch_size: int | None = None,
     progress: bool | str = False,
-    noise_block: int = _noise.DEFAULT_NOISE_BLOCK,
 ) -> Certificates:
     """CERTIFY: a label and an l2 radius on which the smoothed classifier is constant.
 
@@ -141,7 +139,7 @@ def certify(
       alpha: failure probability of each certificate, in (0, 1).
       num_classes: number of classes (>= the model's number of logits).
       n0: selection samples per input.
-      chunk_size, ids, devices, batch_size, progress, noise_block: see `sample_counts`.
+      chunk_size, ids, devices, batch_size, progress: see `sample_counts`.
 
     Returns:
       `Certificates` (NumPy arrays, leading axis B).
@@ -162,8 +160,7 @@ def certify(
     alpha = _validate.open_unit_interval("alpha", alpha)
     _stats.check_sample_size(n, alpha, mode="certify")
     kw = dict(sigma=sigma, num_classes=num_classes, chunk_size=chunk_size, ids=ids,
-              devices=devices, batch_size=batch_size, progress=progress,
-              noise_block=noise_block)
+              devices=devices, batch_size=batch_size, progress=progress)
     counts0 = _count(apply_fn, params, xs, _sub_key(key, _SELECTION), n0,
                      **{**kw, "progress": _bar(progress, f"selection (n0={n0})")})
     counts = _count(apply_fn, params, xs, _sub_key(key, _ESTIMATION), n,
@@ -204,7 +201,6 @@ def predict(
     devices: Sequence[jax.Device] | None = None,
     batch_size: int | None = None,
     progress: bool | str = False,
-    noise_block: int = _noise.DEFAULT_NOISE_BLOCK,
 ) -> np.ndarray | Prediction:
     """PREDICT: the smoothed classifier's label, or `ABSTAIN`, from `n` samples.
 
@@ -217,7 +213,7 @@ def predict(
       n: samples per input.
       alpha: the test's level, in (0, 1).
       details: return a `Prediction` (counts, p-values) instead of the labels alone.
-      chunk_size, ids, devices, batch_size, progress, noise_block: see `sample_counts`.
+      chunk_size, ids, devices, batch_size, progress: see `sample_counts`.
 
     Returns:
       `[B]` int32 labels (-1 = abstain) as NumPy, or a `Prediction` if `details`.
@@ -231,7 +227,7 @@ def predict(
     _stats.check_sample_size(n, alpha, mode="predict")
     counts = _count(apply_fn, params, xs, _sub_key(key, _PREDICTION), n, sigma=sigma,
                     num_classes=num_classes, chunk_size=chunk_size, ids=ids, devices=devices,
-                    batch_size=batch_size, progress=progress, noise_block=noise_block)
+                    batch_size=batch_size, progress=progress)
     top, n_a, n_b = _top_two(counts)
     pvalue = _stats.binomial_test_pvalue(n_a, np.maximum(n_a + n_b, 1), 0.5)
     ok = pvalue <= alpha
@@ -255,7 +251,6 @@ def always_label(
     devices: Sequence[jax.Device] | None = None,
     batch_size: int | None = None,
     progress: bool | str = False,
-    noise_block: int = _noise.DEFAULT_NOISE_BLOCK,
 ) -> Prediction:
     """Always return a label: the Monte Carlo top class of `n` samples, with no test.
 
@@ -269,7 +264,7 @@ def always_label(
     n = _validate.integer("n", n, minimum=1)
     counts = _count(apply_fn, params, xs, _sub_key(key, _PREDICTION), n, sigma=sigma,
                     num_classes=num_classes, chunk_size=chunk_size, ids=ids, devices=devices,
-                    batch_size=batch_size, progress=progress, noise_block=noise_block)
+                    batch_size=batch_size, progress=progress)
     label = counts.argmax(axis=1).astype(np.int32)
     return Prediction(
         label=label, counts=counts, pvalue=np.full(label.shape, np.nan),

@@ -46,34 +46,31 @@ def counts_traced(
     apply_fn: ApplyFn,
     params: PyTree,
     xs: jax.Array,
-    example_keys: jax.Array,
+    key_pairs: jax.Array,
     sigma: jax.Array | float,
     *,
     n: int,
     num_classes: int,
-    chunk_blocks: int,
-    noise_block: int = _noise.DEFAULT_NOISE_BLOCK,
+    chunk: int,
     num_devices: int = 1,
     device_index: jax.Array | int = 0,
     distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
 ) -> jax.Array:
     """Traceable, unvalidated counting loop (use inside your own `jit`/`vmap`).
 
-    Device `device_index` of `num_devices` handles the noise blocks
-    `(t * num_devices + device_index) * chunk_blocks + [0, chunk_blocks)` at step `t`; samples
-    with index >= `n` are masked out, so summing over devices gives the counts of samples
-    `0..n-1` exactly once.
+    Device `device_index` of `num_devices` handles the samples
+    `(t * num_devices + device_index) * chunk + [0, chunk)` at step `t`; samples with index
+    >= `n` are masked out, so summing over devices counts samples `0..n-1` exactly once.
 
     Args:
       apply_fn: the base classifier.
       params: its parameters.
       xs: `[B, *input_shape]` floating inputs.
-      example_keys: `[B]` typed keys, one per input (`rpjax.noise.example_keys`).
+      key_pairs: `[B, 2]` uint32, one per input (`rpjax.noise.example_keys`).
       sigma: noise standard deviation, in the units of `xs`.
       n: number of noisy samples per input (static).
       num_classes: length of the count vectors (static).
-      chunk_blocks: noise blocks per input per step (static).
-      noise_block: samples per noise block (static).
+      chunk: noisy copies of each input per step (static).
       num_devices: devices sharing the sample axis (static).
       device_index: this device's position on the sample axis.
       distribution: the smoothing distribution.
@@ -82,33 +79,22 @@ def counts_traced(
       `[B, num_classes]` int32 counts of this device's samples.
     """
     batch, input_shape = xs.shape[0], xs.shape[1:]
-    chunk = chunk_blocks * noise_block
-    total_blocks = -(-n // noise_block)
-    steps = -(-total_blocks // (num_devices * chunk_blocks))
+    steps = -(-n // (num_devices * chunk))
     sigma = jnp.asarray(sigma, xs.dtype)
     classes = jnp.arange(num_classes, dtype=jnp.int32)
-    within = jnp.arange(noise_block, dtype=jnp.int32)
-
-    draw = functools.partial(
-        _noise.block_noise,
-        input_shape=input_shape,
-        noise_block=noise_block,
-        dtype=xs.dtype,
-        distribution=distribution,
+    draw = jax.vmap(
+        functools.partial(_noise.sample_noise, input_shape=input_shape, dtype=xs.dtype,
+                          distribution=distribution),
+        in_axes=(0, None),
     )
-    per_input = jax.vmap(draw, in_axes=(None, 0))  # over the blocks of one input
-    per_batch = jax.vmap(per_input, in_axes=(0, None))  # over inputs
 
     def body(t, counts):
-        first = (t * num_devices + device_index) * chunk_blocks
-        blocks = first + jnp.arange(chunk_blocks, dtype=jnp.int32)
-        eps = per_batch(example_keys, blocks.astype(jnp.uint32))
-        eps = eps.reshape(batch, chunk, *input_shape)
+        first = (t * num_devices + device_index) * chunk
+        index = first + jnp.arange(chunk, dtype=jnp.int32)
+        eps = draw(key_pairs, index.astype(jnp.uint32))  # [B, chunk, *input_shape]
         noisy = (xs[:, None] + sigma * eps).reshape(batch * chunk, *input_shape)
         pred = jnp.argmax(apply_fn(params, noisy), axis=-1).reshape(batch, chunk)
-        index = (blocks[:, None] * noise_block + within[None, :]).reshape(chunk)
-        valid = (index < n)[None, :, None]
-        hits = (pred[..., None] == classes) & valid
+        hits = (pred[..., None] == classes) & (index < n)[None, :, None]
         return counts + hits.sum(axis=1, dtype=jnp.int32)
 
     init = jnp.zeros((batch, num_classes), jnp.int32)
@@ -126,30 +112,27 @@ def _mesh(devices: tuple[jax.Device, ...]) -> Mesh:
         "apply_fn",
         "n",
         "num_classes",
-        "chunk_blocks",
-        "noise_block",
+        "chunk",
         "mesh",
         "distribution",
     ),
 )
 def _sharded_counts(
-    apply_fn, params, xs, key, ids, sigma, *, n, num_classes, chunk_blocks, noise_block, mesh,
-    distribution,
+    apply_fn, params, xs, key_pairs, sigma, *, n, num_classes, chunk, mesh, distribution,
 ):
-    keys = _noise.example_keys(key, ids)
     num_devices = mesh.devices.size
 
     def per_device(params, xs, keys, sigma):
         counts = counts_traced(
             apply_fn, params, xs, keys, sigma, n=n, num_classes=num_classes,
-            chunk_blocks=chunk_blocks, noise_block=noise_block, num_devices=num_devices,
+            chunk=chunk, num_devices=num_devices,
             device_index=jax.lax.axis_index(_AXIS), distribution=distribution,
         )
         return jax.lax.psum(counts, _AXIS)
 
     return jax.shard_map(
         per_device, mesh=mesh, in_specs=(P(), P(), P(), P()), out_specs=P(), check_vma=False
-    )(params, xs, keys, sigma)
+    )(params, xs, key_pairs, sigma)
 
 
 _MODEL_CACHE: dict[Any, tuple[int, ...]] = {}
@@ -204,14 +187,17 @@ def check_model(apply_fn: Callable, params: PyTree, xs: jax.Array, num_classes: 
     return model_classes
 
 
-def _chunk_blocks(chunk_size, n, batch, input_size, noise_block, num_devices):
+def resolve_chunk_size(chunk_size: int | None, n: int, batch: int, input_size: int,
+                       num_devices: int = 1) -> int:
+    """The noisy copies per input per step that `sample_counts` uses.
+
+    `None` picks about 2M noise values per step (at most 4096 copies per input), and no
+    device gets more than its share of `n`.
+    """
     if chunk_size is None:
         chunk_size = _TARGET_ELEMENTS_PER_STEP // max(1, batch * input_size)
-        chunk_size = min(_MAX_AUTO_CHUNK, max(noise_block, chunk_size))
-    blocks = -(-chunk_size // noise_block)
-    total_blocks = -(-n // noise_block)
-    needed = -(-total_blocks // num_devices)
-    return max(1, min(blocks, needed))
+        chunk_size = min(_MAX_AUTO_CHUNK, max(8, chunk_size))
+    return max(1, min(chunk_size, -(-n // num_devices)))
 
 
 def sample_counts(
@@ -228,7 +214,6 @@ def sample_counts(
     devices: Sequence[jax.Device] | None = None,
     batch_size: int | None = None,
     progress: bool | str = False,
-    noise_block: int = _noise.DEFAULT_NOISE_BLOCK,
     distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
 ) -> jax.Array:
     """Counts base-classifier votes on `n` Gaussian-noised copies of each input.
@@ -239,8 +224,9 @@ def sample_counts(
         `rpjax.models.as_apply_fn(model)`.
       params: the parameters (any pytree), passed unchanged to `apply_fn`.
       xs: inputs, `[B, *input_shape]`, floating, finite.
-      key: typed key (`jax.random.key(...)`) or int seed. Sample `s` of input `i` uses block
-        `j = s // noise_block` drawn from `fold_in(fold_in(key, ids[i]), j)`.
+      key: typed key (`jax.random.key(...)`) or int seed. The noise of sample `s` of input `i`
+        is threefry counter-mode output for counter `s` under the key `fold_in(key, ids[i])`
+        (see `rpjax.noise`).
       sigma: noise standard deviation, in the units of `xs` (> 0).
       n: noisy samples per input (1 <= n <= 2**30).
       num_classes: length of each count vector (>= 2 and >= the model's number of logits).
@@ -253,7 +239,6 @@ def sample_counts(
       batch_size: if given, inputs are processed `batch_size` at a time (the last batch padded,
         so one compilation serves all); bounds memory and drives the progress bar.
       progress: show a tqdm progress bar over input batches (a string labels the bar).
-      noise_block: samples per noise block; part of the definition of the random stream.
       distribution: smoothing distribution (Gaussian by default).
 
     Returns:
@@ -277,7 +262,6 @@ def sample_counts(
     if n > MAX_N:
         raise ValueError(f"n must be <= 2**30, got n={n}; split the work over several keys.")
     num_classes = _validate.integer("num_classes", num_classes, minimum=2)
-    noise_block = _validate.integer("noise_block", noise_block, minimum=1)
     if chunk_size is not None:
         chunk_size = _validate.integer("chunk_size", chunk_size, minimum=1)
     if batch_size is not None:
@@ -291,20 +275,18 @@ def sample_counts(
 
     mesh = _mesh(devices)
     step_batch = batch if batch_size is None else min(batch_size, batch)
-    chunk_blocks = _chunk_blocks(
-        chunk_size, n, step_batch, math.prod(xs.shape[1:]), noise_block, len(devices)
-    )
+    chunk = resolve_chunk_size(chunk_size, n, step_batch, math.prod(xs.shape[1:]), len(devices))
+    key_pairs = _noise.example_keys(key, jnp.asarray(ids_np))
     run = functools.partial(
-        _sharded_counts, apply_fn, params, key=key, sigma=jnp.float32(sigma), n=n,
-        num_classes=num_classes, chunk_blocks=chunk_blocks, noise_block=noise_block, mesh=mesh,
-        distribution=distribution,
+        _sharded_counts, apply_fn, params, sigma=jnp.float32(sigma), n=n,
+        num_classes=num_classes, chunk=chunk, mesh=mesh, distribution=distribution,
     )
     if batch_size is None and not progress:
-        return run(xs=xs, ids=jnp.asarray(ids_np))
-    return _run_batched(run, xs, ids_np, step_batch, progress)
+        return run(xs=xs, key_pairs=key_pairs)
+    return _run_batched(run, xs, key_pairs, step_batch, progress)
 
 
-def _run_batched(run, xs, ids_np, step_batch, progress):
+def _run_batched(run, xs, key_pairs, step_batch, progress):
     from tqdm.auto import tqdm
 
     batch = xs.shape[0]
@@ -314,9 +296,9 @@ def _run_batched(run, xs, ids_np, step_batch, progress):
     for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
         stop = min(start + step_batch, batch)
         pad = step_batch - (stop - start)
-        x, i = xs[start:stop], ids_np[start:stop]
+        x, k = xs[start:stop], key_pairs[start:stop]
         if pad:
             x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
-            i = np.concatenate([i, np.repeat(i[-1:], pad)])
-        out.append(run(xs=x, ids=jnp.asarray(i))[: stop - start])
+            k = jnp.concatenate([k, jnp.repeat(k[-1:], pad, axis=0)])
+        out.append(run(xs=x, key_pairs=k)[: stop - start])
     return jnp.concatenate(out)

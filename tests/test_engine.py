@@ -76,7 +76,7 @@ class DeterminismTest(parameterized.TestCase):
         def user(xs):
             keys = noise.example_keys(key, jnp.arange(xs.shape[0], dtype=jnp.uint32))
             return smoothing.counts_traced(linear_apply, _PARAMS, xs, keys, 0.7, n=_N,
-                                           num_classes=2, chunk_blocks=13)
+                                           num_classes=2, chunk=13)
 
         np.testing.assert_array_equal(np.asarray(user(_XS)), _REFERENCE)
 
@@ -117,23 +117,46 @@ class NoiseDistributionTest(parameterized.TestCase):
         self.assertLess(self._pvalue(observed, 2 / 3), 1e-12)
         self.assertLess(self._pvalue(observed, 3 / 2), 1e-12)
 
-    def test_block_noise_ks(self):
-        key = jax.random.key(3)
-        draws = jax.vmap(lambda j: noise.block_noise(key, j, (5,)))(
-            jnp.arange(4000, dtype=jnp.uint32)).ravel()
-        draws = np.asarray(draws, np.float64)
+    def test_sample_noise_ks(self):
+        pair = noise.example_keys(jax.random.key(3), jnp.arange(1, dtype=jnp.uint32))[0]
+        draws = noise.sample_noise(pair, jnp.arange(4000, dtype=jnp.uint32), (5,))
+        draws = np.asarray(draws, np.float64).ravel()
         self.assertGreater(sps.kstest(draws, "norm").pvalue, 1e-3)
         self.assertLess(sps.kstest(draws, "norm", args=(0, 2 / 3)).pvalue, 1e-12)
         self.assertLess(sps.kstest(draws, "norm", args=(0, 3 / 2)).pvalue, 1e-12)
 
-    def test_blocks_and_examples_are_independent(self):
-        """Noise of neighbouring blocks and of neighbouring ids is uncorrelated."""
-        keys = noise.example_keys(jax.random.key(0), jnp.arange(2, dtype=jnp.uint32))
-        a = np.asarray(noise.block_noise(keys[0], jnp.uint32(0), (20_000,)))[0]
-        b = np.asarray(noise.block_noise(keys[0], jnp.uint32(1), (20_000,)))[0]
-        c = np.asarray(noise.block_noise(keys[1], jnp.uint32(0), (20_000,)))[0]
-        for u, v in ((a, b), (a, c)):
-            self.assertLess(abs(np.corrcoef(u, v)[0, 1]), 4 / np.sqrt(20_000))
+    def test_gaussian_transform_matches_jax_random_normal(self):
+        """Same transform as jax.random.normal: equal in distribution (two-sample KS)."""
+        ours = noise.gaussian_from_bits(
+            jax.random.bits(jax.random.key(0), (200_000,), jnp.uint32))
+        ref = jax.random.normal(jax.random.key(1), (200_000,))
+        self.assertGreater(sps.ks_2samp(np.asarray(ours), np.asarray(ref)).pvalue, 1e-3)
+        self.assertTrue(np.isfinite(np.asarray(noise.gaussian_from_bits(
+            jnp.array([0, 2**32 - 1], jnp.uint32)))).all())
+
+    def test_samples_coordinates_and_examples_are_independent(self):
+        """Noise of neighbouring samples, coordinates and ids is uncorrelated."""
+        pairs = noise.example_keys(jax.random.key(0), jnp.arange(2, dtype=jnp.uint32))
+        index = jnp.arange(20_000, dtype=jnp.uint32)
+        a = np.asarray(noise.sample_noise(pairs[0], index, (3,)))
+        b = np.asarray(noise.sample_noise(pairs[1], index, (3,)))
+        limit = 4 / np.sqrt(20_000)
+        self.assertLess(abs(np.corrcoef(a[:, 0], b[:, 0])[0, 1]), limit)  # across ids
+        self.assertLess(abs(np.corrcoef(a[:, 0], a[:, 1])[0, 1]), limit)  # within a word
+        self.assertLess(abs(np.corrcoef(a[:, 1], a[:, 2])[0, 1]), limit)  # across words
+        self.assertLess(abs(np.corrcoef(a[:-1, 0], a[1:, 0])[0, 1]), limit)  # across samples
+
+    def test_noise_of_a_sample_does_not_depend_on_the_others(self):
+        pair = noise.example_keys(jax.random.key(5), jnp.arange(1, dtype=jnp.uint32))[0]
+        full = noise.sample_noise(pair, jnp.arange(100, dtype=jnp.uint32), (4, 3))
+        part = noise.sample_noise(pair, jnp.array([97, 3], jnp.uint32), (4, 3))
+        np.testing.assert_array_equal(np.asarray(part), np.asarray(full)[[97, 3]])
+
+    def test_other_prng_implementations_work(self):
+        key = jax.random.key(0, impl="rbg")
+        c = rpjax.sample_counts(linear_apply, _PARAMS, _XS, key, sigma=0.7, n=300,
+                                num_classes=2)
+        np.testing.assert_array_equal(np.asarray(c).sum(axis=1), 300)
 
 
 class LimitTest(parameterized.TestCase):

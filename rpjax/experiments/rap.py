@@ -10,9 +10,7 @@ puts summary.json, a per-person CSV, a Markdown table and two plots in a directo
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import os
 import time
 from typing import Any
 
