@@ -132,9 +132,16 @@ def _median(a) -> float:
     return float(np.median(a)) if len(a) else float("nan")
 
 
-def _interval_record(iv: rap.Intervals, scale: float) -> dict[str, float]:
-    lengths = {r: iv.length(r) for r in rap.READINGS}
+def _interval_record(iv: rap.Intervals, scale: float,
+                     base_iv: rap.Intervals | None = None) -> dict[str, float]:
+    lengths = {r: iv.length(r) for r in (*rap.READINGS, "ape_unclipped")}
+    extra = {}
+    if base_iv is not None:  # the base model's interval widened by the RP radius each side
+        widened = base_iv.length("preimage") + 2.0 * iv.radius * scale
+        extra["median_base_widened_bmi"] = _median(widened)
     return {
+        "median_ape_unclipped_bmi": _median(lengths["ape_unclipped"]),
+        **extra,
         "median_interval_bmi": _median(lengths["preimage"]),
         "median_not_excluded_bmi": _median(lengths["not_excluded"]),
         "median_ape_interval_bmi": _median(lengths["ape"]),
@@ -144,8 +151,8 @@ def _interval_record(iv: rap.Intervals, scale: float) -> dict[str, float]:
     }
 
 
-def _rp_record(cert, iv: rap.Intervals, y: np.ndarray, sigma: float, n: int,
-               scale: float) -> dict[str, Any]:
+def _rp_record(cert, iv: rap.Intervals, base_iv: rap.Intervals, y: np.ndarray, sigma: float,
+               n: int, scale: float) -> dict[str, Any]:
     released = cert.label != ABSTAIN
     radius = cert.radius[released]
     return {
@@ -158,7 +165,7 @@ def _rp_record(cert, iv: rap.Intervals, y: np.ndarray, sigma: float, n: int,
         "mean_radius_bmi": float(radius.mean() * scale) if radius.size else 0.0,
         "mean_radius_std_all": float(cert.radius.mean()),
         "recommended_rate": float(np.mean(cert.label == 1)),
-        **_interval_record(iv, scale),
+        **_interval_record(iv, scale, base_iv),
     }
 
 
@@ -204,7 +211,7 @@ def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> dict[str, 
                                       alpha=config.alpha, num_classes=2, n0=config.n0,
                                       batch_size=config.batch_size_certify)
         iv = rap.attribute_intervals(release, x, people, true_bmi, sweep)
-        rec = _rp_record(cert, iv, y, sigma, n, scale)
+        rec = _rp_record(cert, iv, base_iv, y, sigma, n, scale)
         rp_by_n.setdefault(str(n), {})[str(float(sigma))] = rec
         per_person[f"rp_sigma{sigma}_n{n}"] = (cert.label, cert.radius, iv)
     largest = str(max(config.ns))

@@ -55,19 +55,26 @@ def markdown(result: dict[str, Any]) -> str:
         f"{cfg['sweep_high']}] ({cfg['grid_points']} grid points, {cfg['refine_steps']} "
         f"bisection steps). sigma and radius_std in standardized units; 1 std of BMI = "
         f"{result['units']['bmi_std']:.4f} BMI points. Intervals are medians over people, "
-        "in BMI points.",
+        "in BMI points. Readings: `preimage` = BMI values whose release equals the released "
+        "label; `not excluded` = release equal or abstaining; `APE` = preimage plus the union "
+        "of [s - R(s), s + R(s)] over it, clipped to the sweep (`APE unclipped`: not clipped); "
+        "`base + 2R` = the base model's preimage widened by the RP radius at the person's own "
+        "input on each side (a reading of how the paper's 29.96 may have been formed). "
+        "Accuracy counts abstentions as errors; mean R is over people who were not abstained "
+        "on. Noisy releases use common random numbers along each person's sweep.",
         "",
     ]
     headers = ["release", "sigma", "n", "accuracy", "abstain", "mean R (std)", "mean R (BMI)",
-               "preimage", "not excluded", "APE"]
+               "preimage", "not excluded", "APE", "APE unclipped", "base + 2R"]
     rows = [["base model", "-", "-", base["accuracy_swept"], 0.0, "-", "-",
              base["median_interval_bmi"], base["median_not_excluded_bmi"],
-             base["median_ape_interval_bmi"]]]
+             base["median_ape_interval_bmi"], base["median_ape_unclipped_bmi"], "-"]]
     for n, by_sigma in result["rp_by_n"].items():
         for sigma, r in by_sigma.items():
             rows.append(["RP (certify)", sigma, n, r["accuracy"], r["abstain_rate"],
                          r["mean_radius_std"], r["mean_radius_bmi"], r["median_interval_bmi"],
-                         r["median_not_excluded_bmi"], r["median_ape_interval_bmi"]])
+                         r["median_not_excluded_bmi"], r["median_ape_interval_bmi"],
+                         r["median_ape_unclipped_bmi"], r["median_base_widened_bmi"]])
     lines.append(report.markdown_table(headers, rows))
     lines += ["", "## Beside the paper", "", comparison(result), ""]
     lines += ["Figures: `figure1_bmi_histogram.png` (BMI of recommended people, base vs RP), "
@@ -83,7 +90,8 @@ def comparison(result: dict[str, Any]) -> str:
     parts = [f"Paper (v2): median compatible interval 23.50 (base) -> 29.96 (RP). "
              f"Here the base model's median is {base:.2f}."]
     readings = {"preimage": "median_interval_bmi", "not_excluded": "median_not_excluded_bmi",
-                "ape": "median_ape_interval_bmi"}
+                "ape": "median_ape_interval_bmi", "ape_unclipped": "median_ape_unclipped_bmi",
+                "base_widened": "median_base_widened_bmi"}
     best = None
     for sigma, rec in rp.items():
         for name, keyname in readings.items():
@@ -122,9 +130,11 @@ def plots(result: dict[str, Any], out_dir: str) -> list[str]:
     for name, (labels, _, _) in releases.items():
         if name != "base" and not name.endswith(f"_n{largest}"):
             continue
-        label = "base model" if name == "base" else f"RP sigma={_parse_release(name)[0]}"
-        ax.hist(people["bmi"][labels == 1], bins=bins, histtype="step", linewidth=1.6,
-                label=label)
+        if name == "base":
+            ax.hist(people["bmi"][labels == 1], bins=bins, color="0.8", label="base model")
+            continue
+        ax.hist(people["bmi"][labels == 1], bins=bins, histtype="step", linewidth=1.4,
+                label=f"RP sigma={_parse_release(name)[0]}")
     ax.axvline(result["config"]["threshold"], color="k", linestyle="--", linewidth=1,
                label="threshold")
     ax.set_xlabel("BMI (kg/m$^2$)")
@@ -137,8 +147,9 @@ def plots(result: dict[str, Any], out_dir: str) -> list[str]:
     plt.close(fig)
 
     names = ["base"] + [k for k in releases if k.endswith(f"_n{largest}")]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True)
-    for ax, reading in zip(axes, READINGS, strict=True):
+    readings = (*READINGS, "ape_unclipped")
+    fig, axes = plt.subplots(1, len(readings), figsize=(15, 4), sharey=True)
+    for ax, reading in zip(axes, readings, strict=True):
         data = [releases[k][2].length(reading) for k in names]
         ax.boxplot(data, showfliers=False)
         ax.set_xticks(range(1, len(names) + 1),

@@ -85,6 +85,7 @@ class Intervals(NamedTuple):
       radius: `[P]` float certified radius at the true value, in input units.
       preimage, not_excluded, ape: `[P, 2]` float (low, high) of the connected interval that
         contains the true value.
+      ape_unclipped: `[P, 2]` the APE component before clipping to the sweep range.
       grid: `[G]` raw grid; grid_label `[P, G]` and grid_radius `[P, G]` the release on it.
     """
 
@@ -93,6 +94,7 @@ class Intervals(NamedTuple):
     preimage: np.ndarray
     not_excluded: np.ndarray
     ape: np.ndarray
+    ape_unclipped: np.ndarray
     grid: np.ndarray
     grid_label: np.ndarray
     grid_radius: np.ndarray
@@ -215,9 +217,12 @@ def attribute_intervals(
         for k, (reading, side, p, _, _) in enumerate(jobs):
             ends[reading][p, 0 if side == "left" else 1] = boundary[k]
 
-    ends["ape"] = _ape(ends["preimage"], grid, grid_label, grid_radius, y, true, samples, sweep)
+    unclipped = _ape(ends["preimage"], grid, grid_label, grid_radius, y, true, samples, sweep)
+    clipped = np.stack([np.maximum(unclipped[:, 0], sweep.low),
+                        np.minimum(unclipped[:, 1], sweep.high)], axis=1)
     return Intervals(label=y, radius=r_true, preimage=ends["preimage"],
-                     not_excluded=ends["not_excluded"], ape=ends["ape"], grid=grid,
+                     not_excluded=ends["not_excluded"], ape=clipped, ape_unclipped=unclipped,
+                     grid=grid,
                      grid_label=grid_label, grid_radius=grid_radius)
 
 
@@ -236,8 +241,7 @@ def _ape(preimage, grid, grid_label, grid_radius, y, true, samples, sweep):
             preimage[p : p + 1],
             np.stack([centers - half, centers + half], axis=1),
         ])
-        lo, hi = _merge_component(segments, true[p])
-        out[p] = (max(lo, sweep.low), min(hi, sweep.high))
+        out[p] = _merge_component(segments, true[p])
     return out
 
 

@@ -1,0 +1,158 @@
+"""Attribute-privacy intervals (rpjax.privacy.rap) and the insurance experiment."""
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+import rpjax
+from rpjax import cli
+from rpjax.data import insurance
+from rpjax.experiments import rap as rap_exp
+from rpjax.privacy import rap, rp
+
+_DATA = insurance.load_insurance()
+_T = 33.4
+_T_STD = float(_DATA.standardize_bmi(_T))
+_SWEEP = dict(index=_DATA.bmi_index, offset=float(_DATA.mean[_DATA.bmi_index]),
+              scale=_DATA.bmi_std)
+
+
+def threshold_apply(t_std, x):
+    """f(x) = 1[bmi >= t] on standardized inputs (BMI is column 1)."""
+    z = x[:, 1] - t_std
+    return jnp.stack([-z, z], axis=-1)
+
+
+def _people(k=12, seed=0):
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(_DATA.bmi), size=k, replace=False)
+    return idx, _DATA.x[idx], _DATA.bmi[idx]
+
+
+class ThresholdModelTest(parameterized.TestCase):
+    def test_base_interval_is_exactly_10_to_t_below_and_t_to_60_above(self):
+        idx, x, bmi = _people(30)
+        sweep = rap.AttributeSweep(**_SWEEP, num_points=51, refine_steps=20)
+        iv = rap.attribute_intervals(rp.base_release(threshold_apply, _T_STD), x, idx, bmi,
+                                     sweep)
+        below = bmi < _T
+        self.assertTrue(below.any() and (~below).any())
+        np.testing.assert_allclose(iv.preimage[below], np.tile([10.0, _T], (below.sum(), 1)),
+                                   atol=1e-4)
+        np.testing.assert_allclose(iv.preimage[~below],
+                                   np.tile([_T, 60.0], ((~below).sum(), 1)), atol=1e-4)
+        np.testing.assert_array_equal(iv.label, (bmi >= _T).astype(int))
+        np.testing.assert_allclose(iv.ape, iv.preimage)  # the base model has no radius
+
+    @parameterized.parameters(0.5, 1.0, 2.0)
+    def test_smoothed_radius_approaches_the_exact_one(self, sigma):
+        """pA = Phi(|bmi - t| / sigma): the certified radius tends to |bmi - t| (std units)."""
+        idx, x, bmi = _people(16, seed=1)
+        exact = np.abs(_DATA.standardize_bmi(bmi) - _T_STD)
+        gaps = []
+        for n in (100, 1_000, 10_000, 100_000):
+            cert = rpjax.certify(threshold_apply, _T_STD, x, 3, sigma=sigma, n=n, alpha=1e-3,
+                                 num_classes=2, ids=idx)
+            released = cert.label >= 0
+            self.assertTrue(np.all(cert.radius[released] <= exact[released] + 1e-6))
+            gaps.append(float(np.mean(np.minimum(exact, 3.5 * sigma) - cert.radius)))
+        self.assertTrue(all(a > b for a, b in zip(gaps, gaps[1:], strict=False)), gaps)
+        self.assertLess(gaps[-1], 0.06 * sigma)
+
+    def test_lengths_stable_when_the_grid_changes(self):
+        idx, x, bmi = _people(10, seed=2)
+        release = rp.smoothed_release(threshold_apply, _T_STD, 0, sigma=1.0, n=2_000,
+                                      alpha=1e-3, num_classes=2)
+        lengths = []
+        for points in (26, 51, 101):
+            sweep = rap.AttributeSweep(**_SWEEP, num_points=points, refine_steps=14)
+            iv = rap.attribute_intervals(release, x, idx, bmi, sweep)
+            lengths.append(np.stack([iv.length(r) for r in ("preimage", "not_excluded")]))
+        np.testing.assert_allclose(lengths[0], lengths[1], atol=2e-3)
+        np.testing.assert_allclose(lengths[1], lengths[2], atol=2e-3)
+        self.assertFalse(np.allclose(lengths[0][0], 23.4))  # smoothing changed something
+
+
+class ApeTest(parameterized.TestCase):
+    def test_ape_union_by_hand(self):
+        self.assertEqual(rap.ape_union([1.0, 2.0, 5.0], [0.6, 0.5, 1.0], 1.0), (0.4, 2.5))
+        self.assertEqual(rap.ape_union([1.0, 2.0, 5.0], [0.6, 0.5, 1.0], 4.5), (4.0, 6.0))
+        self.assertEqual(rap.ape_union([1.0, 2.0], [0.6, 0.5], 1.0, low=0.8), (0.8, 2.5))
+        with pytest.raises(ValueError, match="none of the segments"):
+            rap.ape_union([1.0], [0.1], 3.0)
+        with pytest.raises(ValueError, match="radii"):
+            rap.ape_union([1.0], [-0.1], 1.0)
+
+    def test_ape_from_given_radii(self):
+        """A release with a known constant radius widens the preimage by R * std each side."""
+        radius = 0.5  # input (standardized) units
+
+        def release(xs, ids):
+            labels = (np.asarray(xs)[:, 1] >= _T_STD).astype(np.int64)
+            return labels, np.full(len(xs), radius)
+
+        idx, x, bmi = _people(8, seed=3)
+        sweep = rap.AttributeSweep(**_SWEEP, num_points=101, refine_steps=16)
+        iv = rap.attribute_intervals(release, x, idx, bmi, sweep)
+        widen = radius * _DATA.bmi_std
+        below = bmi < _T
+        np.testing.assert_allclose(iv.ape_unclipped[below, 0], 10.0 - widen, atol=1e-3)
+        np.testing.assert_allclose(iv.ape_unclipped[below, 1], _T + widen, atol=1e-3)
+        np.testing.assert_allclose(iv.ape[below], np.tile([10.0, _T + widen], (below.sum(), 1)),
+                                   atol=1e-3)
+        np.testing.assert_allclose(iv.ape[~below],
+                                   np.tile([_T - widen, 60.0], ((~below).sum(), 1)), atol=1e-3)
+
+    def test_bad_sweep(self):
+        with pytest.raises(ValueError, match="low must be < high"):
+            rap.AttributeSweep(index=1, low=60, high=10)
+        with pytest.raises(ValueError, match="scale"):
+            rap.AttributeSweep(index=1, scale=0.0)
+        idx, x, bmi = _people(2)
+        with pytest.raises(ValueError, match="sweep range"):
+            rap.attribute_intervals(rp.base_release(threshold_apply, _T_STD), x, idx,
+                                    np.array([5.0, 30.0]), rap.AttributeSweep(index=1))
+
+
+@pytest.mark.slow
+def test_default_base_model_median_interval_near_23_4():
+    """The default configuration's base model: median interval within 1 BMI of 23.4."""
+    result = rap_exp.run(rap_exp.RapConfig(sigmas=(1.0,), ns=(100,)), progress=False)
+    assert result["num_people"] == 268
+    assert abs(result["base"]["median_interval_bmi"] - 23.4) < 1.0
+    assert result["base"]["accuracy"] > 0.95
+    weights = result["base"]["first_layer_abs_weight"]
+    assert weights["bmi"] > 5 * max(v for k, v in weights.items() if k != "bmi")
+
+
+@pytest.mark.slow
+def test_reproduce_rap_quick_writes_everything(tmp_path):
+    assert cli.main(["reproduce", "rap", "--quick", "--out", str(tmp_path),
+                     "--no-progress"]) == 0
+    out = tmp_path / "rap"
+    for name in ("summary.json", "people.csv", "report.md", "figure1_bmi_histogram.png",
+                 "interval_lengths.png"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("accuracy", "median_interval_bmi"):
+        assert key in summary["base"]
+    stable = ("accuracy", "abstain_rate", "mean_radius_std", "mean_radius_bmi",
+              "median_interval_bmi", "median_not_excluded_bmi", "median_ape_interval_bmi")
+    for sigma in ("1.0", "2.0", "3.0"):
+        for key in stable:
+            assert key in summary["rp"][sigma], (sigma, key)
+        for n in ("100", "1000"):
+            assert set(stable) <= set(summary["rp_by_n"][n][sigma])
+        rec = summary["rp"][sigma]
+        assert abs(rec["mean_radius_bmi"] - rec["mean_radius_std"] * 6.0959) < 1e-2
+        assert 0 <= rec["abstain_rate"] <= 1
+    assert summary["config"]["sigmas"] == [1.0, 2.0, 3.0]
+    assert summary["versions"]["jax"]
+    assert "29.96" in (out / "report.md").read_text()
+    rows = (out / "people.csv").read_text().splitlines()
+    assert len(rows) == 1 + summary["num_people"] * 7  # base + 3 sigmas x 2 ns
+    assert os.listdir(tmp_path / "cache")  # the trained model was cached with orbax
