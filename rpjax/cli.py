@@ -36,8 +36,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     cache = None if args.no_cache else (args.cache_dir or os.path.join(args.out, "cache"))
     if args.experiment == "rap":
-        config = rap.RapConfig.quick(cache_dir=cache) if args.quick else rap.RapConfig(
-            cache_dir=cache)
+        kw = dict(cache_dir=cache, augment_at_sigma=args.augment)
+        config = rap.RapConfig.quick(**kw) if args.quick else rap.RapConfig(**kw)
         result = rap.run(config, progress=not args.no_progress)
         paths = rap_outputs.write(result, os.path.join(args.out, "rap"))
         print(rap_outputs.markdown(result))
@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--cache-dir", default=None,
                      help="trained-model cache (default OUT/cache)")
     rep.add_argument("--no-cache", action="store_true", help="always retrain")
+    rep.add_argument("--augment", action="store_true",
+                     help="smooth base models trained with Gaussian augmentation at each sigma "
+                          "(default: smooth the undefended base model, as the paper)")
     rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
     rep.set_defaults(func=_reproduce)
     return parser

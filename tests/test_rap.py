@@ -156,3 +156,12 @@ def test_reproduce_rap_quick_writes_everything(tmp_path):
     rows = (out / "people.csv").read_text().splitlines()
     assert len(rows) == 1 + summary["num_people"] * 7  # base + 3 sigmas x 2 ns
     assert os.listdir(tmp_path / "cache")  # the trained model was cached with orbax
+
+
+def test_augmented_base_model_option():
+    config = rap_exp.RapConfig.quick(sigmas=(1.0,), ns=(100,), max_people=10, grid_points=11,
+                                     refine_steps=2, train_steps=200, augment_at_sigma=True)
+    result = rap_exp.run(config, progress=False)
+    record = result["rp"]["1.0"]
+    assert record["base_model"] == "trained with Gaussian augmentation at sigma=1.0"
+    assert result["config"]["augment_at_sigma"] is True

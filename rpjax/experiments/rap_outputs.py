@@ -63,6 +63,10 @@ def markdown(result: dict[str, Any]) -> str:
         "Accuracy counts abstentions as errors; mean R is over people who were not abstained "
         "on. Noisy releases use common random numbers along each person's sweep.",
         "",
+        "Smoothed model: " + ("for each sigma, a base model trained with Gaussian noise "
+                              "augmentation at that sigma." if cfg["augment_at_sigma"] else
+                              "the same undefended base model for every sigma (as the paper)."),
+        "",
     ]
     headers = ["release", "sigma", "n", "accuracy", "abstain", "mean R (std)", "mean R (BMI)",
                "preimage", "not excluded", "APE", "APE unclipped", "base + 2R"]
