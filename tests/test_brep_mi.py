@@ -1,0 +1,134 @@
+"""Label releases, BREP-MI on a toy problem, and the attack metrics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+import rpjax
+from rpjax import stats
+from rpjax.attacks import metrics
+from rpjax.attacks.brep_mi import BrepConfig, brep_mi
+from rpjax.attacks.releases import (
+    base_release,
+    predict_threshold_table,
+    rp_always_release,
+    rp_predict_release,
+)
+
+_CENTERS = jnp.array([[0.0, 0.0], [3.0, 3.0], [-3.0, 3.0]])
+
+
+def disc_apply(centers, x):
+    """Class c inside the unit disc around centers[c]; class 3 ("other") elsewhere."""
+    d = jnp.linalg.norm(x[:, None, :] - centers[None], axis=-1)
+    logits = jnp.where(d < 1.0, 10.0 - d, -d)
+    other = jnp.where(jnp.all(d >= 1.0, axis=1), 100.0, -100.0)
+    return jnp.concatenate([logits, other[:, None]], axis=1)
+
+
+class ReleaseTest(parameterized.TestCase):
+    @parameterized.parameters((100, 1e-3), (1000, 1e-3), (250, 0.05))
+    def test_threshold_table_matches_the_binomial_test(self, n, alpha):
+        table = predict_threshold_table(n, alpha)
+        for m in range(1, n + 1, max(1, n // 97)):
+            k = np.arange((m + 1) // 2, m + 1)
+            expect = stats.binomial_test_pvalue(k, np.full_like(k, m)) <= alpha
+            np.testing.assert_array_equal(k >= table[m], expect)
+
+    def test_in_graph_predict_agrees_with_rpjax_predict_decisions(self):
+        """Same counts -> same decision: the release's labels equal predict() on its counts."""
+        rel = rp_predict_release(disc_apply, _CENTERS, sigma=0.8, n=200, alpha=1e-3,
+                                 num_classes=4)
+        x = jnp.array([[0.0, 0.0], [0.9, 0.0], [1.5, 1.5], [3.0, 3.0], [8.0, 8.0]])
+        key = jax.random.key(4)
+        labels = np.asarray(jax.jit(rel.fn)(x, key))
+        counts = np.asarray(rpjax.sample_counts(disc_apply, _CENTERS, x, key, sigma=0.8, n=200,
+                                                num_classes=4))
+        top = np.sort(counts, axis=1)[:, ::-1]
+        passes = stats.binomial_test_pvalue(top[:, 0], top[:, 0] + top[:, 1]) <= 1e-3
+        np.testing.assert_array_equal(labels, np.where(passes, counts.argmax(1), -1))
+        self.assertIn(-1, labels.tolist())  # the boundary point abstains
+        self.assertEqual(labels[4], 3)
+
+    def test_always_label_never_abstains(self):
+        rel = rp_always_release(disc_apply, _CENTERS, sigma=2.0, n=20, num_classes=4)
+        labels = np.asarray(rel.fn(jnp.zeros((50, 2)) + 0.95, jax.random.key(0)))
+        self.assertNotIn(-1, labels.tolist())
+
+
+class BrepTest(parameterized.TestCase):
+    def test_walks_into_the_class_and_grows_its_radius(self):
+        """Toy 2-D: the class region is the disc of radius 0.5 around 0 in latent space."""
+        config = BrepConfig(r0=0.05, max_iters=60, init_candidates=4000)
+        res = brep_mi(base_release(disc_apply, _CENTERS), lambda z: 2.0 * z, jnp.array([0]), 0,
+                      config, latent_dim=2)
+        self.assertTrue(res.found[0])
+        start, end = np.linalg.norm(res.initial[0]), np.linalg.norm(res.latents[0])
+        self.assertLess(end, start)  # away from the boundary, towards the class's interior
+        self.assertLess(end, 0.25)
+        self.assertGreater(res.radius[0], 0.05 * 1.3**3)  # grew by 1.3 several times
+        grown = np.log(res.radius[0] / 0.05) / np.log(1.3)
+        np.testing.assert_allclose(grown, np.round(grown), atol=1e-4)  # in steps of 1.3
+        self.assertEqual(res.iterations[0], 60)
+        self.assertEqual(res.queries[0], 4000 + 60 * 33)
+
+    def test_patience_stops_and_unfound_targets_do_not_move(self):
+        config = BrepConfig(r0=5.0, max_iters=50, patience=4, init_candidates=500)
+        # decode = identity: the latent box [-1.5, 1.5]^2 holds class 0's disc but no point of
+        # class 1's (centred at (3, 3))
+        res = brep_mi(base_release(disc_apply, _CENTERS), lambda z: z,
+                      jnp.array([0, 1]), 1, config, latent_dim=2)
+        self.assertTrue(res.found[0])
+        self.assertFalse(res.found[1])
+        self.assertEqual(res.iterations[1], 0)
+        # r0 = 5: every sphere point clips to the box's edge, outside the disc, so the radius
+        # never grows and patience ends the walk after exactly 4 iterations
+        self.assertEqual(res.iterations[0], 4)
+
+    def test_queries_and_forward_passes_scale_with_n(self):
+        config = BrepConfig(r0=0.05, max_iters=5, init_candidates=200)
+        out = {}
+        for n in (10, 40):
+            rel = rp_always_release(disc_apply, _CENTERS, sigma=0.05, n=n, num_classes=4)
+            out[n] = brep_mi(rel, lambda z: 2.0 * z, jnp.array([0]), 0, config, latent_dim=2)
+        np.testing.assert_array_equal(out[10].queries, out[40].queries)
+        np.testing.assert_allclose(out[40].forward_passes, 4 * out[10].forward_passes)
+
+    def test_bad_config(self):
+        with pytest.raises(ValueError, match="growth"):
+            BrepConfig(growth=1.0)
+        with pytest.raises(ValueError, match="inside_fraction"):
+            BrepConfig(inside_fraction=1.5)
+
+
+class MetricsTest(parameterized.TestCase):
+    def test_attack_success_by_hand(self):
+        logits = np.array([[5.0, 1.0, 0.0], [0.0, 1.0, 2.0], [1.0, 3.0, 2.0]])
+        ev = lambda x: jnp.asarray(logits)  # noqa: E731
+        out = metrics.attack_success(ev, np.zeros((3, 1)), np.array([0, 1, 2]))
+        np.testing.assert_array_equal(out["top1"], [True, False, False])
+        np.testing.assert_array_equal(out["top5"], [True, True, True])
+        np.testing.assert_array_equal(
+            metrics.top_k_hits(logits, np.array([0, 1, 2]), 2), [True, True, True])
+        np.testing.assert_array_equal(
+            metrics.top_k_hits(logits, np.array([2, 0, 0]), 2), [False, False, False])
+        valid = metrics.attack_success(ev, np.zeros((3, 1)), np.array([0, 1, 2]),
+                                       valid=[False, True, True])
+        np.testing.assert_array_equal(valid["top1"], [False, False, False])
+
+    def test_nearest_private_distance(self):
+        feats = lambda x: jnp.asarray(x)  # noqa: E731
+        private = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 3.0]])
+        d = metrics.nearest_private_distance(feats, np.array([[1.0, 0.0], [9.0, 0.0]]),
+                                             np.array([0, 1]), private, np.array([0, 1, 0]))
+        np.testing.assert_allclose(d, [1.0, 1.0])
+
+    def test_release_utility(self):
+        out = metrics.release_utility([0, -1, 1, 2], [0, 1, 1, 1],
+                                      confidence=[0.9, 0.2, 0.8, 0.1])
+        self.assertEqual(out["accuracy"], 0.5)
+        self.assertEqual(out["abstain_rate"], 0.25)
+        self.assertAlmostEqual(out["accuracy_released"], 2 / 3)
+        self.assertEqual(out["paper_accuracy"], 1.0)  # images 0 (class 0) and 2 (class 1)
