@@ -1,0 +1,1 @@
+"""Model-inversion attacks (label-only BREP-MI, white-box MI-Face) and their metrics."""
