@@ -191,13 +191,16 @@ def resolve_chunk_size(chunk_size: int | None, n: int, batch: int, input_size: i
                        num_devices: int = 1) -> int:
     """The noisy copies per input per step that `sample_counts` uses.
 
-    `None` picks about 2M noise values per step (at most 4096 copies per input), and no
-    device gets more than its share of `n`.
+    `None` picks about 2M noise values per step (at most 4096 copies per input); either way
+    the chunk is then evened out over the steps each device needs (e.g. n = 10 with a chunk
+    of 8 runs 2 steps of 5, not 16 samples of which 6 are masked). Counts never depend on it.
     """
     if chunk_size is None:
         chunk_size = _TARGET_ELEMENTS_PER_STEP // max(1, batch * input_size)
         chunk_size = min(_MAX_AUTO_CHUNK, max(8, chunk_size))
-    return max(1, min(chunk_size, -(-n // num_devices)))
+    per_device = -(-n // num_devices)
+    steps = -(-per_device // max(1, min(chunk_size, per_device)))
+    return -(-per_device // steps)
 
 
 def sample_counts(

@@ -275,7 +275,10 @@ def _mi_face_record(mi_face, apply_fn, params, sigma, n, seed, decode, evaluator
     res = mi_face.mi_face_latent(apply_fn, params, targets, seed, cfg, decode=decode, z_init=z0)
     images = decode(jnp.asarray(res.latents))
     final = metrics.attack_success(evaluator, images, targets)
+    start = metrics.attack_success(evaluator, decode(z0), targets)
     return {"asr": float(final["top1"].mean()), "asr_top5": float(final["top5"].mean()),
+            "asr_initial": float(start["top1"].mean()), "initial_found": len(targets),
+            "queries": float(np.mean(res.iterations + 1)),
             "forward_passes": float(np.mean(res.forward_passes)), "images": np.asarray(images),
             "success": final["top1"]}
 
