@@ -45,7 +45,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     elif args.experiment == "inversion":
         kw = dict(cache_dir=cache)
         if args.augment:
-            kw["augmented_target_sigma"] = 0.1
+            kw["augment_at_sigma"] = True
         preset = (inversion.InversionConfig.quick if args.quick else
                   inversion.InversionConfig.full if args.full else inversion.InversionConfig)
         result = inversion.run(preset(**kw), progress=not args.no_progress)
@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-cache", action="store_true", help="always retrain")
     rep.add_argument("--augment", action="store_true",
                      help="rap: smooth base models trained with Gaussian augmentation at each "
-                          "sigma; inversion: also attack a target trained with augmentation at "
-                          "sigma 0.1 (default: smooth the undefended base model, as the paper)")
+                          "sigma (default: smooth the undefended base model, as the paper); "
+                          "inversion: also attack augmented targets in --quick (the default "
+                          "and --full runs always do)")
     rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
     rep.set_defaults(func=_reproduce)
     return parser

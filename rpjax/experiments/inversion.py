@@ -46,8 +46,9 @@ class InversionConfig:
       target_channels, target_dense, target_steps: the target CNN and its training.
       evaluator_channels, evaluator_dense, evaluator_steps, evaluator_noise: the evaluation
         classifier (wider, another seed, Gaussian augmentation of this std in pixels).
-      augmented_target_sigma: if set, also attack a target trained with Gaussian augmentation
-        at this sigma (pixels).
+      augment_at_sigma: also attack, at each RP sigma, a target trained with Gaussian noise
+        augmentation at that sigma (records under `rp_augmented`); the paper smooths the
+        undefended target (records under `rp`).
       prior_k: principal directions of the PCA prior.
       sigmas: RP noise stds (pixels); ns: samples per query; alpha: PREDICT's level per query
         (0.01: at n = 10 only a unanimous vote is released; at alpha = 0.001 PREDICT can never
@@ -69,7 +70,7 @@ class InversionConfig:
     evaluator_dense: int = 128
     evaluator_steps: int = 2000
     evaluator_noise: float = 0.05
-    augmented_target_sigma: float | None = None
+    augment_at_sigma: bool = True
     prior_k: int = 40
     sigmas: tuple[float, ...] = (0.03, 0.1, 0.25, 0.5, 1.0)
     ns: tuple[int, ...] = (10, 100)
@@ -97,6 +98,7 @@ class InversionConfig:
     def quick(cls, **overrides: Any) -> InversionConfig:
         """A small setting for CI and a first look (a few minutes on 2 CPU cores)."""
         base = dict(sigmas=(0.1, 0.5), ns=(10,), seeds=(0, 1, 2), target_steps=800,
+                    augment_at_sigma=False,
                     evaluator_steps=1000, brep=BrepConfig(max_iters=20, patience=10,
                                                           init_candidates=500),
                     mi_face_iters=60)
@@ -207,45 +209,54 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
         return metrics.release_utility(labels, yte, conf)
 
     settings = [(None, None)] + [(s, n) for n in config.ns for s in config.sigmas]
-    targets_to_attack = {"undefended": target}
-    if config.augmented_target_sigma is not None:
-        targets_to_attack["augmented"] = _train(
-            config, "olivetti-target-aug", config.target_channels, config.target_dense,
-            config.target_steps, config.augmented_target_sigma, xtr, ytr, config.seed)
+    jobs = [("undefended", s, n) for s, n in settings]
+    if config.augment_at_sigma:
+        jobs += [("augmented", s, n) for s, n in settings[1:]]
+    augmented: dict[float, Any] = {}
+
+    def model_for(tname, sigma):
+        if tname == "undefended":
+            return target
+        if sigma not in augmented:
+            augmented[sigma] = _train(config, "olivetti-target-aug", config.target_channels,
+                                      config.target_dense, config.target_steps, sigma, xtr,
+                                      ytr, config.seed)
+        return augmented[sigma]
+
     attacks: dict[str, Any] = {"brep_mi": {}, "mi_face": {}}
     grids: dict[str, np.ndarray] = {}
     per_identity: list[dict[str, Any]] = []
-    total = len(settings) * len(config.seeds) * len(targets_to_attack)
-    bar = tqdm(total=total, desc="attacks", unit="run", disable=not progress)
-    for tname, (apply_fn, params) in targets_to_attack.items():
-        for sigma, n in settings:
-            util = utility(apply_fn, params, sigma, n)
-            release = _release_for(apply_fn, params, sigma, n, config.alpha, num_classes)
-            brep_runs, face_runs = [], []
-            for seed in config.seeds:
-                bar.set_postfix(target=tname, sigma=sigma, n=n, seed=seed)
-                res = brep_mi(release, decode, targets, seed, config.brep,
-                              latent_dim=config.prior_k)
-                brep_runs.append(_brep_record(res, evaluator, decode, targets, config))
-                face_runs.append(_mi_face_record(mi_face, apply_fn, params, sigma, n, seed,
-                                                 decode, evaluator, targets, config))
-                bar.update(1)
-            for name, runs in (("brep_mi", brep_runs), ("mi_face", face_runs)):
-                rec = {"sigma": sigma, "n": n, "target": tname, **_aggregate(runs),
-                       "accuracy": util["accuracy"], "abstain_rate": util["abstain_rate"],
-                       "paper_accuracy": util.get("paper_accuracy")}
-                if sigma is None:
-                    attacks[name].setdefault("undefended" if tname == "undefended"
-                                             else f"undefended_{tname}", rec)
-                else:
-                    attacks[name].setdefault("rp" if tname == "undefended"
-                                             else f"rp_{tname}", []).append(rec)
-                grids[f"{name}/{tname}/sigma={sigma}/n={n}"] = runs[0]["images"]
-                success = np.mean([r["success"] for r in runs], axis=0)
-                per_identity += [
-                    {"attack": name, "target_model": tname, "sigma": sigma, "n": n,
-                     "identity": int(split.private_identities[t]), "class": int(t),
-                     "success_rate": float(success[t])} for t in targets]
+    bar = tqdm(total=len(jobs) * len(config.seeds), desc="attacks", unit="run",
+               disable=not progress)
+    for tname, sigma, n in jobs:
+        apply_fn, params = model_for(tname, sigma)
+        util = utility(apply_fn, params, sigma, n)
+        release = _release_for(apply_fn, params, sigma, n, config.alpha, num_classes)
+        brep_runs, face_runs = [], []
+        for seed in config.seeds:
+            bar.set_postfix(target=tname, sigma=sigma, n=n, seed=seed)
+            res = brep_mi(release, decode, targets, seed, config.brep,
+                          latent_dim=config.prior_k)
+            brep_runs.append(_brep_record(res, evaluator, decode, targets, config))
+            face_runs.append(_mi_face_record(mi_face, apply_fn, params, sigma, n, seed,
+                                             decode, evaluator, targets, config))
+            bar.update(1)
+        for name, runs in (("brep_mi", brep_runs), ("mi_face", face_runs)):
+            rec = {"sigma": sigma, "n": n, "target": tname, **_aggregate(runs),
+                   "accuracy": util["accuracy"], "abstain_rate": util["abstain_rate"],
+                   "paper_accuracy": util.get("paper_accuracy")}
+            if sigma is None:
+                attacks[name].setdefault("undefended" if tname == "undefended"
+                                         else f"undefended_{tname}", rec)
+            else:
+                attacks[name].setdefault("rp" if tname == "undefended"
+                                         else f"rp_{tname}", []).append(rec)
+            grids[f"{name}/{tname}/sigma={sigma}/n={n}"] = runs[0]["images"]
+            success = np.mean([r["success"] for r in runs], axis=0)
+            per_identity += [
+                {"attack": name, "target_model": tname, "sigma": sigma, "n": n,
+                 "identity": int(split.private_identities[t]), "class": int(t),
+                 "success_rate": float(success[t])} for t in targets]
     bar.close()
     base_util = utility(*target, None, None)
     return {

@@ -95,12 +95,12 @@ def plots(result: dict[str, Any], out_dir: str) -> list[str]:
     for ax, attack in zip(axes, ("brep_mi", "mi_face"), strict=True):
         a = result["attacks"][attack]
         ax.axhline(a["undefended"]["asr"], color="k", linestyle="--", label="undefended")
-        ns = sorted({r["n"] for r in a.get("rp", [])})
-        for n in ns:
-            recs = sorted((r for r in a["rp"] if r["n"] == n), key=lambda r: r["sigma"])
-            ax.errorbar([r["sigma"] for r in recs], [r["asr"] for r in recs],
-                        yerr=[r.get("asr_std", 0.0) for r in recs], marker="o", capsize=3,
-                        label=f"RP n={n}")
+        for key, style, label in (("rp", "-", "RP"), ("rp_augmented", "--", "RP, aug. target")):
+            for n in sorted({r["n"] for r in a.get(key, [])}):
+                recs = sorted((r for r in a[key] if r["n"] == n), key=lambda r: r["sigma"])
+                ax.errorbar([r["sigma"] for r in recs], [r["asr"] for r in recs],
+                            yerr=[r.get("asr_std", 0.0) for r in recs], marker="o", capsize=3,
+                            linestyle=style, label=f"{label} n={n}")
         ax.axhline(result["chance_asr"], color="gray", linestyle=":", label="chance")
         ax.set_xscale("log")
         ax.set_xlabel("sigma (pixels)")
