@@ -36,5 +36,8 @@ def test_reproduce_inversion_quick(tmp_path):
     low, high = sorted(s["attacks"]["brep_mi"]["rp"], key=lambda r: r["sigma"])
     assert high["asr"] <= low["asr"] and high["accuracy"] <= low["accuracy"]
     assert "73%" in (out / "report.md").read_text()
+    px = s["attacks"]["mi_face_pixels"]["undefended"]
+    assert {"asr", "asr_projected", "distance", "distance_projected"} <= set(px)
+    assert all(r["distance"] > 0 for r in s["attacks"]["brep_mi"]["rp"])
     rows = (out / "identities.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 3 * 20  # (brep, mi_face) x (none + 2 RP) x 20 identities

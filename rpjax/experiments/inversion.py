@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -134,6 +134,27 @@ def _train(config, name, channels, dense, steps, noise, x, y, seed):
     return apply_fn, params
 
 
+class _Judge(NamedTuple):
+    """The evaluation classifier and the private images the reconstructions are judged by."""
+
+    logits: Any
+    features: Any
+    private_x: np.ndarray
+    private_y: np.ndarray
+
+    def score(self, images, targets, valid=None) -> dict[str, np.ndarray]:
+        out = metrics.attack_success(self.logits, images, targets, valid=valid)
+        out["distance"] = metrics.nearest_private_distance(
+            self.features, images, targets, self.private_x, self.private_y)
+        return out
+
+
+def _features_fn(config, channels, dense, params):
+    graphdef = nnx.split(FaceCNN(config.num_private, channels=channels, dense=dense,
+                                 image_size=config.image_size, rngs=nnx.Rngs(0)))[0]
+    return jax.jit(lambda x: nnx.merge(graphdef, params).features(x))
+
+
 def _release_for(apply_fn, params, sigma, n, alpha, num_classes):
     if sigma is None:
         return base_release(apply_fn, params)
@@ -141,13 +162,14 @@ def _release_for(apply_fn, params, sigma, n, alpha, num_classes):
                               num_classes=num_classes)
 
 
-def _brep_record(res, evaluator, decode, targets, config):
+def _brep_record(res, judge, decode, targets, config):
     images = decode(jnp.asarray(res.latents))
-    final = metrics.attack_success(evaluator, images, targets, valid=res.found)
-    initial = metrics.attack_success(evaluator, decode(jnp.asarray(res.initial)), targets,
+    final = judge.score(images, targets, valid=res.found)
+    initial = metrics.attack_success(judge.logits, decode(jnp.asarray(res.initial)), targets,
                                      valid=res.found)
     found = res.found
     return {
+        "distance": float(np.mean(final["distance"])),
         "asr": float(final["top1"].mean()),
         "asr_top5": float(final["top5"].mean()),
         "asr_initial": float(initial["top1"].mean()),
@@ -194,6 +216,8 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
                               config.evaluator_dense, config.evaluator_steps,
                               config.evaluator_noise, xtr, ytr, config.seed + 1000)
     evaluator = jax.jit(lambda x: ev_fn(ev_params, x))
+    judge = _Judge(evaluator, _features_fn(config, config.evaluator_channels,
+                                           config.evaluator_dense, ev_params), xtr, ytr)
     prior = prior_lib.fit_pca_prior(images[split.public_idx], config.prior_k)
     decode = jax.jit(lambda z: prior_lib.decode(prior, z))
     targets = np.arange(num_classes)
@@ -237,9 +261,9 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
             bar.set_postfix(target=tname, sigma=sigma, n=n, seed=seed)
             res = brep_mi(release, decode, targets, seed, config.brep,
                           latent_dim=config.prior_k)
-            brep_runs.append(_brep_record(res, evaluator, decode, targets, config))
+            brep_runs.append(_brep_record(res, judge, decode, targets, config))
             face_runs.append(_mi_face_record(mi_face, apply_fn, params, sigma, n, seed,
-                                             decode, evaluator, targets, config))
+                                             decode, judge, targets, config))
             bar.update(1)
         for name, runs in (("brep_mi", brep_runs), ("mi_face", face_runs)):
             rec = {"sigma": sigma, "n": n, "target": tname, **_aggregate(runs),
@@ -258,6 +282,8 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
                  "identity": int(split.private_identities[t]), "class": int(t),
                  "success_rate": float(success[t])} for t in targets]
     bar.close()
+    attacks["mi_face_pixels"] = {"undefended": _mi_face_pixels(
+        mi_face, target, prior, judge, targets, config)}
     base_util = utility(*target, None, None)
     return {
         "experiment": "inversion",
@@ -278,20 +304,41 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
     }
 
 
-def _mi_face_record(mi_face, apply_fn, params, sigma, n, seed, decode, evaluator, targets,
+def _mi_face_record(mi_face, apply_fn, params, sigma, n, seed, decode, judge, targets,
                     config):
     cfg = mi_face.MIFaceConfig(max_iters=config.mi_face_iters, lr=config.mi_face_lr,
                                sigma=sigma, m=n if n else 1, latent_clip=config.brep.latent_clip)
     z0 = jnp.zeros((len(targets), config.prior_k))
     res = mi_face.mi_face_latent(apply_fn, params, targets, seed, cfg, decode=decode, z_init=z0)
     images = decode(jnp.asarray(res.latents))
-    final = metrics.attack_success(evaluator, images, targets)
-    start = metrics.attack_success(evaluator, decode(z0), targets)
+    final = judge.score(images, targets)
+    start = metrics.attack_success(judge.logits, decode(z0), targets)
     return {"asr": float(final["top1"].mean()), "asr_top5": float(final["top5"].mean()),
+            "distance": float(np.mean(final["distance"])),
             "asr_initial": float(start["top1"].mean()), "initial_found": len(targets),
             "queries": float(np.mean(res.iterations + 1)),
             "forward_passes": float(np.mean(res.forward_passes)), "images": np.asarray(images),
             "success": final["top1"]}
+
+
+def _mi_face_pixels(mi_face, target, prior, judge, targets, config):
+    """Pixel-space MI-Face on the undefended target, judged raw and projected on the prior."""
+    cfg = mi_face.MIFaceConfig(max_iters=config.mi_face_iters, lr=config.mi_face_lr)
+    start = jnp.broadcast_to(prior_lib.decode(prior, jnp.zeros(config.prior_k)),
+                             (len(targets), *prior.image_shape))
+    runs = []
+    for seed in config.seeds:
+        res = mi_face.mi_face_pixels(*target, targets, seed, cfg, init=start)
+        raw = judge.score(res.images, targets)
+        projected = judge.score(prior_lib.decode(prior, prior_lib.encode(prior, res.images)),
+                                targets)
+        runs.append({"asr": float(raw["top1"].mean()),
+                     "asr_projected": float(projected["top1"].mean()),
+                     "distance": float(raw["distance"].mean()),
+                     "distance_projected": float(projected["distance"].mean())})
+    out = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+    out["asr_std"] = float(np.std([r["asr"] for r in runs]))
+    return out
 
 
 def _config_dict(config: InversionConfig) -> dict[str, Any]:
