@@ -76,7 +76,7 @@ class InversionConfig:
     ns: tuple[int, ...] = (10, 100)
     alpha: float = 0.01
     seeds: tuple[int, ...] = (0, 1, 2)
-    brep: BrepConfig = BrepConfig(max_iters=60, patience=30, init_candidates=1000)
+    brep: BrepConfig = BrepConfig(max_iters=40, patience=20, init_candidates=1000)
     mi_face_iters: int = 200
     mi_face_lr: float = 0.1
     seed: int = 0
