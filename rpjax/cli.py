@@ -43,7 +43,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(rap_outputs.markdown(result))
         print(f"\n{result['seconds']:.1f} s; wrote " + ", ".join(paths.values()))
     elif args.experiment == "inversion":
-        kw = dict(cache_dir=cache)
+        kw = dict(cache_dir=cache, prior=args.prior)
         if args.augment:
             kw["augment_at_sigma"] = True
         preset = (inversion.InversionConfig.quick if args.quick else
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "sigma (default: smooth the undefended base model, as the paper); "
                           "inversion: also attack augmented targets in --quick (the default "
                           "and --full runs always do)")
+    rep.add_argument("--prior", choices=["pca", "vae"], default="pca",
+                     help="inversion: the attacker's generator prior (default pca)")
     rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
     rep.set_defaults(func=_reproduce)
     return parser

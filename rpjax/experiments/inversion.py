@@ -49,7 +49,8 @@ class InversionConfig:
       augment_at_sigma: also attack, at each RP sigma, a target trained with Gaussian noise
         augmentation at that sigma (records under `rp_augmented`); the paper smooths the
         undefended target (records under `rp`).
-      prior_k: principal directions of the PCA prior.
+      prior_k: latent dimension of the prior (principal directions of the PCA prior).
+      prior: "pca" (fast default) or "vae" (a learned dense VAE decoder, Gaussian latent).
       sigmas: RP noise stds (pixels); ns: samples per query; alpha: PREDICT's level per query
         (0.01: at n = 10 only a unanimous vote is released; at alpha = 0.001 PREDICT can never
         answer with n = 10, see `rpjax.stats.min_samples_predict`).
@@ -76,6 +77,7 @@ class InversionConfig:
     evaluator_noise: float = 0.05
     augment_at_sigma: bool = True
     prior_k: int = 40
+    prior: str = "pca"
     sigmas: tuple[float, ...] = (0.03, 0.1, 0.25, 0.5, 1.0)
     ns: tuple[int, ...] = (10, 100)
     alpha: float = 0.01
@@ -98,6 +100,8 @@ class InversionConfig:
         _validate.open_unit_interval("alpha", self.alpha)
         if not self.seeds:
             raise ValueError("seeds must be non-empty.")
+        if self.prior not in ("pca", "vae"):
+            raise ValueError(f"prior must be 'pca' or 'vae', got prior={self.prior!r}.")
 
     @classmethod
     def quick(cls, **overrides: Any) -> InversionConfig:
@@ -223,7 +227,9 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
     evaluator = jax.jit(lambda x: ev_fn(ev_params, x))
     judge = _Judge(evaluator, _features_fn(config, config.evaluator_channels,
                                            config.evaluator_dense, ev_params), xtr, ytr)
-    prior = prior_lib.fit_pca_prior(images[split.public_idx], config.prior_k)
+    public = images[split.public_idx]
+    prior = (prior_lib.fit_pca_prior(public, config.prior_k) if config.prior == "pca" else
+             prior_lib.fit_vae_prior(public, config.prior_k, config.seed))
     decode = jax.jit(lambda z: prior_lib.decode(prior, z))
     targets = np.arange(num_classes)
 
