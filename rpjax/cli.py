@@ -32,26 +32,17 @@ def _certify_demo(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from rpjax.experiments import inversion, inversion_outputs, rap, rap_outputs
+    from rpjax.experiments import reproduce
 
+    if args.quick and args.full:
+        raise ValueError("give at most one of --quick and --full.")
     cache = None if args.no_cache else (args.cache_dir or os.path.join(args.out, "cache"))
-    if args.experiment == "rap":
-        kw = dict(cache_dir=cache, augment_at_sigma=args.augment)
-        config = rap.RapConfig.quick(**kw) if args.quick else rap.RapConfig(**kw)
-        result = rap.run(config, progress=not args.no_progress)
-        paths = rap_outputs.write(result, os.path.join(args.out, "rap"))
-        print(rap_outputs.markdown(result))
-        print(f"\n{result['seconds']:.1f} s; wrote " + ", ".join(paths.values()))
-    elif args.experiment == "inversion":
-        kw = dict(cache_dir=cache, prior=args.prior)
-        if args.augment:
-            kw["augment_at_sigma"] = True
-        preset = (inversion.InversionConfig.quick if args.quick else
-                  inversion.InversionConfig.full if args.full else inversion.InversionConfig)
-        result = inversion.run(preset(**kw), progress=not args.no_progress)
-        paths = inversion_outputs.write(result, os.path.join(args.out, "inversion"))
-        print(inversion_outputs.markdown(result))
-        print(f"\n{result['seconds']:.1f} s; wrote " + ", ".join(paths.values()))
+    preset = "quick" if args.quick else "full" if args.full else "default"
+    summary = reproduce.reproduce([args.experiment], preset=preset, out=args.out,
+                                  cache_dir=cache, augment=args.augment, prior=args.prior,
+                                  progress=not args.no_progress)
+    print(f"{summary['seconds']['total']:.1f} s in all; wrote "
+          f"{os.path.join(args.out, 'report.md')} and {os.path.join(args.out, 'summary.json')}")
     return 0
 
 
@@ -77,14 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser(
         "reproduce", help="run the paper's experiments on the bundled data",
-        description="Run an experiment of the paper and write JSON, CSV, Markdown and plots "
+        description="Run the paper's experiments on the bundled data; write OUT/report.md, "
+                    "OUT/summary.json, and each experiment's JSON, CSV, Markdown and plots "
                     "under OUT/<experiment>/.")
-    rep.add_argument("experiment", nargs="?", default="rap", choices=["rap", "inversion"],
-                     help="which experiment (default: rap)")
+    rep.add_argument("experiment", nargs="?", default="all",
+                     choices=["all", "rap", "inversion", "frontier", "distillation"],
+                     help="which experiment (default: all; frontier reuses inversion's sweep "
+                          "when run together, else runs it first)")
     rep.add_argument("--quick", action="store_true",
-                     help="small setting (minutes on 2 CPU cores)")
+                     help="small settings (all: under 10 minutes on 2 CPU cores)")
     rep.add_argument("--full", action="store_true",
-                     help="inversion: the paper's attack budget at 64x64 (for GPU hosts)")
+                     help="the paper's attack budget at 64x64 (for GPU hosts)")
     rep.add_argument("--out", default="rpjax-out", help="output directory (default rpjax-out)")
     rep.add_argument("--cache-dir", default=None,
                      help="trained-model cache (default OUT/cache)")

@@ -76,6 +76,7 @@ class InversionConfig:
     evaluator_steps: int = 2000
     evaluator_noise: float = 0.05
     augment_at_sigma: bool = True
+    augment_ns: tuple[int, ...] | None = (10,)
     prior_k: int = 40
     prior: str = "pca"
     sigmas: tuple[float, ...] = (0.03, 0.1, 0.25, 0.5, 1.0)
@@ -97,6 +98,8 @@ class InversionConfig:
             _validate.positive("sigmas", s)
         for n in self.ns:
             _validate.integer("ns", n, minimum=1)
+        for n in self.augment_ns or ():
+            _validate.integer("augment_ns", n, minimum=1)
         _validate.open_unit_interval("alpha", self.alpha)
         if not self.seeds:
             raise ValueError("seeds must be non-empty.")
@@ -116,7 +119,7 @@ class InversionConfig:
     @classmethod
     def full(cls, **overrides: Any) -> InversionConfig:
         """The paper's attack budget at the bundled resolution (for GPU users)."""
-        base = dict(image_size=64, ns=(10, 100, 1000), seeds=(0, 1, 2, 3, 4),
+        base = dict(image_size=64, ns=(10, 100, 1000), seeds=(0, 1, 2, 3, 4), augment_ns=None,
                     brep=BrepConfig(max_iters=5000, patience=1000, init_candidates=5000),
                     mi_face_iters=1500)
         return cls(**{**base, **overrides})
@@ -190,7 +193,7 @@ def _brep_record(res, judge, decode, targets, config):
     }
 
 
-def _aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
+def aggregate_runs(records: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("asr", "asr_top5", "asr_initial", "initial_found", "asr_among_found", "queries",
             "forward_passes", "distance")
     out: dict[str, Any] = {}
@@ -204,13 +207,63 @@ def _aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -> dict[str, Any]:
-    """Trains the models, runs both attacks over the sweep; returns the summary dict."""
-    from tqdm.auto import tqdm
+class Context(NamedTuple):
+    """Everything the attacks need, built once per configuration by `prepare`."""
 
-    from rpjax.attacks import mi_face
+    config: InversionConfig
+    split: olivetti.FaceSplit
+    xtr: np.ndarray
+    ytr: np.ndarray
+    xte: np.ndarray
+    yte: np.ndarray
+    target: tuple[Any, Any]  # (apply_fn, params) of the undefended target
+    evaluator: Any  # jitted x -> logits of the evaluation classifier
+    judge: _Judge
+    prior: Any
+    decode: Any  # jitted z [b, k] -> images
+    targets: np.ndarray  # [T] the attacked classes
 
-    t0 = time.perf_counter()
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_private
+
+    def train_target(self, name: str, noise: float = 0.0) -> tuple[Any, Any]:
+        """A target-architecture model trained on the private images (cached)."""
+        c = self.config
+        return _train(c, name, c.target_channels, c.target_dense, c.target_steps, noise,
+                      self.xtr, self.ytr, c.seed)
+
+    def utility(self, apply_fn, params, labels=None) -> dict[str, Any]:
+        """Held-out accuracy (and the paper's metric) of released `labels` (default: the
+        base argmax); the confidence ranking is always the base model's."""
+        probs = jax.nn.softmax(jax.jit(apply_fn)(params, jnp.asarray(self.xte)))
+        conf = np.asarray(probs)[np.arange(len(self.yte)), self.yte]
+        if labels is None:
+            labels = np.asarray(jnp.argmax(probs, axis=-1))
+        return metrics.release_utility(labels, self.yte, conf)
+
+    def release_utility(self, apply_fn, params, release, key: int) -> dict[str, Any]:
+        """Utility of a `LabelRelease` queried once on every held-out image."""
+        labels = jax.jit(release.fn)(jnp.asarray(self.xte), jax.random.key(key))
+        return self.utility(apply_fn, params, np.asarray(labels))
+
+    def brep(self, release, seeds) -> list[dict[str, Any]]:
+        """BREP-MI against `release`, one record per attack seed."""
+        c = self.config
+        return [_brep_record(brep_mi(release, self.decode, self.targets, seed, c.brep,
+                                     latent_dim=c.prior_k), self.judge, self.decode,
+                             self.targets, c) for seed in seeds]
+
+    def mi_face(self, apply_fn, params, sigma, seed) -> dict[str, Any]:
+        """MI-Face in the prior's latent space against the model (smoothed when sigma)."""
+        from rpjax.attacks import mi_face
+        return _mi_face_record(mi_face, apply_fn, params, sigma, seed, self.decode, self.judge,
+                               self.targets, self.config)
+
+
+def prepare(config: InversionConfig = InversionConfig()) -> Context:
+    """Loads and splits the faces, trains (or loads) the target and the evaluator, fits the
+    attacker's prior on the public identities."""
     data = olivetti.load_olivetti()
     images = _pool(data.images, config.image_size)
     split = olivetti.split_identities(data.labels, num_private=config.num_private,
@@ -218,7 +271,6 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
     y = split.relabel[data.labels]
     xtr, ytr = images[split.train_idx], y[split.train_idx]
     xte, yte = images[split.test_idx], y[split.test_idx]
-    num_classes = config.num_private
     target = _train(config, "olivetti-target", config.target_channels, config.target_dense,
                     config.target_steps, 0.0, xtr, ytr, config.seed)
     ev_fn, ev_params = _train(config, "olivetti-evaluator", config.evaluator_channels,
@@ -231,31 +283,46 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
     prior = (prior_lib.fit_pca_prior(public, config.prior_k) if config.prior == "pca" else
              prior_lib.fit_vae_prior(public, config.prior_k, config.seed))
     decode = jax.jit(lambda z: prior_lib.decode(prior, z))
-    targets = np.arange(num_classes)
+    return Context(config, split, xtr, ytr, xte, yte, target, evaluator, judge, prior, decode,
+                   np.arange(config.num_private))
+
+
+def public_images(ctx: Context) -> np.ndarray:
+    """The public identities' images at the experiment's resolution (the attacker's data)."""
+    data = olivetti.load_olivetti()
+    return _pool(data.images, ctx.config.image_size)[ctx.split.public_idx]
+
+
+def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -> dict[str, Any]:
+    """Trains the models, runs both attacks over the sweep; returns the summary dict."""
+    from tqdm.auto import tqdm
+
+    from rpjax.attacks import mi_face
+
+    t0 = time.perf_counter()
+    ctx = prepare(config)
+    split, xte, yte, target = ctx.split, ctx.xte, ctx.yte, ctx.target
+    evaluator, judge, prior, decode = ctx.evaluator, ctx.judge, ctx.prior, ctx.decode
+    num_classes, targets = ctx.num_classes, ctx.targets
 
     def utility(apply_fn, params, sigma, n):
-        probs = jax.nn.softmax(jax.jit(apply_fn)(params, jnp.asarray(xte)))
-        conf = np.asarray(probs)[np.arange(len(yte)), yte]
-        if sigma is None:
-            labels = np.asarray(jnp.argmax(probs, axis=-1))
-        else:
-            labels = predict(apply_fn, params, xte, config.seed, sigma=sigma, n=n,
-                             alpha=config.alpha, num_classes=num_classes)
-        return metrics.release_utility(labels, yte, conf)
+        labels = None if sigma is None else predict(
+            apply_fn, params, xte, config.seed, sigma=sigma, n=n, alpha=config.alpha,
+            num_classes=num_classes)
+        return ctx.utility(apply_fn, params, labels)
 
     settings = [(None, None)] + [(s, n) for n in config.ns for s in config.sigmas]
     jobs = [("undefended", s, n) for s, n in settings]
     if config.augment_at_sigma:
-        jobs += [("augmented", s, n) for s, n in settings[1:]]
+        aug_ns = config.ns if config.augment_ns is None else config.augment_ns
+        jobs += [("augmented", s, n) for s, n in settings[1:] if n in aug_ns]
     augmented: dict[float, Any] = {}
 
     def model_for(tname, sigma):
         if tname == "undefended":
             return target
         if sigma not in augmented:
-            augmented[sigma] = _train(config, "olivetti-target-aug", config.target_channels,
-                                      config.target_dense, config.target_steps, sigma, xtr,
-                                      ytr, config.seed)
+            augmented[sigma] = ctx.train_target("olivetti-target-aug", sigma)
         return augmented[sigma]
 
     attacks: dict[str, Any] = {"brep_mi": {}, "mi_face": {}}
@@ -265,6 +332,7 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
     bar = tqdm(total=len(jobs) * len(config.seeds), desc="attacks", unit="run",
                disable=not progress)
     for tname, sigma, n in jobs:
+        t_job = time.perf_counter()
         apply_fn, params = model_for(tname, sigma)
         util = utility(apply_fn, params, sigma, n)
         release = _release_for(apply_fn, params, sigma, n, config.alpha, num_classes)
@@ -281,9 +349,10 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
             face_runs.append(face_cache[face_key])
             bar.update(1)
         for name, runs in (("brep_mi", brep_runs), ("mi_face", face_runs)):
-            rec = {"sigma": sigma, "n": n, "target": tname, **_aggregate(runs),
+            rec = {"sigma": sigma, "n": n, "target": tname, **aggregate_runs(runs),
                    "accuracy": util["accuracy"], "abstain_rate": util["abstain_rate"],
-                   "paper_accuracy": util.get("paper_accuracy")}
+                   "paper_accuracy": util.get("paper_accuracy"),
+                   "seconds": time.perf_counter() - t_job}
             if sigma is None:
                 attacks[name].setdefault("undefended" if tname == "undefended"
                                          else f"undefended_{tname}", rec)
@@ -302,7 +371,7 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
     base_util = utility(*target, None, None)
     return {
         "experiment": "inversion",
-        "config": _config_dict(config),
+        "config": config_dict(config),
         "num_identities": num_classes,
         "target_accuracy": base_util["accuracy"],
         "target_paper_accuracy": base_util.get("paper_accuracy"),
@@ -356,7 +425,7 @@ def _mi_face_pixels(mi_face, target, prior, judge, targets, config):
     return out
 
 
-def _config_dict(config: InversionConfig) -> dict[str, Any]:
+def config_dict(config: InversionConfig) -> dict[str, Any]:
     out = dataclasses.asdict(config)
     out["brep"] = dataclasses.asdict(config.brep)
     return out
