@@ -12,7 +12,8 @@ from typing import Any
 import jax
 import numpy as np
 
-_PACKAGES = ("rpjax", "jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy")
+_PACKAGES = ("rpjax", "jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy",
+             "dp-accounting", "jax-privacy", "orbax-checkpoint")
 
 
 def versions() -> dict[str, Any]:

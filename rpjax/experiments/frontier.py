@@ -51,7 +51,9 @@ class FrontierConfig:
       epsilons: DP-SGD targets (accountant epsilons at `delta`).
       delta: DP delta.
       dpsgd_steps, dpsgd_batch, dpsgd_clip, dpsgd_lr: DP-SGD training (Poisson sampling with
-        this expected batch size; per-example clip norm; Adam learning rate).
+        this expected batch size; per-example clip norm; Adam learning rate). Tuned on this
+        data (140 private training images): at epsilon 64, 400 steps of expected batch 64 at
+        lr 1e-2 reached 0.70 held-out accuracy against 0.57-0.65 for 600-1500 steps of 32.
       accountant: "rdp" or "pld" (dp_accounting).
       rr_keep: randomized response: probabilities of keeping the label.
       abstain_q: random abstention probabilities.
@@ -62,10 +64,10 @@ class FrontierConfig:
     inversion: inversion.InversionConfig = inversion.InversionConfig()
     epsilons: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
     delta: float = 1e-5
-    dpsgd_steps: int = 1500
-    dpsgd_batch: int = 32
+    dpsgd_steps: int = 400
+    dpsgd_batch: int = 64
     dpsgd_clip: float = 1.0
-    dpsgd_lr: float = 1e-3
+    dpsgd_lr: float = 1e-2
     accountant: str = "rdp"
     rr_keep: tuple[float, ...] = (0.9, 0.7, 0.5, 0.3)
     abstain_q: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
@@ -86,7 +88,7 @@ class FrontierConfig:
     def quick(cls, **overrides: Any) -> FrontierConfig:
         """A small setting for CI and a first look (a few minutes on 2 CPU cores)."""
         base = dict(inversion=inversion.InversionConfig.quick(), epsilons=(4.0, 64.0),
-                    dpsgd_steps=600, rr_keep=(0.5,), abstain_q=(0.5,), output_noise=(3.0,))
+                    rr_keep=(0.5,), abstain_q=(0.5,), output_noise=(3.0,))
         return cls(**{**base, **overrides})
 
 

@@ -1,0 +1,137 @@
+"""`rpjax reproduce all --quick` end to end: every experiment's outputs, the report, the
+summary's stable keys. One run (a few minutes) feeds all the checks."""
+
+import json
+import os
+
+import pytest
+
+from rpjax import cli
+
+CHANCE = 1 / 20
+
+
+def _check_rap(out, summary):
+    for name in ("summary.json", "people.csv", "report.md", "figure1_bmi_histogram.png",
+                 "interval_lengths.png"):
+        assert (out / name).stat().st_size > 0, name
+    own = json.loads((out / "summary.json").read_text())
+    for key in ("accuracy", "median_interval_bmi"):
+        assert key in own["base"]
+    stable = ("accuracy", "abstain_rate", "mean_radius_std", "mean_radius_bmi",
+              "median_interval_bmi", "median_not_excluded_bmi", "median_ape_interval_bmi")
+    for sigma in ("1.0", "2.0", "3.0"):
+        for key in stable:
+            assert key in own["rp"][sigma], (sigma, key)
+        for n in ("100", "1000"):
+            assert set(stable) <= set(own["rp_by_n"][n][sigma])
+        rec = own["rp"][sigma]
+        assert abs(rec["mean_radius_bmi"] - rec["mean_radius_std"] * 6.0959) < 1e-2
+        assert 0 <= rec["abstain_rate"] <= 1
+    assert own["config"]["sigmas"] == [1.0, 2.0, 3.0]
+    assert "29.96" in (out / "report.md").read_text()
+    rows = (out / "people.csv").read_text().splitlines()
+    assert len(rows) == 1 + own["num_people"] * 7  # base + 3 sigmas x 2 ns
+    assert summary["rap"]["rp"]["1.0"] == own["rp"]["1.0"]
+
+
+def _check_inversion(out, summary):
+    for name in ("summary.json", "identities.csv", "report.md", "asr_vs_sigma.png",
+                 "grid_brep_mi.png", "grid_mi_face.png"):
+        assert (out / name).stat().st_size > 0, name
+    s = json.loads((out / "summary.json").read_text())
+    assert s["num_identities"] == 20
+    assert s["target_accuracy"] >= 0.85
+    assert s["evaluator_accuracy"] >= 0.85
+    for attack in ("brep_mi", "mi_face"):
+        a = s["attacks"][attack]
+        assert a["undefended"]["asr"] > s["chance_asr"]  # clearly above chance
+        assert len(a["rp"]) == 2  # quick: sigma in {0.1, 0.5} x n = 10
+        for rec in a["rp"]:
+            for key in ("sigma", "n", "asr", "asr_std", "accuracy", "abstain_rate",
+                        "forward_passes", "seconds"):
+                assert key in rec, (attack, key)
+            assert len(rec["asr_per_seed"]) == 3
+    for rec in s["attacks"]["brep_mi"]["rp"]:
+        for key in ("asr_initial", "initial_found", "queries"):
+            assert key in rec
+        assert rec["forward_passes"] == pytest.approx(rec["queries"] * rec["n"])
+    # more noise: fewer identities reconstructed and lower utility
+    low, high = sorted(s["attacks"]["brep_mi"]["rp"], key=lambda r: r["sigma"])
+    assert high["asr"] <= low["asr"] and high["accuracy"] <= low["accuracy"]
+    assert "73%" in (out / "report.md").read_text()
+    px = s["attacks"]["mi_face_pixels"]["undefended"]
+    assert {"asr", "asr_projected", "distance", "distance_projected"} <= set(px)
+    assert all(r["distance"] > 0 for r in s["attacks"]["brep_mi"]["rp"])
+    rows = (out / "identities.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 3 * 20  # (brep, mi_face) x (none + 2 RP) x 20 identities
+    assert summary["inversion"]["target_accuracy"] == s["target_accuracy"]
+
+
+def _check_frontier(out, summary):
+    for name in ("summary.json", "points.csv", "report.md", "frontier.png"):
+        assert (out / name).stat().st_size > 0, name
+    points = summary["frontier"]
+    methods = {p["method"] for p in points}
+    assert methods == {"none", "rp", "dpsgd", "randomized_response", "abstain", "output_noise"}
+    for p in points:
+        for key in ("accuracy", "asr_brep_mi", "asr_mi_face", "pareto_brep_mi",
+                    "pareto_mi_face"):
+            assert key in p, (p["method"], key)
+        assert 0.0 <= p["accuracy"] <= 1.0
+    dp = [p for p in points if p["method"] == "dpsgd"]
+    assert [p["target_epsilon"] for p in dp] == [4.0, 64.0]
+    for p in dp:
+        assert 0 < p["epsilon"] <= p["target_epsilon"] + 1e-6  # the accountant's epsilon
+    # more privacy budget, more noise removed: the model is at least as accurate
+    assert dp[1]["noise_multiplier"] < dp[0]["noise_multiplier"]
+    rr = next(p for p in points if p["method"] == "randomized_response")
+    none = next(p for p in points if p["method"] == "none")
+    assert rr["accuracy"] < none["accuracy"]
+    # the RP points are the inversion experiment's own records
+    inv = summary["inversion"]["attacks"]["brep_mi"]["rp"]
+    rp = [p for p in points if p["method"] == "rp"]
+    assert [p["asr_brep_mi"] for p in rp] == [r["asr"] for r in inv]
+    assert any(p["pareto_brep_mi"] for p in points)
+    assert "61.7%" in (out / "report.md").read_text()
+
+
+def _check_distillation(out, summary):
+    d = summary["distillation"]
+    for key in ("agreement_undefended", "agreement_rp", "student_accuracy_undefended",
+                "student_accuracy_rp"):
+        assert 0.0 <= d[key] <= 1.0, key
+    # a student trained on undefended labels of public faces beats chance on private faces
+    assert d["agreement_undefended"] > 3 * CHANCE
+    assert (out / "report.md").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_reproduce_all_quick(tmp_path):
+    assert cli.main(["reproduce", "all", "--quick", "--out", str(tmp_path),
+                     "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["experiments"] == ["rap", "inversion", "frontier", "distillation"]
+    assert summary["preset"] == "quick"
+    assert summary["versions"]["jax"] and summary["versions"]["dp-accounting"]
+    assert set(summary["seconds"]) == {"rap", "inversion", "frontier", "distillation", "total"}
+    report = (tmp_path / "report.md").read_text()
+    for title in ("Experiment A", "Experiment B", "Privacy-utility frontier",
+                  "Distillation boundary"):  # the report lists every experiment it ran
+        assert title in report, title
+    for png in ("rap/figure1_bmi_histogram.png", "inversion/asr_vs_sigma.png",
+                "frontier/frontier.png"):
+        assert f"]({png})" in report
+    assert "Run time:" in report and "Versions:" in report
+    _check_rap(tmp_path / "rap", summary)
+    _check_inversion(tmp_path / "inversion", summary)
+    _check_frontier(tmp_path / "frontier", summary)
+    _check_distillation(tmp_path / "distillation", summary)
+    assert os.listdir(tmp_path / "cache")  # trained models were cached with orbax
+
+
+def test_reproduce_rejects_bad_arguments(capsys):
+    assert cli.main(["reproduce", "all", "--quick", "--full"]) == 2
+    assert "--quick" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "nonsense"])
