@@ -123,6 +123,7 @@ def test_reproduce_all_quick(tmp_path):
                 "frontier/frontier.png"):
         assert f"]({png})" in report
     assert "Run time:" in report and "Versions:" in report
+    assert "agree or disagree with the paper" in report
     _check_rap(tmp_path / "rap", summary)
     _check_inversion(tmp_path / "inversion", summary)
     _check_frontier(tmp_path / "frontier", summary)

@@ -18,11 +18,6 @@ def markdown(result: dict[str, Any]) -> str:
                      r["student_accuracy"]])
     headers = ["release", "sigma", "n", "labels answered", "student-target agreement",
                "student accuracy"]
-    und, rp = result["agreement_undefended"], result["agreement_rp"]
-    verdict = ("RP leaves most of the function extractable, as the paper's v2 says"
-               if rp >= 0.5 * und else
-               "RP's abstentions and noise cut the extraction much more than the paper's v2 "
-               "suggests at this scale")
     return "\n".join([
         "# Distillation boundary (Olivetti faces)", "",
         f"An extractor spends {cfg['budget']} label queries on a query set it can build "
@@ -32,10 +27,19 @@ def markdown(result: dict[str, Any]) -> str:
         f"and accuracy (target accuracy {result['target_accuracy']:.3f}, chance "
         f"{result['chance']:.3f}).", "",
         report.markdown_table(headers, rows), "",
-        "## Beside the paper", "",
-        f"Paper: {result['paper']} Here the student agrees with the target on {rp:.2f} of the "
-        f"held-out images when trained on RP labels (sigma {result['rp'][0]['sigma']}, n "
-        f"{result['rp'][0]['n']}) vs {und:.2f} on undefended labels: {verdict}.", ""])
+        "## Beside the paper", "", comparison(result), ""])
+
+
+def comparison(result: dict[str, Any]) -> str:
+    """Whether the student copies the function through RP, as the paper's v2 says."""
+    und, rp = result["agreement_undefended"], result["agreement_rp"]
+    verdict = ("RP leaves most of the function extractable, as the paper's v2 says"
+               if rp >= 0.5 * und else
+               "RP's abstentions and noise cut the extraction much more than the paper's v2 "
+               "suggests at this scale")
+    return (f"Paper: {result['paper']} Here the student agrees with the target on {rp:.2f} of "
+            f"the held-out images when trained on RP labels (sigma {result['rp'][0]['sigma']}, "
+            f"n {result['rp'][0]['n']}) vs {und:.2f} on undefended labels: {verdict}.")
 
 
 def write(result: dict[str, Any], out_dir: str) -> dict[str, str]:

@@ -98,6 +98,7 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     results: dict[str, dict[str, Any]] = {}
     paths: dict[str, dict[str, str]] = {}
     sections: list[str] = []
+    verdicts: list[str] = []
     seconds: dict[str, float] = {}
     for name in names:
         t = time.perf_counter()
@@ -120,6 +121,9 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
             md = distillation_outputs.markdown(res)
         results[name] = res
         seconds[name] = time.perf_counter() - t
+        module = {"rap": rap_outputs, "inversion": inversion_outputs,
+                  "frontier": frontier_outputs, "distillation": distillation_outputs}[name]
+        verdicts.append(f"- **{name}**: {module.comparison(res)}")
         echo(md)
         echo(f"\n{name}: {seconds[name]:.1f} s; wrote {os.path.join(out, name)}\n")
         sections.append(_section(md, paths[name], out))
@@ -138,7 +142,7 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
         summary["frontier"] = results["frontier"]["frontier"]
     report.write_json(os.path.join(out, "summary.json"), summary)
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
-        f.write(_report(summary, sections))
+        f.write(_report(summary, verdicts, sections))
     return summary
 
 
@@ -150,7 +154,7 @@ def _section(markdown: str, paths: dict[str, str], out: str) -> str:
     return "\n".join(lines)
 
 
-def _report(summary: dict[str, Any], sections: list[str]) -> str:
+def _report(summary: dict[str, Any], verdicts: list[str], sections: list[str]) -> str:
     v = summary["versions"]
     secs = summary["seconds"]
     head = [
@@ -165,5 +169,7 @@ def _report(summary: dict[str, Any], sections: list[str]) -> str:
                                  if v.get(k)) + f"; PRNG {v['prng_impl']}.", "",
         "The full configuration of each experiment is under `config` in `summary.json`; each "
         "experiment's own outputs (CSV, JSON, plots) are in its folder.", "",
+        "## Where the measurements agree or disagree with the paper", "",
+        *verdicts, "",
     ]
     return "\n".join(head + ["\n\n".join(sections), ""])
