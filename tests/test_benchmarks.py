@@ -22,3 +22,25 @@ def test_bench_engine_quick(tmp_path):
         (record,) = result["results"][model]
         assert record["fwd_per_s"] > 0 and record["median_s"] > 0
     assert "fwd/s" in proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_certify_quick(tmp_path):
+    out = tmp_path / "certify.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(_ROOT, "benchmarks", "bench_certify.py"), "--quick",
+         "--json", str(out)], capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["machine"]["matmul_flops_per_s"] > 0
+    for model in ("mlp", "olivetti_cnn", "cifar_cnn"):
+        (record,) = result[model]
+        for key in ("rpjax_fwd_per_s", "reference_fwd_per_s", "ratio", "flop_fraction"):
+            assert record[key] > 0, (model, key)
+        assert record["ratio"] == pytest.approx(
+            record["rpjax_fwd_per_s"] / record["reference_fwd_per_s"])
+        assert record["max_logit_diff"] < 1e-3
+    mem = result["memory"]
+    assert len(mem["rss_bytes"]) == len(mem["ns"]) == 3
+    assert all(b > 0 for b in mem["program_bytes"]["mlp"])
+    assert "ratio" in proc.stdout
