@@ -159,6 +159,36 @@ class NoiseDistributionTest(parameterized.TestCase):
         np.testing.assert_array_equal(np.asarray(c).sum(axis=1), 300)
 
 
+class CounterModeTest(parameterized.TestCase):
+    def test_unrolled_threefry_equals_the_jax_primitive(self):
+        from jax.extend.random import threefry2x32_p
+
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            k0, k1 = (jnp.uint32(v) for v in rng.integers(0, 2**32, 2))
+            x0, x1 = (jnp.asarray(rng.integers(0, 2**32, 5000), jnp.uint32) for _ in range(2))
+            want = threefry2x32_p.bind(k0, k1, x0, x1)
+            got = jax.jit(noise.threefry2x32)(k0, k1, x0, x1)
+            for a, b in zip(want, got, strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    def test_64_bit_counter_product(self):
+        a = [0, 1, 2**16 - 1, 2**16, 123456789, 2**30 - 1, 2**32 - 1]
+        for b in (1, 11, 3072, 65535, 65536, 150528, 2**32 - 1):
+            lo, hi = noise._mul64(jnp.asarray(a, jnp.uint32), b)  # noqa: SLF001
+            got = np.asarray(hi, np.uint64) * 2**32 + np.asarray(lo, np.uint64)
+            np.testing.assert_array_equal(got, np.asarray(a, np.uint64) * np.uint64(b))
+
+    @parameterized.parameters((11,), (4, 3), (32, 32, 3))
+    def test_flat_range_equals_per_sample_noise(self, *shape):
+        pair = noise.example_keys(jax.random.key(5), jnp.arange(1, dtype=jnp.uint32))[0]
+        for first in (0, 7, 2**20 + 3):
+            want = noise.sample_noise(pair, jnp.arange(first, first + 6, dtype=jnp.uint32),
+                                      shape)
+            got = noise.sample_noise_range(pair, first, 6, shape)
+            np.testing.assert_array_equal(np.asarray(want), np.asarray(got))
+
+
 class LimitTest(parameterized.TestCase):
     def test_small_sigma_gives_the_base_classifier(self):
         counts = _counts(sigma=1e-6, n=200)
