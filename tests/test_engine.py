@@ -158,6 +158,18 @@ class NoiseDistributionTest(parameterized.TestCase):
                                 num_classes=2)
         np.testing.assert_array_equal(np.asarray(c).sum(axis=1), 300)
 
+    def test_bfloat16_base_model(self):
+        """bf16 inputs and params run the model in bf16; counts stay exact int32 and close to
+        float32 (the same noise, rounded)."""
+        params16 = jax.tree.map(lambda a: jnp.asarray(a, jnp.bfloat16), _PARAMS)
+        xs16 = _XS.astype(jnp.bfloat16)
+        c16 = np.asarray(rpjax.sample_counts(linear_apply, params16, xs16, 123, sigma=0.7,
+                                             n=_N, num_classes=2))
+        self.assertEqual(c16.dtype, np.int32)
+        np.testing.assert_array_equal(c16.sum(axis=1), _N)
+        agreement = np.minimum(c16, _REFERENCE).sum() / _REFERENCE.sum()
+        self.assertGreater(agreement, 0.98)
+
 
 class CounterModeTest(parameterized.TestCase):
     def test_unrolled_threefry_equals_the_jax_primitive(self):
