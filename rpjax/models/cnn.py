@@ -8,6 +8,26 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+_IM2COL_MAX_IN_CHANNELS = 4
+
+
+def _conv3x3_s2_im2col(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """A 3x3, stride-2, SAME convolution computed as one matmul over image patches.
+
+    Same function as `nnx.Conv(..., (3, 3), strides=2)` (XLA's SAME padding: the smaller half
+    before); on a CPU it is about twice as fast for a first layer with 1-3 input channels,
+    where XLA's direct convolution vectorizes poorly.
+    """
+    n, h, w, c = x.shape
+    oh, ow = -(-h // 2), -(-w // 2)
+    ph, pw = max((oh - 1) * 2 + 3 - h, 0), max((ow - 1) * 2 + 3 - w, 0)
+    xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    cols = [xp[:, i : i + 2 * oh - 1 : 2, j : j + 2 * ow - 1 : 2, :]
+            for i in range(3) for j in range(3)]
+    patches = jnp.concatenate(cols, axis=-1).reshape(n * oh * ow, 9 * c)
+    out = patches @ kernel.reshape(9 * c, -1).astype(x.dtype) + bias.astype(x.dtype)
+    return out.reshape(n, oh, ow, -1)
+
 
 class FaceCNN(nnx.Module):
     """Strided-convolution classifier for small grayscale images.
@@ -40,7 +60,10 @@ class FaceCNN(nnx.Module):
     def features(self, x: jax.Array) -> jax.Array:
         """Penultimate features `[b, dense]`."""
         for conv in self.convs:
-            x = jax.nn.relu(conv(x))
+            if conv.in_features <= _IM2COL_MAX_IN_CHANNELS:
+                x = jax.nn.relu(_conv3x3_s2_im2col(x, conv.kernel[...], conv.bias[...]))
+            else:
+                x = jax.nn.relu(conv(x))
         return jax.nn.relu(self.fc(x.reshape(x.shape[0], -1)))
 
     def __call__(self, x: jax.Array) -> jax.Array:
