@@ -31,3 +31,18 @@ def test_cli_reference_is_in_sync(monkeypatch, capsys):
         assert text and text in _README, (
             f"README's `rpjax {' '.join(argv)}` block is out of date; regenerate it with "
             f"COLUMNS=100 rpjax {' '.join(argv)}")
+
+
+def test_notebooks_are_committed_without_outputs():
+    import json
+
+    folder = os.path.join(_ROOT, "notebooks")
+    names = sorted(f for f in os.listdir(folder) if f.endswith(".ipynb"))
+    assert names == ["01_quickstart.ipynb", "02_robust_attribute_privacy.ipynb",
+                     "03_model_inversion.ipynb"]
+    for name in names:
+        book = json.load(open(os.path.join(folder, name), encoding="utf-8"))
+        for cell in book["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell["outputs"] and cell["execution_count"] is None, name
+        assert "RPJAX_NOTEBOOK_QUICK" in json.dumps(book), name
