@@ -114,7 +114,11 @@ def forward_flops(apply_fn, params, x1: np.ndarray) -> float:
     return float(cost["flops"]) / 64
 
 
+SETTLE_S = 1.0  # idle time before every timed call (see bench_model)
+
+
 def _rpjax_certify(apply_fn, params, xs, seed, *, sigma, n, num_classes, chunk_size):
+    time.sleep(SETTLE_S)
     t = time.perf_counter()
     cert = rpjax.certify(apply_fn, params, xs, seed, sigma=sigma, n0=100, n=n, alpha=1e-3,
                          num_classes=num_classes, chunk_size=chunk_size)
@@ -142,6 +146,9 @@ def bench_model(name: str, grid, *, reps: int, trained: bool, matmul: float,
         for rep in range(reps):
             t, cert = _rpjax_certify(apply_fn, params, xs, rep + 1, **kw)
             ours.append(t)
+            # torch's OpenMP threads keep spinning for a while after a call and slowed the next
+            # rpjax call by up to 25% in a probe: each side is timed after SETTLE_S idle
+            time.sleep(SETTLE_S)
             r = reference_torch.certify_reference(module, xs, sigma=SIGMA[name], n0=100, n=n,
                                                   alpha=1e-3, batch_size=REF_BATCH[name],
                                                   seed=rep + 1)
