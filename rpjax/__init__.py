@@ -14,13 +14,14 @@ from rpjax.certify import (
     certify,
     predict,
 )
-from rpjax.smoothing import ApplyFn, sample_counts
+from rpjax.smoothing import AffineFirst, ApplyFn, sample_counts
 from rpjax.stats import SampleSizeWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ABSTAIN",
+    "AffineFirst",
     "ApplyFn",
     "Certificates",
     "Prediction",

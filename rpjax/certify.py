@@ -121,6 +121,7 @@ def certify(
     devices: Sequence[jax.Device] | None = None,
     batch_size: int | None = None,
     progress: bool | str = False,
+    common_noise: bool = False,
 ) -> Certificates:
     """CERTIFY: a label and an l2 radius on which the smoothed classifier is constant.
 
@@ -140,6 +141,8 @@ def certify(
       num_classes: number of classes (>= the model's number of logits).
       n0: selection samples per input.
       chunk_size, ids, devices, batch_size, progress: see `sample_counts`.
+      common_noise: the same noise draws for every input (see `sample_counts`): each
+        certificate keeps its guarantee; certificates of different inputs become dependent.
 
     Returns:
       `Certificates` (NumPy arrays, leading axis B).
@@ -160,7 +163,8 @@ def certify(
     alpha = _validate.open_unit_interval("alpha", alpha)
     _stats.check_sample_size(n, alpha, mode="certify")
     kw = dict(sigma=sigma, num_classes=num_classes, chunk_size=chunk_size, ids=ids,
-              devices=devices, batch_size=batch_size, progress=progress)
+              devices=devices, batch_size=batch_size, progress=progress,
+              common_noise=common_noise)
     counts0 = _count(apply_fn, params, xs, _sub_key(key, _SELECTION), n0,
                      **{**kw, "progress": _bar(progress, f"selection (n0={n0})")})
     counts = _count(apply_fn, params, xs, _sub_key(key, _ESTIMATION), n,

@@ -21,3 +21,20 @@ def random_linear(d, seed):
     rng = np.random.default_rng(seed)
     w = rng.normal(size=d).astype(np.float32)
     return jnp.asarray(w), jnp.float32(rng.normal())
+
+
+def linear_first(params, x):
+    """The affine part of `linear_apply`: z = w.x + b, `[b, 1]`."""
+    w, b = params
+    return (x @ w + b)[:, None]
+
+
+def linear_rest(params, z):
+    """The rest of `linear_apply`: logits (-z, z)."""
+    del params
+    return jnp.concatenate([-z, z], axis=-1)
+
+
+def relu_first(params, x):
+    """Not affine: ReLU(w.x + b). Must be rejected as an `AffineFirst.first`."""
+    return jnp.maximum(linear_first(params, x), 0.0)

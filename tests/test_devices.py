@@ -28,8 +28,11 @@ _SCRIPT = textwrap.dedent("""
                                 num_classes=2, chunk_size=64, devices=devices)
         cert = rpjax.certify(linear_apply, params, xs, 5, sigma=0.7, n=1003, alpha=1e-3,
                              num_classes=2, devices=devices)
+        common = rpjax.sample_counts(linear_apply, params, xs, 5, sigma=0.7, n=1003,
+                                     num_classes=2, chunk_size=64, devices=devices,
+                                     common_noise=True)
         out[label] = dict(counts=np.asarray(c).tolist(), radius=cert.radius.tolist(),
-                          label=cert.label.tolist())
+                          label=cert.label.tolist(), common=np.asarray(common).tolist())
     print(json.dumps(out))
 """)
 
@@ -51,3 +54,6 @@ def test_one_vs_four_devices():
                                chunk_size=1000)
     np.testing.assert_array_equal(np.asarray(here), np.array(out["four"]["counts"]))
     np.testing.assert_array_equal(np.asarray(here).sum(axis=1), 1003)
+    common = rpjax.sample_counts(linear_apply, params, xs, 5, sigma=0.7, n=1003, num_classes=2,
+                                 chunk_size=1000, common_noise=True)
+    np.testing.assert_array_equal(np.asarray(common), np.array(out["four"]["common"]))

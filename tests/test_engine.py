@@ -10,7 +10,14 @@ from scipy import stats as sps
 import rpjax
 from rpjax import noise, smoothing
 
-from _models import bucket_apply, linear_apply, random_linear
+from _models import (
+    bucket_apply,
+    linear_apply,
+    linear_first,
+    linear_rest,
+    random_linear,
+    relu_first,
+)
 
 _PARAMS = random_linear(3, seed=0)
 _XS = jnp.asarray(np.random.default_rng(1).normal(size=(50, 3)).astype(np.float32))
@@ -223,3 +230,77 @@ class LimitTest(parameterized.TestCase):
         pvals = 2 * np.minimum(pvals, 1 - pvals + sps.binom.pmf(counts[:, 1], n, p1))
         # 50 two-sided tests: none should be extreme (Bonferroni at 1e-3)
         self.assertGreater(pvals.min(), 1e-3 / 50)
+
+
+_SPLIT = rpjax.AffineFirst(linear_first, linear_rest)
+
+
+class CommonNoiseTest(parameterized.TestCase):
+    """`common_noise=True`: every input gets id 0's noise; each input's counts stay exact."""
+
+    def test_every_input_gets_the_noise_of_id_0(self):
+        common = _counts(common_noise=True)
+        for i in (0, 17, 49):
+            alone = _counts(xs=_XS[i : i + 1], ids=[0])
+            np.testing.assert_array_equal(common[i], alone[0])
+        np.testing.assert_array_equal(common[0], _REFERENCE[0])
+
+    @parameterized.parameters(1, 7, 64, None)
+    def test_does_not_depend_on_chunking_or_batching(self, chunk_size):
+        want = _counts(common_noise=True, chunk_size=_N)
+        got = _counts(common_noise=True, chunk_size=chunk_size, batch_size=9)
+        np.testing.assert_array_equal(got, want)
+
+    def test_affine_split_equals_the_plain_model(self):
+        """Same counts through `first(x) + (first(sigma eps) - first(0))` up to rounding."""
+        plain = _counts(common_noise=True)
+        split = np.asarray(rpjax.sample_counts(_SPLIT, _PARAMS, _XS, 123, sigma=0.7, n=_N,
+                                               num_classes=2, common_noise=True))
+        np.testing.assert_array_equal(split.sum(axis=1), _N)
+        # a vote can only flip where w.(x + eps) + b is within float rounding of 0
+        self.assertLessEqual(np.abs(split - plain).max(), 2)
+        # without common noise an AffineFirst is an ordinary apply_fn
+        np.testing.assert_array_equal(
+            np.asarray(rpjax.sample_counts(_SPLIT, _PARAMS, _XS, 123, sigma=0.7, n=_N,
+                                           num_classes=2)), _REFERENCE)
+
+    def test_split_counts_match_analytic_probability(self):
+        """Each input's counts are Binomial(n, Phi((w.x + b) / (sigma ||w||)))."""
+        w, b = _PARAMS
+        n = 20_000
+        counts = np.asarray(rpjax.sample_counts(_SPLIT, _PARAMS, _XS, 7, sigma=0.7, n=n,
+                                                num_classes=2, common_noise=True))
+        p1 = sps.norm.cdf(np.asarray(_XS @ w + b) / (0.7 * float(jnp.linalg.norm(w))))
+        pvals = [sps.binomtest(int(k), n, p).pvalue for k, p in zip(counts[:, 1], p1, strict=True)]
+        self.assertGreater(min(pvals), 1e-3 / 50)
+
+    def test_inputs_share_their_noise(self):
+        """Two inputs on either side of the boundary at equal distance: votes mirror."""
+        w, b = _PARAMS
+        u = np.asarray(w) / float(jnp.linalg.norm(w))
+        x0 = -float(b) * u / float(jnp.linalg.norm(w))  # on the boundary
+        xs = jnp.asarray(np.stack([x0 + 0.3 * u, x0 - 0.3 * u]), jnp.float32)
+        plain = _counts(xs=xs, common_noise=True)
+        independent = _counts(xs=xs)
+        # shared noise: x0 + 0.3u + eps is class 1 iff u.eps > -0.3; x0 - 0.3u + eps iff > 0.3;
+        # the second's votes for 1 are a subset of the first's, so counts are ordered
+        self.assertGreater(plain[0, 1], plain[1, 1])
+        chex.assert_trees_all_equal(plain.sum(axis=1), independent.sum(axis=1))
+
+    def test_certify_with_common_noise(self):
+        cert = rpjax.certify(_SPLIT, _PARAMS, _XS, 3, sigma=0.7, n=_N, alpha=1e-3,
+                             num_classes=2, common_noise=True)
+        plain = rpjax.certify(linear_apply, _PARAMS, _XS, 3, sigma=0.7, n=_N, alpha=1e-3,
+                              num_classes=2, common_noise=True)
+        self.assertGreaterEqual(np.mean(cert.label == plain.label), 0.96)
+        np.testing.assert_array_equal(cert.counts.sum(axis=1), _N)
+
+    def test_bad_arguments(self):
+        with self.assertRaisesRegex(ValueError, "ids"):
+            _counts(common_noise=True, ids=np.arange(50))
+        with self.assertRaisesRegex(TypeError, "common_noise"):
+            _counts(common_noise=1)
+        bad = rpjax.AffineFirst(relu_first, linear_rest)
+        with self.assertRaisesRegex(ValueError, "not affine"):
+            rpjax.sample_counts(bad, _PARAMS, _XS, 0, sigma=0.7, n=10, num_classes=2,
+                                common_noise=True)

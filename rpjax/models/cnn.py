@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-_IM2COL_MAX_IN_CHANNELS = 4
+_IM2COL_MAX_IN_CHANNELS = 4  # im2col below this many input channels (a first layer) ...
+_IM2COL_MIN_IN_CHANNELS = 32  # ... and from this many (patch rows long enough for a fast dot)
 
 
 def _conv3x3_s2_im2col(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
@@ -25,8 +26,9 @@ def _conv3x3_s2_im2col(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.
     cols = [xp[:, i : i + 2 * oh - 1 : 2, j : j + 2 * ow - 1 : 2, :]
             for i in range(3) for j in range(3)]
     patches = jnp.concatenate(cols, axis=-1).reshape(n * oh * ow, 9 * c)
-    out = patches @ kernel.reshape(9 * c, -1).astype(x.dtype) + bias.astype(x.dtype)
-    return out.reshape(n, oh, ow, -1)
+    out = jnp.dot(patches, kernel.reshape(9 * c, -1).astype(x.dtype),
+                  preferred_element_type=jnp.float32) + bias
+    return out.astype(x.dtype).reshape(n, oh, ow, -1)
 
 
 class FaceCNN(nnx.Module):
@@ -57,14 +59,31 @@ class FaceCNN(nnx.Module):
         self.fc = nnx.Linear(side * side * chans[-1], dense, rngs=rngs)
         self.out = nnx.Linear(dense, num_classes, rngs=rngs)
 
-    def features(self, x: jax.Array) -> jax.Array:
-        """Penultimate features `[b, dense]`."""
-        for conv in self.convs:
-            if conv.in_features <= _IM2COL_MAX_IN_CHANNELS:
-                x = jax.nn.relu(_conv3x3_s2_im2col(x, conv.kernel[...], conv.bias[...]))
-            else:
-                x = jax.nn.relu(conv(x))
+    @staticmethod
+    def _conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
+        c = conv.in_features
+        if c <= _IM2COL_MAX_IN_CHANNELS or c >= _IM2COL_MIN_IN_CHANNELS:
+            return _conv3x3_s2_im2col(x, conv.kernel[...], conv.bias[...])
+        return conv(x)
+
+    def first_affine(self, x: jax.Array) -> jax.Array:
+        """The first convolution without its activation: `[b, H, W, C]` -> `[b, H/2, W/2, c1]`."""
+        return self._conv(self.convs[0], jnp.asarray(x))
+
+    def features_after_first(self, h: jax.Array) -> jax.Array:
+        """Penultimate features `[b, dense]` from `first_affine`'s output."""
+        x = jax.nn.relu(h)
+        for conv in self.convs[1:]:
+            x = jax.nn.relu(self._conv(conv, x))
         return jax.nn.relu(self.fc(x.reshape(x.shape[0], -1)))
 
+    def features(self, x: jax.Array) -> jax.Array:
+        """Penultimate features `[b, dense]`."""
+        return self.features_after_first(self.first_affine(x))
+
+    def after_first(self, h: jax.Array) -> jax.Array:
+        """The rest of the network: `first_affine`'s output -> `[b, num_classes]` logits."""
+        return self.out(self.features_after_first(h))
+
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.out(self.features(jnp.asarray(x)))
+        return self.after_first(self.first_affine(x))

@@ -33,7 +33,18 @@ class TabularMLP(nnx.Module):
         """The layer whose kernel rows correspond to input features."""
         return self.hidden[0] if len(self.hidden) else self.out
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for layer in self.hidden:
+    def first_affine(self, x: jax.Array) -> jax.Array:
+        """The first dense layer without its activation: `[b, in]` -> `[b, width]`."""
+        return self.first_layer(x)
+
+    def after_first(self, h: jax.Array) -> jax.Array:
+        """The rest of the network: `first_affine`'s output -> `[b, num_classes]` logits."""
+        if not len(self.hidden):
+            return h
+        x = jax.nn.relu(h)
+        for layer in self.hidden[1:]:
             x = jax.nn.relu(layer(x))
         return self.out(x)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.after_first(self.first_affine(x))
