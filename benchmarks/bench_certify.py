@@ -9,6 +9,9 @@ reports medians: base-model forward passes per second (B * (n0 + n) / seconds), 
 certified input, the ratio rpjax / reference, and rpjax's achieved FLOP rate (forward FLOPs
 from XLA's cost analysis x forward passes per second) as a fraction of this machine's matmul
 throughput, measured in the same run (float32 2048 x 2048 matmul, median of 5).
+For B > 1, rpjax is also timed with `common_noise=True` (one noise stream for the whole batch;
+the models are `AffineFirst`, so the first layer of the noise is computed once per sample):
+the `*_common` keys; B * (n0 + n) noisy inputs are classified either way.
 
 Both sides use the same weights (copied from the Flax parameters; `base_predictions_match`
 is checked first) and the same inputs. Peak memory: for n in {1e4, 1e5, 1e6} the XLA buffer
@@ -117,11 +120,13 @@ def forward_flops(apply_fn, params, x1: np.ndarray) -> float:
 SETTLE_S = 1.0  # idle time before every timed call (see bench_model)
 
 
-def _rpjax_certify(apply_fn, params, xs, seed, *, sigma, n, num_classes, chunk_size):
+def _rpjax_certify(apply_fn, params, xs, seed, *, sigma, n, num_classes, chunk_size,
+                   common_noise=False):
     time.sleep(SETTLE_S)
     t = time.perf_counter()
     cert = rpjax.certify(apply_fn, params, xs, seed, sigma=sigma, n0=100, n=n, alpha=1e-3,
-                         num_classes=num_classes, chunk_size=chunk_size)
+                         num_classes=num_classes, chunk_size=chunk_size,
+                         common_noise=common_noise)
     return time.perf_counter() - t, cert
 
 
@@ -141,8 +146,11 @@ def bench_model(name: str, grid, *, reps: int, trained: bool, matmul: float,
         flops = forward_flops(apply_fn, params, xs[0])
         kw = dict(sigma=SIGMA[name], n=n, num_classes=num_classes, chunk_size=chunk_size)
         first, _ = _rpjax_certify(apply_fn, params, xs, 0, **kw)
-        ours, ref = [], []
-        agree = []
+        common = batch > 1  # with one input, common noise is the default computation
+        if common:
+            first_common, _ = _rpjax_certify(apply_fn, params, xs, 0, common_noise=True, **kw)
+        ours, ref, ours_common = [], [], []
+        agree, agree_common = [], []
         for rep in range(reps):
             t, cert = _rpjax_certify(apply_fn, params, xs, rep + 1, **kw)
             ours.append(t)
@@ -154,6 +162,10 @@ def bench_model(name: str, grid, *, reps: int, trained: bool, matmul: float,
                                                   seed=rep + 1)
             ref.append(r["seconds"])
             agree.append(float(np.mean(np.asarray(cert.label) == r["label"])))
+            if common:
+                t, cert = _rpjax_certify(apply_fn, params, xs, rep + 1, common_noise=True, **kw)
+                ours_common.append(t)
+                agree_common.append(float(np.mean(np.asarray(cert.label) == r["label"])))
         passes = batch * (100 + n)
         med, rmed = statistics.median(ours), statistics.median(ref)
         rec = {"B": batch, "n": n, "n0": 100, "sigma": SIGMA[name],
@@ -167,11 +179,23 @@ def bench_model(name: str, grid, *, reps: int, trained: bool, matmul: float,
                "label_agreement": statistics.mean(agree),
                "max_logit_diff": max(check["max_abs_diff_clean"], check["max_abs_diff_noisy"]),
                "reference_batch": REF_BATCH[name], "chunk_size": chunk_size or "auto"}
+        cmed = statistics.median(ours_common) if common else None
+        rec.update({
+            "rpjax_common_s": cmed, "rpjax_common_times_s": ours_common,
+            "rpjax_common_fwd_per_s": passes / cmed if common else None,
+            "ratio_common": rmed / cmed if common else None,
+            "flop_fraction_common": passes / cmed * flops / matmul if common else None,
+            "rpjax_common_s_per_input": cmed / batch if common else None,
+            "compile_common_s": max(0.0, first_common - cmed) if common else None,
+            "label_agreement_common": statistics.mean(agree_common) if common else None,
+        })
         records.append(rec)
+        extra = (f"  common noise {rec['rpjax_common_fwd_per_s']:10.4g}/s ratio "
+                 f"{rec['ratio_common']:6.2f}" if common else "")
         print(f"{name:13s} B={batch:3d} n={n:7d}  rpjax {rec['rpjax_fwd_per_s']:10.4g}/s  "
               f"reference {rec['reference_fwd_per_s']:10.4g}/s  ratio {rec['ratio']:6.2f}  "
-              f"FLOP fraction {rec['flop_fraction']:.3f}  compile {rec['compile_s']:.1f} s",
-              flush=True)
+              f"FLOP fraction {rec['flop_fraction']:.3f}  compile {rec['compile_s']:.1f} s"
+              + extra, flush=True)
     return records
 
 
@@ -205,7 +229,7 @@ def memory(ns=MEMORY_NS) -> dict[str, Any]:
             chunk = smoothing.resolve_chunk_size(None, n, 8, math.prod(xs.shape[1:]))
             lowered = smoothing._sharded_counts.lower(  # noqa: SLF001
                 apply_fn, params, jnp.asarray(xs), keys, 0.5, n=n, num_classes=num_classes,
-                chunk=chunk, mesh=mesh, distribution=noise.GAUSSIAN)
+                chunk=chunk, mesh=mesh, distribution=noise.GAUSSIAN, common_noise=False)
             m = lowered.compile().memory_analysis()
             sizes.append(int(m.argument_size_in_bytes + m.output_size_in_bytes
                              + m.temp_size_in_bytes))
