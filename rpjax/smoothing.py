@@ -407,12 +407,46 @@ def sample_counts(
     if common_noise and isinstance(apply_fn, AffineFirst):
         check_affine(apply_fn, params, xs)
 
+    key_pairs = _noise.example_keys(key, jnp.asarray(ids_np))
+    return counts_for_key_pairs(apply_fn, params, xs, key_pairs, sigma=sigma, n=n,
+                                num_classes=num_classes, chunk_size=chunk_size,
+                                devices=devices, batch_size=batch_size, progress=progress,
+                                distribution=distribution, common_noise=common_noise)
+
+
+def counts_for_key_pairs(
+    apply_fn: ApplyFn,
+    params: PyTree,
+    xs: jax.Array,
+    key_pairs: jax.Array,
+    *,
+    sigma: float,
+    n: int,
+    num_classes: int,
+    chunk_size: int | None,
+    devices: tuple[jax.Device, ...],
+    batch_size: int | None,
+    progress: bool | str = False,
+    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+    common_noise: bool = False,
+) -> jax.Array:
+    """`sample_counts` after validation, with each input's threefry key pair given directly.
+
+    For internal callers that derive per-input key pairs themselves (the deployed release of
+    `rpjax.privacy.release` derives them from the owner's secret); arguments are not checked.
+
+    Args:
+      xs: `[B, *input_shape]` validated inputs; key_pairs: `[B, 2]` uint32.
+
+    Returns:
+      `[B, num_classes]` int32 counts, bit-identical to `counts_traced` with the same pairs.
+    """
+    batch = xs.shape[0]
     mesh = _mesh(devices)
     step_batch = batch if batch_size is None else min(batch_size, batch)
     target = _TARGET_ELEMENTS_PER_STEP_COMMON if common_noise else _TARGET_ELEMENTS_PER_STEP
     chunk = resolve_chunk_size(chunk_size, n, step_batch, math.prod(xs.shape[1:]), len(devices),
                                elements_per_step=target)
-    key_pairs = _noise.example_keys(key, jnp.asarray(ids_np))
     run = functools.partial(
         _sharded_counts, apply_fn, params, sigma=jnp.float32(sigma), n=n,
         num_classes=num_classes, chunk=chunk, mesh=mesh, distribution=distribution,
