@@ -93,11 +93,26 @@ def ids(name: str, value: Any, batch: int) -> np.ndarray:
 
 
 def key(name: str, value: Any) -> jax.Array:
-    """Canonicalizes an int seed, a typed key or a raw uint32[2] key to a typed key."""
+    """Canonicalizes an int seed, a typed key or a raw uint32[2] key to a typed key.
+
+    Int seeds must lie in [0, 2**64) and keep all their bits: seeds below 2**32 give
+    `jax.random.key(seed)`; wider ones the threefry key (seed >> 32, seed & 0xFFFFFFFF).
+    Negative seeds are refused (JAX would map -1 to the key of 2**32 - 1).
+    """
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a jax.random.key(...) or an int seed, got {value!r}.")
     if isinstance(value, numbers.Integral):
-        return jax.random.key(int(value))
+        seed = int(value)
+        if not 0 <= seed < 2**64:
+            raise ValueError(
+                f"{name} as an int seed must lie in [0, 2**64), got {name}={seed}; negative or "
+                "wider seeds would be cut to 32 bits and collide with other seeds.")
+        if seed < 2**32:
+            return jax.random.key(seed)
+        # keep all 64 bits (jax.random.key would keep only the low 32 without x64): the
+        # threefry key words (high, low), as jax.random.key(seed) gives with x64 enabled
+        words = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
+        return jax.random.wrap_key_data(words, impl="threefry2x32")
     if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
         if value.shape != ():
             raise ValueError(f"{name} must be a single key (shape ()), got shape {value.shape}.")

@@ -34,7 +34,7 @@ class ThresholdModelTest(parameterized.TestCase):
     def test_base_interval_is_exactly_10_to_t_below_and_t_to_60_above(self):
         idx, x, bmi = _people(30)
         sweep = rap.AttributeSweep(**_SWEEP, num_points=51, refine_steps=20)
-        iv = rap.attribute_intervals(rp.base_release(threshold_apply, _T_STD), x, idx, bmi,
+        iv = rap.attribute_intervals(rp.base_labels(threshold_apply, _T_STD), x, idx, bmi,
                                      sweep)
         below = bmi < _T
         self.assertTrue(below.any() and (~below).any())
@@ -62,7 +62,7 @@ class ThresholdModelTest(parameterized.TestCase):
 
     def test_lengths_stable_when_the_grid_changes(self):
         idx, x, bmi = _people(10, seed=2)
-        release = rp.smoothed_release(threshold_apply, _T_STD, 0, sigma=1.0, n=2_000,
+        release = rp.certified_labels(threshold_apply, _T_STD, 0, sigma=1.0, n=2_000,
                                       alpha=1e-3, num_classes=2)
         lengths = []
         for points in (26, 51, 101):
@@ -111,7 +111,7 @@ class ApeTest(parameterized.TestCase):
             rap.AttributeSweep(index=1, scale=0.0)
         idx, x, bmi = _people(2)
         with pytest.raises(ValueError, match="sweep range"):
-            rap.attribute_intervals(rp.base_release(threshold_apply, _T_STD), x, idx,
+            rap.attribute_intervals(rp.base_labels(threshold_apply, _T_STD), x, idx,
                                     np.array([5.0, 30.0]), rap.AttributeSweep(index=1))
 
 

@@ -193,9 +193,9 @@ def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> dict[str, 
                                num_points=config.grid_points, refine_steps=config.refine_steps)
     true_bmi = np.clip(bmi, config.sweep_low, config.sweep_high)
 
-    base_iv = rap.attribute_intervals(rp.base_release(apply_fn, params), x, people, true_bmi,
+    base_iv = rap.attribute_intervals(rp.base_labels(apply_fn, params), x, people, true_bmi,
                                       sweep)
-    first = rp.base_release(apply_fn, params)(x, people)[0]
+    first = rp.base_labels(apply_fn, params)(x, people)[0]
     base = {
         "accuracy": accuracy(apply_fn, params, data.x[test_idx], y_all[test_idx]),
         "accuracy_swept": float(np.mean(first == y)),
@@ -217,7 +217,7 @@ def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> dict[str, 
         cert = certify(*smoothed, x, key, sigma=sigma, n0=config.n0, n=n,
                        alpha=config.alpha, num_classes=2, ids=people,
                        batch_size=min(config.batch_size_certify, len(people)))
-        release = rp.smoothed_release(*smoothed, key, sigma=sigma, n=n,
+        release = rp.certified_labels(*smoothed, key, sigma=sigma, n=n,
                                       alpha=config.alpha, num_classes=2, n0=config.n0,
                                       batch_size=config.batch_size_certify)
         iv = rap.attribute_intervals(release, x, people, true_bmi, sweep)

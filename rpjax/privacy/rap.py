@@ -15,10 +15,13 @@ Boundaries are refined by bisection on the release, so lengths do not depend on 
 step (up to sets narrower than one grid step, which a grid cannot see). The whole sweep is
 evaluated in batched calls of the release, never one grid point at a time.
 
-A release is any `release(xs, ids) -> (labels, radii)`; see `rpjax.privacy.rp` for the base
-model and the smoothed (RP) releases. Passing each person's id for every grid point makes a
-noisy release use common random numbers along the sweep, so the release is a deterministic,
-piecewise-constant function of the attribute that bisection can refine.
+A labelling function is any `fn(xs, ids) -> (labels, radii)`: `rpjax.privacy.rp.base_labels`
+(the base model) or `rpjax.privacy.rp.certified_labels` (the smoothed classifier's Monte Carlo
+labels, an owner's analysis tool, not a release). Passing each person's id for every grid
+point gives common random numbers along the sweep, so the labels are a deterministic,
+piecewise-constant function of the attribute that bisection can refine. These intervals
+describe one answer of g at a time; what repeated or adaptive queries to a deployed release
+reveal is measured by `rpjax.experiments.attacks` and bounded by `rpjax.privacy.leakage`.
 """
 
 from __future__ import annotations
