@@ -209,14 +209,14 @@ def _edges(z_lo: float, z_hi: float, d: float, width: float):
     """
     left_tail, right_tail = z_lo < -_Z_MAX, z_hi > _Z_MAX
     zl, zh = float(np.clip(z_lo, -_Z_MAX, _Z_MAX)), float(np.clip(z_hi, -_Z_MAX, _Z_MAX))
-    cells = math.ceil((zh - zl) / width)
-    if cells > 0:
-        w = (zh - zl) / cells
+    w = d / math.ceil(d / width) if d > 0 else width  # d is a whole number of cells
+    big_d = round(d / w) if d > 0 else 0
+    cells = max(1, math.ceil((zh - zl) / w)) if zh > zl else 0
+    if cells > 0:  # the cells may reach a little past zh: covering more is sound
         x_edges = zl + w * np.arange(cells + 1)
     else:  # one known value: a zero-width cell (or none, when a tail cell holds it)
-        w = width
         x_edges = np.array([zl] if (left_tail or right_tail) else [zl, zl])
-    big_d = math.ceil(d / w) if d > 0 else 0
+    zh = float(x_edges[-1])
     below = np.empty(0) if left_tail else zl - w * np.arange(big_d, 0, -1)
     above = np.empty(0) if right_tail else zh + w * np.arange(1, big_d + 1)
     edges = np.concatenate([[-np.inf], below, x_edges, above, [np.inf]])
@@ -292,7 +292,9 @@ def advantage_bound(
                                        cell_width)
     p_edges = _sps.norm.cdf(edges)
     x_cells = np.arange(first, last + 1)
-    if mode in ("always_label", "certify_radius"):
+    if d == 0:  # x' = x: the same answer distribution
+        adv = -_ROUNDING
+    elif mode in ("always_label", "certify_radius"):
         adv = _monotone_bound(mode, p_edges, x_cells, big_d, n=n, n0=n0, k=k)
     else:
         adv = _three_outcome_bound(mode, p_edges, x_cells, big_d, n=n, n0=n0, alpha=alpha, k=k)

@@ -126,7 +126,8 @@ def fresh_key_pairs(k_fresh: jax.Array, start: jax.Array, count: int) -> jax.Arr
 
 def consistent_key_pairs(k_word: jax.Array, k_cons: jax.Array, xs: jax.Array) -> jax.Array:
     """`[M, 2]` uint32 key pairs from the inputs' canonical float32 bytes (consistent noise)."""
-    flat = xs.reshape(xs.shape[0], -1).astype(jnp.float32) + jnp.float32(0.0)  # -0.0 -> +0.0
+    flat = xs.reshape(xs.shape[0], -1).astype(jnp.float32)
+    flat = jnp.where(flat == 0, jnp.float32(0.0), flat)  # -0.0 -> +0.0
     bits = jax.lax.bitcast_convert_type(flat, jnp.uint32)
     index = jnp.arange(bits.shape[1], dtype=jnp.uint32)
     mixed = _tf(k_word, index[None, :], bits)  # [M, d, 2]

@@ -1,0 +1,210 @@
+"""The deployed release protocol (`rpjax.privacy.release`), tried as a querier would."""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from scipy import stats as sps
+
+from rpjax.privacy import leakage
+from rpjax.privacy.release import (
+    ABSTAIN,
+    MODES,
+    NOISE_MODES,
+    Budget,
+    BudgetExceededError,
+    ReleaseConfig,
+    RobustPrivacyRelease,
+    Secret,
+    composed_bound,
+    initial_state,
+)
+
+SIGMA = 0.5
+_SECRET = Secret(bytes(range(32)))
+
+
+def _linear(params, x):
+    return jnp.stack([-x[:, 0], x[:, 0]], axis=-1) * params
+
+
+def _xs(m=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(size=(m, 1)) * 0.3, rng.normal(size=(m, 2))],
+                          axis=1).astype(np.float32)
+
+
+def _release(mode="predict", noise="fresh", secret=_SECRET, **kw):
+    cfg = ReleaseConfig(sigma=SIGMA, n=100, n0=10, num_classes=2, mode=mode, noise=noise)
+    return RobustPrivacyRelease(_linear, 1.0, cfg, secret=secret, **kw)
+
+
+class QuerierViewTest(parameterized.TestCase):
+
+    @parameterized.parameters(*MODES)
+    def test_label_only(self, mode):
+        rel = _release(mode)
+        out = rel.querier()(_xs(), None)
+        self.assertIsInstance(out, np.ndarray)
+        self.assertEqual(out.shape, (12,))
+        self.assertTrue(np.issubdtype(out.dtype, np.integer))
+        self.assertTrue(set(out.tolist()) <= {ABSTAIN, 0, 1})
+        # what the owner sees: counts (and radius / pa_lower for certify) in the audit only
+        rec = rel.audit()[-1]
+        self.assertEqual(rec.counts.shape, (12, 2))
+        if mode == "certify":
+            self.assertEqual(rec.radius.shape, (12,))
+            np.testing.assert_array_equal(rec.radius > 0, out != ABSTAIN)
+
+    def test_no_key_id_or_seed_reaches_the_release(self):
+        self.assertEqual(list(inspect.signature(RobustPrivacyRelease.query).parameters),
+                         ["self", "xs", "subjects"])
+        self.assertEqual(list(inspect.signature(_release().querier()).parameters),
+                         ["xs", "subjects"])
+        self.assertEqual(list(inspect.signature(_release().traced().fn).parameters),
+                         ["x", "state"])
+        with pytest.raises(TypeError):
+            _release().query(_xs(), ids=np.zeros(12, int))  # pylint: disable=unexpected-keyword-arg
+        for bad in (0, 2**40, jax.random.key(0), b"short"):
+            with pytest.raises((TypeError, ValueError), match="secret"):
+                _release(secret=bad)
+        with pytest.raises((TypeError, ValueError), match="secret"):
+            Secret(b"\x00" * 16)
+
+    def test_secret_comes_from_the_os_and_is_not_printed(self):
+        a, b = Secret.generate(), Secret.generate()
+        self.assertNotEqual(a.fingerprint(), b.fingerprint())
+        self.assertNotIn(bytes(range(32)).hex(), repr(_SECRET))
+        self.assertIn("hidden", repr(_SECRET))
+        # a release made without a secret draws its own: two such releases differ
+        x = np.zeros((64, 3), np.float32)
+        r1, r2 = _release("always_label", secret=None), _release("always_label", secret=None)
+        r1.query(x)
+        r2.query(x)
+        self.assertNotEqual(r1.secret_fingerprint(), r2.secret_fingerprint())
+        self.assertFalse(np.array_equal(r1.audit()[0].counts, r2.audit()[0].counts))
+
+    def test_different_secrets_give_different_noise(self):
+        x = np.zeros((32, 3), np.float32)  # p1 = 1/2: the counts are pure noise
+        r1, r2 = _release(), _release(secret=Secret(bytes(range(1, 33))))
+        r1.query(x)
+        r2.query(x)
+        self.assertFalse(np.array_equal(r1.audit()[0].counts, r2.audit()[0].counts))
+
+
+class NoiseModeTest(parameterized.TestCase):
+
+    @parameterized.parameters(*MODES)
+    def test_consistent_mode_exact_repeats_identical(self, mode):
+        rel = _release(mode, "consistent")
+        x = _xs(8)
+        first = rel.query(x)
+        again = rel.query(x[::-1])[::-1]  # other positions, later in the release's life
+        np.testing.assert_array_equal(first, again)
+        np.testing.assert_array_equal(rel.audit()[0].counts, rel.audit()[1].counts[::-1])
+        # -0.0 and +0.0 are the same input
+        z = np.zeros((1, 3), np.float32)
+        rel.query(z)
+        rel.query(-z)
+        np.testing.assert_array_equal(rel.audit()[2].counts, rel.audit()[3].counts)
+
+    def test_consistent_mode_near_duplicates_get_fresh_noise(self):
+        rel = _release("always_label", "consistent")
+        x = np.zeros((1, 3), np.float32)
+        near = np.repeat(x, 50, axis=0)
+        near[:, 2] = np.arange(50) * 1e-7  # a feature the model ignores
+        rel.query(near)
+        counts = rel.audit()[0].counts[:, 1]
+        self.assertGreater(len(set(counts.tolist())), 10)
+
+    def test_fresh_mode_repeats_draw_new_noise_with_the_right_law(self):
+        """Fresh answers to one input: class-1 counts are Binomial(n, Phi(r / sigma))."""
+        rel = _release("always_label", "fresh")
+        r = 0.1
+        x = np.array([[r, 0.0, 0.0]], np.float32)
+        for _ in range(3):
+            rel.query(np.repeat(x, 200, axis=0))
+        counts = np.concatenate([rec.counts[:, 1] for rec in rel.audit()])
+        p = sps.norm.cdf(r / SIGMA)
+        self.assertGreater(len(set(counts.tolist())), 15)
+        res = sps.binomtest(int(counts.sum()), 100 * counts.size, p)
+        self.assertGreater(res.pvalue, 1e-4)
+        # and the per-answer counts spread like a binomial, not more (no shared noise)
+        self.assertLess(abs(np.var(counts) / (100 * p * (1 - p)) - 1), 0.35)
+
+    @parameterized.product(mode=MODES, noise=NOISE_MODES)
+    def test_traced_release_equals_deployed_release(self, mode, noise):
+        rel = _release(mode, noise)
+        traced = jax.jit(rel.traced().fn)
+        state = initial_state()
+        for seed in range(3):
+            x = _xs(6, seed)
+            want = rel.query(x)
+            got, state = traced(jnp.asarray(x), state)
+            np.testing.assert_array_equal(np.asarray(got), want)
+        self.assertEqual(int(state[0]), 18)
+
+
+class BudgetTest(parameterized.TestCase):
+
+    def test_refuses_past_the_budget_and_answers_nothing(self):
+        rel = _release(budget=Budget(max_answers=3))
+        x = _xs(2)
+        rel.query(x, ["alice", "bob"])
+        rel.query(x, ["alice", "alice"])
+        with pytest.raises(BudgetExceededError, match="alice"):
+            rel.query(x, ["bob", "alice"])
+        self.assertEqual(rel.answers("alice"), 3)
+        self.assertEqual(rel.answers("bob"), 1)  # the refused batch counted nothing
+        rel.query(x, ["bob", "bob"])
+        with pytest.raises(ValueError, match="subjects"):
+            rel.query(x)
+
+    def test_alpha_budget_is_a_union_bound(self):
+        rel = _release(budget=Budget(max_alpha=0.0035))
+        self.assertEqual(rel.answers_allowed, 3)
+        rel.query(_xs(3), ["a"] * 3)
+        self.assertAlmostEqual(rel.spent("a")["alpha"], 0.003)
+        with pytest.raises(BudgetExceededError):
+            rel.query(_xs(1), ["a"])
+        with pytest.raises(ValueError, match="always_label"):
+            _release("always_label", budget=Budget(max_alpha=0.01))
+
+    @parameterized.parameters(*MODES)
+    def test_advantage_budget_uses_the_worst_case_bound(self, mode):
+        delta = 0.05
+        rel = _release(mode, budget=Budget(max_advantage=0.6, delta=delta))
+        k = rel.answers_allowed
+        cfg = rel.config
+        self.assertLessEqual(composed_bound(cfg, delta, k), 0.6)
+        self.assertGreater(composed_bound(cfg, delta, k + 1), 0.6)
+        # the worst case over inputs: no known p1 gives a larger bound for one answer
+        for lo in (0.3, 0.6, 0.9):
+            known = leakage.advantage_bound(mode, sigma=SIGMA, delta=delta, n=100, n0=10,
+                                            alpha=1e-3, p1_interval=(lo, lo + 0.05))
+            self.assertLessEqual(known.advantage, composed_bound(cfg, delta, 1) * 1.05)
+        rel.query(_xs(k), ["s"] * k)
+        self.assertLessEqual(rel.spent("s")["advantage_bound"], 0.6)
+        with pytest.raises(BudgetExceededError):
+            rel.query(_xs(1), ["s"])
+
+    def test_advantage_budget_needs_two_classes(self):
+        cfg = ReleaseConfig(sigma=SIGMA, n=100, num_classes=3)
+        with pytest.raises(ValueError, match="two-class"):
+            RobustPrivacyRelease(lambda p, x: jnp.zeros((x.shape[0], 3)), None, cfg,
+                                 budget=Budget(max_advantage=0.5, delta=0.1))
+
+    def test_bad_config(self):
+        with pytest.raises(ValueError, match="mode"):
+            ReleaseConfig(sigma=1.0, n=10, num_classes=2, mode="certify_radius")
+        with pytest.raises(ValueError, match="noise"):
+            ReleaseConfig(sigma=1.0, n=10, num_classes=2, noise="caller")
+        with pytest.raises(ValueError, match="delta"):
+            Budget(max_advantage=0.5)
+        with pytest.raises(ValueError, match="xs"):
+            _release().query(np.full((2, 3), np.nan, np.float32))
