@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/summary.json, and each experiment's JSON, CSV, Markdown and plots "
                     "under OUT/<experiment>/.")
     rep.add_argument("experiment", nargs="?", default="all",
-                     choices=["all", "rap", "inversion", "frontier", "distillation"],
+                     choices=["all", "rap", "attacks", "inversion", "frontier", "distillation"],
                      help="which experiment (default: all; frontier reuses inversion's sweep "
                           "when run together, else runs it first)")
     rep.add_argument("--quick", action="store_true",

@@ -1,6 +1,7 @@
 """`rpjax reproduce`: runs the paper's experiments and writes one report.
 
-`reproduce(["all"], preset="quick", out=...)` runs Experiment A (RAP, insurance), Experiment B
+`reproduce(["all"], preset="quick", out=...)` runs Experiment A (RAP, insurance), adaptive
+attackers against the deployed release (insurance), Experiment B
 (model inversion, Olivetti), the privacy-utility frontier against DP-SGD and label baselines
 (reusing Experiment B's RP sweep) and the distillation boundary, writes each experiment's own
 outputs under `OUT/<experiment>/`, and `OUT/report.md` (every table and plot, configuration,
@@ -18,12 +19,12 @@ from typing import Any
 
 from rpjax import report
 
-EXPERIMENTS = ("rap", "inversion", "frontier", "distillation")
+EXPERIMENTS = ("rap", "attacks", "inversion", "frontier", "distillation")
 PRESETS = ("quick", "default", "full")
 
 
 def _configs(preset: str, cache_dir: str | None, augment: bool, prior: str) -> dict[str, Any]:
-    from rpjax.experiments import distillation, frontier, inversion, rap
+    from rpjax.experiments import attacks, distillation, frontier, inversion, rap
 
     rap_kw = dict(cache_dir=cache_dir, augment_at_sigma=augment)
     inv_kw: dict[str, Any] = dict(cache_dir=cache_dir, prior=prior)
@@ -32,11 +33,13 @@ def _configs(preset: str, cache_dir: str | None, augment: bool, prior: str) -> d
     if preset == "quick":
         inv = inversion.InversionConfig.quick(**inv_kw)
         return {"rap": rap.RapConfig.quick(**rap_kw), "inversion": inv,
+                "attacks": attacks.AttacksConfig.quick(),
                 "frontier": frontier.FrontierConfig.quick(inversion=inv),
                 "distillation": distillation.DistillationConfig.quick(inversion=inv)}
     inv = (inversion.InversionConfig.full(**inv_kw) if preset == "full"
            else inversion.InversionConfig(**inv_kw))
     return {"rap": rap.RapConfig(**rap_kw), "inversion": inv,
+            "attacks": attacks.AttacksConfig(),
             "frontier": frontier.FrontierConfig(inversion=inv),
             "distillation": distillation.DistillationConfig(inversion=inv)}
 
@@ -53,6 +56,11 @@ def _headline(name: str, result: dict[str, Any]) -> dict[str, Any]:
                                   "chance_asr", "attacks") if k in s}
     if name == "frontier":
         return {"chance_asr": result["chance_asr"]}
+    if name == "attacks":
+        return {"rows": [{k: v for k, v in r.items() if k != "errors_bmi"}
+                         for r in result["rows"]],
+                "advantage": result["advantage"], "budget": result["budget"],
+                "median_certified_radius_bmi": result["median_certified_radius_bmi"]}
     return {k: result[k] for k in ("agreement_undefended", "agreement_rp",
                                    "student_accuracy_undefended", "student_accuracy_rp",
                                    "target_accuracy", "undefended", "rp")}
@@ -76,6 +84,8 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
       The summary written to `OUT/summary.json`.
     """
     from rpjax.experiments import (
+        attacks,
+        attacks_outputs,
         distillation,
         distillation_outputs,
         frontier,
@@ -106,6 +116,10 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
             res = rap.run(configs["rap"], progress=progress)
             paths[name] = rap_outputs.write(res, os.path.join(out, name))
             md = rap_outputs.markdown(res)
+        elif name == "attacks":
+            res = attacks.run(configs["attacks"], cache_dir=cache_dir, progress=progress)
+            paths[name] = attacks_outputs.write(res, os.path.join(out, name))
+            md = attacks_outputs.markdown(res)
         elif name == "inversion":
             res = inversion.run(configs["inversion"], progress=progress)
             paths[name] = inversion_outputs.write(res, os.path.join(out, name))
@@ -121,7 +135,7 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
             md = distillation_outputs.markdown(res)
         results[name] = res
         seconds[name] = time.perf_counter() - t
-        module = {"rap": rap_outputs, "inversion": inversion_outputs,
+        module = {"rap": rap_outputs, "attacks": attacks_outputs, "inversion": inversion_outputs,
                   "frontier": frontier_outputs, "distillation": distillation_outputs}[name]
         verdicts.append(f"- **{name}**: {module.comparison(res)}")
         echo(md)
