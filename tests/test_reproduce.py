@@ -96,6 +96,17 @@ def _check_frontier(out, summary):
     assert "61.7%" in (out / "report.md").read_text()
 
 
+def _check_attacks(out, summary):
+    for name in ("summary.json", "report.md", "attacks.png"):
+        assert (out / name).stat().st_size > 0, name
+    head = summary["attacks"]
+    assert {r["attacker"] for r in head["rows"]} == {"radius", "repeat", "near_duplicate",
+                                                     "abstention"}
+    for a in head["advantage"]:
+        assert a["empirical_advantage"] <= a["bound"] + 3 * a["standard_error"], a
+    assert "measured vs the computed bound" in (out / "report.md").read_text()
+
+
 def _check_distillation(out, summary):
     d = summary["distillation"]
     for key in ("agreement_undefended", "agreement_rp", "student_accuracy_undefended",
@@ -111,20 +122,25 @@ def test_reproduce_all_quick(tmp_path):
     assert cli.main(["reproduce", "all", "--quick", "--out", str(tmp_path),
                      "--no-progress"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["experiments"] == ["rap", "inversion", "frontier", "distillation"]
+    assert summary["experiments"] == ["rap", "attacks", "inversion", "frontier",
+                                      "distillation"]
     assert summary["preset"] == "quick"
     assert summary["versions"]["jax"] and summary["versions"]["dp-accounting"]
-    assert set(summary["seconds"]) == {"rap", "inversion", "frontier", "distillation", "total"}
+    assert set(summary["seconds"]) == {"rap", "attacks", "inversion", "frontier", "distillation",
+                                       "total"}
     report = (tmp_path / "report.md").read_text()
-    for title in ("Experiment A", "Experiment B", "Privacy-utility frontier",
+    for title in ("Experiment A", "Adaptive attackers", "Experiment B",
+                  "Privacy-utility frontier",
                   "Distillation boundary"):  # the report lists every experiment it ran
         assert title in report, title
-    for png in ("rap/figure1_bmi_histogram.png", "inversion/asr_vs_sigma.png",
+    for png in ("rap/figure1_bmi_histogram.png", "attacks/attacks.png",
+                "inversion/asr_vs_sigma.png",
                 "frontier/frontier.png"):
         assert f"]({png})" in report
     assert "Run time:" in report and "Versions:" in report
     assert "agree or disagree with the paper" in report
     _check_rap(tmp_path / "rap", summary)
+    _check_attacks(tmp_path / "attacks", summary)
     _check_inversion(tmp_path / "inversion", summary)
     _check_frontier(tmp_path / "frontier", summary)
     _check_distillation(tmp_path / "distillation", summary)
