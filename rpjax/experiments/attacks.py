@@ -17,9 +17,10 @@ median and the central 95% credible interval. Attackers:
 - (d) `abstention`: only whether each of k answers abstained (predict / certify).
 
 The distinguishing advantage is measured with the likelihood-ratio test between a person's x
-and x' (BMI moved by `delta_bmi`) over `advantage_trials` trials of k answers each, beside the
-computed bound of `rpjax.privacy.leakage.advantage_bound` (with p_1(x) from an owner's
-Clopper-Pearson interval at failure probability `beta`).
+and x' (BMI moved by `delta_bmi` down or up; the larger of the two is reported) over
+`advantage_trials` trials of k answers each, beside the computed bound of
+`rpjax.privacy.leakage.advantage_bound` (with p_1(x) from an owner's Clopper-Pearson interval
+at failure probability `beta`).
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ class AttacksConfig:
       advantage_queries: k for the advantage; advantage_trials: trials per hypothesis;
       advantage_people: people (closest to the threshold, where the leak is largest).
       beta: failure probability of the owner's interval on p_1(x) behind the bound.
-      budget_advantage: a per-subject budget on the advantage bound at `delta_bmi`, reported
-        as the answers it allows and what an attacker learns with that many.
+      budget_advantage, budget_delta_bmi: a per-subject budget on the advantage bound at a
+        BMI distance, reported as the answers it allows and what an attacker learns with them.
       seed: data split, model, the release's (fixed, reproducible) secret, attacker's noise.
       model: the base model's training settings (the RAP experiment's).
     """
@@ -91,7 +92,8 @@ class AttacksConfig:
     advantage_trials: int = 200
     advantage_people: int = 4
     beta: float = 1e-3
-    budget_advantage: float = 0.9
+    budget_advantage: float = 0.5
+    budget_delta_bmi: float = 0.1
     seed: int = 0
     model: _rap.RapConfig = dataclasses.field(default_factory=_rap.RapConfig)
 
@@ -105,6 +107,7 @@ class AttacksConfig:
         _validate.open_unit_interval("budget_advantage", self.budget_advantage)
         _validate.positive("grid_step", self.grid_step)
         _validate.positive("delta_bmi", self.delta_bmi)
+        _validate.positive("budget_delta_bmi", self.budget_delta_bmi)
         for name in ("queries", "advantage_queries"):
             values = getattr(self, name)
             if not values:
@@ -287,16 +290,23 @@ def _score(task, probs, labels, k, mode, noise, attacker, radius_bmi,
 
 def _row(task, est, k, mode, noise, attacker, radius_bmi) -> dict[str, Any]:
     med = np.array([e[0] for e in est])
-    width = np.array([e[2] - e[1] for e in est])
-    err = np.abs(med - np.clip(task.bmi, task.grid[0], task.grid[-1]))
+    lo, hi = np.array([e[1] for e in est]), np.array([e[2] for e in est])
+    true = np.clip(task.bmi, task.grid[0], task.grid[-1])
+    err = np.abs(med - true)
     near = np.abs(task.bmi - task.threshold) < 5.0
+    # located inside its own certified ball: a 95% interval that holds the truth and is
+    # narrower than the ball's diameter (people CERTIFY did not abstain on)
+    ball = radius_bmi > 0
+    inside = (lo <= true) & (true <= hi) & (hi - lo < 2 * radius_bmi)
     return {
         "attacker": attacker, "mode": mode, "noise": noise, "queries": int(k),
         "median_error_bmi": float(np.median(err)),
         "mean_error_bmi": float(np.mean(err)),
         "median_error_near_threshold_bmi": float(np.median(err[near])) if near.any()
         else float("nan"),
-        "median_interval_bmi": float(np.median(width)),
+        "median_interval_bmi": float(np.median(hi - lo)),
+        "located_in_ball": int(np.sum(inside & ball)),
+        "certified_people": int(np.sum(ball)),
         "median_certified_radius_bmi": float(np.median(radius_bmi)),
         "errors_bmi": err.tolist(),
     }
@@ -327,9 +337,10 @@ def _advantage(task, config, progress) -> list[dict[str, Any]]:
     bar = tqdm([(m, i) for m in (*MODES, "certify_radius") for i in order],
                desc="advantage", unit="case", disable=not progress)
     for mode, i in bar:
-        pair = task.with_bmi(task.x[i], [task.bmi[i], task.bmi[i] + config.delta_bmi])
-        p_model = task.p1(pair, 200_000, 2000 + config.seed)  # the attacker's LR test
-        owner = np.asarray(sample_counts(task.apply_fn, task.params, pair[:1],
+        points = task.with_bmi(task.x[i], [task.bmi[i], task.bmi[i] - config.delta_bmi,
+                                           task.bmi[i] + config.delta_bmi])
+        p_points = task.p1(points, 200_000, 2000 + config.seed)  # for the attacker's LR test
+        owner = np.asarray(sample_counts(task.apply_fn, task.params, points[:1],
                                          jax.random.key(3000 + config.seed), sigma=config.sigma,
                                          n=200_000, num_classes=2))
         interval = leakage.p1_interval_from_counts(int(owner[0, 1]), 200_000, config.beta)
@@ -337,13 +348,21 @@ def _advantage(task, config, progress) -> list[dict[str, Any]]:
         rel = _release(task, config, release_mode, "fresh")
         ks = (1,) if mode == "certify_radius" else config.advantage_queries
         k_draw = 1 if mode == "certify_radius" else kmax
-        decide_x = {}
-        for h, x in enumerate(pair):
+        records = []
+        for x in points:
             rel.query(np.repeat(x[None], trials * k_draw, axis=0))
-            decide_x[h] = _lr_decisions(mode, rel.audit()[-1], p_model, config, trials,
-                                        k_draw, ks)
+            records.append(rel.audit()[-1])
+        emps = {}  # x' = BMI - delta and BMI + delta: the larger measured advantage counts
+        for side in (1, 2):
+            p_model = p_points[[0, side]]
+            says_x = [_lr_decisions(mode, rec, p_model, config, trials, k_draw, ks)
+                      for rec in (records[0], records[side])]
+            emps[side] = [float(np.mean(says_x[0][j]) - np.mean(says_x[1][j]))
+                          for j in range(len(ks))]
         for j, k in enumerate(ks):
-            emp = float(np.mean(decide_x[0][j]) - np.mean(decide_x[1][j]))
+            side = 1 if emps[1][j] >= emps[2][j] else 2
+            emp = emps[side][j]
+            p_model = p_points[[0, side]]
             bound = leakage.advantage_bound(mode, sigma=config.sigma, delta=delta, n=config.n,
                                             alpha=config.alpha, n0=config.n0, k=k,
                                             p1_interval=interval,
@@ -351,7 +370,10 @@ def _advantage(task, config, progress) -> list[dict[str, Any]]:
             out.append({"mode": mode, "queries": int(k), "person": int(task.people[i]),
                         "bmi": float(task.bmi[i]), "delta_bmi": config.delta_bmi,
                         "p1_x": float(p_model[0]), "p1_x_prime": float(p_model[1]),
+                        "x_prime_bmi": float(task.bmi[i] + (config.delta_bmi if side == 2
+                                                            else -config.delta_bmi)),
                         "empirical_advantage": emp,
+                        "empirical_advantage_other_side": emps[3 - side][j],
                         "standard_error": float(np.sqrt(0.5 / trials)),
                         "bound": bound.advantage, "bound_failure_probability": config.beta,
                         "p1_interval": list(interval)})
@@ -378,7 +400,7 @@ def _lr_decisions(mode, rec, p_model, config, trials, k_draw, ks) -> list[np.nda
 
 def _budget_rows(task, config, curves, answers, radius_bmi) -> list[dict[str, Any]]:
     """Answers a per-subject advantage budget allows, and the attacker's error with them."""
-    delta = config.delta_bmi / task.scale
+    delta = config.budget_delta_bmi / task.scale
     out = []
     for mode in MODES:
         cfg = ReleaseConfig(sigma=config.sigma, n=config.n, n0=config.n0, alpha=config.alpha,
@@ -387,7 +409,7 @@ def _budget_rows(task, config, curves, answers, radius_bmi) -> list[dict[str, An
         one = leakage.advantage_bound(mode, sigma=config.sigma, delta=delta, n=config.n,
                                       alpha=config.alpha, n0=config.n0).advantage
         row = {"mode": mode, "max_advantage": config.budget_advantage,
-               "delta_bmi": config.delta_bmi, "answers_allowed": int(k),
+               "delta_bmi": config.budget_delta_bmi, "answers_allowed": int(k),
                "one_answer_bound": one}
         if k >= 1:
             probs = [leakage.outcome_probabilities(mode, c, n=config.n, alpha=config.alpha,

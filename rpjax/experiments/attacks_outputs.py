@@ -18,7 +18,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 def _attack_rows(result: dict[str, Any]) -> list[list[Any]]:
     return [[r["attacker"], r["mode"], r["noise"], r["queries"], r["median_error_bmi"],
              r["median_error_near_threshold_bmi"], r["median_interval_bmi"],
-             r["median_certified_radius_bmi"]] for r in result["rows"]]
+             r["median_certified_radius_bmi"],
+             f"{r['located_in_ball']}/{r['certified_people']}"] for r in result["rows"]]
 
 
 def worst_advantage_gap(result: dict[str, Any]) -> float:
@@ -42,11 +43,16 @@ def markdown(result: dict[str, Any]) -> str:
         "true BMI| (median over people; `near thr.`: people within 5 points of the "
         f"threshold); `certified R` = median certified radius (CERTIFY, n = "
         f"{cfg['n_certify']}) in BMI points: the ball the paper's claim says the release "
-        "hides the input in.",
+        "hides the input in; `located in ball` = people whose 95% interval holds their BMI "
+        "and is narrower than their own ball's diameter 2R (of those CERTIFY did not "
+        "abstain on). A posterior that is flat over a region (every answer the same label) "
+        "puts its median anywhere in it, so the error column is noisy; the interval and the "
+        "located count are the steadier readings.",
         "",
         report.markdown_table(
             ["attacker", "release", "noise", "queries k", "error (BMI)", "error near thr.",
-             "95% interval (BMI)", "certified R (BMI)"], _attack_rows(result)),
+             "95% interval (BMI)", "certified R (BMI)", "located in ball"],
+            _attack_rows(result)),
         "",
         "Attackers: `radius` = one CERTIFY answer with its radius (the pre-hardening API); "
         "`repeat` = k answers to the same query; `near_duplicate` = k queries whose age "
@@ -55,7 +61,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Distinguishing advantage: measured vs the computed bound",
         "",
-        f"x = a person's input, x' = the same with BMI + {cfg['delta_bmi']} (l2 distance "
+        f"x = a person's input, x' = the same with BMI -/+ {cfg['delta_bmi']} (l2 distance "
         f"{cfg['delta_bmi'] / result['units']['bmi_std']:.4f} std); likelihood-ratio test over "
         f"{cfg['advantage_trials']} trials per hypothesis; the {cfg['advantage_people']} "
         "people closest to the threshold (where the leak is largest). Bound: "
@@ -63,9 +69,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"from 200,000 owner samples (fails with probability <= {cfg['beta']}).",
         "",
         report.markdown_table(
-            ["release", "k", "BMI", "p1(x)", "p1(x')", "measured advantage", "s.e.",
+            ["release", "k", "BMI", "BMI'", "p1(x)", "p1(x')", "measured advantage", "s.e.",
              "bound"],
-            [[a["mode"], a["queries"], a["bmi"], a["p1_x"], a["p1_x_prime"],
+            [[a["mode"], a["queries"], a["bmi"], a["x_prime_bmi"], a["p1_x"], a["p1_x_prime"],
               a["empirical_advantage"], a["standard_error"], a["bound"]]
              for a in result["advantage"]]),
         "",
@@ -102,7 +108,9 @@ def comparison(result: dict[str, Any]) -> str:
                      f"{radius['median_error_bmi']:.2f} points (median certified radius "
                      f"{radius['median_certified_radius_bmi']:.2f}).")
     parts.append(f"With {kmax} fresh label answers ({best['mode']}) the error falls to "
-                 f"{best['median_error_bmi']:.2f} points.")
+                 f"{best['median_error_bmi']:.2f} points, and {best['located_in_ball']} of "
+                 f"{best['certified_people']} certified people are located inside their own "
+                 "certified ball.")
     adv = max(result["advantage"], key=lambda a: a["empirical_advantage"])
     parts.append(f"Largest measured advantage at a {result['config']['delta_bmi']}-point BMI "
                  f"change: {adv['empirical_advantage']:.2f} ({adv['mode']}, k = "
