@@ -7,6 +7,11 @@ results are NumPy arrays (`Certificates`, `Prediction`) whose fields all have le
 Key use: CERTIFY draws its n0 selection samples from `fold_in(key, 0)` and its n estimation
 samples from `fold_in(key, 1)` (independent streams, as the guarantee requires); PREDICT and
 always-label draw from `fold_in(key, 2)`.
+
+These are certification tools for whoever holds the model: they take the key and the example
+ids from their caller (the same key and id give the same noise) and return counts and radii.
+Never expose them to a querier; a deployed release is `rpjax.privacy.RobustPrivacyRelease`
+(label only, the owner's secret noise, per-subject budgets; see `docs/guarantee.md`).
 """
 
 from __future__ import annotations
