@@ -249,6 +249,9 @@ def advantage_bound(
       alpha: PREDICT's test level / CERTIFY's failure probability.
       k: answers the adversary sees, each with fresh noise (>= 1).
       p1_interval: `(lo, hi)` known to contain p_1(x) (default: nothing known, [0, 1]).
+        From `rpjax.certify`'s `pa_lower` for class A (failing with probability alpha):
+        `(pa_lower, 1)` if A = 1, `(0, 1 - pa_lower)` if A = 0; from fresh counts:
+        `p1_interval_from_counts`.
       failure_probability: probability that `p1_interval` is wrong (recorded in the result).
       cell_width: grid width on the Phi^-1(p1) axis (default: fine enough for n); changes
         only the tightness.
