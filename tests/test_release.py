@@ -208,3 +208,16 @@ class BudgetTest(parameterized.TestCase):
             Budget(max_advantage=0.5)
         with pytest.raises(ValueError, match="xs"):
             _release().query(np.full((2, 3), np.nan, np.float32))
+
+
+@pytest.mark.parametrize("n,alpha", [(10, 0.01), (100, 1e-3), (257, 0.05), (40, 0.5)])
+def test_predict_threshold_table_matches_the_binomial_test(n, alpha):
+    """`n_A >= table[n_A + n_B]` is exactly PREDICT's "p-value <= alpha" (brute force)."""
+    from rpjax import stats
+    from rpjax.privacy.release import predict_threshold_table
+
+    table = predict_threshold_table(n, alpha)
+    for m in range(0, n + 1):
+        for n_a in range((m + 1) // 2, m + 1):
+            passes = m > 0 and stats.binomial_test_pvalue(n_a, m) <= alpha
+            assert (n_a >= table[m]) == passes, (m, n_a)

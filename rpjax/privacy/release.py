@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats as _sps
 
 from rpjax import _validate, stats
 from rpjax import noise as _noise
@@ -150,12 +151,22 @@ def predict_threshold_table(n: int, alpha: float) -> np.ndarray:
     """
     n = _validate.integer("n", n, minimum=1)
     alpha = _validate.open_unit_interval("alpha", alpha)
-    table = np.empty(n + 1, np.int64)
-    table[0] = 1  # no votes for either class: never passes
-    for m in range(1, n + 1):
-        k = np.arange((m + 1) // 2, m + 1)
-        ok = np.nonzero(stats.binomial_test_pvalue(k, np.full_like(k, m)) <= alpha)[0]
-        table[m] = k[ok[0]] if ok.size else m + 1
+    m = np.arange(1, n + 1)
+    # the largest tail j = m - n_A with 2 cdf(j; m, 1/2) <= alpha is ppf(alpha / 2) - 1 or
+    # ppf(alpha / 2); candidates around it are checked with the exact p-value
+    j0 = _sps.binom.ppf(alpha / 2, m, 0.5).astype(np.int64)
+    best = m + 1
+    for dj in (2, 1, 0, -1):
+        k = m - (j0 + dj)
+        ok = (2 * k >= m) & (k <= m) & (stats.binomial_test_pvalue(
+            np.clip(k, 0, m), m) <= alpha)
+        best = np.where(ok, np.minimum(best, k), best)
+    # exactness: one fewer vote must fail (p-value decreases in n_A >= m / 2)
+    below = np.clip(best - 1, 0, m)
+    fails = (2 * below < m) | (stats.binomial_test_pvalue(below, m) > alpha) | (best > m)
+    if not np.all(fails):  # never seen; keeps the table exact if it happens
+        raise AssertionError("predict_threshold_table: candidate search missed a threshold")
+    table = np.concatenate([[1], best])  # m = 0: no votes for either class, never passes
     return table.astype(np.int32)
 
 
