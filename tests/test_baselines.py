@@ -10,6 +10,7 @@ from flax import nnx
 from scipy import stats as sps
 
 from rpjax.attacks.brep_mi import BrepConfig, brep_mi
+from rpjax.attacks.releases import experiment_secret, initial_state
 from rpjax.baselines import dpsgd, labels
 from rpjax.experiments.frontier import pareto_mask
 from rpjax.models import TabularMLP
@@ -23,15 +24,26 @@ def _fixed(params, x):
     return jax.nn.one_hot(x[:, 0].astype(jnp.int32) % K, K) * 10.0
 
 
-def _answers(release, m=20_000, seed=0):
+def _secret(*parts):
+    return experiment_secret("test_baselines", *parts)
+
+
+def _answers(release, m=20_000):
+    """m answers, in two batches (the second continues the release's counter)."""
     x = jnp.tile(jnp.arange(K, dtype=jnp.float32)[:, None], (m // K, 1))
-    out = np.asarray(jax.jit(release.fn)(x, jax.random.key(seed)))
+    fn = jax.jit(release.fn)
+    half = m // 2
+    first, state = fn(x[:half], initial_state())
+    second, state = fn(x[half:], state)
+    assert np.asarray(state).tolist() == [m, 0]
+    out = np.concatenate([np.asarray(first), np.asarray(second)])
     return out, np.asarray(x[:, 0]).astype(int)
 
 
 @pytest.mark.parametrize("p", [0.9, 0.5, 0.1])
 def test_randomized_response_flips_at_the_configured_rate(p):
-    out, base = _answers(labels.randomized_response_release(_fixed, None, p=p, num_classes=K))
+    out, base = _answers(labels.randomized_response_release(_fixed, None, p=p, num_classes=K,
+                                                            secret=_secret("rr", p)))
     flips = int(np.sum(out != base))
     rate = (1 - p) * (K - 1) / K
     assert sps.binomtest(flips, out.size, rate).pvalue > 1e-3
@@ -44,14 +56,19 @@ def test_randomized_response_flips_at_the_configured_rate(p):
 
 
 def test_random_abstention_rate_and_output_noise():
-    out, base = _answers(labels.random_abstain_release(_fixed, None, q=0.3))
+    out, base = _answers(labels.random_abstain_release(_fixed, None, q=0.3,
+                                                       secret=_secret("abstain")))
     abst = int(np.sum(out == -1))
     assert sps.binomtest(abst, out.size, 0.3).pvalue > 1e-3
     np.testing.assert_array_equal(out[out != -1], base[out != -1])
     # output noise: logits 10 apart; P(flip to a given other) = P(N(0, 2 s^2) > 10)
-    out, base = _answers(labels.output_noise_release(_fixed, None, scale=5.0))
+    out, base = _answers(labels.output_noise_release(_fixed, None, scale=5.0,
+                                                     secret=_secret("noise")))
     flips = int(np.sum(out != base))
-    assert 0 < flips < out.size
+    # kept iff 10 + 5 Z_0 beats the other K - 1 logits 5 Z_j: P = E[Phi(Z + 2)^(K - 1)]
+    rate = 1.0 - sps.norm.expect(lambda z: sps.norm.cdf(z + 10.0 / 5.0) ** (K - 1))
+    assert sps.binomtest(flips, out.size, rate).pvalue > 1e-3
+    assert sps.binomtest(flips, out.size, rate + 0.03).pvalue < 1e-3
     small, _ = _answers(labels.output_noise_release(_fixed, None, scale=0.1))
     np.testing.assert_array_equal(small, base)
 
@@ -63,6 +80,8 @@ def test_label_release_validation_and_brep_plugin():
         labels.random_abstain_release(_fixed, None, q=-0.1)
     with pytest.raises(ValueError, match="scale"):
         labels.output_noise_release(_fixed, None, scale=0.0)
+    with pytest.raises(TypeError, match="Secret"):
+        labels.random_abstain_release(_fixed, None, q=0.5, secret=jax.random.key(0))
     # plugs into BREP-MI: with p = 0 every label is uniform noise, the attack still runs
     rel = labels.randomized_response_release(_fixed, None, p=0.0, num_classes=K)
     res = brep_mi(rel, lambda z: z * 3.0, jnp.arange(K), 0,

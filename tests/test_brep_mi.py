@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-import rpjax
 from rpjax import stats
 from rpjax.attacks import metrics
 from rpjax.attacks.brep_mi import BrepConfig, brep_mi
 from rpjax.attacks.releases import (
     base_release,
+    experiment_secret,
+    initial_state,
     predict_threshold_table,
     rp_always_release,
+    rp_certify_release,
     rp_predict_release,
 )
+from rpjax.privacy.release import ReleaseConfig, RobustPrivacyRelease
 
 _CENTERS = jnp.array([[0.0, 0.0], [3.0, 3.0], [-3.0, 3.0]])
 
@@ -37,25 +40,46 @@ class ReleaseTest(parameterized.TestCase):
             expect = stats.binomial_test_pvalue(k, np.full_like(k, m)) <= alpha
             np.testing.assert_array_equal(k >= table[m], expect)
 
-    def test_in_graph_predict_agrees_with_rpjax_predict_decisions(self):
-        """Same counts -> same decision: the release's labels equal predict() on its counts."""
+    def test_in_graph_predict_agrees_with_the_binomial_test_on_its_counts(self):
+        """The traced release's labels are the deployed release's, and those are PREDICT's
+        decision (exact binomial test) on the counts in the owner's audit record."""
+        secret = experiment_secret("test", "predict-decisions")
         rel = rp_predict_release(disc_apply, _CENTERS, sigma=0.8, n=200, alpha=1e-3,
-                                 num_classes=4)
+                                 num_classes=4, secret=secret)
         x = jnp.array([[0.0, 0.0], [0.9, 0.0], [1.5, 1.5], [3.0, 3.0], [8.0, 8.0]])
-        key = jax.random.key(4)
-        labels = np.asarray(jax.jit(rel.fn)(x, key))
-        counts = np.asarray(rpjax.sample_counts(disc_apply, _CENTERS, x, key, sigma=0.8, n=200,
-                                                num_classes=4))
+        labels, state = jax.jit(rel.fn)(x, initial_state())
+        labels = np.asarray(labels)
+        np.testing.assert_array_equal(np.asarray(state), [5, 0])
+        deployed = RobustPrivacyRelease(disc_apply, _CENTERS, ReleaseConfig(
+            sigma=0.8, n=200, alpha=1e-3, num_classes=4), secret=secret)
+        np.testing.assert_array_equal(deployed.query(x), labels)
+        counts = deployed.audit()[0].counts
         top = np.sort(counts, axis=1)[:, ::-1]
         passes = stats.binomial_test_pvalue(top[:, 0], top[:, 0] + top[:, 1]) <= 1e-3
         np.testing.assert_array_equal(labels, np.where(passes, counts.argmax(1), -1))
         self.assertIn(-1, labels.tolist())  # the boundary point abstains
         self.assertEqual(labels[4], 3)
+        self.assertEqual(rel.params["sigma"], 0.8)
+        self.assertEqual((rel.params["n"], rel.params["alpha"]), (200, 1e-3))
 
     def test_always_label_never_abstains(self):
         rel = rp_always_release(disc_apply, _CENTERS, sigma=2.0, n=20, num_classes=4)
-        labels = np.asarray(rel.fn(jnp.zeros((50, 2)) + 0.95, jax.random.key(0)))
-        self.assertNotIn(-1, labels.tolist())
+        labels, _ = rel.fn(jnp.zeros((50, 2)) + 0.95, initial_state())
+        self.assertNotIn(-1, np.asarray(labels).tolist())
+
+    def test_certify_release_matches_the_deployed_release(self):
+        secret = experiment_secret("test", "certify")
+        rel = rp_certify_release(disc_apply, _CENTERS, sigma=0.5, n=50, n0=10, alpha=1e-2,
+                                 num_classes=4, secret=secret)
+        self.assertEqual((rel.name, rel.forward_passes), ("rp_certify", 60))
+        x = jnp.array([[0.0, 0.0], [0.9, 0.0], [8.0, 8.0]])
+        deployed = RobustPrivacyRelease(disc_apply, _CENTERS, ReleaseConfig(
+            sigma=0.5, n=50, n0=10, alpha=1e-2, num_classes=4, mode="certify"), secret=secret)
+        state = initial_state()
+        for _ in range(2):  # a second batch continues the counter
+            labels, state = rel.fn(x, state)
+            np.testing.assert_array_equal(np.asarray(labels), deployed.query(x))
+        self.assertEqual(np.asarray(labels)[2], 3)
 
 
 class BrepTest(parameterized.TestCase):
@@ -73,6 +97,7 @@ class BrepTest(parameterized.TestCase):
         np.testing.assert_allclose(grown, np.round(grown), atol=1e-4)  # in steps of 1.3
         self.assertEqual(res.iterations[0], 60)
         self.assertEqual(res.queries[0], 4000 + 60 * 33)
+        np.testing.assert_array_equal(res.release_state, [4000 + 60 * 33, 0])
 
     def test_patience_stops_and_unfound_targets_do_not_move(self):
         config = BrepConfig(r0=5.0, max_iters=50, patience=4, init_candidates=500)
@@ -91,10 +116,27 @@ class BrepTest(parameterized.TestCase):
         config = BrepConfig(r0=0.05, max_iters=5, init_candidates=200)
         out = {}
         for n in (10, 40):
-            rel = rp_always_release(disc_apply, _CENTERS, sigma=0.05, n=n, num_classes=4)
+            rel = rp_always_release(disc_apply, _CENTERS, sigma=0.05, n=n, num_classes=4,
+                                    secret=experiment_secret("test", n))
             out[n] = brep_mi(rel, lambda z: 2.0 * z, jnp.array([0]), 0, config, latent_dim=2)
         np.testing.assert_array_equal(out[10].queries, out[40].queries)
         np.testing.assert_allclose(out[40].forward_passes, 4 * out[10].forward_passes)
+
+    def test_release_state_chains_attacks_on_one_release(self):
+        """The counter after one attack is where the next starts; every query sent counts
+        (here two targets, one never found, both queried every iteration)."""
+        config = BrepConfig(r0=0.05, max_iters=3, init_candidates=60, num_points=4)
+        rel = base_release(disc_apply, _CENTERS)
+        first = brep_mi(rel, lambda z: z, jnp.array([0, 1]), 0, config, latent_dim=2,
+                        init_batch=25)
+        per_attack = 60 + 3 * (2 * 4 + 2)
+        np.testing.assert_array_equal(first.release_state, [per_attack, 0])
+        second = brep_mi(rel, lambda z: z, jnp.array([0, 1]), 1, config, latent_dim=2,
+                         release_state=first.release_state)
+        np.testing.assert_array_equal(second.release_state, [2 * per_attack, 0])
+        with pytest.raises(ValueError, match="release_state"):
+            brep_mi(rel, lambda z: z, jnp.array([0]), 0, config, latent_dim=2,
+                    release_state=np.zeros(2, np.int32))
 
     def test_bad_config(self):
         with pytest.raises(ValueError, match="growth"):

@@ -9,6 +9,13 @@ class the radius grows by 1.3; a target stops after `patience` iterations withou
 at the total cap. All targets run together in one compiled `lax.while_loop`; every label
 comes from a pluggable `LabelRelease` (the base model, Robust Privacy, a baseline), and an
 abstention counts as "not the target".
+
+The release protocol is `rpjax.privacy.release`: the release's noise comes from its own
+secret and its answer counter, which the attack threads through the initial search and the
+loop carry (`release.fn(x, state) -> (labels, state)`). The attacker's `key` drives only the
+attacker's own sampling (candidate latents, sphere directions) and never reaches the release.
+`brep_mi` starts from `release_state` (default: a fresh release) and returns the counter
+after its queries, so several attacks can be chained against one deployed release.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rpjax import _validate
-from rpjax.attacks.releases import LabelRelease
+from rpjax.attacks.releases import LabelRelease, initial_state
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -74,6 +81,9 @@ class BrepResult(NamedTuple):
       radius: `[T]` final sphere radius; iterations: `[T]` iterations run.
       queries: `[T]` label queries spent (initial search shared equally); forward_passes:
         `[T]` base-model forward passes (queries x the release's cost).
+      release_state: uint32 `[2]` the release's answer counter after the attack (pass it as
+        `release_state` to the next attack on the same release). It counts every query sent,
+        including the sphere points of targets that have already stopped.
     """
 
     latents: np.ndarray
@@ -83,46 +93,48 @@ class BrepResult(NamedTuple):
     iterations: np.ndarray
     queries: np.ndarray
     forward_passes: np.ndarray
+    release_state: np.ndarray
 
 
-def _initial_points(query, targets, key, config, k, batch):
+def _initial_points(query, targets, key, config, k, batch, release_state):
+    """Queries `init_candidates` random latents (in batches; exactly those, no padding)."""
     z = jax.random.normal(jax.random.fold_in(key, 0), (config.init_candidates, k))
     z = jnp.clip(z, -config.latent_clip, config.latent_clip)
-    pad = -config.init_candidates % batch
-    zp = jnp.concatenate([z, jnp.zeros((pad, k), z.dtype)])
-    labels = jnp.concatenate([
-        query(zp[start : start + batch], jax.random.fold_in(key, 1 + start))
-        for start in range(0, zp.shape[0], batch)
-    ])[: config.init_candidates]
+    labels = []
+    for start in range(0, config.init_candidates, batch):
+        out, release_state = query(z[start : start + batch], release_state)
+        labels.append(out)
+    labels = jnp.concatenate(labels)
     hit = labels[None, :] == targets[:, None]  # [T, N0]
     found = hit.any(axis=1)
     first = jnp.argmax(hit, axis=1)
-    return jnp.where(found[:, None], z[first], 0.0), found
+    return jnp.where(found[:, None], z[first], 0.0), found, release_state
 
 
-def _walk(release_fn, decode, targets, z0, found, key, config):
+def _walk(release_fn, decode, targets, z0, found, key, release_state, config):
     num, k = z0.shape
     p = config.num_points
 
-    def cond(state):
-        it, _, _, _, done, _, _ = state
+    def cond(carry):
+        it, _, _, _, done, _, _, _ = carry
         return (it < config.max_iters) & ~jnp.all(done)
 
-    def body(state):
-        it, z, r, stale, done, iters, queries = state
+    def body(carry):
+        it, z, r, stale, done, iters, queries, rstate = carry
         kt = jax.random.fold_in(key, it)
         d = jax.random.normal(jax.random.fold_in(kt, 0), (num, p, k))
         d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
         sphere = jnp.clip(z[:, None] + r[:, None, None] * d, -config.latent_clip,
                           config.latent_clip)
-        inside = (release_fn(decode(sphere.reshape(num * p, k)), jax.random.fold_in(kt, 1))
-                  .reshape(num, p) == targets[:, None])
+        sphere_labels, rstate = release_fn(decode(sphere.reshape(num * p, k)), rstate)
+        inside = sphere_labels.reshape(num, p) == targets[:, None]
         phi = jnp.where(inside, 1.0, -1.0)
         g = jnp.mean(phi[..., None] * d, axis=1)
         g = g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True), 1e-12)
         step = jnp.minimum(r / 3.0, config.max_step)
         cand = jnp.clip(z + step[:, None] * g, -config.latent_clip, config.latent_clip)
-        keep = release_fn(decode(cand), jax.random.fold_in(kt, 2)) == targets
+        cand_labels, rstate = release_fn(decode(cand), rstate)
+        keep = cand_labels == targets
         active = ~done
         z = jnp.where((active & keep)[:, None], cand, z)
         grow = active & (inside.mean(axis=1) > config.inside_fraction)
@@ -131,20 +143,32 @@ def _walk(release_fn, decode, targets, z0, found, key, config):
         iters = iters + active.astype(jnp.int32)
         queries = queries + active.astype(jnp.int32) * (p + 1)
         done = done | (stale >= config.patience)
-        return it + 1, z, r, stale, done, iters, queries
+        return it + 1, z, r, stale, done, iters, queries, rstate
 
     zeros = jnp.zeros(num, jnp.int32)
-    state = (0, z0, jnp.full(num, config.r0, jnp.float32), zeros, ~found, zeros, zeros)
-    _, z, r, _, _, iters, queries = jax.lax.while_loop(cond, body, state)
-    return z, r, iters, queries
+    carry = (0, z0, jnp.full(num, config.r0, jnp.float32), zeros, ~found, zeros, zeros,
+             release_state)
+    _, z, r, _, _, iters, queries, release_state = jax.lax.while_loop(cond, body, carry)
+    return z, r, iters, queries, release_state
 
 
-_WALK = jax.jit(_walk, static_argnums=(0, 1, 6))
+_WALK = jax.jit(_walk, static_argnums=(0, 1, 7))
 
 
 @functools.lru_cache(maxsize=32)
 def _query(release_fn, decode):
-    return jax.jit(lambda z, key: release_fn(decode(z), key))
+    return jax.jit(lambda z, state: release_fn(decode(z), state))
+
+
+def _release_state(value) -> jax.Array:
+    if value is None:
+        return initial_state()
+    arr = np.asarray(value)
+    if arr.shape != (2,) or arr.dtype != np.uint32:
+        raise ValueError(f"release_state must be a uint32 [2] answer counter (from "
+                         f"initial_state() or a previous BrepResult.release_state), got "
+                         f"dtype {arr.dtype} and shape {arr.shape}.")
+    return jnp.asarray(arr)
 
 
 def brep_mi(
@@ -156,6 +180,7 @@ def brep_mi(
     *,
     latent_dim: int,
     init_batch: int = 250,
+    release_state: jax.typing.ArrayLike | None = None,
 ) -> BrepResult:
     """Runs BREP-MI against `release` for every target identity at once.
 
@@ -163,10 +188,15 @@ def brep_mi(
       release: what the attacker can query (label only; -1 = abstain = not the target).
       decode: the generator, `decode(z [b, latent_dim]) -> images [b, *input_shape]`; pure.
       targets: `[T]` target class indices.
-      key: typed key or int seed (latent sampling and the release's noise).
+      key: typed key or int seed of the attacker's own sampling (candidate latents, sphere
+        directions). It never reaches the release: the release's noise comes from its secret
+        and its answer counter.
       config: attack settings.
       latent_dim: the generator's latent dimension k.
       init_batch: latents per release call while searching initial points.
+      release_state: the release's answer counter before the attack, uint32 `[2]` (None:
+        `initial_state()`, a release that has answered nothing). Pass the previous attack's
+        `BrepResult.release_state` to keep querying the same deployed release.
 
     Returns:
       `BrepResult`; decode `latents` to get the reconstructions.
@@ -176,15 +206,18 @@ def brep_mi(
     targets = jnp.asarray(targets, jnp.int32)
     if targets.ndim != 1 or targets.shape[0] == 0:
         raise ValueError(f"targets must be a non-empty [T] vector, got shape {targets.shape}.")
+    init_batch = _validate.integer("init_batch", init_batch, minimum=1)
+    state = _release_state(release_state)
     query = _query(release.fn, decode)
-    z0, found = _initial_points(query, targets, jax.random.fold_in(key, 0), config, latent_dim,
-                                init_batch)
-    z, r, iters, queries = _WALK(release.fn, decode, targets, z0, found,
-                                 jax.random.fold_in(key, 1), config)
+    z0, found, state = _initial_points(query, targets, jax.random.fold_in(key, 0), config,
+                                       latent_dim, init_batch, state)
+    z, r, iters, queries, state = _WALK(release.fn, decode, targets, z0, found,
+                                        jax.random.fold_in(key, 1), state, config)
     init_queries = config.init_candidates / targets.shape[0]
     queries = np.asarray(queries, np.float64) + init_queries
     return BrepResult(
         latents=np.asarray(z), initial=np.asarray(z0), found=np.asarray(found),
         radius=np.asarray(r), iterations=np.asarray(iters), queries=queries,
         forward_passes=queries * release.forward_passes,
+        release_state=np.asarray(state),
     )

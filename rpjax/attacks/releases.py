@@ -1,116 +1,126 @@
 """Label releases an attacker can query, as traceable functions (usable inside `jit`).
 
-A `LabelRelease` maps a batch of inputs and a key to released labels (-1 = abstain). The
-label-only attacks call it inside their compiled loop. The Robust Privacy releases run the
-engine's counting kernel (`rpjax.smoothing.counts_traced`) on each query; PREDICT's exact
-two-sided binomial test is applied in-graph through a table of the smallest passing top count
-for every total, computed on the host in float64 with `rpjax.stats` (so the decisions are
-exactly those of `rpjax.predict`).
+The protocol is `rpjax.privacy.release`: a `LabelRelease` maps a batch of inputs and the
+release's answer counter to released labels (-1 = abstain) and the advanced counter,
+`fn(x [M, ...], state) -> (labels [M] int32, state)`. A release's noise comes from its own
+`Secret` and the counter, never from the querier: there is no key argument. The label-only
+attacks carry the counter through their compiled loops (start from `initial_state()`).
+
+The Robust Privacy releases here are `RobustPrivacyRelease(...).traced()`, so an attack
+against them gets exactly the answers the deployed release (`RobustPrivacyRelease.query`)
+gives for the same secret and the same sequence of queries.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from typing import Any, NamedTuple
+import hashlib
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from scipy import stats as _sps
 
-from rpjax import _validate, noise, smoothing, stats
+from rpjax import smoothing
+from rpjax.privacy.release import (
+    ABSTAIN,
+    LabelRelease,
+    ReleaseConfig,
+    RobustPrivacyRelease,
+    Secret,
+    advance,
+    initial_state,
+    predict_threshold_table,
+    row_keys,
+)
 
-ABSTAIN = -1
+__all__ = [
+    "ABSTAIN",
+    "LabelRelease",
+    "Secret",
+    "advance",
+    "base_release",
+    "experiment_secret",
+    "initial_state",
+    "predict_threshold_table",
+    "rp_always_release",
+    "rp_certify_release",
+    "rp_predict_release",
+    "traced_row_keys",
+]
 
 
-class LabelRelease(NamedTuple):
-    """A queryable release.
+def experiment_secret(*parts: Any) -> Secret:
+    """A `Secret` derived deterministically from `parts` (e.g. seed, name, sigma, n).
 
-    Attributes:
-      name: short name for reports ("none", "rp_predict", "rp_always", ...).
-      fn: `fn(x [M, *input_shape], key) -> labels [M] int32` (-1 = abstain); traceable.
-      forward_passes: base-model forward passes per released label.
-      params: the release's settings, for reports.
+    For reproducible experiments only: anyone who knows the parts knows the secret. A
+    deployment uses `Secret.generate()` (256 bits from the OS).
+
+    Example: `experiment_secret(0, "rp_predict", 0.1, 10)` is
+    `Secret(sha256(b"rpjax-experiment/0/rp_predict/0.1/10").digest())`.
     """
+    text = "/".join(["rpjax-experiment", *(str(p) for p in parts)])
+    return Secret(hashlib.sha256(text.encode()).digest())
 
-    name: str
-    fn: Callable[[jax.Array, jax.Array], jax.Array]
-    forward_passes: int
-    params: dict[str, Any]
+
+def traced_row_keys(secret: Secret, state: jax.Array, count: int) -> jax.Array:
+    """`rpjax.privacy.release.row_keys`, usable inside `jit` / `lax.while_loop`.
+
+    `row_keys` derives the secret's sub-key with host NumPy, which fails on a tracer; here
+    that part is evaluated at trace time (it depends only on the secret) and only the
+    counter-dependent part is traced. Same keys as `row_keys` for the same arguments.
+    """
+    with jax.ensure_compile_time_eval():
+        return row_keys(secret, state, count)
 
 
 def base_release(apply_fn: smoothing.ApplyFn, params: Any) -> LabelRelease:
-    """The undefended model: the argmax label, one forward pass per query."""
+    """The undefended model: the argmax label, one forward pass per query (no randomness;
+    the counter is advanced like any release's)."""
 
-    def fn(x, key):
-        del key
-        return jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
+    def fn(x, state):
+        labels = jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
+        return labels, advance(state, x.shape[0])
 
     return LabelRelease("none", fn, 1, {})
 
 
-def predict_threshold_table(n: int, alpha: float) -> np.ndarray:
-    """`[n + 1]` int32: for each total m = n_A + n_B, the smallest n_A that passes PREDICT.
-
-    PREDICT releases the top class iff the two-sided binomial test of n_A successes in m
-    trials at p = 1/2 has p-value <= alpha; entries of m + 1 mean "never passes".
-    """
-    n = _validate.integer("n", n, minimum=1)
-    alpha = _validate.open_unit_interval("alpha", alpha)
-    m = np.arange(n + 1)
-    # largest tail j with 2 * cdf(j, m) <= alpha, from the quantile, then checked exactly
-    j = _sps.binom.ppf(alpha / 2, np.maximum(m, 1), 0.5).astype(np.int64)
-    table = np.full(n + 1, 0, np.int64)
-    for i, mi in enumerate(m):
-        if mi == 0:
-            table[i] = 1  # no votes for either class: never passes
-            continue
-        best = mi + 1
-        for cand in range(max(0, j[i] - 2), min(mi, j[i] + 2) + 1):
-            k = mi - cand
-            if 2 * k >= mi and stats.binomial_test_pvalue(k, mi) <= alpha:
-                best = min(best, k)
-        table[i] = best
-    return table.astype(np.int32)
-
-
-def _smoothed_counts(apply_fn, params, x, key, sigma, n, num_classes):
-    pairs = noise.example_keys(key, jnp.arange(x.shape[0], dtype=jnp.uint32))
-    chunk = smoothing.resolve_chunk_size(None, n, x.shape[0], math.prod(x.shape[1:]))
-    return smoothing.counts_traced(apply_fn, params, x, pairs, sigma, n=n,
-                                   num_classes=num_classes, chunk=chunk)
+def _rp(apply_fn, params, name, secret, **config) -> LabelRelease:
+    release = RobustPrivacyRelease(apply_fn, params, ReleaseConfig(**config), secret=secret)
+    return release.traced(name)
 
 
 def rp_predict_release(apply_fn: smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
-                       alpha: float, num_classes: int) -> LabelRelease:
+                       alpha: float, num_classes: int, secret: Secret | None = None,
+                       noise: str = "fresh") -> LabelRelease:
     """Robust Privacy via PREDICT: n noisy passes per query, abstain (-1) unless significant.
+
+    `RobustPrivacyRelease(apply_fn, params, ReleaseConfig(mode="predict", ...),
+    secret=secret).traced("rp_predict")`.
 
     Args:
       apply_fn, params: the base model.
       sigma: noise std in input units (pixels in [0, 1] for images).
       n: samples per query; alpha: the test's level; num_classes: length of the counts.
+      secret: the release's noise secret (None: `Secret.generate()`, from the OS).
+      noise: "fresh" (new noise for every answer) or "consistent" (keyed by the input).
     """
-    sigma = _validate.positive("sigma", sigma)
-    table = jnp.asarray(predict_threshold_table(n, alpha))
-
-    def fn(x, key):
-        counts = _smoothed_counts(apply_fn, params, x, key, sigma, n, num_classes)
-        top, idx = jax.lax.top_k(counts, 2)
-        passes = top[:, 0] >= table[top[:, 0] + top[:, 1]]
-        return jnp.where(passes, idx[:, 0], ABSTAIN).astype(jnp.int32)
-
-    return LabelRelease("rp_predict", fn, n, {"sigma": sigma, "n": n, "alpha": alpha})
+    return _rp(apply_fn, params, "rp_predict", secret, sigma=sigma, n=n, alpha=alpha,
+               num_classes=num_classes, mode="predict", noise=noise)
 
 
 def rp_always_release(apply_fn: smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
-                      num_classes: int) -> LabelRelease:
+                      num_classes: int, secret: Secret | None = None,
+                      noise: str = "fresh") -> LabelRelease:
     """Robust Privacy, always-label mode: the Monte Carlo top class, never abstains (no
-    certificate)."""
-    sigma = _validate.positive("sigma", sigma)
+    certificate). Arguments as `rp_predict_release`."""
+    return _rp(apply_fn, params, "rp_always", secret, sigma=sigma, n=n,
+               num_classes=num_classes, mode="always_label", noise=noise)
 
-    def fn(x, key):
-        counts = _smoothed_counts(apply_fn, params, x, key, sigma, n, num_classes)
-        return jnp.argmax(counts, axis=-1).astype(jnp.int32)
 
-    return LabelRelease("rp_always", fn, n, {"sigma": sigma, "n": n})
+def rp_certify_release(apply_fn: smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
+                       n0: int, alpha: float, num_classes: int, secret: Secret | None = None,
+                       noise: str = "fresh") -> LabelRelease:
+    """Robust Privacy via CERTIFY: n0 selection and n estimation samples per query; the
+    selected class if its certificate holds at level alpha, else abstain (-1). The radius is
+    not released. Other arguments as `rp_predict_release`."""
+    return _rp(apply_fn, params, "rp_certify", secret, sigma=sigma, n=n, n0=n0, alpha=alpha,
+               num_classes=num_classes, mode="certify", noise=noise)

@@ -9,7 +9,10 @@ Gaussian pixel noise of std 0.05), half are samples of the attacker's generator 
 on those public images. The private held-out images are never queried: they are the test set.
 
 Releases: the undefended target (argmax) and RP PREDICT at each (sigma, n) of the config;
-abstentions are dropped from the student's training set (their count is reported).
+abstentions are dropped from the student's training set (their count is reported). Each RP
+release's noise comes from its own secret (derived from the config's seed and the release's
+settings, `rpjax.attacks.releases.experiment_secret`, for reproducibility); the extractor's
+query set is answered as the first `budget` answers of a fresh release.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from flax import nnx
 
 from rpjax import _validate, report
 from rpjax.attacks import prior as prior_lib
-from rpjax.attacks.releases import base_release, rp_predict_release
+from rpjax.attacks.releases import (
+    base_release,
+    experiment_secret,
+    initial_state,
+    rp_predict_release,
+)
 from rpjax.experiments import inversion
 from rpjax.models import FaceCNN
 from rpjax.train import TrainConfig, fit_classifier
@@ -99,7 +107,8 @@ def _student(ctx, xq, yq, config):
 
 
 def _measure(ctx, release, xq, config, target_labels):
-    answers = np.asarray(jax.jit(release.fn)(jnp.asarray(xq), jax.random.key(config.seed)))
+    answers, _ = jax.jit(release.fn)(jnp.asarray(xq), initial_state())
+    answers = np.asarray(answers)
     keep = answers >= 0
     if keep.sum() < 2:
         return {"answered": int(keep.sum()), "agreement": float("nan"),
@@ -128,8 +137,10 @@ def run(config: DistillationConfig = DistillationConfig(), *,
     bar.update(1)
     rp = []
     for sigma in config.sigmas:
-        release = rp_predict_release(apply_fn, params, sigma=sigma, n=config.n,
-                                     alpha=config.inversion.alpha, num_classes=ctx.num_classes)
+        release = rp_predict_release(
+            apply_fn, params, sigma=sigma, n=config.n, alpha=config.inversion.alpha,
+            num_classes=ctx.num_classes,
+            secret=experiment_secret(config.seed, "distillation/rp_predict", sigma, config.n))
         rp.append({"sigma": sigma, "n": config.n,
                    **_measure(ctx, release, xq, config, target_labels)})
         bar.update(1)

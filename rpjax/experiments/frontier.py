@@ -16,6 +16,11 @@ the argmax, so for those baselines (and output noise) MI-Face is the undefended 
 `asr_mi_face` is the undefended value and the point says so (`mi_face_bypasses_release`).
 A point is on the Pareto front of an attack when no other point has accuracy at least as
 high and ASR at least as low, one of them strictly.
+
+Every label release draws its randomness from its own secret and answer counter
+(`rpjax.privacy.release`), never from the attacker; for reproducibility the baselines'
+secrets are derived from the inversion seed and their settings
+(`rpjax.attacks.releases.experiment_secret`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 from flax import nnx
 
 from rpjax import _validate, checkpoint, report
-from rpjax.attacks.releases import base_release
+from rpjax.attacks.releases import base_release, experiment_secret
 from rpjax.baselines import dpsgd, labels
 from rpjax.data import olivetti
 from rpjax.experiments import inversion
@@ -174,18 +179,24 @@ def run(config: FrontierConfig = FrontierConfig(), *,
                                         "target": b["target"]}, b, b, f))
     undefended_face = attacks["mi_face"]["undefended"]
     apply_fn, params = ctx.target
+
+    def secret(method, value):
+        return experiment_secret(inv_cfg.seed, f"frontier/{method}", value)
+
     releases = (
         [("randomized_response", {"p": p}, labels.randomized_response_release(
-            apply_fn, params, p=p, num_classes=ctx.num_classes)) for p in config.rr_keep]
-        + [("abstain", {"q": q}, labels.random_abstain_release(apply_fn, params, q=q))
-           for q in config.abstain_q]
-        + [("output_noise", {"scale": s}, labels.output_noise_release(apply_fn, params, scale=s))
+            apply_fn, params, p=p, num_classes=ctx.num_classes,
+            secret=secret("randomized_response", p))) for p in config.rr_keep]
+        + [("abstain", {"q": q}, labels.random_abstain_release(
+            apply_fn, params, q=q, secret=secret("abstain", q))) for q in config.abstain_q]
+        + [("output_noise", {"scale": s}, labels.output_noise_release(
+            apply_fn, params, scale=s, secret=secret("output_noise", s)))
            for s in config.output_noise])
     bar = tqdm(total=len(releases) + len(config.epsilons), desc="frontier", unit="point",
                disable=not progress)
     for method, prm, release in releases:
         bar.set_postfix(method=method, **prm)
-        util = ctx.release_utility(apply_fn, params, release, key=inv_cfg.seed)
+        util = ctx.release_utility(apply_fn, params, release)
         brep = inversion.aggregate_runs(ctx.brep(release, seeds))
         points.append(_point(method, prm, util, brep, undefended_face,
                              mi_face_bypasses_release=True))

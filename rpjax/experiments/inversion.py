@@ -6,6 +6,13 @@ public identities train the attacker's PCA generator prior. BREP-MI (label-only)
 identity at once, against the undefended target and against RP releases for each
 (sigma, n), over several attack seeds. Utility is measured on held-out private images.
 
+Each RP release is the deployed protocol (`rpjax.privacy.release`, traced): its noise comes
+from its own secret and answer counter, never from the attacker. For reproducibility the
+secret is derived from the experiment's seed and the release's settings
+(`rpjax.attacks.releases.experiment_secret`); the attack seeds drive only the attacker's
+sampling, and the seeds' attacks run one after another against the same release (the answer
+counter carries over from one to the next, as for a deployed release).
+
 CPU scale: images are average-pooled to `image_size` (32 by default; 64 in `full`), which
 makes noise generation and the base model 4x cheaper. Sigma is in pixel units ([0, 1]).
 """
@@ -25,7 +32,12 @@ from rpjax import _validate, checkpoint, report
 from rpjax.attacks import metrics
 from rpjax.attacks import prior as prior_lib
 from rpjax.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax.attacks.releases import base_release, rp_predict_release
+from rpjax.attacks.releases import (
+    base_release,
+    experiment_secret,
+    initial_state,
+    rp_predict_release,
+)
 from rpjax.certify import predict
 from rpjax.data import olivetti
 from rpjax.models import FaceCNN, as_apply_fn
@@ -167,11 +179,26 @@ def _features_fn(config, channels, dense, params):
     return jax.jit(lambda x: nnx.merge(graphdef, params).features(x))
 
 
-def _release_for(apply_fn, params, sigma, n, alpha, num_classes):
+def _release_for(apply_fn, params, sigma, n, alpha, num_classes, *, seed, name):
+    """The undefended argmax (sigma None) or RP PREDICT with the reproducible secret
+    `experiment_secret(seed, name, sigma, n)` (a deployment draws `Secret.generate()`)."""
     if sigma is None:
         return base_release(apply_fn, params)
     return rp_predict_release(apply_fn, params, sigma=sigma, n=n, alpha=alpha,
-                              num_classes=num_classes)
+                              num_classes=num_classes,
+                              secret=experiment_secret(seed, name, sigma, n))
+
+
+def _brep_runs(release, decode, targets, seeds, config):
+    """BREP-MI against one release for each attack seed in turn, the release's answer
+    counter carried from one attack to the next; the `BrepResult`s."""
+    state, out = initial_state(), []
+    for seed in seeds:
+        res = brep_mi(release, decode, targets, seed, config.brep, latent_dim=config.prior_k,
+                      release_state=state)
+        state = res.release_state
+        out.append(res)
+    return out
 
 
 def _brep_record(res, judge, decode, targets, config):
@@ -242,17 +269,18 @@ class Context(NamedTuple):
             labels = np.asarray(jnp.argmax(probs, axis=-1))
         return metrics.release_utility(labels, self.yte, conf)
 
-    def release_utility(self, apply_fn, params, release, key: int) -> dict[str, Any]:
-        """Utility of a `LabelRelease` queried once on every held-out image."""
-        labels = jax.jit(release.fn)(jnp.asarray(self.xte), jax.random.key(key))
+    def release_utility(self, apply_fn, params, release) -> dict[str, Any]:
+        """Utility of a `LabelRelease` queried once on every held-out image (a fresh
+        release: its answers 0 .. N - 1; the noise is the release's own)."""
+        labels, _ = jax.jit(release.fn)(jnp.asarray(self.xte), initial_state())
         return self.utility(apply_fn, params, np.asarray(labels))
 
     def brep(self, release, seeds) -> list[dict[str, Any]]:
-        """BREP-MI against `release`, one record per attack seed."""
+        """BREP-MI against `release`, one record per attack seed; the seeds attack the one
+        release in turn (its answer counter carries over)."""
         c = self.config
-        return [_brep_record(brep_mi(release, self.decode, self.targets, seed, c.brep,
-                                     latent_dim=c.prior_k), self.judge, self.decode,
-                             self.targets, c) for seed in seeds]
+        return [_brep_record(res, self.judge, self.decode, self.targets, c)
+                for res in _brep_runs(release, self.decode, self.targets, seeds, c)]
 
     def mi_face(self, apply_fn, params, sigma, seed) -> dict[str, Any]:
         """MI-Face in the prior's latent space against the model (smoothed when sigma)."""
@@ -335,12 +363,15 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
         t_job = time.perf_counter()
         apply_fn, params = model_for(tname, sigma)
         util = utility(apply_fn, params, sigma, n)
-        release = _release_for(apply_fn, params, sigma, n, config.alpha, num_classes)
+        release = _release_for(apply_fn, params, sigma, n, config.alpha, num_classes,
+                               seed=config.seed, name=f"inversion/{tname}/rp_predict")
         brep_runs, face_runs = [], []
+        release_state = initial_state()  # the seeds attack one deployed release in turn
         for seed in config.seeds:
             bar.set_postfix(target=tname, sigma=sigma, n=n, seed=seed)
             res = brep_mi(release, decode, targets, seed, config.brep,
-                          latent_dim=config.prior_k)
+                          latent_dim=config.prior_k, release_state=release_state)
+            release_state = res.release_state
             brep_runs.append(_brep_record(res, judge, decode, targets, config))
             face_key = (tname, sigma, seed)
             if face_key not in face_cache:

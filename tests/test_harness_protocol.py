@@ -1,0 +1,160 @@
+"""The attack harness and the deployed release are one protocol (`rpjax.privacy.release`).
+
+BREP-MI's queries get exactly the answers `RobustPrivacyRelease.query` gives for the same
+secret and the same query sequence; the attacker's key never reaches a release (there is no
+key argument); the baselines' randomness comes from their secret and answer counter.
+"""
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rpjax.attacks.brep_mi import BrepConfig, brep_mi
+from rpjax.attacks.releases import (
+    LabelRelease,
+    base_release,
+    experiment_secret,
+    initial_state,
+    rp_always_release,
+    rp_certify_release,
+    rp_predict_release,
+    traced_row_keys,
+)
+from rpjax.baselines import labels
+from rpjax.privacy.release import (
+    ReleaseConfig,
+    RobustPrivacyRelease,
+    Secret,
+    advance,
+    row_keys,
+)
+
+_CENTERS = jnp.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+_DECODE_W = jnp.array([[0.8, 0.1, 0.0], [-0.1, 0.7, 0.2]])  # latent 2 -> input 3
+
+
+def nearest_centre(centers, x):
+    """Logits: minus the squared distance to each centre (3 classes)."""
+    return -jnp.sum((x[:, None, :] - centers[None]) ** 2, axis=-1)
+
+
+def decode(z):
+    return z @ _DECODE_W
+
+
+def _spy(release: LabelRelease, log: list) -> LabelRelease:
+    """`release` that also records every batch (inputs, labels) on the host, in order."""
+
+    def record(x, out):
+        log.append((np.asarray(x), np.asarray(out)))
+
+    def fn(x, state):
+        out, state = release.fn(x, state)
+        jax.debug.callback(record, x, out, ordered=True)
+        return out, state
+
+    return LabelRelease(release.name, fn, release.forward_passes, release.params)
+
+
+@pytest.mark.parametrize("noise", ["fresh", "consistent"])
+def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
+    config = ReleaseConfig(sigma=0.4, n=16, alpha=0.05, num_classes=3, noise=noise)
+    secret = experiment_secret("test_harness_protocol", noise)
+    traced = RobustPrivacyRelease(nearest_centre, _CENTERS, config, secret=secret).traced()
+    log: list = []
+    res = brep_mi(_spy(traced, log), decode, jnp.array([1, 2]), 3,
+                  BrepConfig(r0=0.3, num_points=8, max_iters=6, init_candidates=60),
+                  latent_dim=2, init_batch=25)
+    jax.effects_barrier()
+    # 3 initial batches (25, 25, 10), then sphere points and candidates per iteration
+    sizes = [x.shape[0] for x, _ in log]
+    assert sizes[:3] == [25, 25, 10]
+    assert sizes[3:] == [16, 2] * (len(sizes[3:]) // 2) and len(sizes) > 3
+    assert sum(sizes) == int(res.release_state[0]) and res.release_state[1] == 0
+    released = np.concatenate([out for _, out in log])
+    assert {-1, 1, 2} <= set(released.tolist())  # not a trivial sequence of answers
+    deployed = RobustPrivacyRelease(nearest_centre, _CENTERS, config, secret=secret)
+    for x, out in log:  # the same queries, in order, through the deployed interface
+        np.testing.assert_array_equal(deployed.query(x), out)
+    assert deployed.audit()[-1].answer_index[-1] == sum(sizes) - 1
+
+
+def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
+    rp = [rp_predict_release(nearest_centre, _CENTERS, sigma=0.5, n=20, alpha=0.05,
+                             num_classes=3),
+          rp_always_release(nearest_centre, _CENTERS, sigma=0.5, n=20, num_classes=3),
+          rp_certify_release(nearest_centre, _CENTERS, sigma=0.5, n=20, n0=5, alpha=0.05,
+                             num_classes=3)]
+    baselines = [base_release(nearest_centre, _CENTERS),
+                 labels.randomized_response_release(nearest_centre, _CENTERS, p=0.5,
+                                                    num_classes=3),
+                 labels.random_abstain_release(nearest_centre, _CENTERS, q=0.5),
+                 labels.output_noise_release(nearest_centre, _CENTERS, scale=1.0)]
+    for rel in rp + baselines:
+        assert list(inspect.signature(rel.fn).parameters) == ["x", "state"], rel.name
+    assert [r.name for r in rp] == ["rp_predict", "rp_always", "rp_certify"]
+    assert {"sigma", "n", "alpha"} <= set(rp[0].params)
+
+    # a borderline input (equidistant from classes 0 and 1), many copies
+    x = jnp.tile(jnp.array([[0.5, 0.0, 0.0]]), (64, 1))
+    sa, sb = experiment_secret("a"), experiment_secret("b")
+    rel_a = rp_always_release(nearest_centre, _CENTERS, sigma=0.5, n=20, num_classes=3,
+                              secret=sa)
+    fn = jax.jit(rel_a.fn)
+    first, s1 = fn(x, initial_state())
+    # an attacker running its own sampling in between changes nothing: same (x, state), same
+    # answers (the attack's key has no way in)
+    brep_mi(rel_a, decode, jnp.array([1]), 12345,
+            BrepConfig(max_iters=2, init_candidates=10, num_points=4), latent_dim=2)
+    again, s2 = fn(x, initial_state())
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(s1, s2)
+    assert set(np.asarray(first).tolist()) == {0, 1}  # borderline: both labels occur
+    later, _ = fn(x, s1)  # fresh noise: the next answers are new draws
+    assert np.any(np.asarray(later) != np.asarray(first))
+    other, _ = jax.jit(rp_always_release(nearest_centre, _CENTERS, sigma=0.5, n=20,
+                                         num_classes=3, secret=sb).fn)(x, initial_state())
+    assert np.any(np.asarray(other) != np.asarray(first))
+    # two secrets: different votes for the same query (owner's audit record)
+    counts = []
+    for s in (sa, sb):
+        deployed = RobustPrivacyRelease(nearest_centre, _CENTERS, ReleaseConfig(
+            sigma=0.5, n=20, num_classes=3, mode="always_label"), secret=s)
+        np.testing.assert_array_equal(deployed.query(x),
+                                      np.asarray(first if s is sa else other))
+        counts.append(deployed.audit()[0].counts)
+    assert np.any(counts[0] != counts[1])
+
+
+@pytest.mark.parametrize("make", [
+    lambda s: labels.randomized_response_release(nearest_centre, _CENTERS, p=0.3,
+                                                 num_classes=3, secret=s),
+    lambda s: labels.random_abstain_release(nearest_centre, _CENTERS, q=0.5, secret=s),
+    lambda s: labels.output_noise_release(nearest_centre, _CENTERS, scale=2.0, secret=s),
+], ids=["randomized_response", "abstain", "output_noise"])
+def test_baseline_randomness_comes_from_the_secret_and_the_counter(make):
+    x = jnp.tile(jnp.eye(3), (100, 1))  # 300 inputs, each on one centre
+    secret = experiment_secret("baseline", 1)
+    a, b = make(secret), make(Secret(bytes(secret._value)))  # two releases, one secret
+    start = advance(initial_state(), 1000)
+    la, sa = jax.jit(a.fn)(x, start)
+    lb, sb = b.fn(x, start)  # eager or compiled, same answers
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(sa, advance(start, 300))
+    np.testing.assert_array_equal(sa, sb)
+    fresh, _ = a.fn(x, sa)  # the next answers: new draws
+    assert np.mean(np.asarray(fresh) != np.asarray(la)) > 0.1
+    other, _ = make(experiment_secret("baseline", 2)).fn(x, start)
+    assert np.mean(np.asarray(other) != np.asarray(la)) > 0.1
+
+
+def test_traced_row_keys_are_row_keys():
+    secret = experiment_secret("row-keys")
+    state = advance(initial_state(), 2**32 - 2)  # across the low word's carry
+    host = jax.random.key_data(row_keys(secret, state, 5))
+    traced = jax.jit(lambda s: jax.random.key_data(traced_row_keys(secret, s, 5)))(state)
+    np.testing.assert_array_equal(host, traced)
+    assert len({tuple(k) for k in np.asarray(host).tolist()}) == 5
