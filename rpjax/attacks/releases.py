@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from rpjax import smoothing
@@ -43,8 +42,8 @@ __all__ = [
     "predict_threshold_table",
     "rp_always_release",
     "rp_certify_release",
+    "row_keys",
     "rp_predict_release",
-    "traced_row_keys",
 ]
 
 
@@ -59,17 +58,6 @@ def experiment_secret(*parts: Any) -> Secret:
     """
     text = "/".join(["rpjax-experiment", *(str(p) for p in parts)])
     return Secret(hashlib.sha256(text.encode()).digest())
-
-
-def traced_row_keys(secret: Secret, state: jax.Array, count: int) -> jax.Array:
-    """`rpjax.privacy.release.row_keys`, usable inside `jit` / `lax.while_loop`.
-
-    `row_keys` derives the secret's sub-key with host NumPy, which fails on a tracer; here
-    that part is evaluated at trace time (it depends only on the secret) and only the
-    counter-dependent part is traced. Same keys as `row_keys` for the same arguments.
-    """
-    with jax.ensure_compile_time_eval():
-        return row_keys(secret, state, count)
 
 
 def base_release(apply_fn: smoothing.ApplyFn, params: Any) -> LabelRelease:

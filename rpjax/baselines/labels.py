@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from rpjax import _validate, smoothing
-from rpjax.attacks.releases import ABSTAIN, LabelRelease, Secret, advance, traced_row_keys
+from rpjax.attacks.releases import ABSTAIN, LabelRelease, Secret, advance, row_keys
 
 
 def _probability(name: str, value: Any) -> float:
@@ -68,7 +68,7 @@ def randomized_response_release(apply_fn: smoothing.ApplyFn, params: Any, *, p: 
     def fn(x, state):
         label = jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
         m = label.shape[0]
-        return jax.vmap(row)(traced_row_keys(secret, state, m), label), advance(state, m)
+        return jax.vmap(row)(row_keys(secret, state, m), label), advance(state, m)
 
     return LabelRelease("randomized_response", fn, 1, {"p": p})
 
@@ -89,7 +89,7 @@ def random_abstain_release(apply_fn: smoothing.ApplyFn, params: Any, *, q: float
     def fn(x, state):
         label = jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
         m = label.shape[0]
-        u = jax.vmap(jax.random.uniform)(traced_row_keys(secret, state, m))
+        u = jax.vmap(jax.random.uniform)(row_keys(secret, state, m))
         return jnp.where(u < q, ABSTAIN, label).astype(jnp.int32), advance(state, m)
 
     return LabelRelease("abstain", fn, 1, {"q": q})
@@ -112,7 +112,7 @@ def output_noise_release(apply_fn: smoothing.ApplyFn, params: Any, *, scale: flo
         logits = apply_fn(params, x)
         m, k = logits.shape
         z = jax.vmap(lambda key: jax.random.normal(key, (k,), logits.dtype))(
-            traced_row_keys(secret, state, m))
+            row_keys(secret, state, m))
         return jnp.argmax(logits + scale * z, axis=-1).astype(jnp.int32), advance(state, m)
 
     return LabelRelease("output_noise", fn, 1, {"scale": scale})

@@ -105,13 +105,14 @@ def _tf(pair: jax.Array, x0: jax.Array, x1: jax.Array) -> jax.Array:
 
 def _subkeys(words: np.ndarray) -> dict[int, np.ndarray]:
     """The sub-keys K_fresh, K_word, K_cons, K_row: threefry under each 64-bit word pair."""
-    w = jnp.asarray(words, jnp.uint32)
     out = {}
-    for tag in (_TAG_FRESH, _TAG_WORD, _TAG_CONS, _TAG_ROW):
-        x = jnp.array([tag, 0x52504A58], jnp.uint32)  # "RPJX"
-        for i in range(4):
-            x = _tf(w[2 * i : 2 * i + 2], x[0], x[1])
-        out[tag] = np.asarray(x)
+    with jax.ensure_compile_time_eval():  # constants even when called inside a trace
+        w = jnp.asarray(words, jnp.uint32)
+        for tag in (_TAG_FRESH, _TAG_WORD, _TAG_CONS, _TAG_ROW):
+            x = jnp.array([tag, 0x52504A58], jnp.uint32)  # "RPJX"
+            for i in range(4):
+                x = _tf(w[2 * i : 2 * i + 2], x[0], x[1])
+            out[tag] = np.asarray(x)
     return out
 
 
@@ -315,7 +316,8 @@ def advance(state: jax.Array, count: int) -> jax.Array:
 
 def row_keys(secret: Secret, state: jax.Array, count: int) -> jax.Array:
     """`[count]` typed keys for per-answer randomness of baseline releases (randomized
-    response, ...), derived from the secret and the answer counter like fresh noise."""
+    response, ...), derived from the secret and the answer counter like fresh noise.
+    Traceable (usable inside `jit` and `lax.while_loop`)."""
     k_row = jnp.asarray(_subkeys(secret.words())[_TAG_ROW])
     return jax.random.wrap_key_data(fresh_key_pairs(k_row, state, count),
                                     impl="threefry2x32")
