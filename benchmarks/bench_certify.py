@@ -45,8 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_torch  # noqa: E402
 
 import rpjax  # noqa: E402
-import rpjax.checkpoint  # noqa: E402
-import rpjax.report  # noqa: E402
+import rpjax._src.checkpoint  # noqa: E402
+import rpjax._src.report  # noqa: E402
 from rpjax.models import FaceCNN, TabularMLP, as_apply_fn  # noqa: E402
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -66,8 +66,8 @@ def make_model(name: str, batch: int, *, trained: bool, seed: int = 0):
     """`(nnx model, inputs [B, ...] float32, num_classes)`; inputs are real data if trained."""
     rng = np.random.default_rng(seed)
     if name == "mlp":
-        from rpjax.data import insurance
-        from rpjax.train import TrainConfig, fit_classifier
+        from rpjax._src.data import insurance
+        from rpjax._src.models.train import TrainConfig, fit_classifier
         data = insurance.load_insurance()
         model = TabularMLP(data.x.shape[1], 2, rngs=nnx.Rngs(seed))
         if trained:
@@ -76,8 +76,8 @@ def make_model(name: str, batch: int, *, trained: bool, seed: int = 0):
         xs = np.asarray(data.x[rng.choice(len(data.x), batch, replace=False)], np.float32)
         return model, xs, 2
     if name == "olivetti_cnn":
-        from rpjax.experiments import inversion
-        cfg = inversion.InversionConfig.quick(cache_dir=rpjax.checkpoint.default_cache_dir())
+        from rpjax._src.experiments import inversion
+        cfg = inversion.InversionConfig.quick(cache_dir=rpjax._src.checkpoint.default_cache_dir())
         model = FaceCNN(cfg.num_private, channels=cfg.target_channels, dense=cfg.target_dense,
                         image_size=cfg.image_size, rngs=nnx.Rngs(cfg.seed))
         if trained:
@@ -216,7 +216,7 @@ print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def memory(ns=MEMORY_NS) -> dict[str, Any]:
     """Peak memory vs n: XLA buffer sizes of the compiled program (MLP and CIFAR CNN, B = 8)
     and the peak RSS of a fresh process running one MLP call (KiB -> bytes)."""
-    from rpjax import noise, smoothing
+    from rpjax._src import noise, smoothing
 
     out: dict[str, Any] = {"ns": list(ns), "program_bytes": {}, "rss_bytes": []}
     for name in ("mlp", "cifar_cnn"):
@@ -269,7 +269,7 @@ def main(argv=None) -> int:
                    "sigma": SIGMA, "reference_batch": REF_BATCH, "alpha": 1e-3, "n0": 100,
                    "chunk_size": args.chunk_size or "auto"},
         "machine": {"cpu_count": os.cpu_count(), "matmul_flops_per_s": matmul},
-        "versions": {**rpjax.report.versions(), "torch": reference_torch.torch.__version__,
+        "versions": {**rpjax._src.report.versions(), "torch": reference_torch.torch.__version__,
                      "torch_threads": reference_torch.torch.get_num_threads()},
     }
     for m in models:

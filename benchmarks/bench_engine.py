@@ -32,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 import rpjax
-import rpjax.report
+import rpjax._src.report
 from rpjax.models import FaceCNN, TabularMLP, as_apply_fn
 
 DEFAULT_JSON = os.path.join(
@@ -62,7 +62,7 @@ def effective_chunk(chunk_size: int | None, n: int, xs: np.ndarray) -> int | Non
 
     Uses the engine's own rule so the table shows what "auto" resolved to.
     """
-    from rpjax.smoothing import resolve_chunk_size
+    from rpjax._src.smoothing import resolve_chunk_size
 
     return resolve_chunk_size(
         chunk_size, n, xs.shape[0], math.prod(xs.shape[1:]), len(jax.local_devices())
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     out: dict[str, Any] = {
         "config": config,
-        "versions": rpjax.report.versions(),
+        "versions": rpjax._src.report.versions(),
         "results": {m: [] for m in args.models},
     }
     print(
@@ -277,9 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"compile {record['compile_s']:.2f}s",
                 flush=True,
             )
-            rpjax.report.write_json(args.json, out)  # partial results survive an interrupt
+            rpjax._src.report.write_json(args.json, out)  # partial results survive an interrupt
     out["config"]["total_wall_s"] = time.perf_counter() - total_start
-    rpjax.report.write_json(args.json, out)
+    rpjax._src.report.write_json(args.json, out)
     print()
     print(format_table(out["results"]))
     print(f"\nwrote {args.json} (total {out['config']['total_wall_s']:.1f}s)")

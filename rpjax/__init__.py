@@ -1,11 +1,13 @@
 """rpjax: a JAX certification engine for Robust Privacy (randomized smoothing at inference).
 
-Public API (see DESIGN.md): `sample_counts`, `certify`, `predict`, `always_label`, the result
-types `Certificates` and `Prediction`, `ABSTAIN`, and the `stats` module.
+The public API is what this package and its public subpackages (`rpjax.stats`,
+`rpjax.privacy`, `rpjax.attacks`, `rpjax.baselines`, `rpjax.models`, `rpjax.data`,
+`rpjax.experiments`) list in their `__all__`; everything under `rpjax._src` is private and may
+change. See `docs/design.md`.
 """
 
-from rpjax import noise, smoothing, stats
-from rpjax.certify import (
+from rpjax import stats
+from rpjax._src.certify import (
     ABSTAIN,
     Certificates,
     Prediction,
@@ -14,25 +16,26 @@ from rpjax.certify import (
     certify,
     predict,
 )
-from rpjax.smoothing import AffineFirst, ApplyFn, sample_counts
-from rpjax.stats import SampleSizeWarning
+from rpjax._src.noise import GAUSSIAN, NoiseDistribution
+from rpjax._src.smoothing import AffineFirst, ApplyFn, sample_counts
+from rpjax._src.stats import SampleSizeWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ABSTAIN",
+    "GAUSSIAN",
     "AffineFirst",
     "ApplyFn",
     "Certificates",
+    "NoiseDistribution",
     "Prediction",
     "SampleSizeWarning",
     "SmoothingConfig",
     "__version__",
     "always_label",
     "certify",
-    "noise",
     "predict",
     "sample_counts",
-    "smoothing",
     "stats",
 ]

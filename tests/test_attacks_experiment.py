@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from rpjax.experiments import attacks, attacks_outputs
-from rpjax.experiments.rap import RapConfig
+from rpjax._src.experiments import attacks, attacks_outputs
+from rpjax._src.experiments.rap import RapConfig
 
 
 @pytest.fixture(scope="module")

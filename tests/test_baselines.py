@@ -9,10 +9,10 @@ import pytest
 from flax import nnx
 from scipy import stats as sps
 
-from rpjax.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax.attacks.releases import experiment_secret, initial_state
-from rpjax.baselines import dpsgd, labels
-from rpjax.experiments.frontier import pareto_mask
+from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
+from rpjax._src.attacks.releases import experiment_secret, initial_state
+from rpjax._src.baselines import dpsgd, labels
+from rpjax._src.experiments.frontier import pareto_mask
 from rpjax.models import TabularMLP
 
 K = 5

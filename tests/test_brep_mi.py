@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from rpjax import stats
-from rpjax.attacks import metrics
-from rpjax.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax.attacks.releases import (
+from rpjax._src import stats
+from rpjax._src.attacks import metrics
+from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
+from rpjax._src.attacks.releases import (
     base_release,
     experiment_secret,
     initial_state,
@@ -18,7 +18,7 @@ from rpjax.attacks.releases import (
     rp_certify_release,
     rp_predict_release,
 )
-from rpjax.privacy.release import ReleaseConfig, RobustPrivacyRelease
+from rpjax._src.privacy.release import ReleaseConfig, RobustPrivacyRelease
 
 _CENTERS = jnp.array([[0.0, 0.0], [3.0, 3.0], [-3.0, 3.0]])
 

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from rpjax import cli
-from rpjax.data import insurance
+from rpjax._src import cli
+from rpjax._src.data import insurance
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,7 +39,7 @@ def test_bad_cli_value_is_a_clear_error(capsys):
 
 
 def test_console_script_help():
-    proc = subprocess.run([sys.executable, "-m", "rpjax.cli", "--help"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "rpjax._src.cli", "--help"], capture_output=True,
                           text=True, check=True)
     assert "certify-demo" in proc.stdout
 

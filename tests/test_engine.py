@@ -8,7 +8,7 @@ from absl.testing import parameterized
 from scipy import stats as sps
 
 import rpjax
-from rpjax import noise, smoothing
+from rpjax._src import noise, smoothing
 
 from _models import (
     bucket_apply,

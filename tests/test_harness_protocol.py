@@ -1,4 +1,4 @@
-"""The attack harness and the deployed release are one protocol (`rpjax.privacy.release`).
+"""The attack harness and the deployed release are one protocol (`rpjax._src.privacy.release`).
 
 BREP-MI's queries get exactly the answers `RobustPrivacyRelease.query` gives for the same
 secret and the same query sequence; the attacker's key never reaches a release (there is no
@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpjax.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax.attacks.releases import (
+from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
+from rpjax._src.attacks.releases import (
     LabelRelease,
     base_release,
     experiment_secret,
@@ -22,8 +22,8 @@ from rpjax.attacks.releases import (
     rp_certify_release,
     rp_predict_release,
 )
-from rpjax.baselines import labels
-from rpjax.privacy.release import (
+from rpjax._src.baselines import labels
+from rpjax._src.privacy.release import (
     ReleaseConfig,
     RobustPrivacyRelease,
     Secret,

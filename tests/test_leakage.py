@@ -1,4 +1,4 @@
-"""The leakage bound of a Monte Carlo release (`rpjax.privacy.leakage`).
+"""The leakage bound of a Monte Carlo release (`rpjax._src.privacy.leakage`).
 
 Reference: a linear base model f(x) = 1[x_0 > 0], whose smoothed class-1 probability at
 distance r from the boundary is exactly Phi(r / sigma). The Lipschitz bound on
@@ -19,7 +19,7 @@ from absl.testing import parameterized
 from scipy import stats as sps
 
 import rpjax
-from rpjax.privacy import leakage
+from rpjax._src.privacy import leakage
 
 SIGMA = 0.5
 SETTINGS = dict(n=100, n0=10, alpha=1e-3)

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from rpjax.attacks import mi_face
-from rpjax.attacks.mi_face import MIFaceConfig, mi_face_latent, mi_face_pixels
+from rpjax._src.attacks import mi_face
+from rpjax._src.attacks.mi_face import MIFaceConfig, mi_face_latent, mi_face_pixels
 
 _K, _SHAPE = 5, (8, 8, 1)
 _D = int(np.prod(_SHAPE))

@@ -7,7 +7,8 @@ import pytest
 from flax import nnx
 
 import rpjax
-from rpjax.models import TabularMLP, as_apply_fn, cnn
+from rpjax._src.models import cnn
+from rpjax.models import TabularMLP, as_apply_fn
 
 
 @pytest.mark.parametrize("size,channels", [(32, 1), (31, 3), (8, 4), (5, 2), (8, 32)])
@@ -44,7 +45,7 @@ def test_models_split_into_an_affine_first_layer_and_the_rest(make, shape):
     x = jax.random.normal(jax.random.key(0), (6, *shape))
     np.testing.assert_allclose(np.asarray(apply_fn(params, x)), np.asarray(model(x)), atol=1e-5)
     xs = x[:3]
-    rpjax.smoothing.check_affine(apply_fn, params, xs)  # raises if first is not affine
+    rpjax._src.smoothing.check_affine(apply_fn, params, xs)  # raises if first is not affine
     plain = lambda p, x: apply_fn(p, x)  # noqa: E731 - same function, no split
     kw = dict(sigma=0.5, n=400, num_classes=4, common_noise=True)
     split = np.asarray(rpjax.sample_counts(apply_fn, params, xs, 0, **kw))

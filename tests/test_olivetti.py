@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from rpjax.data import olivetti
+from rpjax._src.data import olivetti
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpjax.attacks import prior as prior_lib
-from rpjax.data import olivetti
+from rpjax._src.attacks import prior as prior_lib
+from rpjax._src.data import olivetti
 
 
 @pytest.fixture(scope="module")

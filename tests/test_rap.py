@@ -1,4 +1,4 @@
-"""Attribute-privacy intervals (rpjax.privacy.rap) and the insurance experiment."""
+"""Attribute-privacy intervals (rpjax._src.privacy.rap) and the insurance experiment."""
 
 
 import jax.numpy as jnp
@@ -7,9 +7,9 @@ import pytest
 from absl.testing import parameterized
 
 import rpjax
-from rpjax.data import insurance
-from rpjax.experiments import rap as rap_exp
-from rpjax.privacy import rap, rp
+from rpjax._src.data import insurance
+from rpjax._src.experiments import rap as rap_exp
+from rpjax._src.privacy import rap, rp
 
 _DATA = insurance.load_insurance()
 _T = 33.4

@@ -3,7 +3,7 @@
 import os
 import re
 
-from rpjax import cli
+from rpjax._src import cli
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _README = open(os.path.join(_ROOT, "README.md"), encoding="utf-8").read()

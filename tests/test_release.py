@@ -1,4 +1,4 @@
-"""The deployed release protocol (`rpjax.privacy.release`), tried as a querier would."""
+"""The deployed release protocol (`rpjax._src.privacy.release`), tried as a querier would."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from absl.testing import parameterized
 from scipy import stats as sps
 
-from rpjax.privacy import leakage
-from rpjax.privacy.release import (
+from rpjax._src.privacy import leakage
+from rpjax._src.privacy.release import (
     ABSTAIN,
     MODES,
     NOISE_MODES,
@@ -213,8 +213,8 @@ class BudgetTest(parameterized.TestCase):
 @pytest.mark.parametrize("n,alpha", [(10, 0.01), (100, 1e-3), (257, 0.05), (40, 0.5)])
 def test_predict_threshold_table_matches_the_binomial_test(n, alpha):
     """`n_A >= table[n_A + n_B]` is exactly PREDICT's "p-value <= alpha" (brute force)."""
-    from rpjax import stats
-    from rpjax.privacy.release import predict_threshold_table
+    from rpjax._src import stats
+    from rpjax._src.privacy.release import predict_threshold_table
 
     table = predict_threshold_table(n, alpha)
     for m in range(0, n + 1):

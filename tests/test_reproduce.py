@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from rpjax import cli
+from rpjax._src import cli
 
 CHANCE = 1 / 20
 

@@ -8,7 +8,7 @@ from absl.testing import parameterized
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-from rpjax import stats
+from rpjax._src import stats
 
 
 def _random_cases(seed, size=400):

@@ -1,1 +1,44 @@
-"""Model-inversion attacks (label-only BREP-MI, white-box MI-Face) and their metrics."""
+"""Model-inversion attacks (MI-Face, white box; BREP-MI, label only), the attacker's generator
+priors, attack metrics and the releases an attack queries."""
+
+from rpjax._src.attacks import prior
+from rpjax._src.attacks.brep_mi import BrepConfig, BrepResult, brep_mi
+from rpjax._src.attacks.metrics import (
+    attack_success,
+    nearest_private_distance,
+    release_utility,
+    top_k_hits,
+)
+from rpjax._src.attacks.mi_face import MIFaceConfig, MIFaceResult, mi_face_latent, mi_face_pixels
+from rpjax._src.attacks.prior import PCAPrior, VAEPrior, fit_pca_prior, fit_vae_prior
+from rpjax._src.attacks.releases import (
+    base_release,
+    experiment_secret,
+    rp_always_release,
+    rp_certify_release,
+    rp_predict_release,
+)
+
+__all__ = [
+    "BrepConfig",
+    "BrepResult",
+    "MIFaceConfig",
+    "MIFaceResult",
+    "PCAPrior",
+    "VAEPrior",
+    "attack_success",
+    "base_release",
+    "brep_mi",
+    "experiment_secret",
+    "fit_pca_prior",
+    "fit_vae_prior",
+    "mi_face_latent",
+    "mi_face_pixels",
+    "nearest_private_distance",
+    "prior",
+    "release_utility",
+    "rp_always_release",
+    "rp_certify_release",
+    "rp_predict_release",
+    "top_k_hits",
+]

@@ -1,1 +1,28 @@
-"""Baseline defences Robust Privacy is compared with: DP-SGD and label-release baselines."""
+"""Baselines Robust Privacy is compared with: DP-SGD training (with its accountant) and label
+releases (randomized response, random abstention, output noise)."""
+
+from rpjax._src.baselines.dpsgd import (
+    DPSGDConfig,
+    DPSGDResult,
+    calibrate_noise_multiplier,
+    dp_gradient,
+    dpsgd_epsilon,
+    fit_dpsgd,
+)
+from rpjax._src.baselines.labels import (
+    output_noise_release,
+    random_abstain_release,
+    randomized_response_release,
+)
+
+__all__ = [
+    "DPSGDConfig",
+    "DPSGDResult",
+    "calibrate_noise_multiplier",
+    "dp_gradient",
+    "dpsgd_epsilon",
+    "fit_dpsgd",
+    "output_noise_release",
+    "random_abstain_release",
+    "randomized_response_release",
+]

@@ -1,9 +1,10 @@
 """Loaders for the bundled datasets (files under `rpjax/data/_files/`) and for user data."""
 
-from rpjax.data.insurance import InsuranceData, load_insurance, load_insurance_csv
-from rpjax.data.olivetti import (
+from rpjax._src.data.insurance import FEATURES, InsuranceData, load_insurance, load_insurance_csv
+from rpjax._src.data.olivetti import (
     FaceData,
     FaceSplit,
+    faces_from_arrays,
     load_faces_folder,
     load_faces_npz,
     load_olivetti,
@@ -11,9 +12,11 @@ from rpjax.data.olivetti import (
 )
 
 __all__ = [
+    "FEATURES",
     "FaceData",
     "FaceSplit",
     "InsuranceData",
+    "faces_from_arrays",
     "load_faces_folder",
     "load_faces_npz",
     "load_insurance",

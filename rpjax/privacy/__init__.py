@@ -1,26 +1,53 @@
-"""Privacy: what a release leaks (`leakage`), the deployed release protocol (`release`), what
-a certificate says (`rp`) and attribute-level intervals (`rap`)."""
+"""Privacy: what a Monte Carlo release leaks (the leakage bound), the deployed release protocol
+(label only, the owner's secret noise, per-subject budgets), what a certificate covers and
+attribute-level intervals (RAP / APE)."""
 
-from rpjax.privacy import leakage, rap, release, rp
-from rpjax.privacy.leakage import LeakageBound, advantage_bound
-from rpjax.privacy.release import (
+from rpjax._src.privacy.leakage import (
+    LeakageBound,
+    advantage_bound,
+    binomial_tv,
+    composed_advantage,
+    outcome_probabilities,
+    p1_interval_from_counts,
+)
+from rpjax._src.privacy.rap import AttributeSweep, Intervals, ape_union, attribute_intervals
+from rpjax._src.privacy.release import (
+    AuditRecord,
     Budget,
     BudgetExceededError,
+    LabelRelease,
     ReleaseConfig,
     RobustPrivacyRelease,
     Secret,
+    advance,
+    initial_state,
+    predict_threshold_table,
+    row_keys,
 )
+from rpjax._src.privacy.rp import base_labels, certified_labels
 
 __all__ = [
+    "AttributeSweep",
+    "AuditRecord",
     "Budget",
     "BudgetExceededError",
+    "Intervals",
+    "LabelRelease",
     "LeakageBound",
     "ReleaseConfig",
     "RobustPrivacyRelease",
     "Secret",
+    "advance",
     "advantage_bound",
-    "leakage",
-    "rap",
-    "release",
-    "rp",
+    "ape_union",
+    "attribute_intervals",
+    "base_labels",
+    "binomial_tv",
+    "certified_labels",
+    "composed_advantage",
+    "initial_state",
+    "outcome_probabilities",
+    "p1_interval_from_counts",
+    "predict_threshold_table",
+    "row_keys",
 ]

@@ -1,0 +1,164 @@
+"""The distillation boundary (PAPER.md s4, v2): RP does not stop function-level extraction.
+
+An extractor with no access to the private training images queries a release for labels on a
+query set of its own, trains a student on the answers, and is judged by how often the student
+agrees with the target on the private held-out images and by the student's own accuracy
+there. The query set (budget B) is built only from what the attacker has: half are the
+public identities' images with augmentation (horizontal flips, brightness and contrast jitter,
+Gaussian pixel noise of std 0.05), half are samples of the attacker's generator prior fitted
+on those public images. The private held-out images are never queried: they are the test set.
+
+Releases: the undefended target (argmax) and RP PREDICT at each (sigma, n) of the config;
+abstentions are dropped from the student's training set (their count is reported). Each RP
+release's noise comes from its own secret (derived from the config's seed and the release's
+settings, `rpjax._src.attacks.releases.experiment_secret`, for reproducibility); the extractor's
+query set is answered as the first `budget` answers of a fresh release.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rpjax._src import report
+from rpjax._src import validate as _validate
+from rpjax._src.attacks import prior as prior_lib
+from rpjax._src.attacks.releases import (
+    base_release,
+    experiment_secret,
+    initial_state,
+    rp_predict_release,
+)
+from rpjax._src.experiments import inversion
+from rpjax._src.models.train import TrainConfig, fit_classifier
+from rpjax.models import FaceCNN
+
+PAPER = ("v2: training a student on the RP model's released labels still copies the function; "
+         "RP does not stop function-level extraction.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistillationConfig:
+    """Settings of the distillation experiment.
+
+    Attributes:
+      inversion: the inversion setup (data split, target, prior) this uses.
+      budget: label queries the extractor spends (the query-set size).
+      sigmas, n: the RP releases attacked (noise std in pixels, samples per query); the first
+        sigma is the headline setting (`agreement_rp`, `student_accuracy_rp`).
+      student_steps: training steps of each student (target architecture, another seed).
+      seed: query-set and student seed.
+    """
+
+    inversion: inversion.InversionConfig = inversion.InversionConfig()
+    budget: int = 2000
+    sigmas: tuple[float, ...] = (0.1, 0.25, 0.5)
+    n: int = 100
+    student_steps: int = 1500
+    seed: int = 7
+
+    def __post_init__(self):
+        _validate.integer("budget", self.budget, minimum=2)
+        if not self.sigmas:
+            raise ValueError("sigmas must be non-empty.")
+        for s in self.sigmas:
+            _validate.positive("sigmas", s)
+        _validate.integer("n", self.n, minimum=1)
+        _validate.integer("student_steps", self.student_steps, minimum=1)
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> DistillationConfig:
+        """A small setting for CI and a first look."""
+        base = dict(inversion=inversion.InversionConfig.quick(), budget=600, sigmas=(0.1,),
+                    n=20, student_steps=600)
+        return cls(**{**base, **overrides})
+
+
+def query_set(ctx: inversion.Context, budget: int, seed: int) -> np.ndarray:
+    """`[budget, H, W, 1]` float32 queries from public images (augmented) and prior samples."""
+    rng = np.random.default_rng(seed)
+    public = inversion.public_images(ctx)
+    m = budget // 2
+    x = public[rng.integers(0, len(public), m)]
+    flip = rng.random(m) < 0.5
+    x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    contrast = rng.uniform(0.8, 1.2, (m, 1, 1, 1))
+    bright = rng.uniform(-0.1, 0.1, (m, 1, 1, 1))
+    x = (x - mean) * contrast + mean + bright + 0.05 * rng.standard_normal(x.shape)
+    z = rng.standard_normal((budget - m, ctx.config.prior_k)).astype(np.float32)
+    z = np.clip(z, -ctx.config.brep.latent_clip, ctx.config.brep.latent_clip)
+    samples = np.asarray(prior_lib.decode(ctx.prior, jnp.asarray(z)))
+    return np.clip(np.concatenate([x, samples]), 0.0, 1.0).astype(np.float32)
+
+
+def _student(ctx, xq, yq, config):
+    c = ctx.config
+    model = FaceCNN(ctx.num_classes, channels=c.target_channels, dense=c.target_dense,
+                    image_size=c.image_size, rngs=nnx.Rngs(config.seed + 1))
+    res = fit_classifier(model, xq, yq, config.seed + 2,
+                         TrainConfig(steps=config.student_steps, batch_size=32))
+    return res.apply_fn, res.params
+
+
+def _measure(ctx, release, xq, config, target_labels):
+    answers, _ = jax.jit(release.fn)(jnp.asarray(xq), initial_state())
+    answers = np.asarray(answers)
+    keep = answers >= 0
+    if keep.sum() < 2:
+        return {"answered": int(keep.sum()), "agreement": float("nan"),
+                "student_accuracy": float("nan")}
+    apply_fn, params = _student(ctx, xq[keep], answers[keep].astype(np.int32), config)
+    pred = np.asarray(jnp.argmax(jax.jit(apply_fn)(params, jnp.asarray(ctx.xte)), -1))
+    return {"answered": int(keep.sum()), "queries": int(len(xq)),
+            "forward_passes": int(len(xq) * release.forward_passes),
+            "agreement": float(np.mean(pred == target_labels)),
+            "student_accuracy": float(np.mean(pred == ctx.yte))}
+
+
+def run(config: DistillationConfig = DistillationConfig(), *,
+        progress: bool = True) -> dict[str, Any]:
+    """Trains students on undefended and RP labels; returns the summary dict."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    ctx = inversion.prepare(config.inversion)
+    apply_fn, params = ctx.target
+    target_labels = np.asarray(jnp.argmax(jax.jit(apply_fn)(params, jnp.asarray(ctx.xte)), -1))
+    xq = query_set(ctx, config.budget, config.seed)
+    bar = tqdm(total=1 + len(config.sigmas), desc="distillation", unit="student",
+               disable=not progress)
+    undefended = _measure(ctx, base_release(apply_fn, params), xq, config, target_labels)
+    bar.update(1)
+    rp = []
+    for sigma in config.sigmas:
+        release = rp_predict_release(
+            apply_fn, params, sigma=sigma, n=config.n, alpha=config.inversion.alpha,
+            num_classes=ctx.num_classes,
+            secret=experiment_secret(config.seed, "distillation/rp_predict", sigma, config.n))
+        rp.append({"sigma": sigma, "n": config.n,
+                   **_measure(ctx, release, xq, config, target_labels)})
+        bar.update(1)
+    bar.close()
+    head = rp[0]
+    return {
+        "experiment": "distillation",
+        "agreement_undefended": undefended["agreement"],
+        "agreement_rp": head["agreement"],
+        "student_accuracy_undefended": undefended["student_accuracy"],
+        "student_accuracy_rp": head["student_accuracy"],
+        "target_accuracy": float(np.mean(target_labels == ctx.yte)),
+        "chance": 1.0 / ctx.num_classes,
+        "undefended": undefended, "rp": rp, "paper": PAPER,
+        "query_set": "public identities' images (flips, brightness/contrast jitter, "
+                     "N(0, 0.05^2) pixel noise) and generator-prior samples, half each",
+        "config": {**{k: v for k, v in dataclasses.asdict(config).items() if k != "inversion"},
+                   "inversion": inversion.config_dict(config.inversion)},
+        "seconds": time.perf_counter() - t0, "versions": report.versions(),
+    }

@@ -1,0 +1,259 @@
+"""Experiment A: Robust Attribute Privacy on the insurance recommendation task (PAPER.md s3).
+
+Train a small MLP to recommend (1) iff BMI >= 33.4 with an l1 penalty on the first-layer
+weights of every non-BMI input; certify every test person under randomized smoothing (RP) in
+standardized feature space for each (sigma, n); sweep BMI from 10 to 60 with the other
+features fixed and compute the compatible intervals (preimage, not_excluded, APE) for the base
+model and for each smoothed release. `run(config) -> dict` returns every number; `write`
+puts summary.json, a per-person CSV, a Markdown table and two plots in a directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rpjax._src import checkpoint, report
+from rpjax._src import validate as _validate
+from rpjax._src.certify import ABSTAIN, certify
+from rpjax._src.data import insurance
+from rpjax._src.models.train import TrainConfig, accuracy, fit_classifier
+from rpjax._src.privacy import rap, rp
+from rpjax.models import TabularMLP, as_apply_fn
+
+PAPER = {
+    "mean_radius_std": {"1.0": 0.56, "2.0": 0.63, "3.0": 0.65},
+    "median_interval_bmi": {"base": 23.50, "rp": 29.96},
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RapConfig:
+    """Settings of the attribute-privacy experiment (units stated).
+
+    Attributes:
+      threshold: BMI (kg/m^2) at and above which the label is "recommend" (1).
+      l1: coefficient of the l1 penalty on the first-layer weights of non-BMI inputs.
+      hidden: hidden widths of the MLP.
+      train_steps, batch_size, learning_rate: Adam training of the base model.
+      augment_at_sigma: if True, each smoothed release smooths a base model trained with
+        Gaussian noise augmentation at that release's sigma (standardized units); if False
+        (the paper's setting) every release smooths the one undefended base model.
+      test_fraction: share of people held out (certified and swept).
+      max_people: certify and sweep at most this many test people (None: all).
+      sigmas: smoothing stds in standardized feature units.
+      ns: estimation sample sizes; n0 selection samples; alpha failure probability.
+      sweep_low, sweep_high: BMI sweep range; grid_points, refine_steps: its resolution.
+      batch_size_certify: inputs per compiled certification call.
+      seed: split, initialization, training order and certification noise.
+      cache_dir: where trained parameters are cached (None: no cache).
+    """
+
+    threshold: float = insurance.DEFAULT_THRESHOLD
+    l1: float = 0.01
+    hidden: tuple[int, ...] = (32, 32)
+    train_steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    augment_at_sigma: bool = False
+    test_fraction: float = 0.2
+    max_people: int | None = None
+    sigmas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 3.0)
+    ns: tuple[int, ...] = (100, 1_000, 10_000)
+    n0: int = 100
+    alpha: float = 1e-3
+    sweep_low: float = 10.0
+    sweep_high: float = 60.0
+    grid_points: int = 51
+    refine_steps: int = 10
+    batch_size_certify: int = 2048
+    seed: int = 0
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        _validate.positive("threshold", self.threshold)
+        if _validate.real("l1", self.l1) < 0:
+            raise ValueError(f"l1 must be >= 0, got l1={self.l1}.")
+        if not self.sigmas or not self.ns:
+            raise ValueError("sigmas and ns must be non-empty.")
+        for s in self.sigmas:
+            _validate.positive("sigmas", s)
+        for n in self.ns:
+            _validate.integer("ns", n, minimum=1)
+        _validate.open_unit_interval("alpha", self.alpha)
+        _validate.open_unit_interval("test_fraction", self.test_fraction)
+        if self.max_people is not None:
+            _validate.integer("max_people", self.max_people, minimum=1)
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> RapConfig:
+        """A small setting that finishes in about a minute on 2 CPU cores."""
+        base = dict(sigmas=(1.0, 2.0, 3.0), ns=(100, 1_000), max_people=80, grid_points=26,
+                    refine_steps=8, train_steps=1500)
+        return cls(**{**base, **overrides})
+
+
+def _l1_penalty(coef: float, bmi_index: int, num_features: int):
+    mask = jnp.ones((num_features, 1)).at[bmi_index].set(0.0)
+
+    def penalty(params):
+        kernel = params["hidden"][0]["kernel"].get_value()
+        return coef * jnp.sum(jnp.abs(kernel * mask))
+
+    return penalty
+
+
+def train_base_model(config: RapConfig, data: insurance.InsuranceData, train_idx: np.ndarray,
+                     noise_sigma: float = 0.0):
+    """The base MLP (cached with orbax): `(apply_fn, params, from_cache, seconds)`.
+
+    `noise_sigma > 0` trains with Gaussian noise augmentation of that std (standardized units).
+    """
+    y = data.labels(config.threshold)
+    model = TabularMLP(data.x.shape[1], 2, hidden=config.hidden, rngs=nnx.Rngs(config.seed))
+    apply_fn, template = as_apply_fn(model)
+    tcfg = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
+                       learning_rate=config.learning_rate, noise_sigma=noise_sigma)
+    tag = {"name": "insurance-mlp", "data": insurance.SHA256, "threshold": config.threshold,
+           "l1": config.l1, "hidden": list(config.hidden), "train": dataclasses.asdict(tcfg),
+           "seed": config.seed, "test_fraction": config.test_fraction,
+           "jax": jax.__version__}
+    penalty = _l1_penalty(config.l1, data.bmi_index, data.x.shape[1])
+    t0 = time.perf_counter()
+
+    def train():
+        return fit_classifier(model, data.x[train_idx], y[train_idx], config.seed, tcfg,
+                              penalty=penalty).params
+
+    params, hit = checkpoint.load_or_train(config.cache_dir, tag, template, train)
+    return apply_fn, params, hit, time.perf_counter() - t0
+
+
+def _median(a) -> float:
+    return float(np.median(a)) if len(a) else float("nan")
+
+
+def _interval_record(iv: rap.Intervals, scale: float,
+                     base_iv: rap.Intervals | None = None) -> dict[str, float]:
+    lengths = {r: iv.length(r) for r in (*rap.READINGS, "ape_unclipped")}
+    extra = {}
+    if base_iv is not None:  # the base model's interval widened by the RP radius each side
+        widened = base_iv.length("preimage") + 2.0 * iv.radius * scale
+        extra["median_base_widened_bmi"] = _median(widened)
+    return {
+        "median_ape_unclipped_bmi": _median(lengths["ape_unclipped"]),
+        **extra,
+        "median_interval_bmi": _median(lengths["preimage"]),
+        "median_not_excluded_bmi": _median(lengths["not_excluded"]),
+        "median_ape_interval_bmi": _median(lengths["ape"]),
+        "median_interval_std": _median(lengths["preimage"]) / scale,
+        "median_not_excluded_std": _median(lengths["not_excluded"]) / scale,
+        "median_ape_interval_std": _median(lengths["ape"]) / scale,
+    }
+
+
+def _rp_record(cert, iv: rap.Intervals, base_iv: rap.Intervals, y: np.ndarray, sigma: float,
+               n: int, scale: float) -> dict[str, Any]:
+    released = cert.label != ABSTAIN
+    radius = cert.radius[released]
+    return {
+        "sigma": sigma, "n": n,
+        "accuracy": float(np.mean(cert.label == y)),
+        "accuracy_released": float(np.mean(cert.label[released] == y[released]))
+        if released.any() else float("nan"),
+        "abstain_rate": float(np.mean(~released)),
+        "mean_radius_std": float(radius.mean()) if radius.size else 0.0,
+        "mean_radius_bmi": float(radius.mean() * scale) if radius.size else 0.0,
+        "mean_radius_std_all": float(cert.radius.mean()),
+        "recommended_rate": float(np.mean(cert.label == 1)),
+        **_interval_record(iv, scale, base_iv),
+    }
+
+
+def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> dict[str, Any]:
+    """Runs the experiment; returns the summary dict (and per-person arrays under `_people`)."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    data = insurance.load_insurance()
+    y_all = data.labels(config.threshold)
+    train_idx, test_idx = insurance.train_test_split(len(y_all), config.test_fraction,
+                                                     config.seed)
+    apply_fn, params, cached, train_s = train_base_model(config, data, train_idx)
+    people = test_idx if config.max_people is None else test_idx[: config.max_people]
+    x, y, bmi = data.x[people], y_all[people], data.bmi[people]
+    scale = data.bmi_std
+    sweep = rap.AttributeSweep(index=data.bmi_index, offset=float(data.mean[data.bmi_index]),
+                               scale=scale, low=config.sweep_low, high=config.sweep_high,
+                               num_points=config.grid_points, refine_steps=config.refine_steps)
+    true_bmi = np.clip(bmi, config.sweep_low, config.sweep_high)
+
+    base_iv = rap.attribute_intervals(rp.base_labels(apply_fn, params), x, people, true_bmi,
+                                      sweep)
+    first = rp.base_labels(apply_fn, params)(x, people)[0]
+    base = {
+        "accuracy": accuracy(apply_fn, params, data.x[test_idx], y_all[test_idx]),
+        "accuracy_swept": float(np.mean(first == y)),
+        "recommended_rate": float(np.mean(first == 1)),
+        "first_layer_abs_weight": _first_layer_weights(params, data),
+        **_interval_record(base_iv, scale),
+    }
+    rp_by_n: dict[str, dict[str, Any]] = {}
+    augmented: dict[float, tuple[Any, Any]] = {}
+    per_person = {"base": (first, np.zeros(len(people)), base_iv)}
+    grid = [(s, n) for n in config.ns for s in config.sigmas]
+    bar = tqdm(grid, desc="RP certify + BMI sweep", unit="setting", disable=not progress)
+    for sigma, n in bar:
+        bar.set_postfix(sigma=sigma, n=n)
+        key = jax.random.fold_in(jax.random.key(config.seed), 1)
+        smoothed = (apply_fn, params)
+        if config.augment_at_sigma:
+            smoothed = _augmented(config, data, train_idx, sigma, augmented)
+        cert = certify(*smoothed, x, key, sigma=sigma, n0=config.n0, n=n,
+                       alpha=config.alpha, num_classes=2, ids=people,
+                       batch_size=min(config.batch_size_certify, len(people)))
+        release = rp.certified_labels(*smoothed, key, sigma=sigma, n=n,
+                                      alpha=config.alpha, num_classes=2, n0=config.n0,
+                                      batch_size=config.batch_size_certify)
+        iv = rap.attribute_intervals(release, x, people, true_bmi, sweep)
+        rec = _rp_record(cert, iv, base_iv, y, sigma, n, scale)
+        rec["base_model"] = (f"trained with Gaussian augmentation at sigma={sigma}"
+                             if config.augment_at_sigma else "undefended base model")
+        rp_by_n.setdefault(str(n), {})[str(float(sigma))] = rec
+        per_person[f"rp_sigma{sigma}_n{n}"] = (cert.label, cert.radius, iv)
+    largest = str(max(config.ns))
+    return {
+        "experiment": "rap",
+        "config": dataclasses.asdict(config),
+        "units": {"sigma": "standardized feature units", "radius_std": "standardized units",
+                  "radius_bmi": "BMI points (kg/m^2) = radius_std * std(BMI)",
+                  "intervals": "BMI points", "bmi_std": scale},
+        "num_people": int(len(people)),
+        "base": base,
+        "rp": rp_by_n[largest],
+        "rp_by_n": rp_by_n,
+        "paper": PAPER,
+        "base_model_from_cache": cached,
+        "train_seconds": train_s,
+        "seconds": time.perf_counter() - t0,
+        "versions": report.versions(),
+        "_people": {"id": people, "bmi": bmi, "label": y, "releases": per_person},
+    }
+
+
+def _augmented(config, data, train_idx, sigma, cache):
+    if sigma not in cache:
+        apply_fn, params, _, _ = train_base_model(config, data, train_idx, noise_sigma=sigma)
+        cache[sigma] = (apply_fn, params)
+    return cache[sigma]
+
+
+def _first_layer_weights(params, data) -> dict[str, float]:
+    kernel = np.asarray(params["hidden"][0]["kernel"].get_value())
+    return {f: float(np.abs(kernel[i]).sum()) for i, f in enumerate(data.features)}

@@ -1,0 +1,595 @@
+"""The deployed Robust Privacy release: one protocol for owners and for simulated attackers.
+
+`RobustPrivacyRelease` is what a model owner puts behind a query interface:
+
+- **Label only.** A querier gets a label or `ABSTAIN` (-1). Counts, `pa_lower`, radii and
+  p-values go to the owner's audit record (`release.audit()`), never to the querier: a radius
+  is a one-to-one function of the vote count and tells points of one ball apart.
+- **The noise key is the owner's secret.** `Secret.generate()` draws 256 bits from the OS
+  (`secrets`); no call takes a key, a seed or an example id from the caller.
+- **Noise modes.** `"fresh"`: answer number t (counted over the release's life) draws its
+  noise from a key derived from (secret, t), so a repeated query gets new noise.
+  `"consistent"`: the key is derived from (secret, the input's canonical bytes), so an exact
+  repeat gets the identical answer (averaging exact repeats gains nothing). A near-duplicate
+  (any change to any byte of the input) gets unrelated noise: consistent noise alone does not
+  stop averaging; the budget does.
+- **Per-subject budget.** Answers are counted per subject; `Budget` caps them directly, by the
+  alpha spent (union bound: k certified answers are all correct with probability
+  >= 1 - k alpha) and by the composed advantage bound of `rpjax._src.privacy.leakage` at a stated
+  distance delta. The bound used is the worst case over all inputs, so whether the release
+  refuses depends only on how many answers the subject has had, never on the input.
+
+`release.traced()` gives the same protocol as a traceable `LabelRelease` for attack loops
+compiled with `jit` (BREP-MI): the secret stays in the function's closure, the attacker's
+loop carries only the answer counter (`state`), and the answers equal the deployed release's
+for the same secret and the same sequence of queries (tested).
+
+Key derivation (threefry2x32, `rpjax._src.noise.threefry2x32`): three 64-bit sub-keys are derived
+from the 256-bit secret by running threefry under its four 64-bit words in turn on a tag;
+fresh: pair(t) = threefry(K_fresh, t); consistent: h = XOR over j of threefry(K_word, (j,
+bits(x_j))) for the float32 bits of the input's values (with -0.0 made +0.0), then
+pair = threefry(K_cons, h). Each answer's selection, estimation and prediction streams use
+threefry(pair, purpose). No claim beyond this is made for the construction: distinct inputs
+get the same key only through a 64-bit collision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import secrets as _secrets
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats as _sps
+
+from rpjax._src import noise as _noise
+from rpjax._src import smoothing as _smoothing
+from rpjax._src import stats
+from rpjax._src import validate as _validate
+from rpjax._src.privacy import leakage
+
+ABSTAIN = -1
+MODES = ("predict", "always_label", "certify")
+NOISE_MODES = ("fresh", "consistent")
+_TAG_FRESH, _TAG_WORD, _TAG_CONS, _TAG_ROW = 1, 2, 3, 4
+_SELECTION, _ESTIMATION, _PREDICTION = 0, 1, 2
+
+
+class BudgetExceededError(RuntimeError):
+    """A query would take a subject past the release's budget; nothing was answered."""
+
+
+class Secret:
+    """The owner's 256-bit noise secret. Its value is never printed.
+
+    Args:
+      value: exactly 32 bytes. Use `Secret.generate()` for a deployment; pass bytes only to
+        reproduce a run (tests, audits).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes):
+        if not isinstance(value, (bytes, bytearray)):
+            raise TypeError(f"secret must be 32 bytes (use Secret.generate()), got "
+                            f"{type(value).__name__}; integer seeds are refused.")
+        if len(value) != 32:
+            raise ValueError(f"secret must be exactly 32 bytes (256 bits), got {len(value)}.")
+        self._value = bytes(value)
+
+    @classmethod
+    def generate(cls) -> Secret:
+        """256 bits from the operating system's CSPRNG (`secrets.token_bytes`)."""
+        return cls(_secrets.token_bytes(32))
+
+    def words(self) -> np.ndarray:
+        """`[8]` uint32: the secret as little-endian words (for key derivation)."""
+        return np.frombuffer(self._value, dtype="<u4").astype(np.uint32)
+
+    def fingerprint(self) -> str:
+        """A 16-hex-digit SHA-256 fingerprint, to tell secrets apart in audit logs."""
+        return hashlib.sha256(b"rpjax-secret" + self._value).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Secret(<hidden>, fingerprint={self.fingerprint()})"
+
+
+def _tf(pair: jax.Array, x0: jax.Array, x1: jax.Array) -> jax.Array:
+    a, b = _noise.threefry2x32(pair[..., 0], pair[..., 1], x0, x1)
+    return jnp.stack([a, b], axis=-1)
+
+
+def _subkeys(words: np.ndarray) -> dict[int, np.ndarray]:
+    """The sub-keys K_fresh, K_word, K_cons, K_row: threefry under each 64-bit word pair."""
+    out = {}
+    with jax.ensure_compile_time_eval():  # constants even when called inside a trace
+        w = jnp.asarray(words, jnp.uint32)
+        for tag in (_TAG_FRESH, _TAG_WORD, _TAG_CONS, _TAG_ROW):
+            x = jnp.array([tag, 0x52504A58], jnp.uint32)  # "RPJX"
+            for i in range(4):
+                x = _tf(w[2 * i : 2 * i + 2], x[0], x[1])
+            out[tag] = np.asarray(x)
+    return out
+
+
+def fresh_key_pairs(k_fresh: jax.Array, start: jax.Array, count: int) -> jax.Array:
+    """`[count, 2]` uint32 key pairs of answers `start .. start + count - 1` (fresh noise).
+
+    `start` is the 64-bit answer counter as uint32 `[2]` (low, high).
+    """
+    lo = start[0] + jnp.arange(count, dtype=jnp.uint32)
+    hi = start[1] + (lo < start[0]).astype(jnp.uint32)
+    return _tf(k_fresh, lo, hi)
+
+
+def consistent_key_pairs(k_word: jax.Array, k_cons: jax.Array, xs: jax.Array) -> jax.Array:
+    """`[M, 2]` uint32 key pairs from the inputs' canonical float32 bytes (consistent noise)."""
+    flat = xs.reshape(xs.shape[0], -1).astype(jnp.float32)
+    flat = jnp.where(flat == 0, jnp.float32(0.0), flat)  # -0.0 -> +0.0
+    bits = jax.lax.bitcast_convert_type(flat, jnp.uint32)
+    index = jnp.arange(bits.shape[1], dtype=jnp.uint32)
+    mixed = _tf(k_word, index[None, :], bits)  # [M, d, 2]
+    h = jax.lax.reduce(mixed, np.uint32(0), jax.lax.bitwise_xor, (1,))  # [M, 2]
+    return _tf(k_cons, h[:, 0] ^ jnp.uint32(bits.shape[1]), h[:, 1])
+
+
+def purpose_pairs(pairs: jax.Array, purpose: int) -> jax.Array:
+    """`[M, 2]`: the key pairs of one stream (selection, estimation, prediction)."""
+    return _tf(pairs, jnp.full(pairs.shape[:1], purpose, jnp.uint32),
+               jnp.full(pairs.shape[:1], 0x53545245, jnp.uint32))
+
+
+def predict_threshold_table(n: int, alpha: float) -> np.ndarray:
+    """`[n + 1]` int32: for each total m = n_A + n_B, the smallest n_A that passes PREDICT.
+
+    PREDICT releases the top class iff the two-sided binomial test of n_A successes in m
+    trials at p = 1/2 has p-value <= alpha; entries of m + 1 mean "never passes". The p-value
+    decreases in n_A >= m / 2, so "n_A >= table[m]" is exactly "p-value <= alpha".
+    """
+    n = _validate.integer("n", n, minimum=1)
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    m = np.arange(1, n + 1)
+    # the largest tail j = m - n_A with 2 cdf(j; m, 1/2) <= alpha is ppf(alpha / 2) - 1 or
+    # ppf(alpha / 2); candidates around it are checked with the exact p-value
+    j0 = _sps.binom.ppf(alpha / 2, m, 0.5).astype(np.int64)
+    best = m + 1
+    for dj in (2, 1, 0, -1):
+        k = m - (j0 + dj)
+        ok = (2 * k >= m) & (k <= m) & (stats.binomial_test_pvalue(
+            np.clip(k, 0, m), m) <= alpha)
+        best = np.where(ok, np.minimum(best, k), best)
+    # exactness: one fewer vote must fail (p-value decreases in n_A >= m / 2)
+    below = np.clip(best - 1, 0, m)
+    fails = (2 * below < m) | (stats.binomial_test_pvalue(below, m) > alpha) | (best > m)
+    if not np.all(fails):  # never seen; keeps the table exact if it happens
+        raise AssertionError("predict_threshold_table: candidate search missed a threshold")
+    table = np.concatenate([[1], best])  # m = 0: no votes for either class, never passes
+    return table.astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReleaseConfig:
+    """Settings of a deployed release (write it verbatim into reports).
+
+    Attributes:
+      sigma: noise std, in the units of the model input (> 0).
+      n: samples per answer (estimation samples for "certify").
+      alpha: PREDICT's test level / CERTIFY's failure probability (unused by always_label).
+      num_classes: number of classes.
+      mode: "predict" (label or ABSTAIN, the default), "certify" (CERTIFY's label or ABSTAIN;
+        its radius goes to the audit record only) or "always_label" (Monte Carlo top class,
+        uncertified).
+      n0: selection samples ("certify").
+      noise: "fresh" (new noise for every answer) or "consistent" (noise keyed by the input).
+    """
+
+    sigma: float
+    n: int
+    num_classes: int
+    alpha: float = 1e-3
+    mode: str = "predict"
+    n0: int = 100
+    noise: str = "fresh"
+
+    def __post_init__(self):
+        _validate.positive("sigma", self.sigma)
+        _validate.integer("n", self.n, minimum=1)
+        _validate.integer("num_classes", self.num_classes, minimum=2)
+        _validate.open_unit_interval("alpha", self.alpha)
+        _validate.integer("n0", self.n0, minimum=1)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got mode={self.mode!r}.")
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got noise={self.noise!r}.")
+
+    @property
+    def forward_passes(self) -> int:
+        """Base-model forward passes per answer."""
+        return self.n + (self.n0 if self.mode == "certify" else 0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Budget:
+    """Per-subject limits of a release; refusing depends only on the number of answers.
+
+    Attributes:
+      max_answers: answers per subject (None: no direct cap).
+      max_alpha: largest union bound k * alpha on the probability that any of a subject's k
+        answers is wrong (predict / certify only; None: no cap).
+      max_advantage: largest composed advantage bound (`rpjax._src.privacy.leakage`, worst case
+        over all inputs, fresh noise) between the subject's x and any x' within `delta`, after
+        k answers (two-class models; None: no cap).
+      delta: the protected l2 distance in input units, required with `max_advantage`.
+    """
+
+    max_answers: int | None = None
+    max_alpha: float | None = None
+    max_advantage: float | None = None
+    delta: float | None = None
+
+    def __post_init__(self):
+        if self.max_answers is not None:
+            _validate.integer("max_answers", self.max_answers, minimum=0)
+        if self.max_alpha is not None:
+            _validate.open_unit_interval("max_alpha", self.max_alpha)
+        if self.max_advantage is not None:
+            _validate.open_unit_interval("max_advantage", self.max_advantage)
+            if self.delta is None:
+                raise ValueError("delta (the protected distance) is required with "
+                                 "max_advantage.")
+        if self.delta is not None:
+            _validate.positive("delta", self.delta)
+
+
+def answers_allowed(config: ReleaseConfig, budget: Budget | None) -> int | None:
+    """The largest number of answers per subject `budget` allows (None: unlimited)."""
+    if budget is None:
+        return None
+    caps = []
+    if budget.max_answers is not None:
+        caps.append(budget.max_answers)
+    if budget.max_alpha is not None:
+        if config.mode == "always_label":
+            raise ValueError("max_alpha applies to predict / certify; always_label answers "
+                             "carry no certificate.")
+        caps.append(int(math.floor(budget.max_alpha / config.alpha * (1 + 1e-12))))
+    if budget.max_advantage is not None:
+        caps.append(_answers_within_advantage(config, budget.max_advantage, budget.delta))
+    return min(caps) if caps else None
+
+
+def composed_bound(config: ReleaseConfig, delta: float, k: int) -> float:
+    """Worst-case (over all inputs) advantage bound after k fresh answers at distance delta."""
+    if config.num_classes != 2:
+        raise ValueError("the advantage bound covers two-class models; num_classes="
+                         f"{config.num_classes}. Cap the budget with max_answers / max_alpha.")
+    if k == 0:
+        return 0.0
+    return leakage.advantage_bound(config.mode, sigma=config.sigma, delta=delta, n=config.n,
+                                   alpha=config.alpha, n0=config.n0, k=k).advantage
+
+
+def _answers_within_advantage(config: ReleaseConfig, max_advantage: float, delta: float) -> int:
+    lo, hi = 0, 1
+    while composed_bound(config, delta, hi) <= max_advantage:
+        lo, hi = hi, hi * 2
+        if hi > 2**20:
+            return lo
+    while hi - lo > 1:  # the bound is non-decreasing in k
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if composed_bound(config, delta, mid) <= max_advantage else (lo, mid)
+    return lo
+
+
+class LabelRelease(NamedTuple):
+    """A release as a traceable function, for attack loops compiled with `jit`.
+
+    Attributes:
+      name: short name for reports ("none", "rp_predict", ...).
+      fn: `fn(x [M, *input_shape], state) -> (labels [M] int32, state)`; -1 = abstain.
+        `state` is the release's answer counter, uint32 `[2]` (start from `initial_state()`);
+        the noise comes from the release's own secret, never from the caller.
+      forward_passes: base-model forward passes per answer.
+      params: the release's settings, for reports.
+    """
+
+    name: str
+    fn: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+    forward_passes: int
+    params: dict[str, Any]
+
+
+def initial_state() -> jax.Array:
+    """The answer counter of a release that has answered nothing: uint32 `[2]` zeros."""
+    return jnp.zeros(2, jnp.uint32)
+
+
+def advance(state: jax.Array, count: int) -> jax.Array:
+    """The counter after `count` more answers (64-bit add on (low, high) words)."""
+    lo = state[0] + jnp.uint32(count)
+    return jnp.stack([lo, state[1] + (lo < state[0]).astype(jnp.uint32)])
+
+
+def row_keys(secret: Secret, state: jax.Array, count: int) -> jax.Array:
+    """`[count]` typed keys for per-answer randomness of baseline releases (randomized
+    response, ...), derived from the secret and the answer counter like fresh noise.
+    Traceable (usable inside `jit` and `lax.while_loop`)."""
+    k_row = jnp.asarray(_subkeys(secret.words())[_TAG_ROW])
+    return jax.random.wrap_key_data(fresh_key_pairs(k_row, state, count),
+                                    impl="threefry2x32")
+
+
+def _decide(config: ReleaseConfig, counts, selection, table, kstar):
+    """Labels from counts: the decision rule of each mode (traceable, host and graph)."""
+    if config.mode == "always_label":
+        return jnp.argmax(counts, axis=-1).astype(jnp.int32)
+    if config.mode == "predict":
+        top, idx = jax.lax.top_k(counts, 2)  # ties: lower class index first
+        passes = top[:, 0] >= table[top[:, 0] + top[:, 1]]
+        return jnp.where(passes, idx[:, 0], ABSTAIN).astype(jnp.int32)
+    chosen = jnp.argmax(selection, axis=-1)
+    n_top = jnp.take_along_axis(counts, chosen[:, None], axis=1)[:, 0]
+    return jnp.where(n_top >= kstar, chosen, ABSTAIN).astype(jnp.int32)
+
+
+class AuditRecord(NamedTuple):
+    """The owner's record of one call of `query` (NumPy arrays with leading axis M).
+
+    Attributes:
+      answer_index: `[M]` int64 position of each answer in the release's life.
+      subjects: the subjects, as given.
+      label: `[M]` int32 released labels.
+      counts: `[M, num_classes]` int32 votes (estimation samples for certify).
+      selection_counts: `[M, num_classes]` int32 (certify) or None.
+      pa_lower: `[M]` float64 Clopper-Pearson lower bound of the released class (certify)
+        or None; radius: `[M]` float64 certified radius in input units (certify) or None.
+      pvalue: `[M]` float64 PREDICT's p-value (predict) or None.
+    """
+
+    answer_index: np.ndarray
+    subjects: tuple
+    label: np.ndarray
+    counts: np.ndarray
+    selection_counts: np.ndarray | None
+    pa_lower: np.ndarray | None
+    radius: np.ndarray | None
+    pvalue: np.ndarray | None
+
+
+class RobustPrivacyRelease:
+    """A deployed Robust Privacy release (see the module docstring for the protocol).
+
+    Args:
+      apply_fn, params: the base model (`apply_fn(params, x [b, ...]) -> logits [b, C]`).
+      config: `ReleaseConfig`.
+      budget: per-subject `Budget` (None: unlimited, for measurement only).
+      secret: the owner's `Secret` (default: `Secret.generate()`, 256 bits from the OS).
+      batch_size: inputs per compiled call (None: all of a query at once).
+      chunk_size, devices: as in `rpjax.sample_counts` (speed only; answers do not depend on
+        them).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from rpjax._src.privacy.release import ReleaseConfig, RobustPrivacyRelease
+      >>> f = lambda w, x: jnp.stack([-x[:, 0] * w, x[:, 0] * w], axis=-1)
+      >>> rel = RobustPrivacyRelease(f, 1.0, ReleaseConfig(sigma=0.5, n=100, num_classes=2))
+      >>> rel.query(jnp.array([[3.0]]), ["alice"]).tolist()
+      [1]
+    """
+
+    def __init__(self, apply_fn: _smoothing.ApplyFn, params: Any, config: ReleaseConfig, *,
+                 budget: Budget | None = None, secret: Secret | None = None,
+                 batch_size: int | None = None, chunk_size: int | None = None,
+                 devices: Sequence[jax.Device] | None = None):
+        if not isinstance(config, ReleaseConfig):
+            raise TypeError(f"config must be a ReleaseConfig, got {type(config).__name__}.")
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a Budget or None, got {type(budget).__name__}.")
+        if secret is None:
+            secret = Secret.generate()
+        if not isinstance(secret, Secret):
+            raise TypeError(f"secret must be a rpjax._src.privacy.release.Secret, got "
+                            f"{type(secret).__name__}; keys and integer seeds are refused.")
+        if batch_size is not None:
+            _validate.integer("batch_size", batch_size, minimum=1)
+        self._apply_fn, self._params, self._config = apply_fn, params, config
+        self._budget, self._secret = budget, secret
+        self._allowed = answers_allowed(config, budget)
+        self._batch_size, self._chunk_size = batch_size, chunk_size
+        self._devices = tuple(jax.local_devices() if devices is None else devices)
+        keys = _subkeys(secret.words())
+        self._k_fresh, self._k_word, self._k_cons = (jnp.asarray(keys[t]) for t in (
+            _TAG_FRESH, _TAG_WORD, _TAG_CONS))
+        self._table = (jnp.asarray(predict_threshold_table(config.n, config.alpha))
+                       if config.mode == "predict" else None)
+        self._kstar = (leakage.certify_threshold(config.n, config.alpha)
+                       if config.mode == "certify" else None)
+        self._answered = 0
+        self._per_subject: dict[Hashable, int] = {}
+        self._audit: list[AuditRecord] = []
+
+    # ------------------------------------------------------------------ the querier's side
+    def query(self, xs: jax.typing.ArrayLike, subjects: Sequence[Hashable] | None = None
+              ) -> np.ndarray:
+        """Answers a batch of queries: labels only.
+
+        Args:
+          xs: `[M, *input_shape]` floating, finite inputs.
+          subjects: `[M]` hashable subject of each query (whose data it is), for the budget;
+            required when the release has a budget.
+
+        Returns:
+          `[M]` int32 labels, `ABSTAIN` (-1) where the release abstains.
+
+        Raises:
+          BudgetExceededError: if any subject would pass its budget (nothing is answered).
+        """
+        xs = _validate.inputs("xs", xs).astype(jnp.float32)
+        m = xs.shape[0]
+        subjects = self._check_subjects(subjects, m)
+        _smoothing.check_model(self._apply_fn, self._params, xs, self._config.num_classes)
+        pairs = self._key_pairs(xs, m)
+        labels, counts, selection = self._answer(xs, pairs)
+        self._record(subjects, labels, counts, selection)
+        return labels
+
+    def querier(self) -> Callable[..., np.ndarray]:
+        """What a querier is given: `querier(xs, subjects) -> labels`, nothing else."""
+        query = self.query
+
+        def querier(xs, subjects=None):
+            return query(xs, subjects)
+
+        return querier
+
+    # ------------------------------------------------------------------- the owner's side
+    @property
+    def config(self) -> ReleaseConfig:
+        return self._config
+
+    @property
+    def budget(self) -> Budget | None:
+        return self._budget
+
+    @property
+    def answers_allowed(self) -> int | None:
+        """Answers per subject the budget allows (None: unlimited)."""
+        return self._allowed
+
+    def answers(self, subject: Hashable) -> int:
+        """How many answers `subject` has had."""
+        return self._per_subject.get(subject, 0)
+
+    def spent(self, subject: Hashable) -> dict[str, float]:
+        """What a subject's answers have cost: answers, alpha (union bound) and, with a
+        budget delta on a two-class model, the composed advantage bound."""
+        k = self.answers(subject)
+        out: dict[str, float] = {"answers": k}
+        if self._config.mode != "always_label":
+            out["alpha"] = k * self._config.alpha
+        if self._budget is not None and self._budget.delta is not None and (
+                self._config.num_classes == 2):
+            out["advantage_bound"] = composed_bound(self._config, self._budget.delta, k)
+        return out
+
+    def audit(self) -> list[AuditRecord]:
+        """The owner's audit log: one `AuditRecord` per call of `query`."""
+        return list(self._audit)
+
+    def secret_fingerprint(self) -> str:
+        return self._secret.fingerprint()
+
+    def traced(self, name: str | None = None) -> LabelRelease:
+        """This release as a traceable `LabelRelease` (same secret, same answers for the same
+        query sequence from `initial_state()`); for compiled attack loops. No budget and no
+        audit inside a trace."""
+        cfg = self._config
+        apply_fn, params = self._apply_fn, self._params
+        k_fresh, k_word, k_cons = self._k_fresh, self._k_word, self._k_cons
+        table, kstar = self._table, self._kstar
+
+        def fn(x, state):
+            x = x.astype(jnp.float32)
+            m = x.shape[0]
+            if cfg.noise == "fresh":
+                pairs = fresh_key_pairs(k_fresh, state, m)
+            else:
+                pairs = consistent_key_pairs(k_word, k_cons, x)
+            counts, selection = _traced_counts(cfg, apply_fn, params, x, pairs)
+            return _decide(cfg, counts, selection, table, kstar), advance(state, m)
+
+        params_out = dataclasses.asdict(cfg)
+        return LabelRelease(name or f"rp_{cfg.mode}", fn, cfg.forward_passes, params_out)
+
+    # ------------------------------------------------------------------------ internals
+    def _check_subjects(self, subjects, m):
+        if subjects is None:
+            if self._allowed is not None:
+                raise ValueError("subjects are required: this release has a per-subject "
+                                 "budget.")
+            return (None,) * m
+        subjects = tuple(subjects)
+        if len(subjects) != m:
+            raise ValueError(f"subjects must have one entry per input ({m}), got "
+                             f"{len(subjects)}.")
+        for s in subjects:
+            if not isinstance(s, Hashable):
+                raise TypeError(f"subjects must be hashable, got {type(s).__name__}.")
+        if self._allowed is not None:
+            want: dict[Hashable, int] = {}
+            for s in subjects:
+                want[s] = want.get(s, 0) + 1
+            over = [s for s, c in want.items() if self.answers(s) + c > self._allowed]
+            if over:
+                raise BudgetExceededError(
+                    f"subject {over[0]!r} has had {self.answers(over[0])} answers and asks "
+                    f"for {want[over[0]]} more; the budget allows {self._allowed} per subject "
+                    f"({self._budget}). Nothing was answered.")
+        return subjects
+
+    def _key_pairs(self, xs, m):
+        if self._config.noise == "fresh":
+            start = np.array([self._answered & 0xFFFFFFFF, self._answered >> 32], np.uint32)
+            return _fresh_jit(self._k_fresh, jnp.asarray(start), m)
+        return _consistent_jit(self._k_word, self._k_cons, xs)
+
+    def _count(self, xs, pairs, n):
+        return np.asarray(_smoothing.counts_for_key_pairs(
+            self._apply_fn, self._params, xs, pairs, sigma=self._config.sigma, n=n,
+            num_classes=self._config.num_classes, chunk_size=self._chunk_size,
+            devices=self._devices, batch_size=self._batch_size))
+
+    def _answer(self, xs, pairs):
+        cfg = self._config
+        selection = None
+        if cfg.mode == "certify":
+            selection = self._count(xs, purpose_pairs(pairs, _SELECTION), cfg.n0)
+            counts = self._count(xs, purpose_pairs(pairs, _ESTIMATION), cfg.n)
+        else:
+            counts = self._count(xs, purpose_pairs(pairs, _PREDICTION), cfg.n)
+        labels = np.asarray(_decide(cfg, jnp.asarray(counts), None if selection is None
+                                    else jnp.asarray(selection), self._table, self._kstar))
+        return labels, counts, selection
+
+    def _record(self, subjects, labels, counts, selection):
+        cfg = self._config
+        m = labels.shape[0]
+        pa_lower = radius = pvalue = None
+        if cfg.mode == "certify":
+            chosen = selection.argmax(axis=1)
+            n_top = np.take_along_axis(counts, chosen[:, None], axis=1)[:, 0]
+            pa_lower = stats.clopper_pearson_lower(n_top, cfg.n, cfg.alpha)
+            radius = np.where(labels != ABSTAIN, stats.certified_radius(pa_lower, cfg.sigma),
+                              0.0)
+        elif cfg.mode == "predict":
+            top = np.sort(counts, axis=1)[:, ::-1]
+            pvalue = stats.binomial_test_pvalue(top[:, 0], np.maximum(top[:, 0] + top[:, 1],
+                                                                      1))
+        index = self._answered + np.arange(m, dtype=np.int64)
+        self._audit.append(AuditRecord(index, subjects, labels, counts, selection, pa_lower,
+                                       radius, pvalue))
+        self._answered += m
+        for s in subjects:
+            if s is not None:
+                self._per_subject[s] = self._per_subject.get(s, 0) + 1
+
+
+_fresh_jit = jax.jit(fresh_key_pairs, static_argnums=2)
+_consistent_jit = jax.jit(consistent_key_pairs)
+
+
+def _traced_counts(cfg, apply_fn, params, x, pairs):
+    def count(stream, n):
+        chunk = _smoothing.resolve_chunk_size(None, n, x.shape[0], math.prod(x.shape[1:]))
+        return _smoothing.counts_traced(apply_fn, params, x, purpose_pairs(pairs, stream),
+                                        cfg.sigma, n=n, num_classes=cfg.num_classes,
+                                        chunk=chunk)
+
+    if cfg.mode == "certify":
+        return count(_ESTIMATION, cfg.n), count(_SELECTION, cfg.n0)
+    return count(_PREDICTION, cfg.n), None

@@ -1,0 +1,102 @@
+"""What a Robust Privacy certificate says, and the labelling functions RAP sweeps analyse.
+
+What holds (Cohen et al. 2019, Theorem 1, with CERTIFY's Clopper-Pearson bound): with
+probability at least 1 - alpha over the sampling noise, the *ideal* smoothed classifier
+`g(x) = argmax_c P(f(x + eps) = c)` is constant on the l2 ball of the certified radius around
+x. So g's label cannot tell x apart from any point of that ball.
+
+What does not hold: that a *release* built on Monte Carlo estimates of g (PREDICT,
+always-label, CERTIFY with or without its radius) cannot tell them apart. Its answers are
+random, and their distribution depends on the class probabilities, which vary inside the
+ball: abstentions, repeated fresh-noise answers and released radii all locate x. The paper's
+"advantage at most alpha / 2" does not hold for such a release. `rpjax._src.privacy.leakage`
+computes a bound that does (the TV distance between the answers at x and at any x' within
+delta), and `rpjax._src.privacy.release` is the hardened release (label only, secret noise key,
+per-subject budget). `docs/guarantee.md` says what each covers.
+
+The two functions here are analysis tools of the model owner (the RAP / APE intervals of
+`rpjax._src.privacy.rap`), not releases: `certified_labels` takes its key and example ids from its
+caller and returns certified radii. Never expose them to a querier.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rpjax._src.certify import always_label, certify, predict
+from rpjax._src.smoothing import ApplyFn
+
+MODES = ("certify", "predict", "always_label")
+
+
+def base_labels(apply_fn: ApplyFn, params: Any):
+    """The undefended model as a labelling function: base argmax labels, radii 0.
+
+    Returns:
+      `labels_fn(xs [M, d], ids [M]) -> (labels [M] int64, radii [M] float64 zeros)`.
+    """
+    fn = jax.jit(apply_fn)
+
+    def labels_fn(xs: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        del ids
+        labels = np.asarray(jnp.argmax(fn(params, jnp.asarray(xs)), axis=-1))
+        return labels.astype(np.int64), np.zeros(labels.shape, np.float64)
+
+    return labels_fn
+
+
+def certified_labels(
+    apply_fn: ApplyFn,
+    params: Any,
+    key: jax.Array | int,
+    *,
+    sigma: float,
+    n: int,
+    alpha: float,
+    num_classes: int,
+    n0: int = 100,
+    mode: str = "certify",
+    batch_size: int | None = 4096,
+    chunk_size: int | None = None,
+):
+    """The smoothed classifier's Monte Carlo labels (and radii) as an owner's analysis function.
+
+    Passing one id per person for every point of an attribute sweep gives common random
+    numbers along the sweep (a deterministic, piecewise-constant function that bisection can
+    refine). This is not a release: see `rpjax._src.privacy.release.RobustPrivacyRelease`.
+
+    Args:
+      apply_fn, params: the base model.
+      key: typed key or int seed, used with the caller's ids.
+      sigma, n, alpha, num_classes, n0: smoothing settings (see `rpjax.certify`).
+      mode: "certify" (label and radius), "predict" (label, radius 0) or "always_label"
+        (Monte Carlo top class, uncertified, radius 0).
+      batch_size: inputs per compiled call (padding keeps one compilation).
+      chunk_size: noisy copies per input per step (see `rpjax.sample_counts`).
+
+    Returns:
+      `labels_fn(xs [M, d], ids [M]) -> (labels [M] int64, radii [M] float64 input units)`.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got mode={mode!r}.")
+    common = dict(sigma=sigma, n=n, num_classes=num_classes, chunk_size=chunk_size)
+
+    def labels_fn(xs: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bs = None if batch_size is None else min(batch_size, len(xs))
+        if mode == "certify":
+            cert = certify(apply_fn, params, xs, key, alpha=alpha, n0=n0, ids=ids,
+                           batch_size=bs, **common)
+            return cert.label.astype(np.int64), cert.radius
+        if mode == "predict":
+            labels = predict(apply_fn, params, xs, key, alpha=alpha, ids=ids, batch_size=bs,
+                             **common)
+        else:
+            labels = always_label(apply_fn, params, xs, key, ids=ids, batch_size=bs,
+                                  **common).label
+        return np.asarray(labels, np.int64), np.zeros(len(xs), np.float64)
+
+    return labels_fn
