@@ -1,0 +1,154 @@
+"""The public API: each public package's names are pinned, and the higher layers use only them.
+
+Adding or removing a public name is a deliberate edit of `PUBLIC` below. Everything under
+`rpjax._src` is private.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pathlib
+import types
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+PUBLIC: dict[str, list[str]] = {
+    "rpjax": [
+        "ABSTAIN", "AffineFirst", "ApplyFn", "Certificates", "GAUSSIAN", "NoiseDistribution",
+        "Prediction", "SampleSizeWarning", "SmoothingConfig", "__version__", "always_label",
+        "certify", "predict", "sample_counts", "stats",
+    ],
+    "rpjax.stats": [
+        "SampleSizeWarning", "binomial_test_pvalue", "certified_radius", "check_sample_size",
+        "clopper_pearson_lower", "clopper_pearson_upper", "max_radius", "min_samples_certify",
+        "min_samples_predict",
+    ],
+    "rpjax.privacy": [
+        "AttributeSweep", "AuditRecord", "Budget", "BudgetExceededError", "Intervals",
+        "LabelRelease", "LeakageBound", "ReleaseConfig", "RobustPrivacyRelease", "Secret",
+        "advance", "advantage_bound", "ape_union", "attribute_intervals", "base_labels",
+        "binomial_tv", "certified_labels", "composed_advantage", "initial_state",
+        "outcome_probabilities", "p1_interval_from_counts", "predict_threshold_table",
+        "row_keys",
+    ],
+    "rpjax.attacks": [
+        "BrepConfig", "BrepResult", "MIFaceConfig", "MIFaceResult", "PCAPrior", "VAEPrior",
+        "attack_success", "base_release", "brep_mi", "experiment_secret", "fit_pca_prior",
+        "fit_vae_prior", "mi_face_latent", "mi_face_pixels", "nearest_private_distance",
+        "prior", "release_utility", "rp_always_release", "rp_certify_release",
+        "rp_predict_release", "top_k_hits",
+    ],
+    "rpjax.baselines": [
+        "DPSGDConfig", "DPSGDResult", "calibrate_noise_multiplier", "dp_gradient",
+        "dpsgd_epsilon", "fit_dpsgd", "output_noise_release", "random_abstain_release",
+        "randomized_response_release",
+    ],
+    "rpjax.models": [
+        "FaceCNN", "TabularMLP", "TrainConfig", "TrainResult", "accuracy", "as_apply_fn",
+        "fit_classifier",
+    ],
+    "rpjax.data": [
+        "FEATURES", "FaceData", "FaceSplit", "InsuranceData", "faces_from_arrays",
+        "load_faces_folder", "load_faces_npz", "load_insurance", "load_insurance_csv",
+        "load_olivetti", "split_identities",
+    ],
+    "rpjax.experiments": [
+        "AttacksConfig", "DistillationConfig", "EXPERIMENTS", "FrontierConfig",
+        "InversionConfig", "PRESETS", "RapConfig", "default_cache_dir", "reproduce",
+        "versions", "write_json",
+    ],
+}
+
+# the layers above the engine, which must reach lower layers only through public names
+HIGHER = ["rpjax/_src/attacks", "rpjax/_src/baselines", "rpjax/_src/experiments", "benchmarks"]
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_public_names_are_pinned(package):
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(PUBLIC[package]), (
+        f"{package}.__all__ changed; if deliberate, update PUBLIC in tests/test_api.py")
+    assert len(set(module.__all__)) == len(module.__all__), f"{package}.__all__ repeats a name"
+    for name in module.__all__:
+        assert hasattr(module, name), f"{package}.__all__ lists {name!r}, which is missing"
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_public_names_live_in_one_place(package):
+    """A public name that is not a module is defined under rpjax._src (the facade is thin)."""
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        value = getattr(module, name)
+        home = getattr(value, "__module__", None)
+        if isinstance(value, types.ModuleType) or home is None or name == "ApplyFn":
+            continue
+        assert home.startswith("rpjax._src") or home.startswith("typing"), (package, name, home)
+
+
+def test_no_public_module_is_shadowed():
+    """`import rpjax.X as m` gives a module for every public subpackage, and no function of
+    `rpjax` shadows a module of the same name."""
+    for package in PUBLIC:
+        assert isinstance(importlib.import_module(package), types.ModuleType)
+    import rpjax
+
+    for name in rpjax.__all__:
+        if not isinstance(getattr(rpjax, name), types.ModuleType):
+            assert not (ROOT / "rpjax" / f"{name}.py").exists(), name
+            assert not (ROOT / "rpjax" / name).is_dir(), name
+
+
+def _imports(path: pathlib.Path) -> list[tuple[int, str]]:
+    """(line, module) for every `rpjax...` module a file imports, `from A import b` giving
+    A.b when A.b is a module and A otherwise."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("rpjax")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if not node.module.startswith("rpjax"):
+                continue
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                try:
+                    importlib.import_module(sub)
+                    found.append((node.lineno, sub))
+                except ImportError:
+                    found.append((node.lineno, node.module))
+    return found
+
+
+def _allowed(module: str, own: str | None) -> bool:
+    if module in PUBLIC:
+        return True
+    if module == "rpjax._src.validate":  # argument checks, no engine state
+        return True
+    return own is not None and (module == own or module.startswith(own + "."))
+
+
+@pytest.mark.parametrize("folder", HIGHER)
+def test_higher_layers_import_only_public_modules(folder):
+    own = folder.replace("/", ".") if folder.startswith("rpjax/") else None
+    offenders = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for line, module in _imports(path):
+            if not _allowed(module, own):
+                offenders.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not offenders, "private imports from a higher layer:\n" + "\n".join(offenders)
+
+
+def test_lower_layers_never_import_higher_ones():
+    """The engine, stats, models, data and privacy know nothing of attacks, baselines or
+    experiments."""
+    higher = ("rpjax.attacks", "rpjax.baselines", "rpjax.experiments", "rpjax._src.attacks",
+              "rpjax._src.baselines", "rpjax._src.experiments")
+    lower = [p for p in (ROOT / "rpjax" / "_src").rglob("*.py")
+             if not any(part in p.parts for part in ("attacks", "baselines", "experiments"))
+             and p.name != "cli.py"]
+    offenders = [f"{p.relative_to(ROOT)}:{line} imports {m}" for p in lower
+                 for line, m in _imports(p) if m.startswith(higher)]
+    assert not offenders, "\n".join(offenders)
