@@ -111,7 +111,7 @@ def _parse(text: str, source: str) -> tuple[dict[str, list[str]], list[int]]:
     """CSV text -> the stripped string values of each column of `COLUMNS`, and the file line of
     each data row (the header is line 1). Blank lines are skipped; every other row must have
     exactly as many fields as the header."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [h.strip() for h in next(reader, [])]
         if not header:
@@ -156,7 +156,7 @@ def _numeric(cols, lines, name, source) -> np.ndarray:
         try:
             v = float(text)
         except ValueError:
-            raise ValueError(f"{where} must be numeric, got {text!r}.") from None
+            raise ValueError(f"{where} must be numeric, got {_clip(repr(text))}.") from None
         if not math.isfinite(v):
             raise ValueError(f"{where} must be finite, got {text!r}.")
         if not lo <= v <= hi:
@@ -182,9 +182,10 @@ def _encode(parsed, source) -> InsuranceData:
         known = np.isin(col, values)
         if not known.all():
             i = int(np.argmin(known))
-            bad = sorted(set(col[~known]))
+            bad = sorted({str(v) for v in col[~known]})
             raise ValueError(f"{source}, line {lines[i]}: column {name!r} has unknown values "
-                             f"{bad} (first {col[i]!r}); expected {list(values)}.")
+                             f"{_clip(repr(bad))} (first {str(col[i])!r}); expected "
+                             f"{list(values)}.")
         blocks.append((col[:, None] == np.array(values)[None, :]).astype(np.float64))
     k = len(FEATURES) - len(NUMERIC)
     return InsuranceData(
