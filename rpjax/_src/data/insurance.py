@@ -6,7 +6,9 @@ described by its mirror as public domain; sha256 505c1cbc...8281).
 Features: `age`, `bmi`, `children` standardized with the population mean and std of the data
 loaded; `sex`, `smoker`, `region` one-hot. That is 11 features in the order `FEATURES`.
 The per-feature mean and std are kept so a radius in standardized units converts to raw units
-(one standardized BMI unit = `std[bmi]` BMI points).
+(one standardized BMI unit = `std[bmi]` BMI points). User CSVs are checked row by row
+(field count, numeric values finite and within the generous bounds `RANGES`, known
+categories); every error names the file and the line.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ exact `olivettifaces.mat` that scikit-learn's `fetch_olivetti_faces` downloads
 (sha256 b1988d02...534d; provenance in `rpjax/data/_files/PROVENANCE.md`).
 
 Every loader returns a `FaceData`: float32 images `[N, H, W, C]` with pixels in [0, 1] and
-int32 identity labels `[N]`. `split_identities` chooses the private identities (the target
-model's classes, attacked by model inversion) and leaves the others public (the attacker's
-generator prior is trained on them).
+int32 identity labels `[N]`. User arrays in `[N, C, H, W]` order are accepted with
+`layout="NCHW"`; a 4-D shape that does not say which axis holds the channels is refused.
+`split_identities` chooses the private identities (the target model's classes, attacked by
+model inversion) and leaves the others public (the attacker's generator prior is trained on
+them).
 """
 
 from __future__ import annotations
@@ -121,10 +123,10 @@ def _resolve_layout(shape: tuple[int, ...], layout: str | None, source: str) -> 
 def _check_images(images: np.ndarray, source: str, layout: str | None = None) -> np.ndarray:
     """`[N, H, W]`, or `[N, H, W, C]` / `[N, C, H, W]` by `layout` (C in 1, 3), uint/int in
     0..255 or float in [0, 1] -> float32 NHWC."""
+    if layout is not None and not isinstance(layout, str):
+        raise TypeError(f"layout must be one of {list(LAYOUTS)} or None, got "
+                        f"layout={layout!r} ({type(layout).__name__}).")
     if layout is not None and layout not in LAYOUTS:
-        if not isinstance(layout, str):
-            raise TypeError(f"layout must be one of {list(LAYOUTS)} or None, got "
-                            f"layout={layout!r} ({type(layout).__name__}).")
         raise ValueError(f"layout must be one of {list(LAYOUTS)} or None, got "
                          f"layout={layout!r}.")
     if images.ndim not in (3, 4):
