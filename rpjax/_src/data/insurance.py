@@ -117,16 +117,17 @@ def _parse(text: str, source: str) -> tuple[dict[str, list[str]], list[int]]:
     try:
         header = [h.strip() for h in next(reader, [])]
         if not header:
-            raise ValueError(f"{source}: empty file; expected a header row {list(COLUMNS)}.")
+            raise ValueError(f"{source}: empty file (or blank first line); expected a header "
+                             f"row {list(COLUMNS)}.")
         duplicated = sorted({h for h in header if header.count(h) > 1})
         if duplicated:
-            raise ValueError(f"{source}: duplicated column(s) {duplicated} in the header "
-                             f"{header}.")
+            raise ValueError(f"{source}: duplicated column(s) {_clip(repr(duplicated))} in "
+                             f"the header {_clip(repr(header))}.")
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise ValueError(
                 f"{source}: missing column(s) {missing}; expected the columns {list(COLUMNS)}, "
-                f"found {header}."
+                f"found {_clip(repr(header))}."
             )
         where = [header.index(c) for c in COLUMNS]
         cols: dict[str, list[str]] = {c: [] for c in COLUMNS}
