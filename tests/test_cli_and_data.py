@@ -1,4 +1,7 @@
-"""The command line, the README's commands, and the bundled insurance loader."""
+"""The command line, the README's commands, and the bundled insurance loader.
+
+The loaders' error cases are in `tests/test_bad_inputs_data.py`.
+"""
 
 import json
 import os
@@ -7,7 +10,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from rpjax._src import cli
 from rpjax._src.data import insurance
@@ -68,18 +70,3 @@ def test_insurance_loader_statistics():
     assert abs((data.bmi < 33.4).mean() - 0.683) < 1e-3
     np.testing.assert_allclose(data.x[:, 1], data.standardize_bmi(data.bmi), atol=1e-5)
     np.testing.assert_allclose(data.x[:, 3:].sum(axis=1), 3.0)  # three one-hot groups
-
-
-def test_insurance_csv_errors(tmp_path):
-    bad = tmp_path / "bad.csv"
-    bad.write_text("age,sex,bmi,children,smoker,charges\n19,female,27.9,0,yes,16884.9\n")
-    with pytest.raises(ValueError, match="missing column.*region"):
-        insurance.load_insurance_csv(bad)
-    bad.write_text("age,sex,bmi,children,smoker,region,charges\n"
-                   "19,female,27.9,0,maybe,southwest,1.0\n20,male,30,1,no,northeast,2.0\n")
-    with pytest.raises(ValueError, match="smoker.*maybe"):
-        insurance.load_insurance_csv(bad)
-    bad.write_text("age,sex,bmi,children,smoker,region,charges\n"
-                   "19,female,heavy,0,no,southwest,1.0\n20,male,30,1,no,northeast,2.0\n")
-    with pytest.raises(ValueError, match="bmi.*numeric"):
-        insurance.load_insurance_csv(bad)

@@ -6,17 +6,22 @@ described by its mirror as public domain; sha256 505c1cbc...8281).
 Features: `age`, `bmi`, `children` standardized with the population mean and std of the data
 loaded; `sex`, `smoker`, `region` one-hot. That is 11 features in the order `FEATURES`.
 The per-feature mean and std are kept so a radius in standardized units converts to raw units
-(one standardized BMI unit = `std[bmi]` BMI points).
+(one standardized BMI unit = `std[bmi]` BMI points). User CSVs are checked row by row
+(field count, numeric values finite and within the generous bounds `RANGES`, known
+categories); every error names the file and the line.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import hashlib
 import io
+import math
 import os
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +35,12 @@ COLUMNS = ("age", "sex", "bmi", "children", "smoker", "region", "charges")
 FEATURES = (*NUMERIC, *(f"{c}_{v}" for c, vs in CATEGORIES.items() for v in vs))
 SHA256 = "505c1cbc2e63d0363bac59501563df2530aadf4cdb9cfee226f4ef32f5468281"
 DEFAULT_THRESHOLD = 33.4
+# Generous plausibility bounds (inclusive) of the numeric columns, in raw units: age in years,
+# bmi in kg/m^2, children a count, charges in USD. They reject typos and sentinel values
+# (1e308, -1, 999), which would otherwise distort the standardization of every row.
+RANGES = {"age": (0.0, 130.0), "bmi": (5.0, 250.0), "children": (0.0, 30.0),
+          "charges": (0.0, 1e9)}
+WHOLE = ("children",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,47 +83,112 @@ class InsuranceData:
         return (np.asarray(bmi_raw, np.float64) - self.mean[i]) / self.std[i]
 
 
-def _parse(text: str, source: str) -> dict[str, list[str]]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = tuple(reader.fieldnames or ())
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise ValueError(
-            f"{source}: missing column(s) {missing}; expected the columns {list(COLUMNS)}, "
-            f"found {list(header)}."
-        )
-    cols: dict[str, list[str]] = {c: [] for c in COLUMNS}
-    for row in reader:
-        for c in COLUMNS:
-            cols[c].append((row[c] or "").strip())
-    if not cols["age"]:
-        raise ValueError(f"{source}: no data rows.")
-    return cols
+def _path(path: Any) -> str:
+    """`path` as a str, or a TypeError naming the parameter."""
+    if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got path={path!r} "
+                        f"({type(path).__name__}).")
+    return os.fsdecode(path)
 
 
-def _numeric(cols, name, source) -> np.ndarray:
+def _decode(raw: bytes, source: str) -> str:
+    """UTF-8 bytes (an optional UTF-8 byte-order mark is stripped) -> text, naming `source`."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ValueError(f"{source}: the file is UTF-16 text (it starts with a UTF-16 byte-order "
+                         f"mark); save it as UTF-8.")
     try:
-        values = np.array([float(v) for v in cols[name]], np.float64)
-    except ValueError as err:
-        raise ValueError(f"{source}: column {name!r} must be numeric: {err}") from err
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{source}: column {name!r} contains non-finite values.")
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ValueError(f"{source}: not UTF-8 text: byte {raw[err.start]:#04x} at offset "
+                         f"{err.start} (line {line}) cannot be decoded ({err.reason}); save the "
+                         f"file as UTF-8.") from None
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _parse(text: str, source: str) -> tuple[dict[str, list[str]], list[int]]:
+    """CSV text -> the stripped string values of each column of `COLUMNS`, and the file line of
+    each data row (the header is line 1). Blank lines are skipped; every other row must have
+    exactly as many fields as the header."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        if not header:
+            raise ValueError(f"{source}: empty file (or blank first line); expected a header "
+                             f"row {list(COLUMNS)}.")
+        duplicated = sorted({h for h in header if header.count(h) > 1})
+        if duplicated:
+            raise ValueError(f"{source}: duplicated column(s) {_clip(repr(duplicated))} in "
+                             f"the header {_clip(repr(header))}.")
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise ValueError(
+                f"{source}: missing column(s) {missing}; expected the columns {list(COLUMNS)}, "
+                f"found {_clip(repr(header))}."
+            )
+        where = [header.index(c) for c in COLUMNS]
+        cols: dict[str, list[str]] = {c: [] for c in COLUMNS}
+        lines: list[int] = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                kind = "extra" if len(row) > len(header) else "missing"
+                raise ValueError(f"{source}, line {reader.line_num}: {len(row)} fields for "
+                                 f"{len(header)} columns ({kind} fields): {_clip(repr(row))}.")
+            for c, j in zip(COLUMNS, where, strict=True):
+                cols[c].append(row[j].strip())
+            lines.append(reader.line_num)
+    except csv.Error as err:
+        raise ValueError(f"{source}, line {reader.line_num}: malformed CSV: {err}.") from None
+    if not lines:
+        raise ValueError(f"{source}: no data rows.")
+    return cols, lines
+
+
+def _numeric(cols, lines, name, source) -> np.ndarray:
+    """A column as float64, each value checked against `RANGES[name]` (and whole numbers for
+    `WHOLE`), naming the file line of the first bad value."""
+    lo, hi = RANGES[name]
+    values = np.empty(len(lines), np.float64)
+    for i, (text, line) in enumerate(zip(cols[name], lines, strict=True)):
+        where = f"{source}, line {line}: column {name!r}"
+        try:
+            v = float(text)
+        except ValueError:
+            raise ValueError(f"{where} must be numeric, got {_clip(repr(text))}.") from None
+        if not math.isfinite(v):
+            raise ValueError(f"{where} must be finite, got {text!r}.")
+        if not lo <= v <= hi:
+            raise ValueError(f"{where} must lie in [{lo:g}, {hi:g}], got {text!r}.")
+        if name in WHOLE and v != round(v):
+            raise ValueError(f"{where} must be a whole number, got {text!r}.")
+        values[i] = v
     return values
 
 
-def _encode(cols, source) -> InsuranceData:
-    n = len(cols["age"])
-    numeric = np.stack([_numeric(cols, c, source) for c in NUMERIC], axis=1)
+def _encode(parsed, source) -> InsuranceData:
+    cols, lines = parsed
+    numeric = np.stack([_numeric(cols, lines, c, source) for c in NUMERIC], axis=1)
+    charges = _numeric(cols, lines, "charges", source)
     mean, std = numeric.mean(axis=0), numeric.std(axis=0)
-    if np.any(std == 0):
-        raise ValueError(f"{source}: a numeric column is constant; cannot standardize.")
+    constant = [c for c, s in zip(NUMERIC, std, strict=True) if not s > 0]
+    if constant:
+        raise ValueError(f"{source}: column(s) {constant} take a single value over all "
+                         f"{len(lines)} rows; cannot standardize.")
     blocks = [(numeric - mean) / std]
     for name, values in CATEGORIES.items():
         col = np.array(cols[name])
-        bad = sorted(set(col) - set(values))
-        if bad:
-            raise ValueError(f"{source}: column {name!r} has unknown values {bad}; "
-                             f"expected {list(values)}.")
+        known = np.isin(col, values)
+        if not known.all():
+            i = int(np.argmin(known))
+            bad = sorted({str(v) for v in col[~known]})
+            raise ValueError(f"{source}, line {lines[i]}: column {name!r} has unknown values "
+                             f"{_clip(repr(bad))} (first {str(col[i])!r}); expected "
+                             f"{list(values)}.")
         blocks.append((col[:, None] == np.array(values)[None, :]).astype(np.float64))
     k = len(FEATURES) - len(NUMERIC)
     return InsuranceData(
@@ -121,19 +197,36 @@ def _encode(cols, source) -> InsuranceData:
         mean=np.concatenate([mean, np.zeros(k)]),
         std=np.concatenate([std, np.ones(k)]),
         bmi=numeric[:, 1].copy(),
-        charges=_numeric(cols, "charges", source) if n else np.zeros(0),
+        charges=charges,
     )
 
 
 def load_insurance_csv(path: str | os.PathLike) -> InsuranceData:
     """Loads a user CSV with the columns `age,sex,bmi,children,smoker,region,charges`.
 
+    The file is UTF-8 text (a leading UTF-8 byte-order mark, as Excel writes, is stripped);
+    other columns are allowed and ignored; blank lines are skipped. Every row has exactly as
+    many fields as the header. Numeric values must lie in the generous bounds `RANGES`
+    (age in years [0, 130], bmi in kg/m^2 [5, 250], children [0, 30] a whole number, charges in
+    USD [0, 1e9]), which catch typos and sentinel values such as 1e308 or -1, not outliers.
+
+    Args:
+      path: the CSV file.
+
+    Returns:
+      `InsuranceData` with the numeric features standardized by this file's mean and std.
+
     Raises:
+      TypeError: if `path` is not a str or os.PathLike.
       FileNotFoundError: if `path` does not exist.
-      ValueError: on a missing column, a non-numeric value or an unknown category, naming it.
+      ValueError: on undecodable bytes, a missing or duplicated column, a row with extra or
+        missing fields, a non-numeric, non-finite or out-of-range value, a constant numeric
+        column or an unknown category; the message names the path, the line and the column.
     """
-    with open(path, encoding="utf-8") as f:
-        return _encode(_parse(f.read(), str(path)), str(path))
+    source = _path(path)
+    with open(source, "rb") as f:
+        raw = f.read()
+    return _encode(_parse(_decode(raw, source), source), source)
 
 
 def load_insurance() -> InsuranceData:
@@ -141,7 +234,7 @@ def load_insurance() -> InsuranceData:
     raw = resources.files("rpjax.data").joinpath("_files/insurance.csv").read_bytes()
     if hashlib.sha256(raw).hexdigest() != SHA256:
         raise RuntimeError("the bundled insurance.csv does not match its recorded sha256.")
-    return _encode(_parse(raw.decode("utf-8"), "insurance.csv"), "insurance.csv")
+    return _encode(_parse(_decode(raw, "insurance.csv"), "insurance.csv"), "insurance.csv")
 
 
 def train_test_split(num: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,11 @@ exact `olivettifaces.mat` that scikit-learn's `fetch_olivetti_faces` downloads
 (sha256 b1988d02...534d; provenance in `rpjax/data/_files/PROVENANCE.md`).
 
 Every loader returns a `FaceData`: float32 images `[N, H, W, C]` with pixels in [0, 1] and
-int32 identity labels `[N]`. `split_identities` chooses the private identities (the target
-model's classes, attacked by model inversion) and leaves the others public (the attacker's
-generator prior is trained on them).
+int32 identity labels `[N]`. User arrays in `[N, C, H, W]` order are accepted with
+`layout="NCHW"`; a 4-D shape that does not say which axis holds the channels is refused.
+`split_identities` chooses the private identities (the target model's classes, attacked by
+model inversion) and leaves the others public (the attacker's generator prior is trained on
+them).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zipfile
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -26,6 +29,8 @@ from rpjax._src import validate as _validate
 SHA256 = "b1988d02c72fe5b8ee82b5ef3bb7982eafc74f1e1ff0ae0ade35061ad0af534d"
 CREDIT = "AT&T Laboratories Cambridge"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pgm")
+LAYOUTS = ("NHWC", "NCHW")
+CHANNELS = (1, 3)  # grayscale, RGB
 
 
 class FaceData(NamedTuple):
@@ -89,17 +94,53 @@ def load_olivetti() -> FaceData:
                     labels=labels)
 
 
-def _check_images(images: np.ndarray, source: str) -> np.ndarray:
-    """`[N, H, W]` or `[N, H, W, C]`, uint/int in 0..255 or float in [0, 1] -> float32 NHWC."""
+def _resolve_layout(shape: tuple[int, ...], layout: str | None, source: str) -> str:
+    """The layout of a 4-D image array: the declared one, after checking that its channel axis
+    holds 1 or 3 channels, or (`layout=None`) NHWC when only the last axis can be channels."""
+    fits = {"NHWC": shape[3] in CHANNELS, "NCHW": shape[1] in CHANNELS}
+    if layout is None:
+        if fits["NHWC"] and not fits["NCHW"]:
+            return "NHWC"
+        if fits["NHWC"] and fits["NCHW"]:
+            raise ValueError(f"{source}: images of shape {shape} are ambiguous (axis 1 and axis "
+                             f"3 could both be channels); pass layout='NHWC' or "
+                             f"layout='NCHW'.")
+        if fits["NCHW"]:
+            raise ValueError(f"{source}: images of shape {shape} look like NCHW (axis 1 has "
+                             f"{shape[1]} channels, axis 3 has {shape[3]}, not one of "
+                             f"{list(CHANNELS)}); pass layout='NCHW' to transpose them.")
+    elif fits[layout]:
+        return layout
+    axis = 3 if layout in (None, "NHWC") else 1
+    other = "NCHW" if axis == 3 else "NHWC"
+    hint = f"; the shape fits layout={other!r}" if fits[other] else ""
+    declared = repr(layout) if layout else "'NHWC' (the default for 4-D images)"
+    raise ValueError(f"{source}: images of shape {shape} do not fit layout={declared}: axis "
+                     f"{axis} (channels) has {shape[axis]}, expected one of {list(CHANNELS)} "
+                     f"(grayscale or RGB){hint}.")
+
+
+def _check_images(images: np.ndarray, source: str, layout: str | None = None) -> np.ndarray:
+    """`[N, H, W]`, or `[N, H, W, C]` / `[N, C, H, W]` by `layout` (C in 1, 3), uint/int in
+    0..255 or float in [0, 1] -> float32 NHWC."""
+    if layout is not None and not isinstance(layout, str):
+        raise TypeError(f"layout must be one of {list(LAYOUTS)} or None, got "
+                        f"layout={layout!r} ({type(layout).__name__}).")
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)} or None, got "
+                         f"layout={layout!r}.")
     if images.ndim not in (3, 4):
-        raise ValueError(f"{source}: images must have shape [N, H, W] or [N, H, W, C], got "
-                         f"shape {images.shape} (ndim {images.ndim}).")
+        raise ValueError(f"{source}: images must have shape [N, H, W] or [N, H, W, C] "
+                         f"([N, C, H, W] with layout='NCHW'), got shape {images.shape} (ndim "
+                         f"{images.ndim}).")
     if images.shape[0] == 0 or 0 in images.shape[1:]:
         raise ValueError(f"{source}: images must be non-empty, got shape {images.shape}.")
     if images.dtype == bool or not (np.issubdtype(images.dtype, np.integer)
                                     or np.issubdtype(images.dtype, np.floating)):
         raise TypeError(f"{source}: images must be integers in 0..255 or floats in [0, 1], "
                         f"got dtype {images.dtype}.")
+    if images.ndim == 4 and _resolve_layout(images.shape, layout, source) == "NCHW":
+        images = images.transpose(0, 2, 3, 1)
     if np.issubdtype(images.dtype, np.integer):
         lo, hi = int(images.min()), int(images.max())
         if lo < 0 or hi > 255:
@@ -107,14 +148,17 @@ def _check_images(images: np.ndarray, source: str) -> np.ndarray:
                              f"max {hi}.")
         out = images.astype(np.float32) / np.float32(255.0)
     else:
-        if not np.all(np.isfinite(images)):
-            raise ValueError(f"{source}: images contain non-finite values (NaN or inf).")
+        finite = np.isfinite(images)
+        if not finite.all():
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(f"{source}: images contain non-finite values (NaN or inf), first "
+                             f"{float(images[first])} at index {first} of the NHWC images.")
         lo, hi = float(images.min()), float(images.max())
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"{source}: float images must lie in [0, 1], got min {lo} and "
                              f"max {hi}; divide 0..255 pixels by 255.")
         out = images.astype(np.float32)
-    return out[..., None] if out.ndim == 3 else out
+    return np.ascontiguousarray(out[..., None] if out.ndim == 3 else out)
 
 
 def _check_labels(labels: np.ndarray, num: int, source: str) -> np.ndarray:
@@ -129,61 +173,103 @@ def _check_labels(labels: np.ndarray, num: int, source: str) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def faces_from_arrays(images: Any, labels: Any, *, source: str = "faces") -> FaceData:
+def faces_from_arrays(images: Any, labels: Any, *, layout: str | None = None,
+                      source: str = "faces") -> FaceData:
     """Validates user arrays and converts them to a `FaceData`.
 
     Args:
-      images: `[N, H, W]` or `[N, H, W, C]`; integers in 0..255 (e.g. uint8) or floats in
-        [0, 1]. A missing channel axis is added (C = 1).
+      images: `[N, H, W]` (grayscale), or 4-D with C in {1, 3} channels: `[N, H, W, C]` with
+        `layout="NHWC"`, `[N, C, H, W]` with `layout="NCHW"` (transposed to NHWC); integers in
+        0..255 (e.g. uint8) or floats in [0, 1]. A missing channel axis is added (C = 1).
       labels: `[N]` non-negative integer identity labels.
+      layout: "NHWC", "NCHW", or None (the default): NHWC when the shape is unambiguous, that
+        is when only axis 3 holds 1 or 3; a 4-D shape that looks like NCHW (e.g.
+        `[N, 1, 64, 64]`) or fits both layouts (e.g. `[N, 3, 8, 3]`) is refused and must be
+        declared.
       source: a name for error messages (e.g. the file the arrays came from).
 
     Returns:
       `FaceData` with float32 images `[N, H, W, C]` in [0, 1] and int32 labels `[N]`.
 
     Raises:
-      TypeError: on a non-numeric (or bool) `images` or non-integer `labels`.
-      ValueError: on a bad shape, a length mismatch or out-of-range values, naming the array.
+      TypeError: on a non-numeric (or bool) `images`, non-integer `labels` or a non-str
+        `layout`.
+      ValueError: on a bad shape (including one that does not fit `layout`), a length
+        mismatch, a non-finite or out-of-range value, or an unknown `layout`, naming it.
     """
-    images = _check_images(np.asarray(images), source)
-    return FaceData(images=images, labels=_check_labels(np.asarray(labels), len(images), source))
+    arrays = {}
+    for name, value in (("images", images), ("labels", labels)):
+        try:
+            arrays[name] = np.asarray(value)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{source}: {name} must be an array, got {type(value).__name__} "
+                             f"that numpy cannot convert: {err}") from None
+    images = _check_images(arrays["images"], source, layout)
+    return FaceData(images=images, labels=_check_labels(arrays["labels"], len(images), source))
 
 
-def load_faces_npz(path: str | os.PathLike) -> FaceData:
+def load_faces_npz(path: str | os.PathLike, *, layout: str | None = None) -> FaceData:
     """Loads user faces from an `.npz` with arrays `images` and `labels`.
 
     Args:
-      path: an `.npz` file (`np.savez`) holding `images` (`[N, H, W]` or `[N, H, W, C]`,
-        uint8 0..255 or float in [0, 1]) and `labels` (`[N]` non-negative integers).
+      path: an `.npz` file (`np.savez`) holding `images` (`[N, H, W]`, `[N, H, W, C]` or, with
+        `layout="NCHW"`, `[N, C, H, W]`; C in {1, 3}; uint8 0..255 or float in [0, 1]) and
+        `labels` (`[N]` non-negative integers).
+      layout: "NHWC", "NCHW" or None; see `faces_from_arrays`.
 
     Returns:
       `FaceData` with float32 images `[N, H, W, C]` in [0, 1] and int32 labels `[N]`.
 
     Raises:
+      TypeError: if `path` is not a str or os.PathLike; see also `faces_from_arrays`.
       FileNotFoundError: if `path` does not exist.
-      TypeError, ValueError: on a missing array or a bad shape, dtype or range, naming it.
+      ValueError: if the file is not an `.npz` archive or cannot be read (an object array),
+        on a missing array or a bad shape, layout or range, naming the path and the array.
     """
-    with np.load(path, allow_pickle=False) as npz:
+    if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got path={path!r} "
+                        f"({type(path).__name__}).")
+    source = os.fsdecode(path)
+    try:
+        npz = np.load(source, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{source}: not a readable .npz archive: {err}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"{source}: not an .npz archive (it holds a single .npy array); save "
+                         f"the faces with np.savez(path, images=..., labels=...).")
+    with npz:
         missing = [name for name in ("images", "labels") if name not in npz.files]
         if missing:
-            raise ValueError(f"{path}: missing array(s) {missing}; expected 'images' and "
+            raise ValueError(f"{source}: missing array(s) {missing}; expected 'images' and "
                              f"'labels', found {sorted(npz.files)}.")
-        return faces_from_arrays(npz["images"], npz["labels"], source=str(path))
+        arrays = {}
+        for name in ("images", "labels"):
+            try:
+                arrays[name] = npz[name]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+                raise ValueError(f"{source}: array {name!r} cannot be read: {err}") from None
+    return faces_from_arrays(arrays["images"], arrays["labels"], layout=layout, source=source)
 
 
 def _read_gray(path: str) -> np.ndarray:
     """One image file -> `[H, W]` float32 in [0, 1]; colour is averaged over R, G, B."""
     from PIL import Image  # a dependency of matplotlib
 
-    with Image.open(path) as img:
-        mode = img.mode
-        if mode == "L":
-            return np.asarray(img, np.float32) / np.float32(255.0)
-        if mode.startswith("I;16") or mode == "I":  # 16-bit PGM / PNG
-            return np.asarray(img, np.float32) / np.float32(65535.0)
-        if mode == "F":
-            raise ValueError(f"{path}: floating-point images (mode 'F') are not supported.")
-        rgb = np.asarray(img.convert("RGB"), np.float32) / np.float32(255.0)
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            if mode == "L":
+                return np.asarray(img, np.float32) / np.float32(255.0)
+            if mode.startswith("I;16") or mode == "I":  # 16-bit PGM / PNG
+                return np.asarray(img, np.float32) / np.float32(65535.0)
+            if mode == "F":
+                raise ValueError(f"{path}: floating-point images (mode 'F') are not "
+                                 f"supported.")
+            rgb = np.asarray(img.convert("RGB"), np.float32) / np.float32(255.0)
+    except (OSError, SyntaxError) as err:  # PIL: unidentified, truncated or corrupt file
+        raise ValueError(f"{path}: cannot read the image: {err}") from None
     return rgb.mean(axis=-1)
 
 
@@ -201,7 +287,8 @@ def load_faces_folder(path: str | os.PathLike) -> FaceData:
 
     Raises:
       FileNotFoundError: if `path` is not a folder.
-      ValueError: if there is no sub-folder, a sub-folder has no image, or shapes differ.
+      ValueError: if there is no sub-folder, a sub-folder has no image, an image file cannot
+        be read (naming it), shapes differ, or pixels fall outside [0, 1].
     """
     root = os.fspath(path)
     if not os.path.isdir(root):
@@ -227,7 +314,9 @@ def load_faces_folder(path: str | os.PathLike) -> FaceData:
                                  f"{image.shape}, {first[0]} has shape {first[1]}.")
             images.append(image)
             labels.append(label)
-    return FaceData(images=np.stack(images)[..., None].astype(np.float32),
+    # Range and finiteness (a 32-bit mode 'I' file can exceed 65535): the same checks as
+    # `faces_from_arrays`.
+    return FaceData(images=_check_images(np.stack(images), root),
                     labels=np.asarray(labels, np.int32))
 
 
