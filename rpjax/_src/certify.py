@@ -126,18 +126,24 @@ def _settings(entry: str, config: SmoothingConfig | None, **given: Any) -> Smoot
             raise ValueError(
                 f"{entry}: give either config= or the settings {', '.join(passed)}, not both "
                 f"(config already holds sigma, n, alpha, n0 and chunk_size).")
-        return config
-    required = [k for k in ("sigma", "n", "alpha") if k in given and given[k] is None]
-    if required:
-        raise TypeError(f"{entry}() needs {', '.join(required)} (or config=SmoothingConfig(...)).")
-    n0 = given.get("n0")
-    return SmoothingConfig(
-        sigma=given["sigma"],
-        n=given["n"],
-        alpha=given.get("alpha", 0.5),  # entry points without a test: any valid value
-        n0=_DEFAULT_N0 if n0 is None else n0,
-        chunk_size=given.get("chunk_size"),
-    )
+    else:
+        required = [k for k in ("sigma", "n", "alpha") if k in given and given[k] is None]
+        if required:
+            raise TypeError(f"{entry}() needs {', '.join(required)} "
+                            "(or config=SmoothingConfig(...)).")
+        n0 = given.get("n0")
+        config = SmoothingConfig(
+            sigma=given["sigma"],
+            n=given["n"],
+            alpha=given.get("alpha", 0.5),  # entry points without a test: any valid value
+            n0=_DEFAULT_N0 if n0 is None else n0,
+            chunk_size=given.get("chunk_size"),
+        )
+    for name in ("n", "n0"):  # before any sampling, not after the first pass
+        if getattr(config, name) > _smoothing.MAX_N:
+            raise ValueError(f"{name} must be <= 2**30, got {name}={getattr(config, name)}; "
+                             "split the work over several keys.")
+    return config
 
 
 def _sub_key(key: Any, purpose: int) -> jax.Array:

@@ -55,8 +55,6 @@ _TARGET_ELEMENTS_PER_STEP = 2**18  # noise values per compiled step when chunk_s
 # of the model: half the rows per step kept the MLP's activations in cache (3.0e7 vs 2.0e7/s)
 _TARGET_ELEMENTS_PER_STEP_COMMON = 2**17
 _MAX_AUTO_CHUNK = 4096
-# the largest |value| `rpjax._src.noise.gaussian_from_bits` can return is 5.42; with margin
-_MAX_UNIT_NOISE = 6.0
 
 
 class ApplyFn(Protocol):
@@ -540,7 +538,7 @@ def sample_counts_and_invalid(
     xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
     key = _validate.key("key", key)
     sigma = _validate.positive("sigma", sigma)
-    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_MAX_UNIT_NOISE)
+    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_noise.MAX_ABS_UNIT_NOISE)
     n = _validate.integer("n", n, minimum=1)
     if n > MAX_N:
         raise ValueError(f"n must be <= 2**30, got n={n}; split the work over several keys.")
@@ -619,7 +617,7 @@ def counting_program(
     """
     xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
     sigma = _validate.positive("sigma", sigma)
-    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_MAX_UNIT_NOISE)
+    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_noise.MAX_ABS_UNIT_NOISE)
     n = _validate.integer("n", n, minimum=1)
     num_classes = _validate.integer("num_classes", num_classes, minimum=2)
     if chunk_size is not None:
