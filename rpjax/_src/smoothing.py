@@ -430,23 +430,24 @@ def sample_counts(
     """Counts base-classifier votes on `n` Gaussian-noised copies of each input.
 
     Args:
-      apply_fn: pure `apply_fn(params, x) -> logits`; x `[b, *input_shape]`, logits
-        `[b, C]` with `C <= num_classes`. For a Flax NNX model use
-        `rpjax.models.as_apply_fn(model)`.
+      apply_fn: pure, hashable `apply_fn(params, x) -> logits`; x `[b, *input_shape]`,
+        logits `[b, C]` with `2 <= C <= num_classes` (a sigmoid score needs two columns).
+        For a Flax NNX model use `rpjax.models.as_apply_fn(model)`.
       params: the parameters (any pytree), passed unchanged to `apply_fn`.
       xs: inputs, `[B, *input_shape]`, floating, finite.
       key: typed key (`jax.random.key(...)`) or int seed. The noise of sample `s` of input `i`
         is threefry counter-mode output for counter `s` under the key `fold_in(key, ids[i])`
         (see `rpjax._src.noise`).
-      sigma: noise standard deviation, in the units of `xs` (> 0).
+      sigma: noise standard deviation, in the units of `xs` (> 0); `max |xs| + 6 sigma`
+        must be finite in the dtype of `xs` (and float32).
       n: noisy samples per input (1 <= n <= 2**30).
       num_classes: length of each count vector (>= 2 and >= the model's number of logits).
       chunk_size: noisy copies of each input per compiled step; changes speed and memory,
         never the counts. Default: chosen so a step holds about 256k noise values.
       ids: `[B]` non-negative example ids (default `0..B-1`). An input gets the same counts
         alone or in any batch as long as it keeps its id.
-      devices: devices to split the sample axis over (default: `jax.local_devices()`). The
-        counts do not depend on the number of devices.
+      devices: distinct devices to split the sample axis over (default:
+        `jax.local_devices()`). The counts do not depend on the number of devices.
       batch_size: if given, inputs are processed `batch_size` at a time (the last batch padded,
         so one compilation serves all); bounds memory and drives the progress bar.
       progress: show a tqdm progress bar over input batches (a string labels the bar).
