@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -45,9 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_torch  # noqa: E402
 
 import rpjax  # noqa: E402
-import rpjax._src.checkpoint  # noqa: E402
-import rpjax._src.report  # noqa: E402
-from rpjax.models import FaceCNN, TabularMLP, as_apply_fn  # noqa: E402
+from rpjax.data import load_insurance  # noqa: E402
+from rpjax.experiments import default_cache_dir, versions  # noqa: E402
+from rpjax.models import FaceCNN, TabularMLP, TrainConfig, as_apply_fn, fit_classifier  # noqa: E402
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                             "bench_certify.json")
@@ -66,9 +65,7 @@ def make_model(name: str, batch: int, *, trained: bool, seed: int = 0):
     """`(nnx model, inputs [B, ...] float32, num_classes)`; inputs are real data if trained."""
     rng = np.random.default_rng(seed)
     if name == "mlp":
-        from rpjax._src.data import insurance
-        from rpjax._src.models.train import TrainConfig, fit_classifier
-        data = insurance.load_insurance()
+        data = load_insurance()
         model = TabularMLP(data.x.shape[1], 2, rngs=nnx.Rngs(seed))
         if trained:
             res = fit_classifier(model, data.x, data.labels(), seed, TrainConfig(steps=500))
@@ -77,7 +74,7 @@ def make_model(name: str, batch: int, *, trained: bool, seed: int = 0):
         return model, xs, 2
     if name == "olivetti_cnn":
         from rpjax._src.experiments import inversion
-        cfg = inversion.InversionConfig.quick(cache_dir=rpjax._src.checkpoint.default_cache_dir())
+        cfg = inversion.InversionConfig.quick(cache_dir=default_cache_dir())
         model = FaceCNN(cfg.num_private, channels=cfg.target_channels, dense=cfg.target_dense,
                         image_size=cfg.image_size, rngs=nnx.Rngs(cfg.seed))
         if trained:
@@ -216,20 +213,14 @@ print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def memory(ns=MEMORY_NS) -> dict[str, Any]:
     """Peak memory vs n: XLA buffer sizes of the compiled program (MLP and CIFAR CNN, B = 8)
     and the peak RSS of a fresh process running one MLP call (KiB -> bytes)."""
-    from rpjax._src import noise, smoothing
-
     out: dict[str, Any] = {"ns": list(ns), "program_bytes": {}, "rss_bytes": []}
     for name in ("mlp", "cifar_cnn"):
         model, xs, num_classes = make_model(name, 8, trained=False)
         apply_fn, params = as_apply_fn(model)
-        keys = noise.example_keys(jax.random.key(0), jnp.arange(8, dtype=jnp.uint32))
-        mesh = smoothing._mesh(tuple(jax.local_devices()))  # noqa: SLF001
         sizes = []
         for n in ns:
-            chunk = smoothing.resolve_chunk_size(None, n, 8, math.prod(xs.shape[1:]))
-            lowered = smoothing._sharded_counts.lower(  # noqa: SLF001
-                apply_fn, params, jnp.asarray(xs), keys, 0.5, n=n, num_classes=num_classes,
-                chunk=chunk, mesh=mesh, distribution=noise.GAUSSIAN, common_noise=False)
+            lowered = rpjax.counting_program(apply_fn, params, xs, sigma=0.5, n=n,
+                                             num_classes=num_classes).lowered
             m = lowered.compile().memory_analysis()
             sizes.append(int(m.argument_size_in_bytes + m.output_size_in_bytes
                              + m.temp_size_in_bytes))
@@ -269,7 +260,7 @@ def main(argv=None) -> int:
                    "sigma": SIGMA, "reference_batch": REF_BATCH, "alpha": 1e-3, "n0": 100,
                    "chunk_size": args.chunk_size or "auto"},
         "machine": {"cpu_count": os.cpu_count(), "matmul_flops_per_s": matmul},
-        "versions": {**rpjax._src.report.versions(), "torch": reference_torch.torch.__version__,
+        "versions": {**versions(), "torch": reference_torch.torch.__version__,
                      "torch_threads": reference_torch.torch.get_num_threads()},
     }
     for m in models:

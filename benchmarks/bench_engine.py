@@ -19,7 +19,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -32,7 +31,7 @@ import numpy as np
 from flax import nnx
 
 import rpjax
-import rpjax._src.report
+from rpjax.experiments import versions, write_json
 from rpjax.models import FaceCNN, TabularMLP, as_apply_fn
 
 DEFAULT_JSON = os.path.join(
@@ -57,16 +56,15 @@ def make_model(name: str, batch: int, data_seed: int) -> tuple[Callable, Any, np
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}.")
 
 
-def effective_chunk(chunk_size: int | None, n: int, xs: np.ndarray) -> int | None:
-    """Noisy copies per input per step that `sample_counts` will use (None if unknown).
+def effective_chunk(apply_fn, params, xs: np.ndarray, num_classes: int, *,
+                    chunk_size: int | None, n: int) -> int:
+    """Noisy copies per input per step that `sample_counts` will use.
 
-    Uses the engine's own rule so the table shows what "auto" resolved to.
+    Asks the engine (`rpjax.counting_program`) so the table shows what "auto" resolved to.
     """
-    from rpjax._src.smoothing import resolve_chunk_size
-
-    return resolve_chunk_size(
-        chunk_size, n, xs.shape[0], math.prod(xs.shape[1:]), len(jax.local_devices())
-    )
+    return rpjax.counting_program(
+        apply_fn, params, xs, sigma=0.5, n=n, num_classes=num_classes, chunk_size=chunk_size
+    ).chunk
 
 
 def timed_counts(apply_fn, params, xs, seed, *, sigma, n, num_classes, chunk_size) -> float:
@@ -96,7 +94,8 @@ def bench_one(apply_fn, params, xs, num_classes, *, chunk_size, n, reps, sigma) 
     batch = xs.shape[0]
     return {
         "chunk_size": "auto" if chunk_size is None else chunk_size,
-        "effective_chunk": effective_chunk(chunk_size, n, xs),
+        "effective_chunk": effective_chunk(apply_fn, params, xs, num_classes,
+                                           chunk_size=chunk_size, n=n),
         "n": n,
         "batch": batch,
         "first_call_s": first_s,
@@ -247,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     out: dict[str, Any] = {
         "config": config,
-        "versions": rpjax._src.report.versions(),
+        "versions": versions(),
         "results": {m: [] for m in args.models},
     }
     print(
@@ -277,9 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"compile {record['compile_s']:.2f}s",
                 flush=True,
             )
-            rpjax._src.report.write_json(args.json, out)  # partial results survive an interrupt
+            write_json(args.json, out)  # partial results survive an interrupt
     out["config"]["total_wall_s"] = time.perf_counter() - total_start
-    rpjax._src.report.write_json(args.json, out)
+    write_json(args.json, out)
     print()
     print(format_table(out["results"]))
     print(f"\nwrote {args.json} (total {out['config']['total_wall_s']:.1f}s)")

@@ -17,7 +17,7 @@ from rpjax._src.certify import (
     predict,
 )
 from rpjax._src.noise import GAUSSIAN, NoiseDistribution
-from rpjax._src.smoothing import AffineFirst, ApplyFn, sample_counts
+from rpjax._src.smoothing import AffineFirst, ApplyFn, counting_program, sample_counts
 from rpjax._src.stats import SampleSizeWarning
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __all__ = [
     "__version__",
     "always_label",
     "certify",
+    "counting_program",
     "predict",
     "sample_counts",
     "stats",

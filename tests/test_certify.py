@@ -107,7 +107,8 @@ class SemanticsTest(parameterized.TestCase):
         xs = _points_at_distances(np.array([1.0, -1.0, 0.0]), seed=1)
         label, _ = _truth(xs)
         pred = rpjax.predict(linear_apply, (_W, _B), xs, 2, sigma=0.5, n=1000, alpha=1e-3,
-                             num_classes=2, details=True)
+                             num_classes=2)
+        self.assertIsInstance(pred, rpjax.Prediction)
         np.testing.assert_array_equal(pred.label[:2], label[:2])
         self.assertEqual(pred.label[2], rpjax.ABSTAIN)
         np.testing.assert_array_equal(pred.certified, [True, True, False])
@@ -115,9 +116,10 @@ class SemanticsTest(parameterized.TestCase):
         ref = [sps.binomtest(int(a), int(a + b), 0.5).pvalue for a, b in zip(n_a, n_b,
                                                                             strict=True)]
         np.testing.assert_allclose(pred.pvalue, ref, rtol=1e-10)
-        plain = rpjax.predict(linear_apply, (_W, _B), xs, 2, sigma=0.5, n=1000, alpha=1e-3,
-                              num_classes=2)
-        np.testing.assert_array_equal(plain, pred.label)
+        cfg = rpjax.SmoothingConfig(sigma=0.5, n=1000, alpha=1e-3)
+        via_config = rpjax.predict(linear_apply, (_W, _B), xs, 2, config=cfg, num_classes=2)
+        for field in ("label", "counts", "pvalue", "certified"):
+            np.testing.assert_array_equal(getattr(via_config, field), getattr(pred, field))
         always = rpjax.always_label(linear_apply, (_W, _B), xs, 2, sigma=0.5, n=1000,
                                     num_classes=2)
         self.assertNotIn(rpjax.ABSTAIN, always.label.tolist())
@@ -130,7 +132,7 @@ class SemanticsTest(parameterized.TestCase):
         xs = _points_at_distances(np.full(600, 0.02), seed=2)  # p_A just above 1/2
         label, _ = _truth(xs)
         pred = rpjax.predict(linear_apply, (_W, _B), xs, 9, sigma=0.5, n=200, alpha=0.05,
-                             num_classes=2)
+                             num_classes=2).label
         wrong = (pred != rpjax.ABSTAIN) & (pred != label)
         p = sps.binomtest(int(wrong.sum()), wrong.size, 0.05, alternative="greater").pvalue
         self.assertGreater(p, 1e-3)
@@ -147,11 +149,42 @@ class SemanticsTest(parameterized.TestCase):
 
     def test_smoothing_config_round_trips(self):
         cfg = rpjax.SmoothingConfig(sigma=0.5, n0=50, n=500, alpha=0.01)
-        xs = _points_at_distances(np.array([1.0]), seed=0)
+        xs = _points_at_distances(np.array([1.0, 0.1, -0.4]), seed=0)
         import dataclasses
 
         cert = rpjax.certify(linear_apply, (_W, _B), xs, 0, num_classes=2,
                              **dataclasses.asdict(cfg))
         self.assertEqual(cert.n[0], 500)
+        via_config = rpjax.certify(linear_apply, (_W, _B), xs, 0, num_classes=2, config=cfg)
+        for a, b in zip(cert, via_config, strict=True):
+            np.testing.assert_array_equal(a, b)
         with pytest.raises(ValueError, match="alpha"):
             rpjax.SmoothingConfig(sigma=0.5, alpha=1.5)
+
+    def test_config_and_keywords_are_exclusive(self):
+        cfg = rpjax.SmoothingConfig(sigma=0.5, n=500)
+        xs = _points_at_distances(np.array([1.0]), seed=0)
+        for fn in (rpjax.certify, rpjax.predict, rpjax.always_label):
+            with pytest.raises(ValueError, match="either config= or the settings n, sigma"):
+                fn(linear_apply, (_W, _B), xs, 0, num_classes=2, config=cfg, sigma=0.5, n=9)
+            with pytest.raises(TypeError, match="needs sigma"):
+                fn(linear_apply, (_W, _B), xs, 0, num_classes=2, n=100)
+
+    def test_common_noise_means_the_same_everywhere(self):
+        """common_noise on predict / always_label: every input gets the noise of id 0."""
+        xs = _points_at_distances(np.array([0.05, 0.05, -0.3]), seed=4)
+        kw = dict(sigma=0.5, n=300, num_classes=2)
+        common = rpjax.always_label(linear_apply, (_W, _B), xs, 3, common_noise=True, **kw)
+        for i in range(3):
+            alone = rpjax.always_label(linear_apply, (_W, _B), xs[i:i + 1], 3, **kw)
+            np.testing.assert_array_equal(common.counts[i], alone.counts[0])
+        pred = rpjax.predict(linear_apply, (_W, _B), xs, 3, common_noise=True, alpha=1e-3, **kw)
+        np.testing.assert_array_equal(pred.counts, common.counts)
+
+    def test_gaussian_distribution_gives_the_certificate_radius(self):
+        xs = _points_at_distances(np.array([1.0, -1.0]), seed=0)
+        cert = rpjax.certify(linear_apply, (_W, _B), xs, 1, sigma=0.5, n=1000, alpha=1e-3,
+                             num_classes=2, distribution=rpjax.GAUSSIAN)
+        np.testing.assert_array_equal(cert.radius,
+                                      rpjax.GAUSSIAN.radius_from_pa(cert.pa_lower, 0.5))
+        self.assertEqual(rpjax.GAUSSIAN.norm, "l2")

@@ -15,9 +15,10 @@ from _models import linear_apply, random_linear
 
 _SCRIPT = textwrap.dedent("""
     import json, sys
-    import jax, numpy as np
+    import jax, jax.numpy as jnp, numpy as np
     sys.path.insert(0, {tests!r})
     import rpjax
+    from rpjax._src.smoothing import sample_counts_and_invalid
     from _models import linear_apply, random_linear
     assert len(jax.devices()) == 4, jax.devices()
     params = random_linear(3, seed=0)
@@ -31,8 +32,15 @@ _SCRIPT = textwrap.dedent("""
         common = rpjax.sample_counts(linear_apply, params, xs, 5, sigma=0.7, n=1003,
                                      num_classes=2, chunk_size=64, devices=devices,
                                      common_noise=True)
+        # a model with NaN logits where x[:, 0] > 0: the NaN samples are counted on every
+        # device and summed across devices with the votes
+        nan_fn = lambda p, x: jnp.where(x[:, :1] > 0, jnp.nan, linear_apply(p, x))
+        sides = np.array([[50.0, 0, 0], [-50.0, 0, 0], [0.0, 0, 0]], np.float32)
+        _, invalid = sample_counts_and_invalid(nan_fn, params, sides, 5, sigma=0.7, n=1003,
+                                               num_classes=2, chunk_size=64, devices=devices)
         out[label] = dict(counts=np.asarray(c).tolist(), radius=cert.radius.tolist(),
-                          label=cert.label.tolist(), common=np.asarray(common).tolist())
+                          label=cert.label.tolist(), common=np.asarray(common).tolist(),
+                          invalid=np.asarray(invalid).tolist())
     print(json.dumps(out))
 """)
 
@@ -47,6 +55,8 @@ def test_one_vs_four_devices():
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["one"] == out["four"]
+    invalid = out["four"]["invalid"]
+    assert invalid[0] == 1003 and invalid[1] == 0 and 0 < invalid[2] < 1003, invalid
     # and the same as this (single-device) process computes
     params = random_linear(3, seed=0)
     xs = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)

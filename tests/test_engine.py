@@ -1,5 +1,7 @@
 """The counting kernel: exact sums, determinism, noise distribution, limits, no retrace."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -138,8 +140,12 @@ class NoiseDistributionTest(parameterized.TestCase):
             jax.random.bits(jax.random.key(0), (200_000,), jnp.uint32))
         ref = jax.random.normal(jax.random.key(1), (200_000,))
         self.assertGreater(sps.ks_2samp(np.asarray(ours), np.asarray(ref)).pvalue, 1e-3)
-        self.assertTrue(np.isfinite(np.asarray(noise.gaussian_from_bits(
-            jnp.array([0, 2**32 - 1], jnp.uint32)))).all())
+        extremes = np.asarray(noise.gaussian_from_bits(jnp.array([0, 2**32 - 1], jnp.uint32)))
+        self.assertTrue(np.isfinite(extremes).all())
+        # the transform is monotone in the word: these are the largest |values| it can emit,
+        # and the sigma-overflow check relies on the bound
+        self.assertLess(np.abs(extremes).max(), noise.MAX_ABS_UNIT_NOISE)
+        self.assertGreater(np.abs(extremes).max(), noise.MAX_ABS_UNIT_NOISE - 1)
 
     def test_samples_coordinates_and_examples_are_independent(self):
         """Noise of neighbouring samples, coordinates and ids is uncorrelated."""
@@ -299,3 +305,43 @@ class CommonNoiseTest(parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, "not affine"):
             rpjax.sample_counts(bad, _PARAMS, _XS, 0, sigma=0.7, n=10, num_classes=2,
                                 common_noise=True)
+
+
+class CacheAndProgramTest(parameterized.TestCase):
+    def test_model_check_caches_are_bounded(self):
+        smoothing.clear_caches()
+        xs = jnp.ones((2, 3), jnp.float32)
+        fns = [functools.partial(_scaled_linear, float(i)) for i in range(80)]
+        for fn in fns:
+            smoothing.check_model(fn, _PARAMS, xs, 2)
+        self.assertLen(smoothing._MODEL_CACHE, smoothing._CACHE_SIZE)
+        smoothing.check_model(fns[-1], _PARAMS, xs, 2)  # a hit keeps the size
+        self.assertLen(smoothing._MODEL_CACHE, smoothing._CACHE_SIZE)
+        smoothing.clear_caches()
+        self.assertLen(smoothing._MODEL_CACHE, 0)
+
+    def test_counting_program_is_what_sample_counts_runs(self):
+        xs = jnp.ones((4, 3), jnp.float32)
+        prog = rpjax.counting_program(linear_apply, _PARAMS, xs, sigma=0.5, n=1000,
+                                      num_classes=2, chunk_size=300)
+        self.assertEqual(prog.chunk, smoothing.resolve_chunk_size(300, 1000, 4, 3,
+                                                                 len(jax.local_devices())))
+        self.assertEqual(prog.steps * prog.chunk * len(jax.local_devices()) >= 1000, True)
+        memory = prog.lowered.compile().memory_analysis()
+        self.assertGreater(memory.output_size_in_bytes, 0)
+
+    def test_invalid_column_leaves_finite_counts_unchanged(self):
+        """The NaN/+inf column adds nothing for a finite model: the counts are those of the
+        traced loop without it, bit for bit."""
+        xs = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)), jnp.float32)
+        keys = noise.example_keys(jax.random.key(4), jnp.arange(3, dtype=jnp.uint32))
+        plain = smoothing.counts_traced(linear_apply, _PARAMS, xs, keys, 0.7, n=500,
+                                        num_classes=2, chunk=100)
+        extra = smoothing.counts_traced(linear_apply, _PARAMS, xs, keys, 0.7, n=500,
+                                        num_classes=2, chunk=100, invalid_column=True)
+        np.testing.assert_array_equal(np.asarray(extra)[:, :2], np.asarray(plain))
+        np.testing.assert_array_equal(np.asarray(extra)[:, 2], 0)
+
+
+def _scaled_linear(scale, params, x):
+    return linear_apply(params, x) * scale

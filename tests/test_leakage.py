@@ -65,7 +65,7 @@ class OutcomeModelTest(parameterized.TestCase):
         p1 = sps.norm.cdf(r / SIGMA)
         runs = {
             "predict": rpjax.predict(_linear, 1.0, xs, 7, sigma=SIGMA, n=100, alpha=1e-3,
-                                     num_classes=2),
+                                     num_classes=2).label,
             "always_label": rpjax.always_label(_linear, 1.0, xs, 7, sigma=SIGMA, n=100,
                                                num_classes=2).label,
             "certify": rpjax.certify(_linear, 1.0, xs, 7, sigma=SIGMA, n0=10, n=100,

@@ -9,8 +9,17 @@ from collections.abc import Sequence
 
 
 def _certify_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from rpjax._src import report
+    from rpjax._src import validate as _validate
     from rpjax._src.experiments import certify_demo
+    from rpjax._src.noise import MAX_ABS_UNIT_NOISE
+
+    # before training: a sigma whose noise overflows float32 can certify nothing (the engine
+    # checks again with the inputs' own magnitude)
+    _validate.noise_fits("sigma", _validate.positive("sigma", args.sigma), 0.0, np.float32,
+                         max_noise=MAX_ABS_UNIT_NOISE)
 
     config = certify_demo.DemoConfig(
         sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, num_people=args.people,

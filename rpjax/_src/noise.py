@@ -25,6 +25,9 @@ from rpjax._src import stats as _stats
 
 _MIN_OPEN = np.nextafter(np.float32(-1.0), np.float32(0.0))
 _SQRT2 = np.float32(np.sqrt(2.0))
+MAX_ABS_UNIT_NOISE = 6.0
+"""A bound on |value| of the unit-scale noise (`gaussian_from_bits` reaches 5.42 at most): the
+noise added to an input never exceeds `MAX_ABS_UNIT_NOISE * sigma` in magnitude."""
 
 
 class NoiseDistribution(NamedTuple):

@@ -15,15 +15,28 @@ it and every per-input guarantee holds; only the inputs' counts become dependent
 another. It pays when the model is an `AffineFirst`: the first (affine) layer of `x + noise`
 is `first(x) + (first(noise) - first(0))`, and `first(noise)` is computed once per sample for
 the whole batch instead of once per input.
+
+Samples whose logits contain NaN or +inf (a broken or overflowing model; -inf is an ordered
+value, e.g. a log-probability of 0) vote for no class: the compiled loop counts them in an
+extra column (one compare per logit, reduced across devices with the votes), and the public
+entry points refuse (`sample_counts`) or warn and abstain (`rpjax.certify`, `predict`,
+`always_label`) on the inputs that had any.
+
+Caches: the model checks (`check_model`, `check_affine`) remember at most 64 model/input
+signatures each (least recently used first out); the compiled counting programs live in JAX's
+jit cache of `_sharded_counts`, keyed by `apply_fn` (static), which holds the function (and
+whatever its closure holds) until JAX evicts it; `clear_caches()` here, or
+`jax.clear_caches()`, releases all of them.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +105,7 @@ def counts_traced(
     device_index: jax.Array | int = 0,
     distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
     common_noise: bool = False,
+    invalid_column: bool = False,
 ) -> jax.Array:
     """Traceable, unvalidated counting loop (use inside your own `jit`/`vmap`).
 
@@ -112,14 +126,18 @@ def counts_traced(
       device_index: this device's position on the sample axis.
       distribution: the smoothing distribution.
       common_noise: if True, every input gets the noise of `key_pairs[0]` (static).
+      invalid_column: if True, a sample whose logits contain NaN or +inf votes for no class
+        and is counted in an extra last column (static).
 
     Returns:
-      `[B, num_classes]` int32 counts of this device's samples.
+      `[B, num_classes]` int32 counts of this device's samples (`[B, num_classes + 1]` with
+      `invalid_column`).
     """
     batch, input_shape = xs.shape[0], xs.shape[1:]
     steps = -(-n // (num_devices * chunk))
     sigma = jnp.asarray(sigma, xs.dtype)
-    classes = jnp.arange(num_classes, dtype=jnp.int32)
+    columns = num_classes + 1 if invalid_column else num_classes
+    classes = jnp.arange(columns, dtype=jnp.int32)
     size = math.prod(input_shape)
     draw = jax.vmap(
         functools.partial(_noise.sample_noise_flat, count=chunk, size=size, dtype=xs.dtype,
@@ -155,11 +173,15 @@ def counts_traced(
         else:
             noisy = (xs[:, None] + sigma * eps).reshape(batch * chunk, *input_shape)
             logits = apply_fn(params, noisy)
-        pred = jnp.argmax(logits, axis=-1).reshape(batch, chunk)
+        pred = jnp.argmax(logits, axis=-1)
+        if invalid_column:  # NaN / +inf logits: no class (argmax of NaN would say class 0)
+            bad = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
+            pred = jnp.where(bad, num_classes, pred)
+        pred = pred.reshape(batch, chunk)
         hits = (pred[..., None] == classes) & (index < n)[None, :, None]
         return counts + hits.sum(axis=1, dtype=jnp.int32)
 
-    init = jnp.zeros((batch, num_classes), jnp.int32)
+    init = jnp.zeros((batch, columns), jnp.int32)
     return jax.lax.fori_loop(0, steps, body, init)
 
 
@@ -184,6 +206,8 @@ def _sharded_counts(
     apply_fn, params, xs, key_pairs, sigma, *, n, num_classes, chunk, mesh, distribution,
     common_noise,
 ):
+    """`[B, num_classes + 1]` counts summed over the mesh; the last column counts the samples
+    with NaN / +inf logits."""
     num_devices = mesh.devices.size
 
     def per_device(params, xs, keys, sigma):
@@ -191,7 +215,7 @@ def _sharded_counts(
             apply_fn, params, xs, keys, sigma, n=n, num_classes=num_classes,
             chunk=chunk, num_devices=num_devices,
             device_index=jax.lax.axis_index(_AXIS), distribution=distribution,
-            common_noise=common_noise,
+            common_noise=common_noise, invalid_column=True,
         )
         return jax.lax.psum(counts, _AXIS)
 
@@ -200,50 +224,128 @@ def _sharded_counts(
     )(params, xs, key_pairs, sigma)
 
 
-_MODEL_CACHE: dict[Any, tuple[int, ...]] = {}
+class _LRU:
+    """A dict bounded to `maxsize` entries, least recently used evicted first."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._data: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        if key not in self._data:
+            return None
+        self._data.move_to_end(key)
+        return self._data[key]
+
+    def put(self, key: Any, value: Any) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_CACHE_SIZE = 64
+_MODEL_CACHE = _LRU(_CACHE_SIZE)  # model signature -> (logits per input,)
+_AFFINE_CHECKED = _LRU(_CACHE_SIZE)  # model signature -> True
+_PROBE_BATCHES = (2, 3)
+
+
+def clear_caches() -> None:
+    """Forgets the model checks and the compiled counting programs (and the `apply_fn`s,
+    closures included, that they hold)."""
+    _MODEL_CACHE.clear()
+    _AFFINE_CHECKED.clear()
+    _sharded_counts.clear_cache()
+
+
+def check_hashable(apply_fn: Any) -> None:
+    """`apply_fn` is a static argument of the compiled program, so it must be hashable.
+
+    Raises:
+      TypeError: naming `apply_fn`, with the usual fixes.
+    """
+    try:
+        hash(apply_fn)
+    except TypeError as err:
+        raise TypeError(
+            f"apply_fn must be hashable (it keys the compiled program), got an unhashable "
+            f"{type(apply_fn).__name__}: {err}. Pass a module-level function, a "
+            "functools.partial of hashable parts, or put arrays in params instead of in "
+            "apply_fn."
+        ) from err
+
+
+def _signature(apply_fn: Any, params: PyTree, xs: jax.Array) -> Any:
+    leaves, treedef = jax.tree.flatten(params)
+    sig = tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves)
+    key = (apply_fn, treedef, sig, tuple(xs.shape[1:]), str(xs.dtype))
+    try:
+        hash(key)
+    except TypeError:  # unhashable treedef contents: skip the cache
+        return None
+    return key
 
 
 def check_model(apply_fn: Callable, params: PyTree, xs: jax.Array, num_classes: int) -> int:
-    """Checks that `apply_fn(params, xs)` gives `[b, C]` logits with `C <= num_classes`.
+    """Checks that `apply_fn(params, xs)` gives `[b, C]` logits with `2 <= C <= num_classes`.
 
-    Uses `jax.eval_shape` (no computation), cached per model and input signature.
+    Uses `jax.eval_shape` (no computation) on batches of 2 and 3 inputs shaped like `xs` (an
+    output whose batch axis does not follow the input's is refused), cached per model and input
+    signature (at most 64 signatures, least recently used evicted).
 
     Returns:
       C, the number of classes the model outputs.
 
     Raises:
-      TypeError: if `apply_fn` is not callable.
+      TypeError: if `apply_fn` is not callable or not hashable.
       ValueError: if the model cannot take inputs shaped like `xs`, returns something other
-        than `[b, C]` logits, or `num_classes < C`.
+        than `[b, C]` logits for a batch of b inputs, returns a single logit column, or
+        `num_classes < C`.
     """
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be callable as apply_fn(params, x), got {apply_fn!r}.")
-    leaves, treedef = jax.tree.flatten(params)
-    sig = tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves)
-    cache_key = (apply_fn, treedef, sig, tuple(xs.shape[1:]), str(xs.dtype))
-    try:
-        out_shape = _MODEL_CACHE.get(cache_key)
-    except TypeError:  # unhashable treedef contents: skip the cache
-        cache_key, out_shape = None, None
+    check_hashable(apply_fn)
+    cache_key = _signature(apply_fn, params, xs)
+    out_shape = None if cache_key is None else _MODEL_CACHE.get(cache_key)
     if out_shape is None:
-        probe = jax.ShapeDtypeStruct((2, *xs.shape[1:]), xs.dtype)
-        try:
-            out = jax.eval_shape(apply_fn, params, probe)
-        except Exception as err:  # noqa: BLE001 - re-raised with the parameter's name
-            raise ValueError(
-                f"xs has per-input shape {tuple(xs.shape[1:])} (dtype {xs.dtype}), which "
-                f"apply_fn cannot take: {type(err).__name__}: {err}"
-            ) from err
-        out_shape = tuple(getattr(out, "shape", ()))
-        if len(out_shape) != 2 or out_shape[0] != 2:
-            raise ValueError(
-                "apply_fn(params, x) must return logits of shape [b, num_classes]; for a batch "
-                f"of 2 inputs of shape {tuple(xs.shape[1:])} it returned shape {out_shape}. "
-                "Check the rank of xs: it must be [B, *input_shape]."
-            )
+        shapes = []
+        for b in _PROBE_BATCHES:
+            probe = jax.ShapeDtypeStruct((b, *xs.shape[1:]), xs.dtype)
+            try:
+                out = jax.eval_shape(apply_fn, params, probe)
+            except Exception as err:  # noqa: BLE001 - re-raised with the parameter's name
+                raise ValueError(
+                    f"xs has per-input shape {tuple(xs.shape[1:])} (dtype {xs.dtype}), which "
+                    f"apply_fn cannot take: {type(err).__name__}: {err}"
+                ) from err
+            shape = tuple(getattr(out, "shape", ()))
+            if len(shape) != 2 or shape[0] != b:
+                raise ValueError(
+                    "apply_fn(params, x) must return logits of shape [b, num_classes] for a "
+                    f"batch of b inputs; for a batch of {b} inputs of shape "
+                    f"{tuple(xs.shape[1:])} it returned shape {shape}. Check the rank of xs "
+                    "(it must be [B, *input_shape]) and that the output follows the batch axis."
+                )
+            shapes.append(shape)
+        if shapes[0][1] != shapes[1][1]:
+            raise ValueError(f"apply_fn returned a number of logits that depends on the batch "
+                             f"size: {shapes}.")
+        out_shape = shapes[0][1:]
         if cache_key is not None:
-            _MODEL_CACHE[cache_key] = out_shape
-    model_classes = out_shape[1]
+            _MODEL_CACHE.put(cache_key, out_shape)
+    model_classes = out_shape[0]
+    if model_classes < 2:
+        raise ValueError(
+            f"apply_fn returns {model_classes} logit per input; the predicted class is the "
+            "argmax of the logits, which is always class 0 for a single column. Return one "
+            "logit per class, e.g. jnp.concatenate([-z, z], axis=-1) for a sigmoid score z."
+        )
     if num_classes < model_classes:
         raise ValueError(
             f"num_classes={num_classes} is smaller than the model's output ({model_classes} "
@@ -252,27 +354,20 @@ def check_model(apply_fn: Callable, params: PyTree, xs: jax.Array, num_classes: 
     return model_classes
 
 
-_AFFINE_CHECKED: set[Any] = set()
-
-
 def check_affine(apply_fn: AffineFirst, params: PyTree, xs: jax.Array) -> None:
     """Checks numerically that `apply_fn.first` is affine in x (once per model signature).
 
     Evaluates `first` on 8 pairs of random inputs `a`, `b` shaped like `xs` and checks
     `first(a + 2b) - first(0) == (first(a) - first(0)) + 2 (first(b) - first(0))` to a
     relative 1e-3 (1e-2 for 16-bit inputs). Catches a `first` that includes an activation.
+    Remembers at most 64 passed signatures (least recently used evicted).
 
     Raises:
       ValueError: if `first` fails the check or returns something of the wrong batch size.
     """
-    leaves, treedef = jax.tree.flatten(params)
-    sig = tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves)
-    cache_key = (apply_fn, treedef, sig, tuple(xs.shape[1:]), str(xs.dtype))
-    try:
-        if cache_key in _AFFINE_CHECKED:
-            return
-    except TypeError:
-        cache_key = None
+    cache_key = _signature(apply_fn, params, xs)
+    if cache_key is not None and _AFFINE_CHECKED.get(cache_key):
+        return
     rng = np.random.default_rng(0)
     k = 8
     a, b = (jnp.asarray(rng.standard_normal((k, *xs.shape[1:])), xs.dtype) for _ in range(2))
@@ -293,7 +388,7 @@ def check_affine(apply_fn: AffineFirst, params: PyTree, xs: jax.Array) -> None:
             "activation."
         )
     if cache_key is not None:
-        _AFFINE_CHECKED.add(cache_key)
+        _AFFINE_CHECKED.put(cache_key, True)
 
 
 def resolve_chunk_size(chunk_size: int | None, n: int, batch: int, input_size: int,
@@ -335,23 +430,24 @@ def sample_counts(
     """Counts base-classifier votes on `n` Gaussian-noised copies of each input.
 
     Args:
-      apply_fn: pure `apply_fn(params, x) -> logits`; x `[b, *input_shape]`, logits
-        `[b, C]` with `C <= num_classes`. For a Flax NNX model use
-        `rpjax.models.as_apply_fn(model)`.
+      apply_fn: pure, hashable `apply_fn(params, x) -> logits`; x `[b, *input_shape]`,
+        logits `[b, C]` with `2 <= C <= num_classes` (a sigmoid score needs two columns).
+        For a Flax NNX model use `rpjax.models.as_apply_fn(model)`.
       params: the parameters (any pytree), passed unchanged to `apply_fn`.
       xs: inputs, `[B, *input_shape]`, floating, finite.
       key: typed key (`jax.random.key(...)`) or int seed. The noise of sample `s` of input `i`
         is threefry counter-mode output for counter `s` under the key `fold_in(key, ids[i])`
         (see `rpjax._src.noise`).
-      sigma: noise standard deviation, in the units of `xs` (> 0).
+      sigma: noise standard deviation, in the units of `xs` (> 0); `max |xs| + 6 sigma`
+        must be finite in the dtype of `xs` (and float32).
       n: noisy samples per input (1 <= n <= 2**30).
       num_classes: length of each count vector (>= 2 and >= the model's number of logits).
       chunk_size: noisy copies of each input per compiled step; changes speed and memory,
         never the counts. Default: chosen so a step holds about 256k noise values.
       ids: `[B]` non-negative example ids (default `0..B-1`). An input gets the same counts
         alone or in any batch as long as it keeps its id.
-      devices: devices to split the sample axis over (default: `jax.local_devices()`). The
-        counts do not depend on the number of devices.
+      devices: distinct devices to split the sample axis over (default:
+        `jax.local_devices()`). The counts do not depend on the number of devices.
       batch_size: if given, inputs are processed `batch_size` at a time (the last batch padded,
         so one compilation serves all); bounds memory and drives the progress bar.
       progress: show a tqdm progress bar over input batches (a string labels the bar).
@@ -368,7 +464,10 @@ def sample_counts(
       `[B, num_classes]` int32 counts; each row sums to `n`.
 
     Raises:
-      TypeError, ValueError: for bad arguments, naming the parameter.
+      TypeError, ValueError: for bad arguments, naming the parameter; ValueError also if
+        `apply_fn` returns NaN or +inf logits on any noisy sample (see `rpjax.certify` for
+        the entry points that warn and abstain instead), or if `sigma` is so large that the
+        noise (up to about 5.4 sigma) overflows the dtype of `xs`.
 
     Examples:
       >>> import jax.numpy as jnp, rpjax
@@ -378,9 +477,69 @@ def sample_counts(
       >>> int(counts.sum()), bool(counts[0, 1] > 990)
       (1000, True)
     """
-    xs = _validate.inputs("xs", xs)
+    counts, invalid = sample_counts_and_invalid(
+        apply_fn, params, xs, key, sigma=sigma, n=n, num_classes=num_classes,
+        chunk_size=chunk_size, ids=ids, devices=devices, batch_size=batch_size,
+        progress=progress, distribution=distribution, common_noise=common_noise)
+    if bool(jnp.any(invalid > 0)):
+        bad = np.flatnonzero(np.asarray(invalid))
+        raise ValueError(nonfinite_message(bad, np.asarray(invalid)[bad], n))
+    return counts
+
+
+def nonfinite_message(bad: np.ndarray, how_many: np.ndarray, n: int) -> str:
+    """The message for inputs `bad` whose noisy samples gave NaN / +inf logits."""
+    return (
+        f"apply_fn returned NaN or +inf logits on {int(how_many.max())} of n={n} noisy samples "
+        f"(most affected input) for {bad.size} input(s) at batch indices "
+        f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}; the argmax of such logits is "
+        "meaningless. Check the model (overflow at this sigma, a log of 0, uninitialized "
+        "parameters)."
+    )
+
+
+def validate_devices(devices: Sequence[jax.Device] | None) -> tuple[jax.Device, ...]:
+    """`devices` as a tuple of distinct `jax.Device`s (default: `jax.local_devices()`)."""
+    if devices is None:
+        return tuple(jax.local_devices())
+    if isinstance(devices, (str, bytes, jax.Device)):
+        raise TypeError(f"devices must be a non-empty sequence of jax.Device, got {devices!r}.")
+    devices = tuple(devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError(f"devices must be a non-empty sequence of jax.Device, got {devices!r}.")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"devices must be distinct, got {list(devices)!r}: a device listed twice "
+                         "would count its samples twice.")
+    return devices
+
+
+def sample_counts_and_invalid(
+    apply_fn: ApplyFn,
+    params: PyTree,
+    xs: jax.typing.ArrayLike,
+    key: jax.Array | int,
+    *,
+    sigma: float,
+    n: int,
+    num_classes: int,
+    chunk_size: int | None = None,
+    ids: jax.typing.ArrayLike | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    batch_size: int | None = None,
+    progress: bool | str = False,
+    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+    common_noise: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """`sample_counts` with the samples whose logits were NaN / +inf counted, not refused.
+
+    Returns:
+      `([B, num_classes] int32 counts of the valid samples, [B] int32 invalid samples)`; each
+      input's counts and invalid samples sum to `n`.
+    """
+    xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
     key = _validate.key("key", key)
     sigma = _validate.positive("sigma", sigma)
+    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_noise.MAX_ABS_UNIT_NOISE)
     n = _validate.integer("n", n, minimum=1)
     if n > MAX_N:
         raise ValueError(f"n must be <= 2**30, got n={n}; split the work over several keys.")
@@ -391,6 +550,10 @@ def sample_counts(
         batch_size = _validate.integer("batch_size", batch_size, minimum=1)
     if not isinstance(common_noise, bool):
         raise TypeError(f"common_noise must be a bool, got {common_noise!r}.")
+    if not isinstance(progress, (bool, str)):
+        raise TypeError(f"progress must be a bool or a str label, got {progress!r}.")
+    if not isinstance(distribution, _noise.NoiseDistribution):
+        raise TypeError(f"distribution must be a rpjax.NoiseDistribution, got {distribution!r}.")
     batch = xs.shape[0]
     if common_noise and ids is not None:
         raise ValueError("ids must be None when common_noise=True: every input then gets the "
@@ -400,9 +563,7 @@ def sample_counts(
     else:
         ids_np = np.arange(batch, dtype=np.uint32) if ids is None else _validate.ids(
             "ids", ids, batch)
-    devices = tuple(jax.local_devices() if devices is None else devices)
-    if not devices or not all(isinstance(d, jax.Device) for d in devices):
-        raise TypeError(f"devices must be a non-empty sequence of jax.Device, got {devices!r}.")
+    devices = validate_devices(devices)
     check_model(apply_fn, params, xs, num_classes)
     if common_noise and isinstance(apply_fn, AffineFirst):
         check_affine(apply_fn, params, xs)
@@ -411,7 +572,67 @@ def sample_counts(
     return counts_for_key_pairs(apply_fn, params, xs, key_pairs, sigma=sigma, n=n,
                                 num_classes=num_classes, chunk_size=chunk_size,
                                 devices=devices, batch_size=batch_size, progress=progress,
-                                distribution=distribution, common_noise=common_noise)
+                                distribution=distribution, common_noise=common_noise,
+                                with_invalid=True)
+
+
+class CountingProgram(NamedTuple):
+    """The compiled counting program `sample_counts` runs for one batch (for inspection).
+
+    Attributes:
+      chunk: noisy copies of each input per step (what `chunk_size=None` resolves to).
+      steps: loop steps per device.
+      lowered: the `jax.stages.Lowered` program (`.compile().memory_analysis()`,
+        `.cost_analysis()`); its output is `[B, num_classes + 1]` (the last column counts
+        samples with NaN / +inf logits).
+    """
+
+    chunk: int
+    steps: int
+    lowered: jax.stages.Lowered
+
+
+def counting_program(
+    apply_fn: ApplyFn,
+    params: PyTree,
+    xs: jax.typing.ArrayLike,
+    *,
+    sigma: float,
+    n: int,
+    num_classes: int,
+    chunk_size: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+    common_noise: bool = False,
+) -> CountingProgram:
+    """The program `sample_counts` compiles for the batch `xs` (same arguments), lowered but
+    not run: its chunk size, its steps and its XLA memory and cost analyses. For benchmarks
+    and capacity planning; it counts nothing.
+
+    Args:
+      apply_fn, params, xs, sigma, n, num_classes, chunk_size, devices, distribution,
+        common_noise: as in `sample_counts` (the whole of `xs` is one batch).
+
+    Returns:
+      `CountingProgram(chunk, steps, lowered)`.
+    """
+    xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
+    sigma = _validate.positive("sigma", sigma)
+    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_noise.MAX_ABS_UNIT_NOISE)
+    n = _validate.integer("n", n, minimum=1)
+    num_classes = _validate.integer("num_classes", num_classes, minimum=2)
+    if chunk_size is not None:
+        chunk_size = _validate.integer("chunk_size", chunk_size, minimum=1)
+    devices = validate_devices(devices)
+    check_model(apply_fn, params, xs, num_classes)
+    target = _TARGET_ELEMENTS_PER_STEP_COMMON if common_noise else _TARGET_ELEMENTS_PER_STEP
+    chunk = resolve_chunk_size(chunk_size, n, xs.shape[0], math.prod(xs.shape[1:]),
+                               len(devices), elements_per_step=target)
+    key_pairs = jnp.zeros((xs.shape[0], 2), jnp.uint32)
+    lowered = _sharded_counts.lower(
+        apply_fn, params, xs, key_pairs, jnp.float32(sigma), n=n, num_classes=num_classes,
+        chunk=chunk, mesh=_mesh(devices), distribution=distribution, common_noise=common_noise)
+    return CountingProgram(chunk=chunk, steps=-(-n // (len(devices) * chunk)), lowered=lowered)
 
 
 def counts_for_key_pairs(
@@ -429,7 +650,8 @@ def counts_for_key_pairs(
     progress: bool | str = False,
     distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
     common_noise: bool = False,
-) -> jax.Array:
+    with_invalid: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """`sample_counts` after validation, with each input's threefry key pair given directly.
 
     For internal callers that derive per-input key pairs themselves (the deployed release of
@@ -437,9 +659,12 @@ def counts_for_key_pairs(
 
     Args:
       xs: `[B, *input_shape]` validated inputs; key_pairs: `[B, 2]` uint32.
+      with_invalid: also return the `[B]` int32 number of samples whose logits were NaN /
+        +inf (those vote for no class).
 
     Returns:
-      `[B, num_classes]` int32 counts, bit-identical to `counts_traced` with the same pairs.
+      `[B, num_classes]` int32 counts, bit-identical to `counts_traced` with the same pairs
+      (for finite logits); with `with_invalid`, `(counts, invalid)`.
     """
     batch = xs.shape[0]
     mesh = _mesh(devices)
@@ -453,8 +678,11 @@ def counts_for_key_pairs(
         common_noise=common_noise,
     )
     if batch_size is None and not progress:
-        return run(xs=xs, key_pairs=key_pairs)
-    return _run_batched(run, xs, key_pairs, step_batch, progress)
+        full = run(xs=xs, key_pairs=key_pairs)
+    else:
+        full = _run_batched(run, xs, key_pairs, step_batch, progress)
+    counts = full[:, :num_classes]
+    return (counts, full[:, num_classes]) if with_invalid else counts
 
 
 def _run_batched(run, xs, key_pairs, step_batch, progress):

@@ -15,6 +15,8 @@ from scipy import stats as _sps
 
 from rpjax._src import validate as _validate
 
+_MAX_PLANNED_SAMPLES = 1e18  # sample sizes beyond this (and any float overflow) are refused
+
 
 class SampleSizeWarning(UserWarning):
     """`n` is too small to certify what was asked at the given `alpha`."""
@@ -23,6 +25,11 @@ class SampleSizeWarning(UserWarning):
 def _counts(k, n):
     k = np.asarray(k)
     n = np.asarray(n)
+    for name, v in (("k", k), ("n", n)):
+        if v.dtype == bool or not np.issubdtype(v.dtype, np.number):
+            raise TypeError(f"{name} must be integer counts, got {name}={v!r}.")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"{name} must be finite integer counts, got {name}={v!r}.")
     if not (np.issubdtype(k.dtype, np.integer) and np.issubdtype(n.dtype, np.integer)):
         kf, nf = np.asarray(k, np.float64), np.asarray(n, np.float64)
         if np.any(kf != np.round(kf)) or np.any(nf != np.round(nf)):
@@ -136,9 +143,12 @@ def max_radius(n, alpha, sigma: float) -> np.ndarray:
     """
     sigma = _validate.positive("sigma", sigma)
     a = _alpha(alpha)
-    n = np.asarray(n, np.float64)
-    if np.any(n < 1):
-        raise ValueError(f"n must be >= 1, got n={n!r}.")
+    n_in = np.asarray(n)
+    if n_in.dtype == bool or not np.issubdtype(n_in.dtype, np.number):
+        raise TypeError(f"n must be a number of samples, got n={n!r}.")
+    n = n_in.astype(np.float64)
+    if not np.all(np.isfinite(n)) or np.any(n < 1):
+        raise ValueError(f"n must be finite and >= 1, got n={n_in!r}.")
     q = -np.expm1(np.log(a) / n)  # 1 - alpha ** (1 / n)
     r = sigma * _sps.norm.isf(q)
     return np.where(q < 0.5, r, 0.0)
@@ -155,8 +165,14 @@ def min_samples_certify(alpha: float, radius: float = 0.0, sigma: float = 1.0) -
     radius = _validate.real("radius", radius)
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got radius={radius!r}.")
-    log_p = _sps.norm.logcdf(radius / sigma)  # log Phi(r / sigma) < 0
-    return int(math.floor(math.log(alpha) / log_p)) + 1
+    log_p = float(_sps.norm.logcdf(radius / sigma))  # log Phi(r / sigma) <= 0
+    need = math.log(alpha) / log_p if log_p < 0 else math.inf
+    if not need < _MAX_PLANNED_SAMPLES:
+        raise ValueError(
+            f"radius={radius!r} at sigma={sigma!r} (radius / sigma = {radius / sigma:.3g}) needs "
+            f"more than {_MAX_PLANNED_SAMPLES:.0e} samples at alpha={alpha!r}; no run can "
+            "certify it. Ask for a smaller radius / sigma.")
+    return int(math.floor(need)) + 1
 
 
 def min_samples_predict(alpha: float) -> int:
@@ -207,6 +223,9 @@ def check_sample_size(
     if radius is not None:
         if sigma is None:
             raise ValueError("sigma is required when radius is given.")
+        radius = _validate.real("radius", radius)
+        if radius < 0:
+            raise ValueError(f"radius must be >= 0, got radius={radius!r}.")
         ceiling = float(max_radius(n, alpha, sigma))
         if ceiling < radius:
             need = min_samples_certify(alpha, radius, sigma)

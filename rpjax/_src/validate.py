@@ -53,7 +53,16 @@ def open_unit_interval(name: str, value: Any) -> float:
 
 
 def inputs(name: str, value: Any) -> jax.Array:
-    """Checks a floating batch `[B, *input_shape]` with B >= 1 and finite entries."""
+    """Checks a floating batch `[B, *input_shape]` with B >= 1 and finite entries.
+
+    The finiteness check runs where the data lives (on device for a `jax.Array`: one scalar
+    comes back); the offending batch indices are computed only on the error path.
+    """
+    return inputs_and_max_abs(name, value)[0]
+
+
+def inputs_and_max_abs(name: str, value: Any) -> tuple[jax.Array, float]:
+    """`inputs`, also returning `max |value|` (a float, finite), from the same reduction."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{name} must be an array of shape [B, *input_shape], got {value!r}.")
     try:
@@ -70,14 +79,35 @@ def inputs(name: str, value: Any) -> jax.Array:
     if arr.shape[0] == 0:
         raise ValueError(
             f"{name} is an empty batch (shape {tuple(arr.shape)}); pass at least one input.")
-    finite = np.isfinite(np.asarray(arr, dtype=np.float32))
-    if not finite.all():
+    arr = jax.numpy.asarray(arr)
+    max_abs = float(jax.numpy.max(jax.numpy.abs(arr)))  # NaN if any NaN: one scalar back
+    if not math.isfinite(max_abs):
+        finite = np.isfinite(np.asarray(arr, dtype=np.float32))  # error path only
         bad = np.argwhere(~finite.reshape(arr.shape[0], -1).all(axis=1)).ravel()
         raise ValueError(
             f"{name} contains non-finite values (NaN or inf) in the inputs at batch indices "
             f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}."
         )
-    return jax.numpy.asarray(arr)
+    return arr, max_abs
+
+
+def noise_fits(name: str, sigma: float, max_abs: float, dtype: Any, *,
+               max_noise: float) -> None:
+    """Checks that inputs of magnitude up to `max_abs` plus noise up to `max_noise * sigma`
+    stay finite in `dtype` (and in float32, in which `sigma` reaches the device), and that
+    `sigma` is not below the smallest normal number of `dtype` (noise that rounds away)."""
+    info = jax.numpy.finfo(dtype)
+    largest = min(float(info.max), float(np.finfo(np.float32).max))
+    if not max_abs + max_noise * sigma < largest:
+        raise ValueError(
+            f"{name}={sigma!r} is too large for inputs of dtype {np.dtype(dtype).name}: the "
+            f"noise reaches about {max_noise:g} * {name} and max |xs| is {max_abs:.3g}, which "
+            f"overflows the largest finite value {largest:.3g}. Use a smaller {name} (in the "
+            "units of xs) or a wider dtype.")
+    if sigma < float(info.tiny):
+        raise ValueError(
+            f"{name}={sigma!r} is below the smallest normal number of dtype "
+            f"{np.dtype(dtype).name} ({float(info.tiny):.3g}): the noise would round away.")
 
 
 def ids(name: str, value: Any, batch: int) -> np.ndarray:

@@ -337,7 +337,7 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
     def utility(apply_fn, params, sigma, n):
         labels = None if sigma is None else predict(
             apply_fn, params, xte, config.seed, sigma=sigma, n=n, alpha=config.alpha,
-            num_classes=num_classes)
+            num_classes=num_classes).label
         return ctx.utility(apply_fn, params, labels)
 
     settings = [(None, None)] + [(s, n) for n in config.ns for s in config.sigmas]

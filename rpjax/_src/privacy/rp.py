@@ -93,7 +93,7 @@ def certified_labels(
             return cert.label.astype(np.int64), cert.radius
         if mode == "predict":
             labels = predict(apply_fn, params, xs, key, alpha=alpha, ids=ids, batch_size=bs,
-                             **common)
+                             **common).label
         else:
             labels = always_label(apply_fn, params, xs, key, ids=ids, batch_size=bs,
                                   **common).label

@@ -1,0 +1,326 @@
+"""Every bad input at the public boundary, in one table: each raises the named error, or warns
+and abstains, through the API and (where it applies) the CLI.
+
+A row is `(name, trigger, expect)`: `trigger()` makes the call; `expect` is `Raises(type,
+regex)`, `WarnsAbstains(warning, regex, abstain)` (the call warns, and `abstain(result)` is
+the boolean mask of inputs that must be `ABSTAIN`; the rest must not), `Holds(check)` (the
+call returns something `check` must accept) or `Exits(regex)` for a CLI call (non-zero return,
+one-line message on stderr). Loader rows (bad CSV rows, BOMs, image layouts, ...) go in
+`LOADER_ROWS` below.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rpjax
+from rpjax import stats
+from rpjax._src import cli
+
+from _models import linear_apply, random_linear
+
+_PARAMS = random_linear(3, seed=0)
+_XS = np.ones((4, 3), np.float32)
+_GOOD = dict(sigma=0.5, n=100, alpha=1e-3, num_classes=2)
+
+
+class Raises(NamedTuple):
+    error: type[Exception]
+    pattern: str
+
+
+class WarnsAbstains(NamedTuple):
+    warning: type[Warning]
+    pattern: str
+    abstain: Callable[[Any], np.ndarray]  # result -> [B] bool, inputs that must abstain
+
+
+class Holds(NamedTuple):
+    check: Callable[[Any], bool]
+
+
+class Exits(NamedTuple):
+    pattern: str
+
+
+def _certify(xs=_XS, key=0, apply_fn=linear_apply, params=_PARAMS, **kw):
+    return rpjax.certify(apply_fn, params, xs, key, **{**_GOOD, **kw})
+
+
+def _predict(xs=_XS, key=0, apply_fn=linear_apply, params=_PARAMS, **kw):
+    return rpjax.predict(apply_fn, params, xs, key, **{**_GOOD, **kw})
+
+
+def _always(xs=_XS, key=0, apply_fn=linear_apply, params=_PARAMS, **kw):
+    kw = {**_GOOD, **kw}
+    kw.pop("alpha")
+    return rpjax.always_label(apply_fn, params, xs, key, **kw)
+
+
+def _counts(xs=_XS, key=0, apply_fn=linear_apply, params=_PARAMS, **kw):
+    kw = {**_GOOD, **kw}
+    kw.pop("alpha")
+    return rpjax.sample_counts(apply_fn, params, xs, key, **kw)
+
+
+def _one_logit(params, x):  # sigmoid style: a single score column
+    return linear_apply(params, x)[:, 1:]
+
+
+def _constant_shape(params, x):  # ignores the batch size
+    del x
+    return jnp.zeros((2, 2)) + params[1]
+
+
+def _three_logits(params, x):
+    return jnp.concatenate([linear_apply(params, x), x[:, :1]], axis=-1)
+
+
+def _nan_logits(params, x):
+    return linear_apply(params, x) * jnp.nan
+
+
+def _nan_where_positive(params, x):
+    """NaN logits wherever x[:, 0] > 0: an input far on that side gives only NaN samples."""
+    logits = linear_apply(params, x)
+    return jnp.where(x[:, :1] > 0, jnp.nan, logits)
+
+
+def _inf_logits(params, x):
+    return jnp.full((x.shape[0], 2), jnp.inf) + 0 * linear_apply(params, x)
+
+
+def _log_probs_with_minus_inf(params, x):
+    """A legitimate log-probability output: class 0 impossible (-inf), class 1 certain."""
+    del params
+    return jnp.stack([jnp.full(x.shape[:1], -jnp.inf), jnp.zeros(x.shape[:1])], axis=-1)
+
+
+class _Unhashable:
+    __hash__ = None  # e.g. a dataclass with eq=True and mutable state
+
+    def __call__(self, params, x):
+        return linear_apply(params, x)
+
+
+_SIDES = np.array([[50.0, 0, 0], [-50.0, 0, 0]], np.float32)  # x[:, 0] far positive / negative
+_FIRST_ONLY = lambda result: np.array([True, False])  # noqa: E731
+_ALL = lambda result: np.ones(len(result.label), bool)  # noqa: E731
+_NONE = lambda result: np.zeros(len(result.label), bool)  # noqa: E731
+
+_CPU = jax.devices("cpu")[0]
+
+
+def _noise_differs_from_seed_0(key):
+    ref = np.asarray(_counts(key=0, n=1000))
+    return not np.array_equal(np.asarray(_counts(key=key, n=1000)), ref)
+
+
+API_ROWS = [
+    # inputs
+    ("xs_nan", lambda: _certify(xs=np.array([[1.0, np.nan, 0.0]] * 2, np.float32)),
+     Raises(ValueError, "xs.*non-finite")),
+    ("xs_inf", lambda: _certify(xs=np.array([[np.inf, 0.0, 0.0]], np.float32)),
+     Raises(ValueError, "xs.*non-finite")),
+    ("xs_nan_on_device", lambda: _predict(xs=jnp.array([[0, 0, 0], [0, jnp.nan, 0]])),
+     Raises(ValueError, r"xs.*batch indices \[1\]")),
+    ("xs_empty", lambda: _certify(xs=np.zeros((0, 3), np.float32)),
+     Raises(ValueError, "xs.*empty")),
+    ("xs_integer", lambda: _certify(xs=np.ones((2, 3), np.int32)),
+     Raises(TypeError, "xs.*floating")),
+    ("xs_scalar", lambda: _certify(xs=np.float32(1.0)), Raises(ValueError, "xs")),
+    ("xs_rank", lambda: _certify(xs=np.ones((2, 3, 1), np.float32)), Raises(ValueError, "xs")),
+    ("xs_width", lambda: _certify(xs=np.ones((2, 5), np.float32)), Raises(ValueError, "xs.*shape")),
+    ("xs_string", lambda: _certify(xs="abc"), Raises(TypeError, "xs")),
+    # sample sizes
+    ("n_float", lambda: _certify(n=100.0), Raises(TypeError, "n must be an integer")),
+    ("n_negative", lambda: _certify(n=-5), Raises(ValueError, "n must be an integer >= 1")),
+    ("n_zero", lambda: _certify(n=0), Raises(ValueError, "n must")),
+    ("n_huge", lambda: _certify(n=2**31), Raises(ValueError, "n must be <= 2")),
+    ("n_bool", lambda: _certify(n=True), Raises(TypeError, "n must be an integer")),
+    ("n0_float", lambda: _certify(n0=1.5), Raises(TypeError, "n0 must be an integer")),
+    ("n0_negative", lambda: _certify(n0=-1), Raises(ValueError, "n0")),
+    ("n_too_small_certify", lambda: _certify(xs=_SIDES, n=5),
+     WarnsAbstains(rpjax.SampleSizeWarning, "cannot certify anything", _ALL)),
+    ("n_too_small_predict", lambda: _predict(xs=_SIDES, n=5),
+     WarnsAbstains(rpjax.SampleSizeWarning, "can never pass", _ALL)),
+    # sigma
+    ("sigma_zero", lambda: _certify(sigma=0.0), Raises(ValueError, "sigma")),
+    ("sigma_negative", lambda: _certify(sigma=-2.0), Raises(ValueError, r"sigma=-2\.0")),
+    ("sigma_nan", lambda: _certify(sigma=float("nan")), Raises(ValueError, "sigma")),
+    ("sigma_string", lambda: _certify(sigma="0.5"), Raises(TypeError, "sigma")),
+    ("sigma_overflows_float32", lambda: _certify(sigma=1e39),
+     Raises(ValueError, "sigma=1e.39 is too large for inputs of dtype float32")),
+    ("sigma_overflows_float32_near_max", lambda: _counts(sigma=1e38),
+     Raises(ValueError, "sigma.*too large")),
+    ("sigma_overflows_float16", lambda: _predict(xs=_XS.astype(np.float16), sigma=7e4),
+     Raises(ValueError, "sigma.*too large for inputs of dtype float16")),
+    ("sigma_plus_inputs_overflow_float16",
+     lambda: _always(xs=np.full((1, 3), 6e4, np.float16), sigma=1000.0),
+     Raises(ValueError, "sigma.*max \\|xs\\| is 6e\\+04")),
+    ("sigma_rounds_away_float16", lambda: _certify(xs=_XS.astype(np.float16), sigma=1e-6),
+     Raises(ValueError, "sigma.*smallest normal")),
+    ("alpha_zero", lambda: _certify(alpha=0.0), Raises(ValueError, "alpha")),
+    ("alpha_one", lambda: _certify(alpha=1.0), Raises(ValueError, "alpha")),
+    ("alpha_big", lambda: _predict(alpha=2.0), Raises(ValueError, "alpha")),
+    # classes and model output
+    ("num_classes_one", lambda: _certify(num_classes=1), Raises(ValueError, "num_classes")),
+    ("num_classes_float", lambda: _certify(num_classes=2.0), Raises(TypeError, "num_classes")),
+    ("num_classes_below_model", lambda: _certify(apply_fn=_three_logits),
+     Raises(ValueError, "num_classes=2 is smaller.*3 logits")),
+    ("model_returns_vector", lambda: _certify(apply_fn=lambda p, x: x.sum(axis=1)),
+     Raises(ValueError, r"logits of shape \[b, num_classes\]")),
+    ("model_one_logit", lambda: _certify(apply_fn=_one_logit),
+     Raises(ValueError, "apply_fn returns 1 logit.*always class 0")),
+    ("model_constant_shape", lambda: _predict(apply_fn=_constant_shape),
+     Raises(ValueError, r"batch of 3 inputs.*returned shape \(2, 2\)")),
+    ("apply_fn_not_callable", lambda: _certify(apply_fn=3), Raises(TypeError, "apply_fn")),
+    ("apply_fn_unhashable", lambda: _certify(apply_fn=_Unhashable()),
+     Raises(TypeError, "apply_fn must be hashable.*functools.partial")),
+    # non-finite logits: warn and abstain (certify, predict, always_label); refuse (counts)
+    ("logits_nan_certify", lambda: _certify(xs=_SIDES, apply_fn=_nan_logits),
+     WarnsAbstains(RuntimeWarning, "apply_fn returned NaN.*abstain", _ALL)),
+    ("logits_nan_predict", lambda: _predict(xs=_SIDES, apply_fn=_nan_logits),
+     WarnsAbstains(RuntimeWarning, "apply_fn returned NaN", _ALL)),
+    ("logits_nan_always_label", lambda: _always(xs=_SIDES, apply_fn=_nan_logits),
+     WarnsAbstains(RuntimeWarning, "apply_fn returned NaN", _ALL)),
+    ("logits_nan_on_one_input", lambda: _certify(xs=_SIDES, apply_fn=_nan_where_positive),
+     WarnsAbstains(RuntimeWarning, r"batch indices \[0\]", _FIRST_ONLY)),
+    ("logits_inf_certify", lambda: _certify(xs=_SIDES, apply_fn=_inf_logits),
+     WarnsAbstains(RuntimeWarning, r"NaN or \+inf", _ALL)),
+    ("logits_nan_sample_counts", lambda: _counts(apply_fn=_nan_logits),
+     Raises(ValueError, r"apply_fn returned NaN or \+inf logits on 100 of n=100")),
+    ("logits_minus_inf_is_a_value", lambda: _certify(xs=_SIDES, apply_fn=_log_probs_with_minus_inf),
+     Holds(lambda c: np.array_equal(c.label, [1, 1]) and (c.radius > 0).all())),
+    # keys, ids, devices
+    ("key_string", lambda: _certify(key="seed"), Raises(TypeError, "key")),
+    ("key_float", lambda: _certify(key=1.5), Raises(TypeError, "key")),
+    ("key_negative", lambda: _certify(key=-1), Raises(ValueError, r"key.*\[0, 2\*\*64\)")),
+    ("key_too_wide", lambda: _certify(key=2**64), Raises(ValueError, "key")),
+    ("key_wider_than_32_bits", lambda: _noise_differs_from_seed_0(2**32),
+     Holds(bool)),  # not cut to 32 bits: seed 2**32 does not get seed 0's noise
+    ("ids_shape", lambda: _certify(ids=[0, 1]), Raises(ValueError, "ids")),
+    ("ids_negative", lambda: _certify(ids=[0, 1, 2, -3]), Raises(ValueError, "ids")),
+    ("ids_float", lambda: _certify(ids=[0.0, 1.0, 2.0, 3.0]), Raises(TypeError, "ids")),
+    ("ids_with_common_noise", lambda: _always(ids=[0, 1, 2, 3], common_noise=True),
+     Raises(ValueError, "ids must be None when common_noise")),
+    ("common_noise_not_bool", lambda: _predict(common_noise=1), Raises(TypeError, "common_noise")),
+    ("devices_strings", lambda: _certify(devices=["cpu"]), Raises(TypeError, "devices")),
+    ("devices_empty", lambda: _predict(devices=[]), Raises(TypeError, "devices")),
+    ("devices_duplicate", lambda: _certify(devices=[_CPU, _CPU]),
+     Raises(ValueError, "devices must be distinct")),
+    ("chunk_size_zero", lambda: _certify(chunk_size=0), Raises(ValueError, "chunk_size")),
+    ("batch_size_zero", lambda: _always(batch_size=0), Raises(ValueError, "batch_size")),
+    ("progress_not_bool", lambda: _counts(progress=3), Raises(TypeError, "progress")),
+    ("distribution_wrong", lambda: _certify(distribution="gaussian"),
+     Raises(TypeError, "distribution")),
+    # one configuration object
+    ("config_and_keywords", lambda: rpjax.certify(
+        linear_apply, _PARAMS, _XS, 0, num_classes=2, sigma=0.5,
+        config=rpjax.SmoothingConfig(sigma=0.5)),
+     Raises(ValueError, "either config= or the settings sigma")),
+    ("config_wrong_type", lambda: rpjax.predict(linear_apply, _PARAMS, _XS, 0, num_classes=2,
+                                                config={"sigma": 0.5}),
+     Raises(TypeError, "config must be a rpjax.SmoothingConfig")),
+    ("no_sigma", lambda: rpjax.always_label(linear_apply, _PARAMS, _XS, 0, num_classes=2, n=10),
+     Raises(TypeError, "needs sigma")),
+    ("config_bad_alpha", lambda: rpjax.SmoothingConfig(sigma=0.5, alpha=1.5),
+     Raises(ValueError, "alpha")),
+    # statistics
+    ("max_radius_n_nan", lambda: stats.max_radius(float("nan"), 1e-3, 1.0),
+     Raises(ValueError, "n must be finite")),
+    ("max_radius_n_inf", lambda: stats.max_radius(np.inf, 1e-3, 1.0), Raises(ValueError, "n")),
+    ("max_radius_n_zero", lambda: stats.max_radius(0, 1e-3, 1.0), Raises(ValueError, "n")),
+    ("max_radius_alpha_nan", lambda: stats.max_radius(100, float("nan"), 1.0),
+     Raises(ValueError, "alpha")),
+    ("max_radius_sigma_nan", lambda: stats.max_radius(100, 1e-3, float("nan")),
+     Raises(ValueError, "sigma")),
+    ("clopper_pearson_k_nan", lambda: stats.clopper_pearson_lower(float("nan"), 10, 0.01),
+     Raises(ValueError, "k must be finite")),
+    ("clopper_pearson_n_nan", lambda: stats.clopper_pearson_upper(3, float("nan"), 0.01),
+     Raises(ValueError, "n must be finite")),
+    ("clopper_pearson_k_above_n", lambda: stats.clopper_pearson_lower(11, 10, 0.01),
+     Raises(ValueError, "k must satisfy")),
+    ("binomial_p_nan", lambda: stats.binomial_test_pvalue(3, 10, float("nan")),
+     Raises(ValueError, "p must")),
+    ("certified_radius_pa_nan", lambda: stats.certified_radius(float("nan"), 1.0),
+     Raises(ValueError, "pa_lower")),
+    ("certified_radius_sigma_nan", lambda: stats.certified_radius(0.9, float("nan")),
+     Raises(ValueError, "sigma")),
+    ("min_samples_overflow", lambda: stats.min_samples_certify(1e-3, radius=1e6, sigma=1e-6),
+     Raises(ValueError, "radius=1000000.0 at sigma=1e-06.*needs more than")),
+    ("min_samples_far_tail", lambda: stats.min_samples_certify(1e-3, radius=40.0, sigma=1.0),
+     Raises(ValueError, "radius=40.0 at sigma=1.0")),
+    ("min_samples_radius_nan", lambda: stats.min_samples_certify(1e-3, radius=float("nan")),
+     Raises(ValueError, "radius")),
+    ("check_sample_size_radius_nan",
+     lambda: stats.check_sample_size(1000, 1e-3, sigma=1.0, radius=float("nan")),
+     Raises(ValueError, "radius")),
+]
+
+CLI_ROWS = [
+    ("cli_sigma_overflow", ["certify-demo", "--sigma", "1e39", "--no-progress"],
+     Exits("sigma=1e.39 is too large")),
+    ("cli_sigma_negative", ["certify-demo", "--sigma", "-1", "--no-progress"],
+     Exits("sigma must be finite and > 0")),
+    ("cli_sigma_nan", ["certify-demo", "--sigma", "nan", "--no-progress"], Exits("sigma")),
+    ("cli_alpha", ["certify-demo", "--alpha", "1.5", "--no-progress"], Exits("alpha")),
+    ("cli_n", ["certify-demo", "--n", "0", "--no-progress"], Exits("n must be an integer >= 1")),
+    ("cli_people", ["certify-demo", "--people", "0", "--no-progress"], Exits("num_people")),
+    ("cli_quick_and_full", ["reproduce", "rap", "--quick", "--full"],
+     Exits("at most one of --quick and --full")),
+]
+
+LOADER_ROWS: list[tuple[str, Callable[[], Any], Any]] = []  # the data loaders' rows
+
+
+def _check(trigger, expect):
+    if isinstance(expect, Raises):
+        with pytest.raises(expect.error, match=expect.pattern):
+            trigger()
+    elif isinstance(expect, WarnsAbstains):
+        with pytest.warns(expect.warning, match=expect.pattern):
+            result = trigger()
+        must = np.asarray(expect.abstain(result))
+        np.testing.assert_array_equal(result.label == rpjax.ABSTAIN, must)
+    elif isinstance(expect, Holds):
+        assert expect.check(trigger())
+    else:
+        raise AssertionError(f"unknown expectation {expect!r}")
+
+
+@pytest.mark.parametrize(("trigger", "expect"),
+                         [pytest.param(t, e, id=name) for name, t, e in API_ROWS + LOADER_ROWS])
+def test_bad_input(trigger, expect):
+    _check(trigger, expect)
+
+
+@pytest.mark.parametrize(("argv", "expect"),
+                         [pytest.param(a, e, id=name) for name, a, e in CLI_ROWS])
+def test_bad_cli_input(argv, expect, capsys):
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.startswith("rpjax: error: ") and err.count("\n") == 1, err
+    assert re.search(expect.pattern, err), err
+
+
+def test_rows_are_named_uniquely():
+    names = [row[0] for row in API_ROWS + CLI_ROWS + LOADER_ROWS]
+    assert len(names) == len(set(names))
+
+
+def test_every_engine_entry_point_checks_sigma_overflow():
+    for fn in (rpjax.certify, rpjax.predict, rpjax.always_label, rpjax.sample_counts):
+        kw = dict(sigma=1e39, n=100, num_classes=2)
+        if fn in (rpjax.certify, rpjax.predict):
+            kw["alpha"] = 1e-3
+        with pytest.raises(ValueError, match="sigma.*too large"):
+            fn(linear_apply, _PARAMS, _XS, 0, **kw)
