@@ -19,7 +19,7 @@ PUBLIC: dict[str, list[str]] = {
     "rpjax": [
         "ABSTAIN", "AffineFirst", "ApplyFn", "Certificates", "GAUSSIAN", "NoiseDistribution",
         "Prediction", "SampleSizeWarning", "SmoothingConfig", "__version__", "always_label",
-        "certify", "predict", "sample_counts", "stats",
+        "certify", "counting_program", "predict", "sample_counts", "stats",
     ],
     "rpjax.stats": [
         "SampleSizeWarning", "binomial_test_pvalue", "certified_radius", "check_sample_size",

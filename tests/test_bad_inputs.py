@@ -5,8 +5,8 @@ A row is `(name, trigger, expect)`: `trigger()` makes the call; `expect` is `Rai
 regex)`, `WarnsAbstains(warning, regex, abstain)` (the call warns, and `abstain(result)` is
 the boolean mask of inputs that must be `ABSTAIN`; the rest must not), `Holds(check)` (the
 call returns something `check` must accept) or `Exits(regex)` for a CLI call (non-zero return,
-one-line message on stderr). Loader rows (bad CSV rows, BOMs, image layouts, ...) go in
-`LOADER_ROWS` below.
+one-line message on stderr). The data loaders' table (bad CSV rows, BOMs, absurd values,
+undecodable bytes, image layouts) is `tests/test_bad_inputs_data.py`.
 """
 
 from __future__ import annotations
@@ -278,9 +278,6 @@ CLI_ROWS = [
      Exits("at most one of --quick and --full")),
 ]
 
-LOADER_ROWS: list[tuple[str, Callable[[], Any], Any]] = []  # the data loaders' rows
-
-
 def _check(trigger, expect):
     if isinstance(expect, Raises):
         with pytest.raises(expect.error, match=expect.pattern):
@@ -297,7 +294,7 @@ def _check(trigger, expect):
 
 
 @pytest.mark.parametrize(("trigger", "expect"),
-                         [pytest.param(t, e, id=name) for name, t, e in API_ROWS + LOADER_ROWS])
+                         [pytest.param(t, e, id=name) for name, t, e in API_ROWS])
 def test_bad_input(trigger, expect):
     _check(trigger, expect)
 
@@ -313,7 +310,7 @@ def test_bad_cli_input(argv, expect, capsys):
 
 
 def test_rows_are_named_uniquely():
-    names = [row[0] for row in API_ROWS + CLI_ROWS + LOADER_ROWS]
+    names = [row[0] for row in API_ROWS + CLI_ROWS]
     assert len(names) == len(set(names))
 
 
