@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rpjax._src.experiments import checkpoint
 from rpjax.attacks import (
     MIFaceConfig,
     attack_success,
@@ -32,8 +33,6 @@ from rpjax.attacks import prior as prior_lib
 from rpjax.data import OLIVETTI_SHA256, FaceSplit, load_olivetti, split_identities
 from rpjax.models import FaceCNN, TrainConfig, as_apply_fn, fit_classifier
 from rpjax.privacy import initial_state
-
-from . import checkpoint
 
 if TYPE_CHECKING:
     from rpjax._src.experiments.inversion import InversionConfig
@@ -196,17 +195,21 @@ class Faces(NamedTuple):
         labels, _ = jax.jit(release.fn)(jnp.asarray(self.xte), initial_state())
         return self.utility(apply_fn, params, np.asarray(labels))
 
-    def brep(self, release, seeds) -> list[AttackRecord]:
-        """BREP-MI against `release`, one record per attack seed; the seeds attack the one
-        release in turn (its answer counter carries over, as for a deployed release)."""
+    def brep(self, release, seeds, *, release_state=None):
+        """BREP-MI against `release`, one `AttackRecord` per attack seed; the seeds attack the
+        one release in turn (its answer counter carries over, as for a deployed release).
+
+        With `release_state` (the release's state to start from) it returns `(records,
+        final state)`; without, the release starts fresh and only the records come back.
+        """
         c = self.config
-        state, out = initial_state(), []
+        state, out = (initial_state() if release_state is None else release_state), []
         for seed in seeds:
             res = brep_mi(release, self.decode, self.targets, seed, c.brep,
                           latent_dim=c.prior_k, release_state=state)
             state = res.release_state
             out.append(_brep_record(res, self.judge, self.decode, self.targets))
-        return out
+        return out if release_state is None else (out, state)
 
     def mi_face(self, apply_fn, params, sigma, seed) -> AttackRecord:
         """MI-Face in the prior's latent space against the model (smoothed when sigma)."""
