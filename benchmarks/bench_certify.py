@@ -45,9 +45,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_torch  # noqa: E402
 
 import rpjax  # noqa: E402
-import rpjax._src.checkpoint  # noqa: E402
-import rpjax._src.report  # noqa: E402
-from rpjax.models import FaceCNN, TabularMLP, as_apply_fn  # noqa: E402
+import rpjax.experiments  # noqa: E402
+from rpjax.data import load_insurance  # noqa: E402
+from rpjax.models import (  # noqa: E402
+    FaceCNN,
+    TabularMLP,
+    TrainConfig,
+    as_apply_fn,
+    fit_classifier,
+)
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                             "bench_certify.json")
@@ -66,9 +72,7 @@ def make_model(name: str, batch: int, *, trained: bool, seed: int = 0):
     """`(nnx model, inputs [B, ...] float32, num_classes)`; inputs are real data if trained."""
     rng = np.random.default_rng(seed)
     if name == "mlp":
-        from rpjax._src.data import insurance
-        from rpjax._src.models.train import TrainConfig, fit_classifier
-        data = insurance.load_insurance()
+        data = load_insurance()
         model = TabularMLP(data.x.shape[1], 2, rngs=nnx.Rngs(seed))
         if trained:
             res = fit_classifier(model, data.x, data.labels(), seed, TrainConfig(steps=500))
@@ -76,12 +80,12 @@ def make_model(name: str, batch: int, *, trained: bool, seed: int = 0):
         xs = np.asarray(data.x[rng.choice(len(data.x), batch, replace=False)], np.float32)
         return model, xs, 2
     if name == "olivetti_cnn":
-        from rpjax._src.experiments import inversion
-        cfg = inversion.InversionConfig.quick(cache_dir=rpjax._src.checkpoint.default_cache_dir())
+        cfg = rpjax.experiments.InversionConfig.quick(
+            cache_dir=rpjax.experiments.default_cache_dir())
         model = FaceCNN(cfg.num_private, channels=cfg.target_channels, dense=cfg.target_dense,
                         image_size=cfg.image_size, rngs=nnx.Rngs(cfg.seed))
         if trained:
-            ctx = inversion.prepare(cfg)
+            ctx = rpjax.experiments.prepare_faces(cfg)
             nnx.update(model, ctx.target[1])
             xs = ctx.xte[rng.choice(len(ctx.xte), batch, replace=False)]
         else:
@@ -269,7 +273,7 @@ def main(argv=None) -> int:
                    "sigma": SIGMA, "reference_batch": REF_BATCH, "alpha": 1e-3, "n0": 100,
                    "chunk_size": args.chunk_size or "auto"},
         "machine": {"cpu_count": os.cpu_count(), "matmul_flops_per_s": matmul},
-        "versions": {**rpjax._src.report.versions(), "torch": reference_torch.torch.__version__,
+        "versions": {**rpjax.experiments.versions(), "torch": reference_torch.torch.__version__,
                      "torch_threads": reference_torch.torch.get_num_threads()},
     }
     for m in models:

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from rpjax._src import cli
+from rpjax._src.experiments import faces, reproduce
 
 CHANCE = 1 / 20
 
@@ -118,7 +119,10 @@ def _check_distillation(out, summary):
 
 
 @pytest.mark.slow
-def test_reproduce_all_quick(tmp_path):
+def test_reproduce_all_quick(tmp_path, monkeypatch):
+    prepared = []
+    real_prepare = faces.prepare
+    monkeypatch.setattr(faces, "prepare", lambda c: prepared.append(c) or real_prepare(c))
     assert cli.main(["reproduce", "all", "--quick", "--out", str(tmp_path),
                      "--no-progress"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -145,6 +149,7 @@ def test_reproduce_all_quick(tmp_path):
     _check_frontier(tmp_path / "frontier", summary)
     _check_distillation(tmp_path / "distillation", summary)
     assert os.listdir(tmp_path / "cache")  # trained models were cached with orbax
+    assert len(prepared) == 1  # inversion, frontier and distillation share one faces setup
 
 
 def test_reproduce_rejects_bad_arguments(capsys):
@@ -152,3 +157,21 @@ def test_reproduce_rejects_bad_arguments(capsys):
     assert "--quick" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "nonsense"])
+
+
+def test_the_registry_is_the_cli_and_the_faces_setup_is_built_once(monkeypatch):
+    parser = cli.build_parser()
+    for name in ("all", *reproduce.REGISTRY):
+        assert parser.parse_args(["reproduce", name]).experiment == name
+    assert reproduce.EXPERIMENTS == ("rap", "attacks", "inversion", "frontier", "distillation")
+    for name, exp in reproduce.REGISTRY.items():
+        assert exp.name == name
+    built = []
+    monkeypatch.setattr(faces, "prepare", lambda c: built.append(c) or object())
+    for preset in reproduce.PRESETS:
+        session = reproduce.Session(reproduce.Options(preset, None, False, "pca", False))
+        configs = {n: e.configure(session.options) for n, e in reproduce.REGISTRY.items()}
+        shared = [configs["inversion"], configs["frontier"].inversion,
+                  configs["distillation"].inversion]
+        assert len({id(session.faces(c)) for c in shared}) == 1  # one setup for the three
+    assert len(built) == len(reproduce.PRESETS)

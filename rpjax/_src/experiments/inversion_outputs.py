@@ -16,9 +16,11 @@ def csv_rows(result: InversionResult) -> list[list[Any]]:
 
 
 def _records(result: InversionResult, attack: str) -> list[dict[str, Any]]:
+    """Every record of `attack`: the undefended target's, its RP sweep, then the other
+    targets' (augmented: `undefended_augmented`, `rp_augmented`)."""
     a = result.attacks[attack]
     out = [a["undefended"]] + a.get("rp", [])
-    for key in sorted(k for k in a if k.startswith("undefended_") or k.startswith("rp_")):
+    for key in sorted(k for k in a if k not in ("undefended", "rp")):
         out += a[key] if isinstance(a[key], list) else [a[key]]
     return out
 
