@@ -90,10 +90,11 @@ def optimize(params: Any, grad_step: GradStep, optimizer: optax.GradientTransfor
     Returns:
       `(params, losses)`: the trained parameters and the `[steps]` losses.
     """
-    if batches is None:
+    if (batches is None) == (steps is None):
+        raise ValueError(f"give exactly one of batches and steps, got steps={steps!r} and "
+                         f"batches {'None' if batches is None else 'given'}.")
+    if steps is not None:
         steps = _validate.integer("steps", steps, minimum=1)
-    elif steps is not None:
-        raise ValueError("give steps only when batches is None.")
 
     @jax.jit
     def run(params, batches, key):
