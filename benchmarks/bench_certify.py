@@ -44,9 +44,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_torch  # noqa: E402
 
 import rpjax  # noqa: E402
+import rpjax.experiments  # noqa: E402
 from rpjax.data import load_insurance  # noqa: E402
-from rpjax.experiments import default_cache_dir, versions  # noqa: E402
-from rpjax.models import FaceCNN, TabularMLP, TrainConfig, as_apply_fn, fit_classifier  # noqa: E402
+from rpjax.models import (  # noqa: E402
+    FaceCNN,
+    TabularMLP,
+    TrainConfig,
+    as_apply_fn,
+    fit_classifier,
+)
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                             "bench_certify.json")
@@ -73,12 +79,12 @@ def make_model(name: str, batch: int, *, trained: bool, seed: int = 0):
         xs = np.asarray(data.x[rng.choice(len(data.x), batch, replace=False)], np.float32)
         return model, xs, 2
     if name == "olivetti_cnn":
-        from rpjax._src.experiments import inversion
-        cfg = inversion.InversionConfig.quick(cache_dir=default_cache_dir())
+        cfg = rpjax.experiments.InversionConfig.quick(
+            cache_dir=rpjax.experiments.default_cache_dir())
         model = FaceCNN(cfg.num_private, channels=cfg.target_channels, dense=cfg.target_dense,
                         image_size=cfg.image_size, rngs=nnx.Rngs(cfg.seed))
         if trained:
-            ctx = inversion.prepare(cfg)
+            ctx = rpjax.experiments.prepare_faces(cfg)
             nnx.update(model, ctx.target[1])
             xs = ctx.xte[rng.choice(len(ctx.xte), batch, replace=False)]
         else:
@@ -260,7 +266,7 @@ def main(argv=None) -> int:
                    "sigma": SIGMA, "reference_batch": REF_BATCH, "alpha": 1e-3, "n0": 100,
                    "chunk_size": args.chunk_size or "auto"},
         "machine": {"cpu_count": os.cpu_count(), "matmul_flops_per_s": matmul},
-        "versions": {**versions(), "torch": reference_torch.torch.__version__,
+        "versions": {**rpjax.experiments.versions(), "torch": reference_torch.torch.__version__,
                      "torch_threads": reference_torch.torch.get_num_threads()},
     }
     for m in models:

@@ -31,7 +31,7 @@ import numpy as np
 from flax import nnx
 
 import rpjax
-from rpjax.experiments import versions, write_json
+import rpjax.experiments
 from rpjax.models import FaceCNN, TabularMLP, as_apply_fn
 
 DEFAULT_JSON = os.path.join(
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     out: dict[str, Any] = {
         "config": config,
-        "versions": versions(),
+        "versions": rpjax.experiments.versions(),
         "results": {m: [] for m in args.models},
     }
     print(
@@ -276,9 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"compile {record['compile_s']:.2f}s",
                 flush=True,
             )
-            write_json(args.json, out)  # partial results survive an interrupt
+            rpjax.experiments.write_json(args.json, out)  # partial results survive an interrupt
     out["config"]["total_wall_s"] = time.perf_counter() - total_start
-    write_json(args.json, out)
+    rpjax.experiments.write_json(args.json, out)
     print()
     print(format_table(out["results"]))
     print(f"\nwrote {args.json} (total {out['config']['total_wall_s']:.1f}s)")

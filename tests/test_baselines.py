@@ -164,6 +164,33 @@ def test_fit_dpsgd_reports_the_accountants_epsilon_and_learns():
     assert acc > 0.85
 
 
+def test_dp_grad_step_is_the_dp_gradient_of_the_indexed_batch():
+    loss, params = _toy_loss_and_params()
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(6, 3)), jnp.float32)
+    y = jnp.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    step = dpsgd.dp_grad_step(loss, x, y, l2_clip_norm=0.5, noise_multiplier=1.5,
+                              denominator=3.0)
+    idx = jnp.array([4, 0, 2, -1, -1])  # three examples, two padding slots
+    key = jax.random.key(7)
+    value, grads = step(params, idx, key)
+    w = jnp.array([1.0, 1.0, 1.0, 0.0, 0.0])
+    safe = jnp.maximum(idx, 0)
+    want = dpsgd.dp_gradient(loss, params, x[safe], y[safe], w, key, l2_clip_norm=0.5,
+                             noise_multiplier=1.5, denominator=3.0)
+    chex.assert_trees_all_close(grads, want, atol=1e-6)
+    # the loss is the mean over the real examples only (padding weighs 0)
+    np.testing.assert_allclose(float(value), float(loss(params, x[idx[:3]], y[idx[:3]],
+                                                         jnp.ones(3))) / 3, rtol=1e-5)
+    # fit_dpsgd trains with this step in the shared loop: its losses are the step's losses
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(50, 3)).astype(np.float32)
+    ys = (xs[:, 0] > 0).astype(np.int32)
+    cfg = dpsgd.DPSGDConfig(target_epsilon=None, noise_multiplier=1.0, steps=5,
+                            expected_batch_size=10)
+    res = dpsgd.fit_dpsgd(TabularMLP(3, 2, rngs=nnx.Rngs(0)), xs, ys, 0, cfg)
+    assert res.losses.shape == (5,) and np.all(np.isfinite(res.losses))
+
+
 def test_pareto_mask_on_hand_made_points():
     acc = [0.9, 0.8, 0.95, 0.7, 0.9, np.nan]
     asr = [0.5, 0.2, 0.9, 0.3, 0.6, 0.0]

@@ -9,6 +9,7 @@ from absl.testing import parameterized
 import rpjax
 from rpjax._src.data import insurance
 from rpjax._src.experiments import rap as rap_exp
+from rpjax._src.experiments import rap_outputs
 from rpjax._src.privacy import rap, rp
 
 _DATA = insurance.load_insurance()
@@ -119,10 +120,10 @@ class ApeTest(parameterized.TestCase):
 def test_default_base_model_median_interval_near_23_4():
     """The default configuration's base model: median interval within 1 BMI of 23.4."""
     result = rap_exp.run(rap_exp.RapConfig(sigmas=(1.0,), ns=(100,)), progress=False)
-    assert result["num_people"] == 268
-    assert abs(result["base"]["median_interval_bmi"] - 23.4) < 1.0
-    assert result["base"]["accuracy"] > 0.95
-    weights = result["base"]["first_layer_abs_weight"]
+    assert result.num_people == 268
+    assert abs(result.base["median_interval_bmi"] - 23.4) < 1.0
+    assert result.base["accuracy"] > 0.95
+    weights = result.base["first_layer_abs_weight"]
     assert weights["bmi"] > 5 * max(v for k, v in weights.items() if k != "bmi")
 
 
@@ -130,6 +131,24 @@ def test_augmented_base_model_option():
     config = rap_exp.RapConfig.quick(sigmas=(1.0,), ns=(100,), max_people=10, grid_points=11,
                                      refine_steps=2, train_steps=200, augment_at_sigma=True)
     result = rap_exp.run(config, progress=False)
-    record = result["rp"]["1.0"]
+    record = result.rp["1.0"]
     assert record["base_model"] == "trained with Gaussian augmentation at sigma=1.0"
-    assert result["config"]["augment_at_sigma"] is True
+    assert result.config["augment_at_sigma"] is True
+    # the typed per-person outcome: one trace per release, found by its settings
+    people = result.people
+    assert [(r.sigma, r.n) for r in people.releases] == [(None, None), (1.0, 100)]
+    trace = people.release(1.0, 100)
+    assert trace.name == "rp_sigma1.0_n100"
+    assert trace.labels.shape == trace.radius.shape == (10,)
+    assert np.all(trace.radius[trace.labels == rpjax.ABSTAIN] == 0)
+    with pytest.raises(ValueError, match="sigma"):
+        people.release(2.0, 100)
+    # summary() is JSON-ready and holds the people nowhere
+    summary = result.summary()
+    assert summary["experiment"] == "rap" and summary["rp"] is result.rp
+    assert "people" not in summary and not any(k.startswith("_") for k in summary)
+    # the CSV has one row per (release, person), sigma and n from the trace, not its name
+    rows = rap_outputs.csv_rows(result)
+    assert len(rows) == 2 * 10
+    assert {tuple(r[4:6]) for r in rows} == {("", ""), ("1.0", "100")}
+    assert len(rows[0]) == len(rap_outputs.CSV_HEADER)

@@ -4,9 +4,11 @@ summary's stable keys. One run (a few minutes) feeds all the checks."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from rpjax._src import cli
+from rpjax._src.experiments import faces, reproduce
 
 CHANCE = 1 / 20
 
@@ -118,7 +120,10 @@ def _check_distillation(out, summary):
 
 
 @pytest.mark.slow
-def test_reproduce_all_quick(tmp_path):
+def test_reproduce_all_quick(tmp_path, monkeypatch):
+    prepared = []
+    real_prepare = faces.prepare
+    monkeypatch.setattr(faces, "prepare", lambda c: prepared.append(c) or real_prepare(c))
     assert cli.main(["reproduce", "all", "--quick", "--out", str(tmp_path),
                      "--no-progress"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -145,6 +150,7 @@ def test_reproduce_all_quick(tmp_path):
     _check_frontier(tmp_path / "frontier", summary)
     _check_distillation(tmp_path / "distillation", summary)
     assert os.listdir(tmp_path / "cache")  # trained models were cached with orbax
+    assert len(prepared) == 1  # inversion, frontier and distillation share one faces setup
 
 
 def test_reproduce_rejects_bad_arguments(capsys):
@@ -152,3 +158,83 @@ def test_reproduce_rejects_bad_arguments(capsys):
     assert "--quick" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "nonsense"])
+
+
+def test_the_registry_is_the_cli_and_the_faces_setup_is_built_once(monkeypatch):
+    parser = cli.build_parser()
+    for name in ("all", *reproduce.REGISTRY):
+        assert parser.parse_args(["reproduce", name]).experiment == name
+    assert reproduce.EXPERIMENTS == ("rap", "attacks", "inversion", "frontier", "distillation")
+    for name, exp in reproduce.REGISTRY.items():
+        assert exp.name == name
+    built = []
+    monkeypatch.setattr(faces, "prepare", lambda c: built.append(c) or object())
+    for preset in reproduce.PRESETS:
+        session = reproduce.Session(reproduce.Options(preset, None, False, "pca", False))
+        configs = {n: e.configure(session.options) for n, e in reproduce.REGISTRY.items()}
+        shared = [configs["inversion"], configs["frontier"].inversion,
+                  configs["distillation"].inversion]
+        assert len({id(session.faces(c)) for c in shared}) == 1  # one setup for the three
+    assert len(built) == len(reproduce.PRESETS)
+
+
+def _inversion_record(sigma, n, asr):
+    return {"sigma": sigma, "n": n, "target": "undefended", "asr": asr, "asr_std": 0.1,
+            "asr_per_seed": [asr], "asr_top5": asr, "asr_initial": 0.0, "initial_found": 2,
+            "asr_among_found": asr, "queries": 3.0, "forward_passes": 3.0, "distance": 1.0,
+            "accuracy": 0.9, "abstain_rate": 0.0, "paper_accuracy": None, "seconds": 1.0}
+
+
+def test_typed_results_write_the_same_json_and_files_without_parsing_names(tmp_path):
+    """Hand-made typed results through the pure tables and the writers (no training)."""
+    from rpjax._src.experiments import distillation, files, frontier, inversion
+
+    t, size = 2, 8
+    images = np.linspace(0, 1, t * size * size).reshape(t, size, size, 1)
+    settings = [(None, None), (0.1, 10)]
+    attack = {"undefended": _inversion_record(None, None, 0.9),
+              "rp": [_inversion_record(0.1, 10, 0.5)]}
+    result = inversion.InversionResult(
+        config={"image_size": size, "alpha": 0.01, "seeds": [0]}, num_identities=t,
+        target_accuracy=0.9, target_paper_accuracy=None, evaluator_accuracy=0.95,
+        chance_asr=0.5, attacks={"brep_mi": attack, "mi_face": attack}, seconds=1.0,
+        versions={},
+        grids=tuple(inversion.Grid(a, "undefended", s, n, images)
+                    for a in ("brep_mi", "mi_face") for s, n in settings),
+        per_identity=tuple(inversion.IdentitySuccess(a, "undefended", s, n, 10 + c, c, 0.5)
+                           for a in ("brep_mi", "mi_face") for s, n in settings
+                           for c in range(t)),
+        private_images=images, private_labels=np.arange(t))
+    paths = files.write_inversion(result, str(tmp_path / "inversion"))
+    written = json.loads(open(paths["summary"]).read())
+    assert list(written) == list(result.summary())
+    assert written["paper"] == inversion.InversionResult.paper
+    assert not any(k.startswith("_") for k in written)
+    rows = open(paths["csv"]).read().splitlines()
+    assert rows[0] == "attack,target_model,sigma,n,identity,class,success_rate"
+    assert rows[1] == "brep_mi,undefended,,,10,0,0.5" and len(rows) == 1 + 2 * 2 * t
+    assert "73%" in open(paths["markdown"]).read()
+    assert {os.path.basename(p) for k, p in paths.items() if k.startswith("plot")} == {
+        "asr_vs_sigma.png", "grid_brep_mi.png", "grid_mi_face.png"}
+
+    point = {"method": "none", "accuracy": 0.9, "abstain_rate": 0.0, "asr_brep_mi": 0.9,
+             "asr_mi_face": 0.9, "pareto_brep_mi": True, "pareto_mi_face": True}
+    front = frontier.FrontierResult(
+        points=[point, {**point, "method": "rp", "sigma": 0.1, "n": 10, "accuracy": 0.8,
+                        "asr_brep_mi": 0.5, "pareto_mi_face": False}],
+        config={"accountant": "rdp", "delta": 1e-5}, chance_asr=0.5, seconds=1.0, versions={})
+    paths = files.write_frontier(front, str(tmp_path / "frontier"))
+    assert json.loads(open(paths["summary"]).read())["frontier"][1]["sigma"] == 0.1
+    assert open(paths["csv"]).read().splitlines()[0].endswith(",sigma,n")
+    assert "61.7%" in open(paths["markdown"]).read()
+
+    rec = {"answered": 5, "queries": 6, "forward_passes": 6, "agreement": 0.5,
+           "student_accuracy": 0.4}
+    dist = distillation.DistillationResult(
+        agreement_undefended=0.5, agreement_rp=0.4, student_accuracy_undefended=0.4,
+        student_accuracy_rp=0.3, target_accuracy=0.9, chance=0.5, undefended=rec,
+        rp=[{"sigma": 0.1, "n": 20, **rec}], config={"budget": 6}, seconds=1.0, versions={})
+    paths = files.write_distillation(dist, str(tmp_path / "distillation"))
+    written = json.loads(open(paths["summary"]).read())
+    assert list(written) == list(dist.summary()) and written["paper"] == dist.paper
+    assert set(dist.headline()) <= set(written)

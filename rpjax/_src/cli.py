@@ -11,9 +11,8 @@ from collections.abc import Sequence
 def _certify_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from rpjax._src import report
     from rpjax._src import validate as _validate
-    from rpjax._src.experiments import certify_demo
+    from rpjax._src.experiments import certify_demo, report
     from rpjax._src.noise import MAX_ABS_UNIT_NOISE
 
     # before training: a sigma whose noise overflows float32 can certify nothing (the engine
@@ -80,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the paper's experiments on the bundled data; write OUT/report.md, "
                     "OUT/summary.json, and each experiment's JSON, CSV, Markdown and plots "
                     "under OUT/<experiment>/.")
-    rep.add_argument("experiment", nargs="?", default="all",
-                     choices=["all", "rap", "attacks", "inversion", "frontier", "distillation"],
+    from rpjax._src.experiments.reproduce import EXPERIMENTS
+
+    rep.add_argument("experiment", nargs="?", default="all", choices=["all", *EXPERIMENTS],
                      help="which experiment (default: all; frontier reuses inversion's sweep "
                           "when run together, else runs it first)")
     rep.add_argument("--quick", action="store_true",

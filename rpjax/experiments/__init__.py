@@ -1,24 +1,42 @@
-"""The paper's experiments and the `rpjax reproduce` driver: one config dataclass and one `run`
-per experiment, and the report writers."""
+"""The paper's experiments and the `rpjax reproduce` driver: one config dataclass, one `run`
+and one typed result per experiment, the shared faces setup, the registry `reproduce` runs,
+and the report writers."""
 
-from rpjax._src.checkpoint import default_cache_dir
-from rpjax._src.experiments.attacks import AttacksConfig
-from rpjax._src.experiments.distillation import DistillationConfig
-from rpjax._src.experiments.frontier import FrontierConfig
-from rpjax._src.experiments.inversion import InversionConfig
-from rpjax._src.experiments.rap import RapConfig
-from rpjax._src.experiments.reproduce import EXPERIMENTS, PRESETS, reproduce
-from rpjax._src.report import versions, write_json
+from rpjax._src.experiments.attacks import AttacksConfig, AttacksResult
+from rpjax._src.experiments.checkpoint import default_cache_dir
+from rpjax._src.experiments.distillation import DistillationConfig, DistillationResult
+from rpjax._src.experiments.faces import Faces
+from rpjax._src.experiments.faces import prepare as prepare_faces
+from rpjax._src.experiments.frontier import FrontierConfig, FrontierResult
+from rpjax._src.experiments.inversion import InversionConfig, InversionResult
+from rpjax._src.experiments.rap import RapConfig, RapResult
+from rpjax._src.experiments.report import versions, write_json
+from rpjax._src.experiments.reproduce import (
+    EXPERIMENTS,
+    PRESETS,
+    REGISTRY,
+    Experiment,
+    reproduce,
+)
 
 __all__ = [
     "AttacksConfig",
+    "AttacksResult",
     "DistillationConfig",
+    "DistillationResult",
     "EXPERIMENTS",
+    "Experiment",
+    "Faces",
     "FrontierConfig",
+    "FrontierResult",
     "InversionConfig",
+    "InversionResult",
     "PRESETS",
+    "REGISTRY",
     "RapConfig",
+    "RapResult",
     "default_cache_dir",
+    "prepare_faces",
     "reproduce",
     "versions",
     "write_json",

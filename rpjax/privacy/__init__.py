@@ -10,7 +10,13 @@ from rpjax._src.privacy.leakage import (
     outcome_probabilities,
     p1_interval_from_counts,
 )
-from rpjax._src.privacy.rap import AttributeSweep, Intervals, ape_union, attribute_intervals
+from rpjax._src.privacy.rap import (
+    READINGS,
+    AttributeSweep,
+    Intervals,
+    ape_union,
+    attribute_intervals,
+)
 from rpjax._src.privacy.release import (
     AuditRecord,
     Budget,
@@ -20,6 +26,7 @@ from rpjax._src.privacy.release import (
     RobustPrivacyRelease,
     Secret,
     advance,
+    answers_allowed,
     initial_state,
     predict_threshold_table,
     row_keys,
@@ -34,11 +41,13 @@ __all__ = [
     "Intervals",
     "LabelRelease",
     "LeakageBound",
+    "READINGS",
     "ReleaseConfig",
     "RobustPrivacyRelease",
     "Secret",
     "advance",
     "advantage_bound",
+    "answers_allowed",
     "ape_union",
     "attribute_intervals",
     "base_labels",

@@ -10,8 +10,9 @@ is a realistic face: `components` are the top-k principal directions of the publ
 `scales` the data's standard deviation along each, so the latent is whitened. `decode` is pure
 `jax.numpy` (jit / vmap / grad); pass `clip=False` for gradients through the unclipped image.
 
-`fit_vae_prior` trains a small dense variational autoencoder (Flax NNX, optax) as a learned
-alternative; `decode`, `encode` and `sample` accept either prior.
+`fit_vae_prior` trains a small dense variational autoencoder (Flax NNX, optax, with the
+training loop `rpjax.models.optimize`) as a learned alternative; `decode`, `encode` and
+`sample` accept either prior.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import optax
 from flax import nnx
 
 from rpjax._src import validate as _validate
+from rpjax.models import optimize
 
 
 class PCAPrior(NamedTuple):
@@ -282,16 +284,11 @@ def fit_vae_prior(images: Any, k: int, key: jax.Array | int, *, steps: int = 200
         kl = 0.5 * (jnp.exp(logvar) + mu**2 - 1.0 - logvar).sum(-1)
         return (rec + kl).mean()
 
-    def step(carry, i):
-        state, opt = carry
-        kb, kn = jax.random.split(jax.random.fold_in(train_key, i))
+    def grad_step(state, i, key):  # key = fold_in(train_key, i)
+        kb, kn = jax.random.split(key)
         idx = jax.random.choice(kb, flat.shape[0], (batch,), replace=False)
-        loss, grads = jax.value_and_grad(loss_fn)(state, flat[idx],
-                                                  jax.random.normal(kn, (batch, k)))
-        updates, opt = tx.update(grads, opt, state)
-        return (optax.apply_updates(state, updates), opt), loss
+        return jax.value_and_grad(loss_fn)(state, flat[idx], jax.random.normal(kn, (batch, k)))
 
-    (state, _), losses = jax.jit(lambda s, o: jax.lax.scan(step, (s, o), jnp.arange(steps)))(
-        state, tx.init(state))
+    state, losses = optimize(state, grad_step, tx, train_key, steps=steps)
     return VAEPrior(graphdef=graphdef, state=state, image_shape=tuple(x.shape[1:]),
                     latent_dim=k, losses=np.asarray(losses))

@@ -11,7 +11,8 @@ epsilon is given, the noise multiplier is calibrated by the same accountant
 the noise actually used.
 
 Variable Poisson batches are padded (with zero-weight examples, whose clipped gradient is
-zero) to one fixed size, so the whole run is one compiled `lax.scan`.
+zero) to one fixed size, so the whole run is one compiled `lax.scan`: the training loop is
+`rpjax.models.optimize`, with `dp_grad_step` as its pluggable gradient step.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from flax import nnx
 from jax_privacy import batch_selection
 
 from rpjax._src import validate as _validate
-from rpjax.models import as_apply_fn
+from rpjax.models import GradStep, as_apply_fn, optimize
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -165,6 +166,35 @@ def dp_gradient(loss: Callable[..., jax.Array], params: Any, x: jax.Array, y: ja
     return jax.tree.map(lambda g: g / denominator, jax.tree.unflatten(treedef, noisy))
 
 
+def dp_grad_step(example_loss: Callable[..., jax.Array], x: jax.Array, y: jax.Array, *,
+                 l2_clip_norm: float, noise_multiplier: float,
+                 denominator: float) -> GradStep:
+    """DP-SGD as a gradient step of `rpjax.models.optimize`.
+
+    Args:
+      example_loss: `loss(params, x [B, ...], y [B], w [B]) -> scalar`, the weighted sum of
+        the examples' losses (padding examples have w = 0).
+      x: `[N, ...]` inputs; y: `[N]` labels; the step's batch is `[B]` indices into them,
+        -1 for padding.
+      l2_clip_norm, noise_multiplier, denominator: as in `dp_gradient`.
+
+    Returns:
+      `grad_step(params, idx [B], key) -> (loss, grads)`: the privatized gradient
+      (`dp_gradient` with the step's key) and the batch's mean loss (not private;
+      diagnostics).
+    """
+
+    def grad_step(p, idx, key):
+        w = (idx >= 0).astype(jnp.float32)
+        safe = jnp.maximum(idx, 0)
+        g = dp_gradient(example_loss, p, x[safe], y[safe], w, key, l2_clip_norm=l2_clip_norm,
+                        noise_multiplier=noise_multiplier, denominator=denominator)
+        loss = example_loss(p, x[safe], y[safe], w) / jnp.maximum(w.sum(), 1.0)
+        return loss, g
+
+    return grad_step
+
+
 class DPSGDResult(NamedTuple):
     """A DP-SGD-trained classifier and its privacy accounting."""
 
@@ -223,25 +253,10 @@ def fit_dpsgd(model: nnx.Module, x: jax.typing.ArrayLike, y: jax.typing.ArrayLik
         ce = optax.softmax_cross_entropy_with_integer_labels(apply_fn(p, xb), yb)
         return jnp.sum(wb * ce)
 
-    @jax.jit
-    def run(params, batches, key):
-        def step(carry, inp):
-            p, opt = carry
-            idx, t = inp
-            w = (idx >= 0).astype(jnp.float32)
-            safe = jnp.maximum(idx, 0)
-            g = dp_gradient(example_loss, p, x[safe], y[safe], w, jax.random.fold_in(key, t),
-                            l2_clip_norm=config.l2_clip_norm, noise_multiplier=nm,
-                            denominator=q * num)
-            updates, opt = tx.update(g, opt, p)
-            loss = example_loss(p, x[safe], y[safe], w) / jnp.maximum(w.sum(), 1.0)
-            return (optax.apply_updates(p, updates), opt), loss
-
-        (params, _), losses = jax.lax.scan(
-            step, (params, tx.init(params)), (batches, jnp.arange(batches.shape[0])))
-        return params, losses
-
-    params, losses = run(params, jnp.asarray(batches), jax.random.fold_in(key, 1))
+    step = dp_grad_step(example_loss, x, y, l2_clip_norm=config.l2_clip_norm,
+                        noise_multiplier=nm, denominator=q * num)
+    params, losses = optimize(params, step, tx, jax.random.fold_in(key, 1),
+                              batches=jnp.asarray(batches))
     return DPSGDResult(apply_fn=apply_fn, params=params, losses=np.asarray(losses),
                        epsilon=epsilon, delta=config.delta, noise_multiplier=nm,
                        sampling_prob=q, steps=config.steps)

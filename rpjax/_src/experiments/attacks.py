@@ -4,8 +4,8 @@ An attacker knows every feature of a person except BMI, the base model (white bo
 release's settings, never its secret, and queries the release (`RobustPrivacyRelease`) about
 the person. From the answers it computes a posterior over BMI (uniform prior on the sweep
 range; the answer probabilities at each BMI come from the attacker's own Monte Carlo estimate
-of p_1(BMI) and the exact answer model of `rpjax._src.privacy.leakage`) and reports the posterior
-median and the central 95% credible interval. Attackers:
+of p_1(BMI) and the exact answer model of `rpjax.privacy.outcome_probabilities`) and reports
+the posterior median and the central 95% credible interval. Attackers:
 
 - (a) `radius`: one CERTIFY answer *with its radius* (what rpjax released before the label-only
   protocol; simulated by handing the attacker the owner's audit record);
@@ -19,7 +19,7 @@ median and the central 95% credible interval. Attackers:
 The distinguishing advantage is measured with the likelihood-ratio test between a person's x
 and x' (BMI moved by `delta_bmi` down or up; the larger of the two is reported) over
 `advantage_trials` trials of k answers each, beside the computed bound of
-`rpjax._src.privacy.leakage.advantage_bound` (with p_1(x) from an owner's Clopper-Pearson interval
+`rpjax.privacy.advantage_bound` (with p_1(x) from an owner's Clopper-Pearson interval
 at failure probability `beta`).
 """
 
@@ -34,22 +34,23 @@ import jax
 import numpy as np
 from scipy import stats as _sps
 
-from rpjax._src import report
+import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.certify import certify
-from rpjax._src.data import insurance
 from rpjax._src.experiments import rap as _rap
-from rpjax._src.privacy import leakage
-from rpjax._src.privacy.release import (
-    ABSTAIN,
+from rpjax._src.experiments import report
+from rpjax.data import load_insurance, train_test_split
+from rpjax.privacy import (
     Budget,
     ReleaseConfig,
     RobustPrivacyRelease,
     Secret,
+    advantage_bound,
     answers_allowed,
+    outcome_probabilities,
+    p1_interval_from_counts,
 )
-from rpjax._src.smoothing import sample_counts
 
+ABSTAIN = rpjax.ABSTAIN
 MODES = ("predict", "always_label", "certify")
 NOISE_MODES = ("fresh", "consistent")
 ATTACKERS = ("radius", "repeat", "near_duplicate", "abstention")
@@ -136,10 +137,9 @@ class _Task:
 
     def __init__(self, config: AttacksConfig, cache_dir: str | None):
         model_cfg = dataclasses.replace(config.model, cache_dir=cache_dir)
-        data = insurance.load_insurance()
+        data = load_insurance()
         y = data.labels(model_cfg.threshold)
-        train_idx, test_idx = insurance.train_test_split(len(y), model_cfg.test_fraction,
-                                                         model_cfg.seed)
+        train_idx, test_idx = train_test_split(len(y), model_cfg.test_fraction, model_cfg.seed)
         self.apply_fn, self.params, _, _ = _rap.train_base_model(model_cfg, data, train_idx)
         self.people = test_idx[: config.num_people]
         self.x = data.x[self.people].astype(np.float32)
@@ -160,9 +160,9 @@ class _Task:
 
     def p1(self, xs: np.ndarray, samples: int, key: int) -> np.ndarray:
         """The attacker's estimate of p_1 at `xs` (its own noise; Jeffreys-smoothed)."""
-        counts = np.asarray(sample_counts(self.apply_fn, self.params, xs, key,
-                                          sigma=self.sigma, n=samples, num_classes=2,
-                                          batch_size=min(len(xs), 512)))
+        counts = np.asarray(rpjax.sample_counts(self.apply_fn, self.params, xs, key,
+                                                sigma=self.sigma, n=samples, num_classes=2,
+                                                batch_size=min(len(xs), 512)))
         return (counts[:, 1] + 0.5) / (samples + 1.0)
 
 
@@ -175,7 +175,7 @@ def _posterior(loglik: np.ndarray, grid: np.ndarray) -> tuple[float, float, floa
 
 
 def _outcome_index(mode: str, labels: np.ndarray) -> np.ndarray:
-    """Column of each answer in `leakage.outcome_probabilities(mode, ...)`."""
+    """Column of each answer in `outcome_probabilities(mode, ...)`."""
     if mode == "always_label":
         return labels.astype(int)
     return labels.astype(int) + 1  # ABSTAIN, 0, 1 -> 0, 1, 2
@@ -198,16 +198,60 @@ def _radius_loglik(p1: np.ndarray, label: int, count: int, *, n: int, n0: int,
     """Log-likelihood of one CERTIFY answer with its radius (label and class count)."""
     s1 = _sps.binom.sf(n0 // 2, n0, p1)
     if label == ABSTAIN:  # radius 0: only the abstention is seen
-        abstain = leakage.outcome_probabilities("certify", p1, n=n, n0=n0, alpha=alpha)[0]
+        abstain = outcome_probabilities("certify", p1, n=n, n0=n0, alpha=alpha)[0]
         return np.log(np.clip(abstain[:, 0], 1e-300, 1.0))
     pc = p1 if label == 1 else 1.0 - p1
     sel = s1 if label == 1 else 1.0 - s1
     return np.log(np.clip(sel * _sps.binom.pmf(count, n, pc), 1e-300, 1.0))
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttacksResult:
+    """What `run` measured. `summary()` is the JSON of `summary.json`.
+
+    Attributes:
+      config: the configuration as JSON; units: the units of every number.
+      num_people: people attacked; people: their ids, BMIs, certified radii (BMI points) and
+        labels.
+      median_certified_radius_bmi: the median certified radius (BMI points).
+      rows: one record per (attacker, release mode, noise, queries): the attacker's BMI error,
+        credible interval and the people it locates inside their certified ball
+        (`errors_bmi`: each person's error).
+      advantage: measured distinguishing advantage beside the computed bound, per case.
+      budget: per release mode, the answers a per-subject budget allows and the attack
+        error with them.
+      seconds, versions: run time and numerical stack.
+    """
+
+    config: dict[str, Any]
+    units: dict[str, Any]
+    num_people: int
+    people: dict[str, list[Any]]
+    median_certified_radius_bmi: float
+    rows: list[dict[str, Any]]
+    advantage: list[dict[str, Any]]
+    budget: list[dict[str, Any]]
+    seconds: float
+    versions: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready result."""
+        return {"experiment": "attacks", "config": self.config, "units": self.units,
+                "num_people": self.num_people, "people": self.people,
+                "median_certified_radius_bmi": self.median_certified_radius_bmi,
+                "rows": self.rows, "advantage": self.advantage, "budget": self.budget,
+                "seconds": self.seconds, "versions": self.versions}
+
+    def headline(self) -> dict[str, Any]:
+        """The numbers `rpjax reproduce` puts in its own summary (per-person errors left out)."""
+        return {"rows": [{k: v for k, v in r.items() if k != "errors_bmi"} for r in self.rows],
+                "advantage": self.advantage, "budget": self.budget,
+                "median_certified_radius_bmi": self.median_certified_radius_bmi}
+
+
 def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None,
-        progress: bool = True) -> dict[str, Any]:
-    """Runs every attacker against every release and noise mode; returns the result dict."""
+        progress: bool = True) -> AttacksResult:
+    """Runs every attacker against every release and noise mode."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -216,9 +260,9 @@ def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None
     # the attacker's model: p_1 along the BMI grid for each person, then answer probabilities
     curves = np.stack([task.p1(task.with_bmi(x, task.grid), config.attacker_samples,
                                1000 + config.seed) for x in task.x])  # [P, G]
-    cert = certify(task.apply_fn, task.params, task.x, jax.random.key(config.seed + 7),
-                   sigma=config.sigma, n0=config.n0, n=config.n_certify, alpha=config.alpha,
-                   num_classes=2)
+    cert = rpjax.certify(task.apply_fn, task.params, task.x, jax.random.key(config.seed + 7),
+                         sigma=config.sigma, n0=config.n0, n=config.n_certify,
+                         alpha=config.alpha, num_classes=2)
     radius_bmi = cert.radius * task.scale
     rows: list[dict[str, Any]] = []
     jobs = [(m, nm) for m in MODES for nm in NOISE_MODES]
@@ -227,8 +271,8 @@ def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None
     for mode, noise in bar:
         bar.set_postfix(mode=mode, noise=noise)
         rel = _release(task, config, mode, noise)
-        probs = [leakage.outcome_probabilities(mode, c, n=config.n, alpha=config.alpha,
-                                               n0=config.n0)[0] for c in curves]
+        probs = [outcome_probabilities(mode, c, n=config.n, alpha=config.alpha,
+                                       n0=config.n0)[0] for c in curves]
         rep, near = _ask(task, rel, kmax)
         answers[(mode, noise)] = {"repeat": rep, "near_duplicate": near}
         for attacker, labels in (("repeat", rep), ("near_duplicate", near)):
@@ -246,22 +290,17 @@ def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None
             rows.append(_radius_attack(task, config, rel, curves, radius_bmi))
     advantage = _advantage(task, config, progress)
     budget = _budget_rows(task, config, curves, answers, radius_bmi)
-    return {
-        "experiment": "attacks",
-        "config": dataclasses.asdict(config),
-        "units": {"sigma": "standardized feature units", "bmi": "BMI points (kg/m^2)",
-                  "bmi_std": task.scale},
-        "num_people": int(len(task.people)),
-        "people": {"id": task.people.tolist(), "bmi": task.bmi.tolist(),
-                   "certified_radius_bmi": radius_bmi.tolist(),
-                   "certified_label": cert.label.tolist()},
-        "median_certified_radius_bmi": float(np.median(radius_bmi)),
-        "rows": rows,
-        "advantage": advantage,
-        "budget": budget,
-        "seconds": time.perf_counter() - t0,
-        "versions": report.versions(),
-    }
+    return AttacksResult(
+        config=dataclasses.asdict(config),
+        units={"sigma": "standardized feature units", "bmi": "BMI points (kg/m^2)",
+               "bmi_std": task.scale},
+        num_people=int(len(task.people)),
+        people={"id": task.people.tolist(), "bmi": task.bmi.tolist(),
+                "certified_radius_bmi": radius_bmi.tolist(),
+                "certified_label": cert.label.tolist()},
+        median_certified_radius_bmi=float(np.median(radius_bmi)),
+        rows=rows, advantage=advantage, budget=budget,
+        seconds=time.perf_counter() - t0, versions=report.versions())
 
 
 def _release(task, config, mode, noise, budget=None):
@@ -341,10 +380,10 @@ def _advantage(task, config, progress) -> list[dict[str, Any]]:
         points = task.with_bmi(task.x[i], [task.bmi[i], task.bmi[i] - config.delta_bmi,
                                            task.bmi[i] + config.delta_bmi])
         p_points = task.p1(points, 200_000, 2000 + config.seed)  # for the attacker's LR test
-        owner = np.asarray(sample_counts(task.apply_fn, task.params, points[:1],
-                                         jax.random.key(3000 + config.seed), sigma=config.sigma,
-                                         n=200_000, num_classes=2))
-        interval = leakage.p1_interval_from_counts(int(owner[0, 1]), 200_000, config.beta)
+        owner = np.asarray(rpjax.sample_counts(task.apply_fn, task.params, points[:1],
+                                               jax.random.key(3000 + config.seed),
+                                               sigma=config.sigma, n=200_000, num_classes=2))
+        interval = p1_interval_from_counts(int(owner[0, 1]), 200_000, config.beta)
         release_mode = "certify" if mode == "certify_radius" else mode
         rel = _release(task, config, release_mode, "fresh")
         ks = (1,) if mode == "certify_radius" else config.advantage_queries
@@ -364,10 +403,9 @@ def _advantage(task, config, progress) -> list[dict[str, Any]]:
             side = 1 if emps[1][j] >= emps[2][j] else 2
             emp = emps[side][j]
             p_model = p_points[[0, side]]
-            bound = leakage.advantage_bound(mode, sigma=config.sigma, delta=delta, n=config.n,
-                                            alpha=config.alpha, n0=config.n0, k=k,
-                                            p1_interval=interval,
-                                            failure_probability=config.beta)
+            bound = advantage_bound(mode, sigma=config.sigma, delta=delta, n=config.n,
+                                    alpha=config.alpha, n0=config.n0, k=k,
+                                    p1_interval=interval, failure_probability=config.beta)
             out.append({"mode": mode, "queries": int(k), "person": int(task.people[i]),
                         "bmi": float(task.bmi[i]), "delta_bmi": config.delta_bmi,
                         "p1_x": float(p_model[0]), "p1_x_prime": float(p_model[1]),
@@ -391,8 +429,8 @@ def _lr_decisions(mode, rec, p_model, config, trials, k_draw, ks) -> list[np.nda
                         for lab, c in zip(rec.label, counts, strict=True)])
               for p in p_model]
         return [ll[0] >= ll[1]]
-    probs = leakage.outcome_probabilities(mode, p_model, n=config.n, alpha=config.alpha,
-                                          n0=config.n0)[0]
+    probs = outcome_probabilities(mode, p_model, n=config.n, alpha=config.alpha,
+                                  n0=config.n0)[0]
     logp = np.log(np.clip(probs, 1e-300, 1.0))
     idx = _outcome_index(mode, rec.label).reshape(trials, k_draw)
     step = logp[0, idx] - logp[1, idx]  # [trials, k_draw] log LR per answer
@@ -407,14 +445,14 @@ def _budget_rows(task, config, curves, answers, radius_bmi) -> list[dict[str, An
         cfg = ReleaseConfig(sigma=config.sigma, n=config.n, n0=config.n0, alpha=config.alpha,
                             num_classes=2, mode=mode)
         k = answers_allowed(cfg, Budget(max_advantage=config.budget_advantage, delta=delta))
-        one = leakage.advantage_bound(mode, sigma=config.sigma, delta=delta, n=config.n,
-                                      alpha=config.alpha, n0=config.n0).advantage
+        one = advantage_bound(mode, sigma=config.sigma, delta=delta, n=config.n,
+                              alpha=config.alpha, n0=config.n0).advantage
         row = {"mode": mode, "max_advantage": config.budget_advantage,
                "delta_bmi": config.budget_delta_bmi, "answers_allowed": int(k),
                "one_answer_bound": one}
         if k >= 1:
-            probs = [leakage.outcome_probabilities(mode, c, n=config.n, alpha=config.alpha,
-                                                   n0=config.n0)[0] for c in curves]
+            probs = [outcome_probabilities(mode, c, n=config.n, alpha=config.alpha,
+                                           n0=config.n0)[0] for c in curves]
             labels = answers[(mode, "fresh")]["repeat"]
             kk = min(k, labels.shape[1])
             row["attack"] = _score(task, probs, labels, kk, mode, "fresh", "repeat",

@@ -1,41 +1,34 @@
-"""Writers for the adaptive-attack experiment: summary.json, Markdown tables, plots."""
+"""The adaptive-attack experiment's tables and text (pure: no plotting, no files)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import numpy as np
-
-from rpjax._src import report
-
-
-def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-ready result (it holds no arrays)."""
-    return dict(result)
+from rpjax._src.experiments import report
+from rpjax._src.experiments.attacks import AttacksResult
 
 
-def _attack_rows(result: dict[str, Any]) -> list[list[Any]]:
+def _attack_rows(result: AttacksResult) -> list[list[Any]]:
     return [[r["attacker"], r["mode"], r["noise"], r["queries"], r["median_error_bmi"],
              r["median_error_near_threshold_bmi"], r["median_interval_bmi"],
              r["median_certified_radius_bmi"],
-             f"{r['located_in_ball']}/{r['certified_people']}"] for r in result["rows"]]
+             f"{r['located_in_ball']}/{r['certified_people']}"] for r in result.rows]
 
 
-def worst_advantage_gap(result: dict[str, Any]) -> float:
+def worst_advantage_gap(result: AttacksResult) -> float:
     """Largest (empirical advantage - bound) / standard error over every measured case."""
     return max((a["empirical_advantage"] - a["bound"]) / a["standard_error"]
-               for a in result["advantage"])
+               for a in result.advantage)
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: AttacksResult) -> str:
     """The attack table, the advantage table and the budget table."""
-    cfg = result["config"]
+    cfg = result.config
     lines = [
         "# Adaptive attackers against the deployed release (insurance, BMI)",
         "",
-        f"{result['num_people']} test people; release: sigma = {cfg['sigma']} (standardized "
-        f"units; 1 std of BMI = {result['units']['bmi_std']:.4f} BMI points), n = {cfg['n']}, "
+        f"{result.num_people} test people; release: sigma = {cfg['sigma']} (standardized "
+        f"units; 1 std of BMI = {result.units['bmi_std']:.4f} BMI points), n = {cfg['n']}, "
         f"n0 = {cfg['n0']}, alpha = {cfg['alpha']}, a fixed secret (never seen by the "
         "attacker). The attacker knows the other features, the base model and the settings; "
         "it reports the posterior median of BMI (uniform prior on [10, 60], grid "
@@ -62,10 +55,10 @@ def markdown(result: dict[str, Any]) -> str:
         "## Distinguishing advantage: measured vs the computed bound",
         "",
         f"x = a person's input, x' = the same with BMI -/+ {cfg['delta_bmi']} (l2 distance "
-        f"{cfg['delta_bmi'] / result['units']['bmi_std']:.4f} std); likelihood-ratio test over "
+        f"{cfg['delta_bmi'] / result.units['bmi_std']:.4f} std); likelihood-ratio test over "
         f"{cfg['advantage_trials']} trials per hypothesis; the {cfg['advantage_people']} "
         "people closest to the threshold (where the leak is largest). Bound: "
-        "`rpjax._src.privacy.leakage.advantage_bound` with p_1(x) in a Clopper-Pearson interval "
+        "`rpjax.privacy.advantage_bound` with p_1(x) in a Clopper-Pearson interval "
         f"from 200,000 owner samples (fails with probability <= {cfg['beta']}).",
         "",
         report.markdown_table(
@@ -73,7 +66,7 @@ def markdown(result: dict[str, Any]) -> str:
              "bound"],
             [[a["mode"], a["queries"], a["bmi"], a["x_prime_bmi"], a["p1_x"], a["p1_x_prime"],
               a["empirical_advantage"], a["standard_error"], a["bound"]]
-             for a in result["advantage"]]),
+             for a in result.advantage]),
         "",
         f"Largest (measured - bound) / s.e.: {worst_advantage_gap(result):.2f} (a measured "
         "advantage above the bound by more than 3 s.e. would falsify it).",
@@ -85,7 +78,7 @@ def markdown(result: dict[str, Any]) -> str:
              "answers allowed", "attacker error with them (BMI)"],
             [[b["mode"], b["max_advantage"], b["delta_bmi"], b["one_answer_bound"],
               b["answers_allowed"], b["attack"]["median_error_bmi"] if "attack" in b
-              else "-"] for b in result["budget"]]),
+              else "-"] for b in result.budget]),
         "",
         "The budget uses the worst case over all inputs, so refusing never depends on the "
         "subject's data; a subject whose input sits where the answer distribution changes "
@@ -94,15 +87,15 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison(result: dict[str, Any]) -> str:
+def comparison(result: AttacksResult) -> str:
     """How the measurements bear on the paper's claim."""
-    rows = result["rows"]
+    rows = result.rows
     radius = next((r for r in rows if r["attacker"] == "radius"), None)
     fresh = [r for r in rows if r["attacker"] == "repeat" and r["noise"] == "fresh"]
     kmax = max(r["queries"] for r in fresh)
     best = min((r for r in fresh if r["queries"] == kmax), key=lambda r: r["median_error_bmi"])
     parts = ["The paper claims an adversary's advantage is at most alpha/2 = "
-             f"{result['config']['alpha'] / 2:g} inside the certified ball."]
+             f"{result.config['alpha'] / 2:g} inside the certified ball."]
     if radius:
         parts.append(f"One answer with its radius locates BMI to a median error of "
                      f"{radius['median_error_bmi']:.2f} points (median certified radius "
@@ -111,75 +104,9 @@ def comparison(result: dict[str, Any]) -> str:
                  f"{best['median_error_bmi']:.2f} points, and {best['located_in_ball']} of "
                  f"{best['certified_people']} certified people are located inside their own "
                  "certified ball.")
-    adv = max(result["advantage"], key=lambda a: a["empirical_advantage"])
-    parts.append(f"Largest measured advantage at a {result['config']['delta_bmi']}-point BMI "
+    adv = max(result.advantage, key=lambda a: a["empirical_advantage"])
+    parts.append(f"Largest measured advantage at a {result.config['delta_bmi']}-point BMI "
                  f"change: {adv['empirical_advantage']:.2f} ({adv['mode']}, k = "
                  f"{adv['queries']}; bound {adv['bound']:.2f}). No measured advantage exceeds "
                  f"its bound by more than {max(0.0, worst_advantage_gap(result)):.1f} s.e.")
     return " ".join(parts)
-
-
-def plots(result: dict[str, Any], out_dir: str) -> list[str]:
-    """BMI error vs queries per attacker, and measured advantage vs bound; PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    ax = axes[0]
-    series: dict[str, list[tuple[int, float]]] = {}
-    for r in result["rows"]:
-        if r["attacker"] == "radius":
-            continue
-        series.setdefault(f"{r['attacker']} / {r['mode']} / {r['noise']}", []).append(
-            (r["queries"], r["median_error_bmi"]))
-    for name, pts in sorted(series.items()):
-        k, e = zip(*sorted(pts), strict=True)
-        style = "--" if "consistent" in name else "-"
-        ax.plot(k, e, style, marker="o", markersize=3, linewidth=1, label=name)
-    radius = next((r for r in result["rows"] if r["attacker"] == "radius"), None)
-    if radius:
-        ax.scatter([1], [radius["median_error_bmi"]], marker="*", s=120, color="k",
-                   label="one answer with radius", zorder=5)
-    ax.axhline(result["median_certified_radius_bmi"], color="tab:red", linestyle=":",
-               label="median certified radius")
-    ax.set_xscale("log")
-    ax.set_xlabel("queries k")
-    ax.set_ylabel("median BMI error (points)")
-    ax.set_title("Attacker's BMI error vs queries")
-    ax.legend(fontsize=6, ncol=2)
-    ax = axes[1]
-    modes = sorted({a["mode"] for a in result["advantage"]})
-    for j, mode in enumerate(modes):
-        pts = [a for a in result["advantage"] if a["mode"] == mode]
-        ks = np.array([a["queries"] for a in pts], float) * (1 + 0.06 * j)
-        ax.scatter(ks, [a["empirical_advantage"] for a in pts], marker="o",
-                   color=f"C{j}", label=f"{mode}: measured")
-        ax.scatter(ks, [a["bound"] for a in pts], marker="_", s=200, color=f"C{j}",
-                   label=f"{mode}: bound")
-    ax.axhline(result["config"]["alpha"] / 2, color="gray", linestyle=":",
-               label="paper's alpha/2")
-    ax.set_xscale("log")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel("answers k")
-    ax.set_ylabel("distinguishing advantage")
-    ax.set_title(f"x vs BMI + {result['config']['delta_bmi']}: measured and bound")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "attacks.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
-
-
-def write(result: dict[str, Any], out_dir: str) -> dict[str, str]:
-    """Writes summary.json, report.md and attacks.png into `out_dir`."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {"summary": os.path.join(out_dir, "summary.json"),
-             "markdown": os.path.join(out_dir, "report.md")}
-    report.write_json(paths["summary"], summary(result))
-    with open(paths["markdown"], "w", encoding="utf-8") as f:
-        f.write(markdown(result))
-    (paths["plot"],) = plots(result, out_dir)
-    return paths

@@ -14,13 +14,12 @@ from typing import Any
 
 from flax import nnx
 
-from rpjax._src import report
+import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.certify import ABSTAIN, certify
-from rpjax._src.data import insurance
-from rpjax._src.models.train import TrainConfig, accuracy, fit_classifier
-from rpjax._src.stats import max_radius
-from rpjax.models import TabularMLP
+from rpjax._src.experiments import report
+from rpjax.data import DEFAULT_BMI_THRESHOLD, load_insurance, train_test_split
+from rpjax.models import TabularMLP, TrainConfig, accuracy, fit_classifier
+from rpjax.stats import max_radius
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -42,7 +41,7 @@ class DemoConfig:
     n: int = 10_000
     alpha: float = 1e-3
     num_people: int = 16
-    threshold: float = insurance.DEFAULT_THRESHOLD
+    threshold: float = DEFAULT_BMI_THRESHOLD
     train_steps: int = 1500
     seed: int = 0
     batch_size: int = 4
@@ -60,20 +59,21 @@ class DemoConfig:
 def run(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str, Any]:
     """Trains the base model, certifies `num_people` test people, returns a result dict."""
     t0 = time.perf_counter()
-    data = insurance.load_insurance()
+    data = load_insurance()
     y = data.labels(config.threshold)
-    train, test = insurance.train_test_split(len(y), 0.2, config.seed)
+    train, test = train_test_split(len(y), 0.2, config.seed)
     model = TabularMLP(data.x.shape[1], 2, rngs=nnx.Rngs(config.seed))
     fit = fit_classifier(model, data.x[train], y[train], config.seed,
                          TrainConfig(steps=config.train_steps))
     people = test[: config.num_people]
-    cert = certify(fit.apply_fn, fit.params, data.x[people], config.seed, sigma=config.sigma,
-                   n0=config.n0, n=config.n, alpha=config.alpha, num_classes=2,
-                   ids=people, batch_size=config.batch_size, progress=progress)
+    cert = rpjax.certify(fit.apply_fn, fit.params, data.x[people], config.seed,
+                         sigma=config.sigma, n0=config.n0, n=config.n, alpha=config.alpha,
+                         num_classes=2, ids=people, batch_size=config.batch_size,
+                         progress=progress)
     rows = [
         {
             "person": int(p), "bmi": float(data.bmi[p]), "true_label": int(y[p]),
-            "label": int(cert.label[i]), "abstain": bool(cert.label[i] == ABSTAIN),
+            "label": int(cert.label[i]), "abstain": bool(cert.label[i] == rpjax.ABSTAIN),
             "radius_std": float(cert.radius[i]),
             "radius_bmi": float(cert.radius[i] * data.bmi_std),
             "pa_lower": float(cert.pa_lower[i]),

@@ -11,7 +11,7 @@ on those public images. The private held-out images are never queried: they are 
 Releases: the undefended target (argmax) and RP PREDICT at each (sigma, n) of the config;
 abstentions are dropped from the student's training set (their count is reported). Each RP
 release's noise comes from its own secret (derived from the config's seed and the release's
-settings, `rpjax._src.attacks.releases.experiment_secret`, for reproducibility); the extractor's
+settings, `rpjax.attacks.experiment_secret`, for reproducibility); the extractor's
 query set is answered as the first `budget` answers of a fresh release.
 """
 
@@ -19,28 +19,23 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rpjax._src import report
 from rpjax._src import validate as _validate
-from rpjax._src.attacks import prior as prior_lib
-from rpjax._src.attacks.releases import (
-    base_release,
-    experiment_secret,
-    initial_state,
-    rp_predict_release,
-)
-from rpjax._src.experiments import inversion
-from rpjax._src.models.train import TrainConfig, fit_classifier
-from rpjax.models import FaceCNN
+from rpjax._src.experiments import inversion, paper, report
+from rpjax._src.experiments.faces import Faces, prepare
+from rpjax.attacks import base_release, experiment_secret, rp_predict_release
+from rpjax.attacks import prior as prior_lib
+from rpjax.models import FaceCNN, TrainConfig, fit_classifier
+from rpjax.privacy import initial_state
 
-PAPER = ("v2: training a student on the RP model's released labels still copies the function; "
-         "RP does not stop function-level extraction.")
+QUERY_SET = ("public identities' images (flips, brightness/contrast jitter, N(0, 0.05^2) pixel "
+             "noise) and generator-prior samples, half each")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,10 +75,10 @@ class DistillationConfig:
         return cls(**{**base, **overrides})
 
 
-def query_set(ctx: inversion.Context, budget: int, seed: int) -> np.ndarray:
+def query_set(ctx: Faces, budget: int, seed: int) -> np.ndarray:
     """`[budget, H, W, 1]` float32 queries from public images (augmented) and prior samples."""
     rng = np.random.default_rng(seed)
-    public = inversion.public_images(ctx)
+    public = ctx.public
     m = budget // 2
     x = public[rng.integers(0, len(public), m)]
     flip = rng.random(m) < 0.5
@@ -122,13 +117,71 @@ def _measure(ctx, release, xq, config, target_labels):
             "student_accuracy": float(np.mean(pred == ctx.yte))}
 
 
-def run(config: DistillationConfig = DistillationConfig(), *,
-        progress: bool = True) -> dict[str, Any]:
-    """Trains students on undefended and RP labels; returns the summary dict."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistillationResult:
+    """What `run` measured. `summary()` is the JSON of `summary.json`.
+
+    Attributes:
+      agreement_undefended, agreement_rp: share of the private held-out images on which the
+        student trained on undefended (RP, the first sigma) labels agrees with the target.
+      student_accuracy_undefended, student_accuracy_rp: those students' accuracy there.
+      target_accuracy, chance: the target's accuracy and 1 / identities.
+      undefended: the undefended release's record; rp: one record per sigma.
+      config: the configuration as JSON; seconds, versions: run time and numerical stack.
+    """
+
+    agreement_undefended: float
+    agreement_rp: float
+    student_accuracy_undefended: float
+    student_accuracy_rp: float
+    target_accuracy: float
+    chance: float
+    undefended: dict[str, Any]
+    rp: list[dict[str, Any]]
+    config: dict[str, Any]
+    seconds: float
+    versions: dict[str, Any]
+
+    paper: ClassVar[str] = paper.DISTILLATION
+    query_set: ClassVar[str] = QUERY_SET
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready result."""
+        return {"experiment": "distillation",
+                "agreement_undefended": self.agreement_undefended,
+                "agreement_rp": self.agreement_rp,
+                "student_accuracy_undefended": self.student_accuracy_undefended,
+                "student_accuracy_rp": self.student_accuracy_rp,
+                "target_accuracy": self.target_accuracy, "chance": self.chance,
+                "undefended": self.undefended, "rp": self.rp, "paper": self.paper,
+                "query_set": self.query_set, "config": self.config, "seconds": self.seconds,
+                "versions": self.versions}
+
+    def headline(self) -> dict[str, Any]:
+        """The numbers `rpjax reproduce` puts in its own summary."""
+        return {"agreement_undefended": self.agreement_undefended,
+                "agreement_rp": self.agreement_rp,
+                "student_accuracy_undefended": self.student_accuracy_undefended,
+                "student_accuracy_rp": self.student_accuracy_rp,
+                "target_accuracy": self.target_accuracy, "undefended": self.undefended,
+                "rp": self.rp}
+
+
+def run(config: DistillationConfig = DistillationConfig(), *, faces: Faces | None = None,
+        progress: bool = True) -> DistillationResult:
+    """Trains students on undefended and RP labels.
+
+    Args:
+      config: the settings.
+      faces: the shared faces setup for `config.inversion` (built here when None).
+      progress: show a progress bar.
+    """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    ctx = inversion.prepare(config.inversion)
+    ctx = prepare(config.inversion) if faces is None else faces
+    if ctx.config != config.inversion:
+        raise ValueError("faces was prepared with another inversion configuration.")
     apply_fn, params = ctx.target
     target_labels = np.asarray(jnp.argmax(jax.jit(apply_fn)(params, jnp.asarray(ctx.xte)), -1))
     xq = query_set(ctx, config.budget, config.seed)
@@ -147,18 +200,12 @@ def run(config: DistillationConfig = DistillationConfig(), *,
         bar.update(1)
     bar.close()
     head = rp[0]
-    return {
-        "experiment": "distillation",
-        "agreement_undefended": undefended["agreement"],
-        "agreement_rp": head["agreement"],
-        "student_accuracy_undefended": undefended["student_accuracy"],
-        "student_accuracy_rp": head["student_accuracy"],
-        "target_accuracy": float(np.mean(target_labels == ctx.yte)),
-        "chance": 1.0 / ctx.num_classes,
-        "undefended": undefended, "rp": rp, "paper": PAPER,
-        "query_set": "public identities' images (flips, brightness/contrast jitter, "
-                     "N(0, 0.05^2) pixel noise) and generator-prior samples, half each",
-        "config": {**{k: v for k, v in dataclasses.asdict(config).items() if k != "inversion"},
-                   "inversion": inversion.config_dict(config.inversion)},
-        "seconds": time.perf_counter() - t0, "versions": report.versions(),
-    }
+    return DistillationResult(
+        agreement_undefended=undefended["agreement"], agreement_rp=head["agreement"],
+        student_accuracy_undefended=undefended["student_accuracy"],
+        student_accuracy_rp=head["student_accuracy"],
+        target_accuracy=float(np.mean(target_labels == ctx.yte)), chance=1.0 / ctx.num_classes,
+        undefended=undefended, rp=rp,
+        config={**{k: v for k, v in dataclasses.asdict(config).items() if k != "inversion"},
+                "inversion": inversion.config_dict(config.inversion)},
+        seconds=time.perf_counter() - t0, versions=report.versions())

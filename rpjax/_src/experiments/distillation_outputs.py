@@ -1,19 +1,17 @@
-"""Writers for the distillation experiment."""
+"""The distillation experiment's table and text (pure: no files)."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from rpjax._src import report
+from rpjax._src.experiments import report
+from rpjax._src.experiments.distillation import DistillationResult
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: DistillationResult) -> str:
     """The agreement/accuracy table and the comparison with the paper's scope boundary."""
-    cfg = result["config"]
-    rows = [["none (argmax)", "-", "-", result["undefended"]["answered"],
-             result["agreement_undefended"], result["student_accuracy_undefended"]]]
-    for r in result["rp"]:
+    cfg = result.config
+    rows = [["none (argmax)", "-", "-", result.undefended["answered"],
+             result.agreement_undefended, result.student_accuracy_undefended]]
+    for r in result.rp:
         rows.append(["RP predict", r["sigma"], r["n"], r["answered"], r["agreement"],
                      r["student_accuracy"]])
     headers = ["release", "sigma", "n", "labels answered", "student-target agreement",
@@ -21,33 +19,22 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join([
         "# Distillation boundary (Olivetti faces)", "",
         f"An extractor spends {cfg['budget']} label queries on a query set it can build "
-        f"without the private training images ({result['query_set']}), trains a student "
+        f"without the private training images ({result.query_set}), trains a student "
         "(target architecture, another seed) on the answers (abstentions dropped), and is "
         "judged on the private held-out images: agreement with the undefended target's labels "
-        f"and accuracy (target accuracy {result['target_accuracy']:.3f}, chance "
-        f"{result['chance']:.3f}).", "",
+        f"and accuracy (target accuracy {result.target_accuracy:.3f}, chance "
+        f"{result.chance:.3f}).", "",
         report.markdown_table(headers, rows), "",
         "## Beside the paper", "", comparison(result), ""])
 
 
-def comparison(result: dict[str, Any]) -> str:
+def comparison(result: DistillationResult) -> str:
     """Whether the student copies the function through RP, as the paper's v2 says."""
-    und, rp = result["agreement_undefended"], result["agreement_rp"]
+    und, rp = result.agreement_undefended, result.agreement_rp
     verdict = ("RP leaves most of the function extractable, as the paper's v2 says"
                if rp >= 0.5 * und else
                "RP's abstentions and noise cut the extraction much more than the paper's v2 "
                "suggests at this scale")
-    return (f"Paper: {result['paper']} Here the student agrees with the target on {rp:.2f} of "
-            f"the held-out images when trained on RP labels (sigma {result['rp'][0]['sigma']}, "
-            f"n {result['rp'][0]['n']}) vs {und:.2f} on undefended labels: {verdict}.")
-
-
-def write(result: dict[str, Any], out_dir: str) -> dict[str, str]:
-    """Writes summary.json and report.md under `out_dir`."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {"summary": os.path.join(out_dir, "summary.json"),
-             "markdown": os.path.join(out_dir, "report.md")}
-    report.write_json(paths["summary"], result)
-    with open(paths["markdown"], "w", encoding="utf-8") as f:
-        f.write(markdown(result))
-    return paths
+    return (f"Paper: {result.paper} Here the student agrees with the target on {rp:.2f} of "
+            f"the held-out images when trained on RP labels (sigma {result.rp[0]['sigma']}, "
+            f"n {result.rp[0]['n']}) vs {und:.2f} on undefended labels: {verdict}.")

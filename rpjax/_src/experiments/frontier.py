@@ -1,7 +1,8 @@
 """The privacy-utility frontier (PAPER.md s4, v2): RP against DP-SGD and label baselines.
 
 Every defence is a point (held-out accuracy, ASR) per attack, on the same private identities,
-evaluator and attacker prior as the inversion experiment (`rpjax._src.experiments.inversion`):
+evaluator and attacker prior as the inversion experiment (the shared faces setup,
+`rpjax._src.experiments.faces`):
 
 - `none`: the undefended target; `rp`: Robust Privacy at each (sigma, n) of the inversion
   sweep (the smoothed undefended target, and the Gaussian-augmented targets when run);
@@ -18,9 +19,9 @@ A point is on the Pareto front of an attack when no other point has accuracy at 
 high and ASR at least as low, one of them strictly.
 
 Every label release draws its randomness from its own secret and answer counter
-(`rpjax._src.privacy.release`), never from the attacker; for reproducibility the baselines'
+(`rpjax.privacy.LabelRelease`), never from the attacker; for reproducibility the baselines'
 secrets are derived from the inversion seed and their settings
-(`rpjax._src.attacks.releases.experiment_secret`).
+(`rpjax.attacks.experiment_secret`).
 """
 
 from __future__ import annotations
@@ -28,23 +29,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from flax import nnx
 
-from rpjax._src import checkpoint, report
 from rpjax._src import validate as _validate
-from rpjax._src.attacks.releases import base_release, experiment_secret
-from rpjax._src.baselines import dpsgd, labels
-from rpjax._src.data import olivetti
-from rpjax._src.experiments import inversion
+from rpjax._src.experiments import checkpoint, inversion, paper, report
+from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
+from rpjax.attacks import base_release, experiment_secret
+from rpjax.baselines import (
+    DPSGDConfig,
+    calibrate_noise_multiplier,
+    dpsgd_epsilon,
+    fit_dpsgd,
+    output_noise_release,
+    random_abstain_release,
+    randomized_response_release,
+)
+from rpjax.data import OLIVETTI_SHA256
 from rpjax.models import FaceCNN, as_apply_fn
 
-PAPER_POINTS = [
-    {"method": "rp", "label": "paper: RP (CelebA)", "accuracy": 0.984, "asr": 0.21},
-    {"method": "dpsgd", "label": "paper: DP-SGD (CelebA)", "accuracy": 0.617, "asr": 0.21},
-]
 METHODS = ("none", "rp", "dpsgd", "randomized_response", "abstain", "output_noise")
 
 
@@ -126,26 +131,25 @@ def _point(method, params, util, brep, face, **extra) -> dict[str, Any]:
             "asr_mi_face": face["asr"], "asr_mi_face_std": face.get("asr_std"), **extra}
 
 
-def _dpsgd_model(ctx: inversion.Context, config: FrontierConfig, epsilon: float):
+def _dpsgd_model(ctx: Faces, config: FrontierConfig, epsilon: float):
     c = ctx.config
     model = FaceCNN(ctx.num_classes, channels=c.target_channels, dense=c.target_dense,
                     image_size=c.image_size, rngs=nnx.Rngs(c.seed))
     apply_fn, template = as_apply_fn(model)
-    dcfg = dpsgd.DPSGDConfig(target_epsilon=epsilon, delta=config.delta,
+    dcfg = DPSGDConfig(target_epsilon=epsilon, delta=config.delta,
                              l2_clip_norm=config.dpsgd_clip,
                              expected_batch_size=config.dpsgd_batch, steps=config.dpsgd_steps,
                              learning_rate=config.dpsgd_lr, accountant=config.accountant)
-    tag = {"name": "olivetti-dpsgd", "data": olivetti.SHA256, "dpsgd": dataclasses.asdict(dcfg),
+    tag = {"name": "olivetti-dpsgd", "data": OLIVETTI_SHA256, "dpsgd": dataclasses.asdict(dcfg),
            "channels": list(c.target_channels), "dense": c.target_dense, "seed": c.seed,
            "num_private": c.num_private, "held_out": c.held_out, "image_size": c.image_size,
            "split_seed": c.seed}
     params, _ = checkpoint.load_or_train(
-        c.cache_dir, tag, template,
-        lambda: dpsgd.fit_dpsgd(model, ctx.xtr, ctx.ytr, c.seed, dcfg).params)
+        c.cache_dir, tag, template, lambda: fit_dpsgd(model, ctx.xtr, ctx.ytr, c.seed, dcfg).params)
     # the accounting is a pure function of the configuration: recompute it for cached models
     q = min(1.0, dcfg.expected_batch_size / ctx.xtr.shape[0])
-    nm = dpsgd.calibrate_noise_multiplier(epsilon, q, dcfg.steps, dcfg.delta, dcfg.accountant)
-    eps = dpsgd.dpsgd_epsilon(nm, q, dcfg.steps, dcfg.delta, dcfg.accountant)
+    nm = calibrate_noise_multiplier(epsilon, q, dcfg.steps, dcfg.delta, dcfg.accountant)
+    eps = dpsgd_epsilon(nm, q, dcfg.steps, dcfg.delta, dcfg.accountant)
     return apply_fn, params, {"epsilon": eps, "delta": dcfg.delta, "noise_multiplier": nm,
                               "sampling_prob": q, "steps": dcfg.steps,
                               "l2_clip_norm": dcfg.l2_clip_norm}
@@ -155,21 +159,62 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FrontierResult:
+    """What `run` measured. `summary()` is the JSON of `summary.json`.
+
+    Attributes:
+      points: one record per defence setting (`method`, its parameters, `accuracy`,
+        `abstain_rate`, `asr_brep_mi`, `asr_mi_face`, `pareto_brep_mi`, `pareto_mi_face`, ...).
+      config: the configuration as JSON (the inversion's under `inversion`).
+      chance_asr: 1 / private identities; seconds, versions: run time and numerical stack.
+    """
+
+    points: list[dict[str, Any]]
+    config: dict[str, Any]
+    chance_asr: float
+    seconds: float
+    versions: dict[str, Any]
+
+    paper: ClassVar[list[dict[str, Any]]] = paper.FRONTIER_POINTS
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready result."""
+        return {"experiment": "frontier", "frontier": self.points, "paper": self.paper,
+                "config": self.config, "chance_asr": self.chance_asr, "seconds": self.seconds,
+                "versions": self.versions}
+
+    def headline(self) -> dict[str, Any]:
+        """The numbers `rpjax reproduce` puts in its own summary (the points are added under
+        `frontier` there)."""
+        return {"chance_asr": self.chance_asr}
+
+
 def run(config: FrontierConfig = FrontierConfig(), *,
-        inversion_result: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Builds every frontier point; reuses `inversion_result` (from the same inversion
-    configuration) for the undefended and RP points, else runs that experiment first."""
+        inversion_result: inversion.InversionResult | None = None, faces: Faces | None = None,
+        progress: bool = True) -> FrontierResult:
+    """Builds every frontier point.
+
+    Args:
+      config: the settings.
+      inversion_result: the inversion experiment's result for `config.inversion`, whose
+        undefended and RP points the frontier reuses (run first when None).
+      faces: the shared faces setup for `config.inversion` (built here when None).
+      progress: show a progress bar.
+    """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     inv_cfg = config.inversion
+    ctx = prepare(inv_cfg) if faces is None else faces
+    if ctx.config != inv_cfg:
+        raise ValueError("faces was prepared with another inversion configuration.")
     if inversion_result is None:
-        inversion_result = inversion.run(inv_cfg, progress=progress)
-    elif _plain(inversion_result["config"]) != _plain(inversion.config_dict(inv_cfg)):
+        inversion_result = inversion.run(inv_cfg, faces=ctx, progress=progress)
+    elif _plain(inversion_result.config) != _plain(inversion.config_dict(inv_cfg)):
         raise ValueError("inversion_result was made with another inversion configuration.")
-    ctx = inversion.prepare(inv_cfg)
     seeds = config.seeds or inv_cfg.seeds
-    attacks = inversion_result["attacks"]
+    attacks = inversion_result.attacks
     points: list[dict[str, Any]] = [_point(
         "none", {}, attacks["brep_mi"]["undefended"], attacks["brep_mi"]["undefended"],
         attacks["mi_face"]["undefended"])]
@@ -185,12 +230,12 @@ def run(config: FrontierConfig = FrontierConfig(), *,
         return experiment_secret(inv_cfg.seed, f"frontier/{method}", value)
 
     releases = (
-        [("randomized_response", {"p": p}, labels.randomized_response_release(
+        [("randomized_response", {"p": p}, randomized_response_release(
             apply_fn, params, p=p, num_classes=ctx.num_classes,
             secret=secret("randomized_response", p))) for p in config.rr_keep]
-        + [("abstain", {"q": q}, labels.random_abstain_release(
+        + [("abstain", {"q": q}, random_abstain_release(
             apply_fn, params, q=q, secret=secret("abstain", q))) for q in config.abstain_q]
-        + [("output_noise", {"scale": s}, labels.output_noise_release(
+        + [("output_noise", {"scale": s}, output_noise_release(
             apply_fn, params, scale=s, secret=secret("output_noise", s)))
            for s in config.output_noise])
     bar = tqdm(total=len(releases) + len(config.epsilons), desc="frontier", unit="point",
@@ -198,7 +243,7 @@ def run(config: FrontierConfig = FrontierConfig(), *,
     for method, prm, release in releases:
         bar.set_postfix(method=method, **prm)
         util = ctx.release_utility(apply_fn, params, release)
-        brep = inversion.aggregate_runs(ctx.brep(release, seeds))
+        brep = aggregate_runs(ctx.brep(release, seeds))
         points.append(_point(method, prm, util, brep, undefended_face,
                              mi_face_bypasses_release=True))
         bar.update(1)
@@ -206,8 +251,8 @@ def run(config: FrontierConfig = FrontierConfig(), *,
         bar.set_postfix(method="dpsgd", epsilon=eps)
         d_fn, d_params, acct = _dpsgd_model(ctx, config, eps)
         util = ctx.utility(d_fn, d_params)
-        brep = inversion.aggregate_runs(ctx.brep(base_release(d_fn, d_params), seeds))
-        face = inversion.aggregate_runs([ctx.mi_face(d_fn, d_params, None, s) for s in seeds])
+        brep = aggregate_runs(ctx.brep(base_release(d_fn, d_params), seeds))
+        face = aggregate_runs([ctx.mi_face(d_fn, d_params, None, s) for s in seeds])
         points.append(_point("dpsgd", {"target_epsilon": eps}, util, brep, face, **acct))
         bar.update(1)
     bar.close()
@@ -215,9 +260,9 @@ def run(config: FrontierConfig = FrontierConfig(), *,
         mask = pareto_mask([p["accuracy"] for p in points], [p[f"asr_{attack}"] for p in points])
         for p, m in zip(points, mask, strict=True):
             p[f"pareto_{attack}"] = bool(m)
-    return {"experiment": "frontier", "frontier": points, "paper": PAPER_POINTS,
-            "config": {**{k: v for k, v in dataclasses.asdict(config).items()
-                          if k != "inversion"},
-                       "inversion": inversion.config_dict(inv_cfg)},
-            "chance_asr": 1.0 / ctx.num_classes,
-            "seconds": time.perf_counter() - t0, "versions": report.versions()}
+    return FrontierResult(
+        points=points,
+        config={**{k: v for k, v in dataclasses.asdict(config).items() if k != "inversion"},
+                "inversion": inversion.config_dict(inv_cfg)},
+        chance_asr=1.0 / ctx.num_classes, seconds=time.perf_counter() - t0,
+        versions=report.versions())

@@ -1,17 +1,13 @@
-"""Writers for the frontier experiment: table, Pareto plots, CSV, and the paper comparison."""
+"""The frontier experiment's tables and text (pure: no plotting, no files)."""
 
 from __future__ import annotations
 
-import csv
-import os
 from typing import Any
 
-from rpjax._src import report
+from rpjax._src.experiments import paper, report
+from rpjax._src.experiments.frontier import FrontierResult
 
 _PARAMS = ("sigma", "n", "target", "target_epsilon", "epsilon", "p", "q", "scale")
-_MARKERS = {"none": ("k", "*"), "rp": ("tab:blue", "o"), "dpsgd": ("tab:red", "s"),
-            "randomized_response": ("tab:green", "^"), "abstain": ("tab:purple", "v"),
-            "output_noise": ("tab:orange", "D")}
 
 
 def describe(point: dict[str, Any]) -> str:
@@ -24,21 +20,18 @@ def describe(point: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def write_csv(result: dict[str, Any], path: str) -> None:
-    """One row per frontier point."""
+def csv_header(result: FrontierResult) -> list[str]:
+    """The columns of the points CSV: every key of any point, in order of appearance."""
     keys: list[str] = []
-    for p in result["frontier"]:
+    for p in result.points:
         keys += [k for k in p if k not in keys]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(result["frontier"])
+    return keys
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: FrontierResult) -> str:
     """The table of every point (Pareto membership marked) and the comparison with the paper."""
     rows = []
-    for p in result["frontier"]:
+    for p in result.points:
         rows.append([p["method"], describe(p), p["accuracy"], p["abstain_rate"],
                      p["asr_brep_mi"], p["asr_mi_face"],
                      "yes" if p["pareto_brep_mi"] else "", "yes" if p["pareto_mi_face"] else ""])
@@ -46,8 +39,8 @@ def markdown(result: dict[str, Any]) -> str:
                "front (BREP)", "front (MI-Face)"]
     lines = ["# Privacy-utility frontier (Olivetti faces)", "",
              f"Held-out accuracy (abstentions count as errors) against attack success, chance "
-             f"ASR {result['chance_asr']:.3f}. DP-SGD epsilon is the accountant's "
-             f"({result['config']['accountant']}, delta = {result['config']['delta']}). "
+             f"ASR {result.chance_asr:.3f}. DP-SGD epsilon is the accountant's "
+             f"({result.config['accountant']}, delta = {result.config['delta']}). "
              "Label baselines leave the white-box model unchanged: their MI-Face ASR is the "
              "undefended one.", "",
              report.markdown_table(headers, rows), "", "## Beside the paper", "",
@@ -60,12 +53,14 @@ def _best_at(points, attack, max_asr):
     return max(ok, key=lambda p: p["accuracy"]) if ok else None
 
 
-def comparison(result: dict[str, Any]) -> str:
+def comparison(result: FrontierResult) -> str:
     """Where the measured frontier agrees or disagrees with the paper's v2 claim."""
-    pts = result["frontier"]
+    pts = result.points
     by = {m: [p for p in pts if p["method"] == m] for m in {p["method"] for p in pts}}
-    out = ["Paper (CelebA, v2): RP keeps 98.4% accuracy at 21% BREP-MI ASR, DP-SGD drops to "
-           "61.7% for a comparable ASR, and randomized response is dominated."]
+    ref = {p["method"]: p for p in paper.FRONTIER_POINTS}
+    out = [f"Paper (CelebA, v2): RP keeps {ref['rp']['accuracy']:.1%} accuracy at "
+           f"{ref['rp']['asr']:.0%} BREP-MI ASR, DP-SGD drops to {ref['dpsgd']['accuracy']:.1%} "
+           "for a comparable ASR, and randomized response is dominated."]
     none = by["none"][0]
     out.append(f"Here the undefended target has accuracy {none['accuracy']:.3f} at BREP-MI ASR "
                f"{none['asr_brep_mi']:.2f}.")
@@ -93,55 +88,3 @@ def comparison(result: dict[str, Any]) -> str:
         out.append(f"{len(dominated)} of {len(rr)} randomized-response points are dominated "
                    "(BREP-MI) by an RP point.")
     return " ".join(out)
-
-
-def plot(result: dict[str, Any], out_dir: str) -> str:
-    """Accuracy vs ASR, one panel per attack, Pareto front drawn, paper points beside."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pts = result["frontier"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
-    for ax, (attack, name) in zip(axes, (("brep_mi", "BREP-MI"), ("mi_face", "MI-Face")),
-                                  strict=True):
-        for method in dict.fromkeys(p["method"] for p in pts):
-            color, marker = _MARKERS.get(method, ("gray", "x"))
-            sel = [p for p in pts if p["method"] == method]
-            ax.scatter([p[f"asr_{attack}"] for p in sel], [p["accuracy"] for p in sel],
-                       c=color, marker=marker, label=method, s=40, alpha=0.8)
-        front = sorted((p for p in pts if p[f"pareto_{attack}"]),
-                       key=lambda p: p[f"asr_{attack}"])
-        ax.step([p[f"asr_{attack}"] for p in front], [p["accuracy"] for p in front],
-                where="post", color="k", linewidth=1, label="Pareto front")
-        if attack == "brep_mi":
-            for p in result["paper"]:
-                color, marker = _MARKERS.get(p["method"], ("gray", "x"))
-                ax.scatter([p["asr"]], [p["accuracy"]], facecolors="none", edgecolors=color,
-                           marker=marker, s=90, label=p["label"])
-        ax.axvline(result["chance_asr"], color="gray", linestyle=":", label="chance ASR")
-        ax.set_xlabel(f"{name} attack success rate")
-        ax.set_title(name)
-        ax.set_xlim(-0.02, 1.02)
-        ax.legend(fontsize=7, loc="lower right")
-    axes[0].set_ylabel("held-out accuracy (abstain = error)")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "frontier.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def write(result: dict[str, Any], out_dir: str) -> dict[str, str]:
-    """Writes summary.json, points.csv, report.md and frontier.png under `out_dir`."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {"summary": os.path.join(out_dir, "summary.json"),
-             "csv": os.path.join(out_dir, "points.csv"),
-             "markdown": os.path.join(out_dir, "report.md")}
-    report.write_json(paths["summary"], result)
-    write_csv(result, paths["csv"])
-    with open(paths["markdown"], "w", encoding="utf-8") as f:
-        f.write(markdown(result))
-    paths["plot"] = plot(result, out_dir)
-    return paths

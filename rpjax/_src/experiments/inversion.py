@@ -6,46 +6,41 @@ public identities train the attacker's PCA generator prior. BREP-MI (label-only)
 identity at once, against the undefended target and against RP releases for each
 (sigma, n), over several attack seeds. Utility is measured on held-out private images.
 
-Each RP release is the deployed protocol (`rpjax._src.privacy.release`, traced): its noise comes
+Each RP release is the deployed protocol (`rpjax.privacy.LabelRelease`, traced): its noise comes
 from its own secret and answer counter, never from the attacker. For reproducibility the
 secret is derived from the experiment's seed and the release's settings
-(`rpjax._src.attacks.releases.experiment_secret`); the attack seeds drive only the attacker's
+(`rpjax.attacks.experiment_secret`); the attack seeds drive only the attacker's
 sampling, and the seeds' attacks run one after another against the same release (the answer
 counter carries over from one to the next, as for a deployed release).
 
-CPU scale: images are average-pooled to `image_size` (32 by default; 64 in `full`), which
-makes noise generation and the base model 4x cheaper. Sigma is in pixel units ([0, 1]).
+The data, the target, the evaluator and the prior are the shared faces setup
+(`rpjax._src.experiments.faces`), which `rpjax reproduce` builds once for this experiment, the
+frontier and the distillation. Sigma is in pixel units ([0, 1]).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from rpjax._src import checkpoint, report
+import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.attacks import metrics
-from rpjax._src.attacks import prior as prior_lib
-from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax._src.attacks.releases import (
+from rpjax._src.experiments import paper, report
+from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
+from rpjax.attacks import (
+    BrepConfig,
+    MIFaceConfig,
     base_release,
     experiment_secret,
-    initial_state,
+    mi_face_pixels,
     rp_predict_release,
 )
-from rpjax._src.certify import predict
-from rpjax._src.data import olivetti
-from rpjax._src.models.train import TrainConfig, fit_classifier
-from rpjax.models import FaceCNN, as_apply_fn
-
-PAPER = {"undefended_asr": 0.73, "rp": [{"sigma": 0.03, "asr": 0.44},
-                                        {"sigma": 0.1, "asr": 0.04}]}
+from rpjax.attacks import prior as prior_lib
+from rpjax.privacy import initial_state
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -138,48 +133,6 @@ class InversionConfig:
         return cls(**{**base, **overrides})
 
 
-def _pool(images: np.ndarray, size: int) -> np.ndarray:
-    f = images.shape[1] // size
-    n, h, w, c = images.shape
-    return images.reshape(n, h // f, f, w // f, f, c).mean(axis=(2, 4)).astype(np.float32)
-
-
-def _train(config, name, channels, dense, steps, noise, x, y, seed):
-    model = FaceCNN(int(y.max()) + 1, channels=channels, dense=dense,
-                    image_size=config.image_size, rngs=nnx.Rngs(seed))
-    apply_fn, template = as_apply_fn(model)
-    tcfg = TrainConfig(steps=steps, batch_size=32, learning_rate=1e-3, noise_sigma=noise)
-    tag = {"name": name, "data": olivetti.SHA256, "channels": list(channels), "dense": dense,
-           "train": dataclasses.asdict(tcfg), "seed": seed, "num_private": config.num_private,
-           "held_out": config.held_out, "image_size": config.image_size,
-           "split_seed": config.seed, "jax": jax.__version__}
-    params, _ = checkpoint.load_or_train(
-        config.cache_dir, tag, template,
-        lambda: fit_classifier(model, x, y, seed, tcfg).params)
-    return apply_fn, params
-
-
-class _Judge(NamedTuple):
-    """The evaluation classifier and the private images the reconstructions are judged by."""
-
-    logits: Any
-    features: Any
-    private_x: np.ndarray
-    private_y: np.ndarray
-
-    def score(self, images, targets, valid=None) -> dict[str, np.ndarray]:
-        out = metrics.attack_success(self.logits, images, targets, valid=valid)
-        out["distance"] = metrics.nearest_private_distance(
-            self.features, images, targets, self.private_x, self.private_y)
-        return out
-
-
-def _features_fn(config, channels, dense, params):
-    graphdef = nnx.split(FaceCNN(config.num_private, channels=channels, dense=dense,
-                                 image_size=config.image_size, rngs=nnx.Rngs(0)))[0]
-    return jax.jit(lambda x: nnx.merge(graphdef, params).features(x))
-
-
 def _release_for(apply_fn, params, sigma, n, alpha, num_classes, *, seed, name):
     """The undefended argmax (sigma None) or RP PREDICT with the reproducible secret
     `experiment_secret(seed, name, sigma, n)` (a deployment draws `Secret.generate()`)."""
@@ -190,152 +143,97 @@ def _release_for(apply_fn, params, sigma, n, alpha, num_classes, *, seed, name):
                               secret=experiment_secret(seed, name, sigma, n))
 
 
-def _brep_runs(release, decode, targets, seeds, config):
-    """BREP-MI against one release for each attack seed in turn, the release's answer
-    counter carried from one attack to the next; the `BrepResult`s."""
-    state, out = initial_state(), []
-    for seed in seeds:
-        res = brep_mi(release, decode, targets, seed, config.brep, latent_dim=config.prior_k,
-                      release_state=state)
-        state = res.release_state
-        out.append(res)
-    return out
+class Grid(NamedTuple):
+    """The reconstructions of the first attack seed in one setting (for the image grids)."""
+
+    attack: str  # "brep_mi" or "mi_face"
+    target: str  # the target model: "undefended" or "augmented"
+    sigma: float | None  # None: the undefended release
+    n: int | None
+    images: np.ndarray  # [T, H, W, 1], one per attacked class
 
 
-def _brep_record(res, judge, decode, targets, config):
-    images = decode(jnp.asarray(res.latents))
-    final = judge.score(images, targets, valid=res.found)
-    initial = metrics.attack_success(judge.logits, decode(jnp.asarray(res.initial)), targets,
-                                     valid=res.found)
-    found = res.found
-    return {
-        "distance": float(np.mean(final["distance"])),
-        "asr": float(final["top1"].mean()),
-        "asr_top5": float(final["top5"].mean()),
-        "asr_initial": float(initial["top1"].mean()),
-        "initial_found": int(found.sum()),
-        "asr_among_found": float(final["top1"][found].mean()) if found.any() else 0.0,
-        "queries": float(res.queries.mean()),
-        "forward_passes": float(res.forward_passes.mean()),
-        "success": final["top1"], "images": np.asarray(images),
-    }
+class IdentitySuccess(NamedTuple):
+    """One attacked identity's success rate over the seeds in one setting."""
+
+    attack: str
+    target_model: str
+    sigma: float | None
+    n: int | None
+    identity: int  # the Olivetti identity
+    cls: int  # its class in the target (written as `class`)
+    success_rate: float
 
 
-def aggregate_runs(records: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("asr", "asr_top5", "asr_initial", "initial_found", "asr_among_found", "queries",
-            "forward_passes", "distance")
-    out: dict[str, Any] = {}
-    for k in keys:
-        vals = [r[k] for r in records if k in r]
-        if vals:
-            out[k] = float(np.mean(vals))
-            if k == "asr":
-                out["asr_std"] = float(np.std(vals))
-                out["asr_per_seed"] = [float(v) for v in vals]
-    return out
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InversionResult:
+    """What `run` measured. `summary()` is the JSON of `summary.json`.
+
+    Attributes:
+      config: the configuration as JSON (`config_dict`).
+      num_identities, chance_asr: private identities and 1 / that.
+      target_accuracy, target_paper_accuracy, evaluator_accuracy: held-out utilities.
+      attacks: per attack (`brep_mi`, `mi_face`), the records `undefended`, `rp` (a list over
+        the sweep) and those of augmented targets (`rp_augmented`, ...), and `mi_face_pixels`.
+      seconds, versions: run time and the numerical stack.
+      grids: the first seed's reconstructions of every setting; per_identity: success rate
+        of every identity in every setting; private_images, private_labels: the held-out
+        private images and classes (the grids' first column).
+    """
+
+    config: dict[str, Any]
+    num_identities: int
+    target_accuracy: float
+    target_paper_accuracy: float | None
+    evaluator_accuracy: float
+    chance_asr: float
+    attacks: dict[str, Any]
+    seconds: float
+    versions: dict[str, Any]
+    grids: tuple[Grid, ...]
+    per_identity: tuple[IdentitySuccess, ...]
+    private_images: np.ndarray
+    private_labels: np.ndarray
+
+    paper: ClassVar[dict[str, Any]] = paper.INVERSION
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready result (images and per-identity rows left out)."""
+        return {"experiment": "inversion", "config": self.config,
+                "num_identities": self.num_identities, "target_accuracy": self.target_accuracy,
+                "target_paper_accuracy": self.target_paper_accuracy,
+                "evaluator_accuracy": self.evaluator_accuracy, "chance_asr": self.chance_asr,
+                "attacks": self.attacks, "paper": self.paper, "seconds": self.seconds,
+                "versions": self.versions}
+
+    def headline(self) -> dict[str, Any]:
+        """The numbers `rpjax reproduce` puts in its own summary."""
+        return {"target_accuracy": self.target_accuracy,
+                "evaluator_accuracy": self.evaluator_accuracy,
+                "num_identities": self.num_identities, "chance_asr": self.chance_asr,
+                "attacks": self.attacks}
 
 
-class Context(NamedTuple):
-    """Everything the attacks need, built once per configuration by `prepare`."""
+def run(config: InversionConfig = InversionConfig(), *, faces: Faces | None = None,
+        progress: bool = True) -> InversionResult:
+    """Runs both attacks over the sweep.
 
-    config: InversionConfig
-    split: olivetti.FaceSplit
-    xtr: np.ndarray
-    ytr: np.ndarray
-    xte: np.ndarray
-    yte: np.ndarray
-    target: tuple[Any, Any]  # (apply_fn, params) of the undefended target
-    evaluator: Any  # jitted x -> logits of the evaluation classifier
-    judge: _Judge
-    prior: Any
-    decode: Any  # jitted z [b, k] -> images
-    targets: np.ndarray  # [T] the attacked classes
-
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_private
-
-    def train_target(self, name: str, noise: float = 0.0) -> tuple[Any, Any]:
-        """A target-architecture model trained on the private images (cached)."""
-        c = self.config
-        return _train(c, name, c.target_channels, c.target_dense, c.target_steps, noise,
-                      self.xtr, self.ytr, c.seed)
-
-    def utility(self, apply_fn, params, labels=None) -> dict[str, Any]:
-        """Held-out accuracy (and the paper's metric) of released `labels` (default: the
-        base argmax); the confidence ranking is always the base model's."""
-        probs = jax.nn.softmax(jax.jit(apply_fn)(params, jnp.asarray(self.xte)))
-        conf = np.asarray(probs)[np.arange(len(self.yte)), self.yte]
-        if labels is None:
-            labels = np.asarray(jnp.argmax(probs, axis=-1))
-        return metrics.release_utility(labels, self.yte, conf)
-
-    def release_utility(self, apply_fn, params, release) -> dict[str, Any]:
-        """Utility of a `LabelRelease` queried once on every held-out image (a fresh
-        release: its answers 0 .. N - 1; the noise is the release's own)."""
-        labels, _ = jax.jit(release.fn)(jnp.asarray(self.xte), initial_state())
-        return self.utility(apply_fn, params, np.asarray(labels))
-
-    def brep(self, release, seeds) -> list[dict[str, Any]]:
-        """BREP-MI against `release`, one record per attack seed; the seeds attack the one
-        release in turn (its answer counter carries over)."""
-        c = self.config
-        return [_brep_record(res, self.judge, self.decode, self.targets, c)
-                for res in _brep_runs(release, self.decode, self.targets, seeds, c)]
-
-    def mi_face(self, apply_fn, params, sigma, seed) -> dict[str, Any]:
-        """MI-Face in the prior's latent space against the model (smoothed when sigma)."""
-        from rpjax._src.attacks import mi_face
-        return _mi_face_record(mi_face, apply_fn, params, sigma, seed, self.decode, self.judge,
-                               self.targets, self.config)
-
-
-def prepare(config: InversionConfig = InversionConfig()) -> Context:
-    """Loads and splits the faces, trains (or loads) the target and the evaluator, fits the
-    attacker's prior on the public identities."""
-    data = olivetti.load_olivetti()
-    images = _pool(data.images, config.image_size)
-    split = olivetti.split_identities(data.labels, num_private=config.num_private,
-                                      held_out_per_identity=config.held_out, seed=config.seed)
-    y = split.relabel[data.labels]
-    xtr, ytr = images[split.train_idx], y[split.train_idx]
-    xte, yte = images[split.test_idx], y[split.test_idx]
-    target = _train(config, "olivetti-target", config.target_channels, config.target_dense,
-                    config.target_steps, 0.0, xtr, ytr, config.seed)
-    ev_fn, ev_params = _train(config, "olivetti-evaluator", config.evaluator_channels,
-                              config.evaluator_dense, config.evaluator_steps,
-                              config.evaluator_noise, xtr, ytr, config.seed + 1000)
-    evaluator = jax.jit(lambda x: ev_fn(ev_params, x))
-    judge = _Judge(evaluator, _features_fn(config, config.evaluator_channels,
-                                           config.evaluator_dense, ev_params), xtr, ytr)
-    public = images[split.public_idx]
-    prior = (prior_lib.fit_pca_prior(public, config.prior_k) if config.prior == "pca" else
-             prior_lib.fit_vae_prior(public, config.prior_k, config.seed))
-    decode = jax.jit(lambda z: prior_lib.decode(prior, z))
-    return Context(config, split, xtr, ytr, xte, yte, target, evaluator, judge, prior, decode,
-                   np.arange(config.num_private))
-
-
-def public_images(ctx: Context) -> np.ndarray:
-    """The public identities' images at the experiment's resolution (the attacker's data)."""
-    data = olivetti.load_olivetti()
-    return _pool(data.images, ctx.config.image_size)[ctx.split.public_idx]
-
-
-def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -> dict[str, Any]:
-    """Trains the models, runs both attacks over the sweep; returns the summary dict."""
+    Args:
+      config: the settings.
+      faces: the shared faces setup `prepare(config)` (built here when None).
+      progress: show a progress bar.
+    """
     from tqdm.auto import tqdm
 
-    from rpjax._src.attacks import mi_face
-
     t0 = time.perf_counter()
-    ctx = prepare(config)
+    ctx = prepare(config) if faces is None else faces
+    if ctx.config != config:
+        raise ValueError("faces was prepared with another inversion configuration.")
     split, xte, yte, target = ctx.split, ctx.xte, ctx.yte, ctx.target
-    evaluator, judge, prior, decode = ctx.evaluator, ctx.judge, ctx.prior, ctx.decode
-    num_classes, targets = ctx.num_classes, ctx.targets
+    evaluator, num_classes, targets = ctx.evaluator, ctx.num_classes, ctx.targets
 
     def utility(apply_fn, params, sigma, n):
-        labels = None if sigma is None else predict(
+        labels = None if sigma is None else rpjax.predict(
             apply_fn, params, xte, config.seed, sigma=sigma, n=n, alpha=config.alpha,
             num_classes=num_classes).label
         return ctx.utility(apply_fn, params, labels)
@@ -355,9 +253,9 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
         return augmented[sigma]
 
     attacks: dict[str, Any] = {"brep_mi": {}, "mi_face": {}}
-    grids: dict[str, np.ndarray] = {}
-    per_identity: list[dict[str, Any]] = []
-    face_cache: dict[tuple, dict[str, Any]] = {}
+    grids: list[Grid] = []
+    per_identity: list[IdentitySuccess] = []
+    face_cache: dict[tuple, Any] = {}
     bar = tqdm(total=len(jobs) * len(config.seeds), desc="attacks", unit="run",
                disable=not progress)
     for tname, sigma, n in jobs:
@@ -370,14 +268,11 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
         release_state = initial_state()  # the seeds attack one deployed release in turn
         for seed in config.seeds:
             bar.set_postfix(target=tname, sigma=sigma, n=n, seed=seed)
-            res = brep_mi(release, decode, targets, seed, config.brep,
-                          latent_dim=config.prior_k, release_state=release_state)
-            release_state = res.release_state
-            brep_runs.append(_brep_record(res, judge, decode, targets, config))
+            (record,), release_state = ctx.brep(release, (seed,), release_state=release_state)
+            brep_runs.append(record)
             face_key = (tname, sigma, seed)
             if face_key not in face_cache:
-                face_cache[face_key] = _mi_face_record(mi_face, apply_fn, params, sigma, seed,
-                                                       decode, judge, targets, config)
+                face_cache[face_key] = ctx.mi_face(apply_fn, params, sigma, seed)
             face_runs.append(face_cache[face_key])
             bar.update(1)
         for name, runs in (("brep_mi", brep_runs), ("mi_face", face_runs)):
@@ -391,60 +286,41 @@ def run(config: InversionConfig = InversionConfig(), *, progress: bool = True) -
             else:
                 attacks[name].setdefault("rp" if tname == "undefended"
                                          else f"rp_{tname}", []).append(rec)
-            grids[f"{name}/{tname}/sigma={sigma}/n={n}"] = runs[0]["images"]
-            success = np.mean([r["success"] for r in runs], axis=0)
+            grids.append(Grid(name, tname, sigma, n, runs[0].images))
+            success = np.mean([r.success for r in runs], axis=0)
             per_identity += [
-                {"attack": name, "target_model": tname, "sigma": sigma, "n": n,
-                 "identity": int(split.private_identities[t]), "class": int(t),
-                 "success_rate": float(success[t])} for t in targets]
+                IdentitySuccess(name, tname, sigma, n, int(split.private_identities[t]), int(t),
+                                float(success[t])) for t in targets]
     bar.close()
-    attacks["mi_face_pixels"] = {"undefended": _mi_face_pixels(
-        mi_face, target, prior, judge, targets, config)}
+    attacks["mi_face_pixels"] = {"undefended": _mi_face_pixels(ctx, config)}
     base_util = utility(*target, None, None)
-    return {
-        "experiment": "inversion",
-        "config": config_dict(config),
-        "num_identities": num_classes,
-        "target_accuracy": base_util["accuracy"],
-        "target_paper_accuracy": base_util.get("paper_accuracy"),
-        "evaluator_accuracy": float(np.mean(np.asarray(
+    return InversionResult(
+        config=config_dict(config),
+        num_identities=num_classes,
+        target_accuracy=base_util["accuracy"],
+        target_paper_accuracy=base_util.get("paper_accuracy"),
+        evaluator_accuracy=float(np.mean(np.asarray(
             jnp.argmax(evaluator(jnp.asarray(xte)), -1)) == yte)),
-        "chance_asr": 1.0 / num_classes,
-        "attacks": attacks,
-        "paper": PAPER,
-        "seconds": time.perf_counter() - t0,
-        "versions": report.versions(),
-        "_grids": grids,
-        "_per_identity": per_identity,
-        "_private": {"images": xte, "labels": yte},
-    }
+        chance_asr=1.0 / num_classes,
+        attacks=attacks,
+        seconds=time.perf_counter() - t0,
+        versions=report.versions(),
+        grids=tuple(grids),
+        per_identity=tuple(per_identity),
+        private_images=xte,
+        private_labels=yte,
+    )
 
 
-def _mi_face_record(mi_face, apply_fn, params, sigma, seed, decode, judge, targets, config):
-    cfg = mi_face.MIFaceConfig(max_iters=config.mi_face_iters, lr=config.mi_face_lr,
-                               sigma=sigma, m=config.mi_face_m,
-                               latent_clip=config.brep.latent_clip)
-    z0 = jnp.zeros((len(targets), config.prior_k))
-    res = mi_face.mi_face_latent(apply_fn, params, targets, seed, cfg, decode=decode, z_init=z0)
-    images = decode(jnp.asarray(res.latents))
-    final = judge.score(images, targets)
-    start = metrics.attack_success(judge.logits, decode(z0), targets)
-    return {"asr": float(final["top1"].mean()), "asr_top5": float(final["top5"].mean()),
-            "distance": float(np.mean(final["distance"])),
-            "asr_initial": float(start["top1"].mean()), "initial_found": len(targets),
-            "queries": float(np.mean(res.iterations + 1)),
-            "forward_passes": float(np.mean(res.forward_passes)), "images": np.asarray(images),
-            "success": final["top1"]}
-
-
-def _mi_face_pixels(mi_face, target, prior, judge, targets, config):
+def _mi_face_pixels(ctx: Faces, config: InversionConfig) -> dict[str, float]:
     """Pixel-space MI-Face on the undefended target, judged raw and projected on the prior."""
-    cfg = mi_face.MIFaceConfig(max_iters=config.mi_face_iters, lr=config.mi_face_lr)
+    prior, judge, targets = ctx.prior, ctx.judge, ctx.targets
+    cfg = MIFaceConfig(max_iters=config.mi_face_iters, lr=config.mi_face_lr)
     start = jnp.broadcast_to(prior_lib.decode(prior, jnp.zeros(config.prior_k)),
                              (len(targets), *prior.image_shape))
     runs = []
     for seed in config.seeds:
-        res = mi_face.mi_face_pixels(*target, targets, seed, cfg, init=start)
+        res = mi_face_pixels(*ctx.target, targets, seed, cfg, init=start)
         raw = judge.score(res.images, targets)
         projected = judge.score(prior_lib.decode(prior, prior_lib.encode(prior, res.images)),
                                 targets)
@@ -458,6 +334,7 @@ def _mi_face_pixels(mi_face, target, prior, judge, targets, config):
 
 
 def config_dict(config: InversionConfig) -> dict[str, Any]:
+    """The configuration as JSON-ready values (`brep` as a dict)."""
     out = dataclasses.asdict(config)
     out["brep"] = dataclasses.asdict(config.brep)
     return out

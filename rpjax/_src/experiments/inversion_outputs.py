@@ -1,48 +1,40 @@
-"""Writers for the model-inversion experiment: summary.json, CSV, Markdown, plots, grids."""
+"""The model-inversion experiment's tables and text (pure: no plotting, no files)."""
 
 from __future__ import annotations
 
-import csv
-import os
 from typing import Any
 
-import numpy as np
+from rpjax._src.experiments import paper, report
+from rpjax._src.experiments.inversion import InversionResult
 
-from rpjax._src import report
-
-
-def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-ready part of a result (images and per-identity rows dropped)."""
-    return {k: v for k, v in result.items() if not k.startswith("_")}
+CSV_HEADER = ("attack", "target_model", "sigma", "n", "identity", "class", "success_rate")
 
 
-def write_csv(result: dict[str, Any], path: str) -> None:
+def csv_rows(result: InversionResult) -> list[list[Any]]:
     """One row per (attack, target model, setting, identity): success rate over seeds."""
-    rows = result["_per_identity"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    return [list(r) for r in result.per_identity]
 
 
-def _records(result: dict[str, Any], attack: str) -> list[dict[str, Any]]:
-    a = result["attacks"][attack]
+def _records(result: InversionResult, attack: str) -> list[dict[str, Any]]:
+    """Every record of `attack`: the undefended target's, its RP sweep, then the other
+    targets' (augmented: `undefended_augmented`, `rp_augmented`)."""
+    a = result.attacks[attack]
     out = [a["undefended"]] + a.get("rp", [])
-    for key in sorted(k for k in a if k.startswith("undefended_") or k.startswith("rp_")):
+    for key in sorted(k for k in a if k not in ("undefended", "rp")):
         out += a[key] if isinstance(a[key], list) else [a[key]]
     return out
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: InversionResult) -> str:
     """Tables of ASR and utility per setting, beside the paper's numbers."""
-    cfg = result["config"]
+    cfg = result.config
     lines = [
         "# Experiment B: model inversion against Robust Privacy (Olivetti faces)",
         "",
-        f"{result['num_identities']} private identities (chance ASR "
-        f"{result['chance_asr']:.3f}); images {cfg['image_size']}x{cfg['image_size']}; "
-        f"target held-out accuracy {result['target_accuracy']:.3f}, evaluator accuracy "
-        f"{result['evaluator_accuracy']:.3f}. RP releases: PREDICT with n samples per query "
+        f"{result.num_identities} private identities (chance ASR "
+        f"{result.chance_asr:.3f}); images {cfg['image_size']}x{cfg['image_size']}; "
+        f"target held-out accuracy {result.target_accuracy:.3f}, evaluator accuracy "
+        f"{result.evaluator_accuracy:.3f}. RP releases: PREDICT with n samples per query "
         f"at alpha = {cfg['alpha']} (abstain = not the target); sigma in pixel units. "
         f"ASR = evaluator top-1 equals the target, mean (std) over seeds {cfg['seeds']}.",
         "",
@@ -63,7 +55,7 @@ def markdown(result: dict[str, Any]) -> str:
                          r["accuracy"], r["abstain_rate"],
                          r.get("queries", float("nan")), r.get("forward_passes", float("nan"))])
         lines += [report.markdown_table(headers, rows), ""]
-    px = result["attacks"].get("mi_face_pixels", {}).get("undefended")
+    px = result.attacks.get("mi_face_pixels", {}).get("undefended")
     if px:
         lines += ["## MI-Face in pixel space (undefended target)", "",
                   f"ASR {px['asr']:.2f} on the raw pixel reconstructions, "
@@ -76,11 +68,14 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def comparison(result: dict[str, Any]) -> str:
-    """How the measured shape compares with the paper's 73% -> 44% (0.03) -> 4% (0.1)."""
-    brep = result["attacks"]["brep_mi"]
-    parts = [f"Paper (CelebA, FaceNet64): undefended BREP-MI ASR 73%, RP sigma = 0.03: 44%, "
-             f"sigma = 0.1: 4%. Here undefended BREP-MI ASR is {brep['undefended']['asr']:.2f}."]
+def comparison(result: InversionResult) -> str:
+    """How the measured shape compares with the paper's BREP-MI ASR against sigma."""
+    brep = result.attacks["brep_mi"]
+    rp = ", ".join(f"{'RP sigma' if i == 0 else 'sigma'} = {r['sigma']}: {r['asr']:.0%}"
+                   for i, r in enumerate(paper.INVERSION["rp"]))
+    parts = [f"Paper (CelebA, FaceNet64): undefended BREP-MI ASR "
+             f"{paper.INVERSION['undefended_asr']:.0%}, {rp}. Here undefended BREP-MI ASR is "
+             f"{brep['undefended']['asr']:.2f}."]
     by_sigma: dict[float, list[float]] = {}
     for r in brep.get("rp", []):
         by_sigma.setdefault(r["sigma"], []).append(r["asr"])
@@ -101,71 +96,3 @@ def comparison(result: dict[str, Any]) -> str:
     parts.append("Absolute numbers are not comparable (40 Olivetti identities on a CPU vs "
                  "1,000 CelebA identities); read the shape, and the accuracy beside each ASR.")
     return " ".join(parts)
-
-
-def plots(result: dict[str, Any], out_dir: str) -> list[str]:
-    """ASR vs sigma per attack and n, and reconstruction grids; PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, attack in zip(axes, ("brep_mi", "mi_face"), strict=True):
-        a = result["attacks"][attack]
-        ax.axhline(a["undefended"]["asr"], color="k", linestyle="--", label="undefended")
-        for key, style, label in (("rp", "-", "RP"), ("rp_augmented", "--", "RP, aug. target")):
-            for n in sorted({r["n"] for r in a.get(key, [])}):
-                recs = sorted((r for r in a[key] if r["n"] == n), key=lambda r: r["sigma"])
-                ax.errorbar([r["sigma"] for r in recs], [r["asr"] for r in recs],
-                            yerr=[r.get("asr_std", 0.0) for r in recs], marker="o", capsize=3,
-                            linestyle=style, label=f"{label} n={n}")
-        ax.axhline(result["chance_asr"], color="gray", linestyle=":", label="chance")
-        ax.set_xscale("log")
-        ax.set_xlabel("sigma (pixels)")
-        ax.set_title(attack)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("attack success rate (evaluator top-1)")
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "asr_vs_sigma.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    private = result["_private"]
-    for attack in ("brep_mi", "mi_face"):
-        keys = [k for k in result["_grids"] if k.startswith(f"{attack}/undefended/")]
-        if not keys:
-            continue
-        cols = 1 + len(keys)
-        num = min(8, result["num_identities"])
-        fig, axes = plt.subplots(num, cols, figsize=(1.3 * cols, 1.3 * num), squeeze=False)
-        for t in range(num):
-            img = private["images"][np.flatnonzero(private["labels"] == t)[0]]
-            axes[t, 0].imshow(img[..., 0], cmap="gray", vmin=0, vmax=1)
-            for j, k in enumerate(keys, start=1):
-                axes[t, j].imshow(result["_grids"][k][t][..., 0], cmap="gray", vmin=0, vmax=1)
-        for j, k in enumerate(["private"] + [k.split("/", 2)[2] for k in keys]):
-            axes[0, j].set_title(k.replace("sigma=None/n=None", "base"), fontsize=6)
-        for ax in axes.ravel():
-            ax.axis("off")
-        fig.tight_layout()
-        paths.append(os.path.join(out_dir, f"grid_{attack}.png"))
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-    return paths
-
-
-def write(result: dict[str, Any], out_dir: str) -> dict[str, str]:
-    """Writes summary.json, identities.csv, report.md, asr_vs_sigma.png and image grids."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {"summary": os.path.join(out_dir, "summary.json"),
-             "csv": os.path.join(out_dir, "identities.csv"),
-             "markdown": os.path.join(out_dir, "report.md")}
-    report.write_json(paths["summary"], summary(result))
-    write_csv(result, paths["csv"])
-    with open(paths["markdown"], "w", encoding="utf-8") as f:
-        f.write(markdown(result))
-    for i, p in enumerate(plots(result, out_dir)):
-        paths[f"plot{i}"] = p
-    return paths

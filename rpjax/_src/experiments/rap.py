@@ -4,33 +4,41 @@ Train a small MLP to recommend (1) iff BMI >= 33.4 with an l1 penalty on the fir
 weights of every non-BMI input; certify every test person under randomized smoothing (RP) in
 standardized feature space for each (sigma, n); sweep BMI from 10 to 60 with the other
 features fixed and compute the compatible intervals (preimage, not_excluded, APE) for the base
-model and for each smoothed release. `run(config) -> dict` returns every number; `write`
-puts summary.json, a per-person CSV, a Markdown table and two plots in a directory.
+model and for each smoothed release. `run(config) -> RapResult` returns every number; the
+report writers (`rpjax._src.experiments.files.write_rap`) put summary.json, a per-person CSV, a
+Markdown table and two plots in a directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rpjax._src import checkpoint, report
+import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.certify import ABSTAIN, certify
-from rpjax._src.data import insurance
-from rpjax._src.models.train import TrainConfig, accuracy, fit_classifier
-from rpjax._src.privacy import rap, rp
-from rpjax.models import TabularMLP, as_apply_fn
-
-PAPER = {
-    "mean_radius_std": {"1.0": 0.56, "2.0": 0.63, "3.0": 0.65},
-    "median_interval_bmi": {"base": 23.50, "rp": 29.96},
-}
+from rpjax._src.experiments import checkpoint, paper, report
+from rpjax.data import (
+    DEFAULT_BMI_THRESHOLD,
+    INSURANCE_SHA256,
+    InsuranceData,
+    load_insurance,
+    train_test_split,
+)
+from rpjax.models import TabularMLP, TrainConfig, accuracy, as_apply_fn, fit_classifier
+from rpjax.privacy import (
+    READINGS,
+    AttributeSweep,
+    Intervals,
+    attribute_intervals,
+    base_labels,
+    certified_labels,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -55,7 +63,7 @@ class RapConfig:
       cache_dir: where trained parameters are cached (None: no cache).
     """
 
-    threshold: float = insurance.DEFAULT_THRESHOLD
+    threshold: float = DEFAULT_BMI_THRESHOLD
     l1: float = 0.01
     hidden: tuple[int, ...] = (32, 32)
     train_steps: int = 3000
@@ -109,7 +117,7 @@ def _l1_penalty(coef: float, bmi_index: int, num_features: int):
     return penalty
 
 
-def train_base_model(config: RapConfig, data: insurance.InsuranceData, train_idx: np.ndarray,
+def train_base_model(config: RapConfig, data: InsuranceData, train_idx: np.ndarray,
                      noise_sigma: float = 0.0):
     """The base MLP (cached with orbax): `(apply_fn, params, from_cache, seconds)`.
 
@@ -120,7 +128,7 @@ def train_base_model(config: RapConfig, data: insurance.InsuranceData, train_idx
     apply_fn, template = as_apply_fn(model)
     tcfg = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
                        learning_rate=config.learning_rate, noise_sigma=noise_sigma)
-    tag = {"name": "insurance-mlp", "data": insurance.SHA256, "threshold": config.threshold,
+    tag = {"name": "insurance-mlp", "data": INSURANCE_SHA256, "threshold": config.threshold,
            "l1": config.l1, "hidden": list(config.hidden), "train": dataclasses.asdict(tcfg),
            "seed": config.seed, "test_fraction": config.test_fraction,
            "jax": jax.__version__}
@@ -139,9 +147,9 @@ def _median(a) -> float:
     return float(np.median(a)) if len(a) else float("nan")
 
 
-def _interval_record(iv: rap.Intervals, scale: float,
-                     base_iv: rap.Intervals | None = None) -> dict[str, float]:
-    lengths = {r: iv.length(r) for r in (*rap.READINGS, "ape_unclipped")}
+def _interval_record(iv: Intervals, scale: float,
+                     base_iv: Intervals | None = None) -> dict[str, float]:
+    lengths = {r: iv.length(r) for r in (*READINGS, "ape_unclipped")}
     extra = {}
     if base_iv is not None:  # the base model's interval widened by the RP radius each side
         widened = base_iv.length("preimage") + 2.0 * iv.radius * scale
@@ -158,9 +166,9 @@ def _interval_record(iv: rap.Intervals, scale: float,
     }
 
 
-def _rp_record(cert, iv: rap.Intervals, base_iv: rap.Intervals, y: np.ndarray, sigma: float,
+def _rp_record(cert, iv: Intervals, base_iv: Intervals, y: np.ndarray, sigma: float,
                n: int, scale: float) -> dict[str, Any]:
-    released = cert.label != ABSTAIN
+    released = cert.label != rpjax.ABSTAIN
     radius = cert.radius[released]
     return {
         "sigma": sigma, "n": n,
@@ -176,27 +184,102 @@ def _rp_record(cert, iv: rap.Intervals, base_iv: rap.Intervals, y: np.ndarray, s
     }
 
 
-def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> dict[str, Any]:
-    """Runs the experiment; returns the summary dict (and per-person arrays under `_people`)."""
+class ReleaseTrace(NamedTuple):
+    """One release's outcome for every swept person.
+
+    Attributes:
+      name: "base" (the base model) or `rp_sigma{sigma}_n{n}` (a smoothed release).
+      sigma, n: the smoothing std (standardized units) and samples; None for the base model.
+      labels: `[P]` released labels (-1 = abstain); radius: `[P]` certified radii (std units;
+        0 for the base model); intervals: the compatible BMI intervals of each person.
+    """
+
+    name: str
+    sigma: float | None
+    n: int | None
+    labels: np.ndarray
+    radius: np.ndarray
+    intervals: Intervals
+
+
+class People(NamedTuple):
+    """The swept test people: `[P]` row ids, BMIs, true labels, and each release's outcome."""
+
+    id: np.ndarray
+    bmi: np.ndarray
+    label: np.ndarray
+    releases: tuple[ReleaseTrace, ...]
+
+    def release(self, sigma: float | None = None, n: int | None = None) -> ReleaseTrace:
+        """The release smoothed at `(sigma, n)`; the base model's when both are None."""
+        for r in self.releases:
+            if r.sigma == sigma and r.n == n:
+                return r
+        raise ValueError(f"no release at sigma={sigma!r}, n={n!r}.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RapResult:
+    """What `run` measured. `summary()` is the JSON of `summary.json`.
+
+    Attributes:
+      config: the configuration as JSON; units: the units of every number.
+      num_people: people certified and swept.
+      base: the base model's record (accuracy, median intervals, first-layer weights).
+      rp: the records at the largest n, keyed by sigma (str); rp_by_n: at every n (str).
+      base_model_from_cache, train_seconds: whether the base model came from the cache, and
+        the seconds it took; seconds, versions: run time and numerical stack.
+      people: the per-person outcome of every release (not in the JSON).
+    """
+
+    config: dict[str, Any]
+    units: dict[str, Any]
+    num_people: int
+    base: dict[str, Any]
+    rp: dict[str, dict[str, Any]]
+    rp_by_n: dict[str, dict[str, dict[str, Any]]]
+    base_model_from_cache: bool
+    train_seconds: float
+    seconds: float
+    versions: dict[str, Any]
+    people: People
+
+    paper: ClassVar[dict[str, Any]] = paper.RAP
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready result (the per-person arrays left out)."""
+        return {"experiment": "rap", "config": self.config, "units": self.units,
+                "num_people": self.num_people, "base": self.base, "rp": self.rp,
+                "rp_by_n": self.rp_by_n, "paper": self.paper,
+                "base_model_from_cache": self.base_model_from_cache,
+                "train_seconds": self.train_seconds, "seconds": self.seconds,
+                "versions": self.versions}
+
+    def headline(self) -> dict[str, Any]:
+        """The numbers `rpjax reproduce` puts in its own summary."""
+        return {"base": self.base, "rp": self.rp, "num_people": self.num_people,
+                "units": self.units}
+
+
+def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> RapResult:
+    """Runs the experiment: every number, and each release's per-person outcome."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    data = insurance.load_insurance()
+    data = load_insurance()
     y_all = data.labels(config.threshold)
-    train_idx, test_idx = insurance.train_test_split(len(y_all), config.test_fraction,
-                                                     config.seed)
+    train_idx, test_idx = train_test_split(len(y_all), config.test_fraction, config.seed)
     apply_fn, params, cached, train_s = train_base_model(config, data, train_idx)
     people = test_idx if config.max_people is None else test_idx[: config.max_people]
     x, y, bmi = data.x[people], y_all[people], data.bmi[people]
     scale = data.bmi_std
-    sweep = rap.AttributeSweep(index=data.bmi_index, offset=float(data.mean[data.bmi_index]),
-                               scale=scale, low=config.sweep_low, high=config.sweep_high,
-                               num_points=config.grid_points, refine_steps=config.refine_steps)
+    sweep = AttributeSweep(index=data.bmi_index, offset=float(data.mean[data.bmi_index]),
+                           scale=scale, low=config.sweep_low, high=config.sweep_high,
+                           num_points=config.grid_points, refine_steps=config.refine_steps)
     true_bmi = np.clip(bmi, config.sweep_low, config.sweep_high)
 
-    base_iv = rap.attribute_intervals(rp.base_labels(apply_fn, params), x, people, true_bmi,
-                                      sweep)
-    first = rp.base_labels(apply_fn, params)(x, people)[0]
+    base_iv = attribute_intervals(base_labels(apply_fn, params), x, people, true_bmi, sweep)
+    first = base_labels(apply_fn, params)(x, people)[0]
     base = {
         "accuracy": accuracy(apply_fn, params, data.x[test_idx], y_all[test_idx]),
         "accuracy_swept": float(np.mean(first == y)),
@@ -206,7 +289,7 @@ def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> dict[str, 
     }
     rp_by_n: dict[str, dict[str, Any]] = {}
     augmented: dict[float, tuple[Any, Any]] = {}
-    per_person = {"base": (first, np.zeros(len(people)), base_iv)}
+    traces = [ReleaseTrace("base", None, None, first, np.zeros(len(people)), base_iv)]
     grid = [(s, n) for n in config.ns for s in config.sigmas]
     bar = tqdm(grid, desc="RP certify + BMI sweep", unit="setting", disable=not progress)
     for sigma, n in bar:
@@ -215,36 +298,29 @@ def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> dict[str, 
         smoothed = (apply_fn, params)
         if config.augment_at_sigma:
             smoothed = _augmented(config, data, train_idx, sigma, augmented)
-        cert = certify(*smoothed, x, key, sigma=sigma, n0=config.n0, n=n,
-                       alpha=config.alpha, num_classes=2, ids=people,
-                       batch_size=min(config.batch_size_certify, len(people)))
-        release = rp.certified_labels(*smoothed, key, sigma=sigma, n=n,
-                                      alpha=config.alpha, num_classes=2, n0=config.n0,
-                                      batch_size=config.batch_size_certify)
-        iv = rap.attribute_intervals(release, x, people, true_bmi, sweep)
+        cert = rpjax.certify(*smoothed, x, key, sigma=sigma, n0=config.n0, n=n,
+                             alpha=config.alpha, num_classes=2, ids=people,
+                             batch_size=min(config.batch_size_certify, len(people)))
+        release = certified_labels(*smoothed, key, sigma=sigma, n=n, alpha=config.alpha,
+                                   num_classes=2, n0=config.n0,
+                                   batch_size=config.batch_size_certify)
+        iv = attribute_intervals(release, x, people, true_bmi, sweep)
         rec = _rp_record(cert, iv, base_iv, y, sigma, n, scale)
         rec["base_model"] = (f"trained with Gaussian augmentation at sigma={sigma}"
                              if config.augment_at_sigma else "undefended base model")
         rp_by_n.setdefault(str(n), {})[str(float(sigma))] = rec
-        per_person[f"rp_sigma{sigma}_n{n}"] = (cert.label, cert.radius, iv)
+        traces.append(ReleaseTrace(f"rp_sigma{sigma}_n{n}", sigma, n, cert.label, cert.radius,
+                                   iv))
     largest = str(max(config.ns))
-    return {
-        "experiment": "rap",
-        "config": dataclasses.asdict(config),
-        "units": {"sigma": "standardized feature units", "radius_std": "standardized units",
-                  "radius_bmi": "BMI points (kg/m^2) = radius_std * std(BMI)",
-                  "intervals": "BMI points", "bmi_std": scale},
-        "num_people": int(len(people)),
-        "base": base,
-        "rp": rp_by_n[largest],
-        "rp_by_n": rp_by_n,
-        "paper": PAPER,
-        "base_model_from_cache": cached,
-        "train_seconds": train_s,
-        "seconds": time.perf_counter() - t0,
-        "versions": report.versions(),
-        "_people": {"id": people, "bmi": bmi, "label": y, "releases": per_person},
-    }
+    return RapResult(
+        config=dataclasses.asdict(config),
+        units={"sigma": "standardized feature units", "radius_std": "standardized units",
+               "radius_bmi": "BMI points (kg/m^2) = radius_std * std(BMI)",
+               "intervals": "BMI points", "bmi_std": scale},
+        num_people=int(len(people)), base=base, rp=rp_by_n[largest], rp_by_n=rp_by_n,
+        base_model_from_cache=cached, train_seconds=train_s,
+        seconds=time.perf_counter() - t0, versions=report.versions(),
+        people=People(id=people, bmi=bmi, label=y, releases=tuple(traces)))
 
 
 def _augmented(config, data, train_idx, sigma, cache):

@@ -1,65 +1,51 @@
-"""Writers for the attribute-privacy experiment: summary.json, CSV, Markdown, plots."""
+"""The attribute-privacy experiment's tables and text (pure: no plotting, no files)."""
 
 from __future__ import annotations
 
-import csv
-import os
 from typing import Any
 
-import numpy as np
+from rpjax._src.experiments import paper, report
+from rpjax._src.experiments.rap import RapResult
+from rpjax.privacy import READINGS
 
-from rpjax._src import report
-from rpjax._src.privacy.rap import READINGS
-
-
-def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-ready part of a result (per-person arrays dropped)."""
-    return {k: v for k, v in result.items() if not k.startswith("_")}
+CSV_HEADER = (["person", "bmi", "true_label", "release", "sigma", "n", "label", "radius_std",
+               "radius_bmi"] + [f"{r}_{e}" for r in READINGS for e in ("low", "high", "length")])
 
 
-def write_csv(result: dict[str, Any], path: str) -> None:
+def csv_rows(result: RapResult) -> list[list[Any]]:
     """One row per (person, release): label, radius (std and BMI) and the three intervals."""
-    people = result["_people"]
-    scale = result["units"]["bmi_std"]
-    header = ["person", "bmi", "true_label", "release", "sigma", "n", "label", "radius_std",
-              "radius_bmi"] + [f"{r}_{e}" for r in READINGS for e in ("low", "high", "length")]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for name, (labels, radii, iv) in people["releases"].items():
-            sigma, n = _parse_release(name)
-            for k, pid in enumerate(people["id"]):
-                row = [int(pid), f"{people['bmi'][k]:.3f}", int(people["label"][k]), name,
-                       sigma, n, int(labels[k]), f"{radii[k]:.6f}", f"{radii[k] * scale:.6f}"]
-                for r in READINGS:
-                    lo, hi = getattr(iv, r)[k]
-                    row += [f"{lo:.4f}", f"{hi:.4f}", f"{hi - lo:.4f}"]
-                w.writerow(row)
+    people = result.people
+    scale = result.units["bmi_std"]
+    rows = []
+    for rel in people.releases:
+        sigma, n = ("", "") if rel.sigma is None else (str(rel.sigma), str(rel.n))
+        for k, pid in enumerate(people.id):
+            row = [int(pid), f"{people.bmi[k]:.3f}", int(people.label[k]), rel.name, sigma, n,
+                   int(rel.labels[k]), f"{rel.radius[k]:.6f}", f"{rel.radius[k] * scale:.6f}"]
+            for r in READINGS:
+                lo, hi = getattr(rel.intervals, r)[k]
+                row += [f"{lo:.4f}", f"{hi:.4f}", f"{hi - lo:.4f}"]
+            rows.append(row)
+    return rows
 
 
-def _parse_release(name: str) -> tuple[str, str]:
-    if name == "base":
-        return "", ""
-    sigma, n = name.removeprefix("rp_sigma").split("_n")
-    return sigma, n
-
-
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: RapResult) -> str:
     """The results table with the paper's numbers beside, and how they compare."""
-    base, cfg = result["base"], result["config"]
+    base, cfg = result.base, result.config
     lines = [
         "# Experiment A: Robust Attribute Privacy on the insurance task",
         "",
-        f"{result['num_people']} test people; label = 1 iff BMI >= {cfg['threshold']}; "
+        f"{result.num_people} test people; label = 1 iff BMI >= {cfg['threshold']}; "
         f"alpha = {cfg['alpha']}, n0 = {cfg['n0']}; BMI swept over [{cfg['sweep_low']}, "
         f"{cfg['sweep_high']}] ({cfg['grid_points']} grid points, {cfg['refine_steps']} "
         f"bisection steps). sigma and radius_std in standardized units; 1 std of BMI = "
-        f"{result['units']['bmi_std']:.4f} BMI points. Intervals are medians over people, "
+        f"{result.units['bmi_std']:.4f} BMI points. Intervals are medians over people, "
         "in BMI points. Readings: `preimage` = BMI values whose release equals the released "
         "label; `not excluded` = release equal or abstaining; `APE` = preimage plus the union "
         "of [s - R(s), s + R(s)] over it, clipped to the sweep (`APE unclipped`: not clipped); "
         "`base + 2R` = the base model's preimage widened by the RP radius at the person's own "
-        "input on each side (a reading of how the paper's 29.96 may have been formed). "
+        f"input on each side (a reading of how the paper's {_rp_interval():.2f} may have been "
+        "formed). "
         "Accuracy counts abstentions as errors; mean R is over people who were not abstained "
         "on. Noisy releases use common random numbers along each person's sweep.",
         "",
@@ -73,7 +59,7 @@ def markdown(result: dict[str, Any]) -> str:
     rows = [["base model", "-", "-", base["accuracy_swept"], 0.0, "-", "-",
              base["median_interval_bmi"], base["median_not_excluded_bmi"],
              base["median_ape_interval_bmi"], base["median_ape_unclipped_bmi"], "-"]]
-    for n, by_sigma in result["rp_by_n"].items():
+    for n, by_sigma in result.rp_by_n.items():
         for sigma, r in by_sigma.items():
             rows.append(["RP (certify)", sigma, n, r["accuracy"], r["abstain_rate"],
                          r["mean_radius_std"], r["mean_radius_bmi"], r["median_interval_bmi"],
@@ -86,27 +72,32 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def comparison(result: dict[str, Any]) -> str:
+def _rp_interval() -> float:
+    return paper.RAP["median_interval_bmi"]["rp"]
+
+
+def comparison(result: RapResult) -> str:
     """Sentences on how the measured numbers compare with the paper's."""
-    paper = result["paper"]
-    rp = result["rp"]
-    base = result["base"]["median_interval_bmi"]
-    parts = [f"Paper (v2): median compatible interval 23.50 (base) -> 29.96 (RP). "
-             f"Here the base model's median is {base:.2f}."]
+    ref = paper.RAP
+    rp = result.rp
+    base = result.base["median_interval_bmi"]
+    parts = [f"Paper (v2): median compatible interval {ref['median_interval_bmi']['base']:.2f} "
+             f"(base) -> {_rp_interval():.2f} (RP). Here the base model's median is {base:.2f}."]
     readings = {"preimage": "median_interval_bmi", "not_excluded": "median_not_excluded_bmi",
                 "ape": "median_ape_interval_bmi", "ape_unclipped": "median_ape_unclipped_bmi",
                 "base_widened": "median_base_widened_bmi"}
     best = None
     for sigma, rec in rp.items():
         for name, keyname in readings.items():
-            gap = abs(rec[keyname] - paper["median_interval_bmi"]["rp"])
+            gap = abs(rec[keyname] - _rp_interval())
             if best is None or gap < best[0]:
                 best = (gap, name, sigma, rec[keyname])
     parts.append(
-        f"At the largest n, the reading closest to the paper's 29.96 is `{best[1]}` at "
+        f"At the largest n, the reading closest to the paper's {_rp_interval():.2f} is "
+        f"`{best[1]}` at "
         f"sigma = {best[2]} ({best[3]:.2f}).")
-    radii = [f"sigma {s}: {rp[s]['mean_radius_std']:.3f} (paper {paper['mean_radius_std'][s]})"
-             for s in paper["mean_radius_std"] if s in rp]
+    radii = [f"sigma {s}: {rp[s]['mean_radius_std']:.3f} (paper {ref['mean_radius_std'][s]})"
+             for s in ref["mean_radius_std"] if s in rp]
     if radii:
         parts.append("Mean certified radius over released people, standardized units: "
                      + "; ".join(radii) + ".")
@@ -117,72 +108,3 @@ def comparison(result: dict[str, Any]) -> str:
         "a wider interval arises from abstentions (`not_excluded`) and from comparing two "
         "different classifiers (base f vs smoothed g).")
     return " ".join(parts)
-
-
-def plots(result: dict[str, Any], out_dir: str) -> list[str]:
-    """Figure 1 (BMI of recommended people) and interval lengths per reading; PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    people = result["_people"]
-    releases = people["releases"]
-    largest = max(result["config"]["ns"])
-    bins = np.arange(10, 61, 2.0)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, (labels, _, _) in releases.items():
-        if name != "base" and not name.endswith(f"_n{largest}"):
-            continue
-        if name == "base":
-            ax.hist(people["bmi"][labels == 1], bins=bins, color="0.8", label="base model")
-            continue
-        ax.hist(people["bmi"][labels == 1], bins=bins, histtype="step", linewidth=1.4,
-                label=f"RP sigma={_parse_release(name)[0]}")
-    ax.axvline(result["config"]["threshold"], color="k", linestyle="--", linewidth=1,
-               label="threshold")
-    ax.set_xlabel("BMI (kg/m$^2$)")
-    ax.set_ylabel("recommended people")
-    ax.set_title(f"People recommended: base model vs RP (n={largest})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig1 = os.path.join(out_dir, "figure1_bmi_histogram.png")
-    fig.savefig(fig1, dpi=120)
-    plt.close(fig)
-
-    names = ["base"] + [k for k in releases if k.endswith(f"_n{largest}")]
-    readings = (*READINGS, "ape_unclipped")
-    fig, axes = plt.subplots(1, len(readings), figsize=(15, 4), sharey=True)
-    for ax, reading in zip(axes, readings, strict=True):
-        data = [releases[k][2].length(reading) for k in names]
-        ax.boxplot(data, showfliers=False)
-        ax.set_xticks(range(1, len(names) + 1),
-                      ["base"] + [f"σ={_parse_release(k)[0]}" for k in names[1:]], fontsize=8)
-        ax.set_title(reading)
-        ax.axhline(23.50, color="gray", linestyle=":", linewidth=1)
-        ax.axhline(29.96, color="tab:red", linestyle=":", linewidth=1)
-    axes[0].set_ylabel("interval length (BMI points)")
-    fig.suptitle(f"Compatible-interval length per reading (n={largest}); dotted: paper's "
-                 "23.50 (base) and 29.96 (RP)")
-    fig.tight_layout()
-    fig2 = os.path.join(out_dir, "interval_lengths.png")
-    fig.savefig(fig2, dpi=120)
-    plt.close(fig)
-    return [fig1, fig2]
-
-
-def write(result: dict[str, Any], out_dir: str) -> dict[str, str]:
-    """Writes summary.json, people.csv, report.md and the plots into `out_dir`."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {
-        "summary": os.path.join(out_dir, "summary.json"),
-        "csv": os.path.join(out_dir, "people.csv"),
-        "markdown": os.path.join(out_dir, "report.md"),
-    }
-    report.write_json(paths["summary"], summary(result))
-    write_csv(result, paths["csv"])
-    with open(paths["markdown"], "w", encoding="utf-8") as f:
-        f.write(markdown(result))
-    fig1, fig2 = plots(result, out_dir)
-    paths.update(figure1=fig1, lengths=fig2)
-    return paths

@@ -15,55 +15,136 @@ import datetime
 import os
 import platform
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from rpjax._src import report
+from rpjax._src.experiments import (
+    attacks,
+    attacks_outputs,
+    distillation,
+    distillation_outputs,
+    faces,
+    files,
+    frontier,
+    frontier_outputs,
+    inversion,
+    inversion_outputs,
+    rap,
+    rap_outputs,
+    report,
+)
 
-EXPERIMENTS = ("rap", "attacks", "inversion", "frontier", "distillation")
 PRESETS = ("quick", "default", "full")
 
 
-def _configs(preset: str, cache_dir: str | None, augment: bool, prior: str) -> dict[str, Any]:
-    from rpjax._src.experiments import attacks, distillation, frontier, inversion, rap
+class Options(NamedTuple):
+    """The settings of one `reproduce` run that every experiment's configuration reads."""
 
-    rap_kw = dict(cache_dir=cache_dir, augment_at_sigma=augment)
-    inv_kw: dict[str, Any] = dict(cache_dir=cache_dir, prior=prior)
-    if augment:
-        inv_kw["augment_at_sigma"] = True
-    if preset == "quick":
-        inv = inversion.InversionConfig.quick(**inv_kw)
-        return {"rap": rap.RapConfig.quick(**rap_kw), "inversion": inv,
-                "attacks": attacks.AttacksConfig.quick(),
-                "frontier": frontier.FrontierConfig.quick(inversion=inv),
-                "distillation": distillation.DistillationConfig.quick(inversion=inv)}
-    inv = (inversion.InversionConfig.full(**inv_kw) if preset == "full"
-           else inversion.InversionConfig(**inv_kw))
-    return {"rap": rap.RapConfig(**rap_kw), "inversion": inv,
-            "attacks": attacks.AttacksConfig(),
-            "frontier": frontier.FrontierConfig(inversion=inv),
-            "distillation": distillation.DistillationConfig(inversion=inv)}
+    preset: str  # one of PRESETS
+    cache_dir: str | None  # trained-model cache (None: no cache)
+    augment: bool  # rap: smooth augmented base models; inversion: also augmented targets
+    prior: str  # the attacker's generator prior: "pca" or "vae"
+    progress: bool  # progress bars
 
 
-def _headline(name: str, result: dict[str, Any]) -> dict[str, Any]:
-    if name == "rap":
-        from rpjax._src.experiments import rap_outputs
-        s = rap_outputs.summary(result)
-        return {k: s[k] for k in ("base", "rp", "num_people", "units") if k in s}
-    if name == "inversion":
-        from rpjax._src.experiments import inversion_outputs
-        s = inversion_outputs.summary(result)
-        return {k: s[k] for k in ("target_accuracy", "evaluator_accuracy", "num_identities",
-                                  "chance_asr", "attacks") if k in s}
-    if name == "frontier":
-        return {"chance_asr": result["chance_asr"]}
-    if name == "attacks":
-        return {"rows": [{k: v for k, v in r.items() if k != "errors_bmi"}
-                         for r in result["rows"]],
-                "advantage": result["advantage"], "budget": result["budget"],
-                "median_certified_radius_bmi": result["median_certified_radius_bmi"]}
-    return {k: result[k] for k in ("agreement_undefended", "agreement_rp",
-                                   "student_accuracy_undefended", "student_accuracy_rp",
-                                   "target_accuracy", "undefended", "rp")}
+class Session:
+    """What the experiments of one `reproduce` run share: the options, the faces setup (built
+    once per inversion configuration) and the results of the experiments run so far."""
+
+    def __init__(self, options: Options):
+        self.options = options
+        self.results: dict[str, Any] = {}
+        self._faces: dict[inversion.InversionConfig, faces.Faces] = {}
+
+    def faces(self, config: inversion.InversionConfig) -> faces.Faces:
+        """The shared faces setup of `config`, prepared on first use."""
+        if config not in self._faces:
+            self._faces[config] = faces.prepare(config)
+        return self._faces[config]
+
+
+class Experiment(NamedTuple):
+    """One experiment of `rpjax reproduce`.
+
+    Attributes:
+      name: its name (CLI choice, output folder, summary key).
+      configure: `Options -> config` (the preset's configuration).
+      run: `(config, Session) -> result`.
+      markdown, comparison: `result -> str`, its report section and its one-paragraph
+        comparison with the paper.
+      write: `(result, out_dir) -> {kind: path}`, its own outputs.
+    """
+
+    name: str
+    configure: Callable[[Options], Any]
+    run: Callable[[Any, Session], Any]
+    markdown: Callable[[Any], str]
+    comparison: Callable[[Any], str]
+    write: Callable[[Any, str], dict[str, str]]
+
+
+def inversion_config(options: Options) -> inversion.InversionConfig:
+    """The inversion configuration of a preset (shared by inversion, frontier, distillation)."""
+    kw: dict[str, Any] = dict(cache_dir=options.cache_dir, prior=options.prior)
+    if options.augment:
+        kw["augment_at_sigma"] = True
+    if options.preset == "quick":
+        return inversion.InversionConfig.quick(**kw)
+    if options.preset == "full":
+        return inversion.InversionConfig.full(**kw)
+    return inversion.InversionConfig(**kw)
+
+
+def _rap_config(o: Options) -> rap.RapConfig:
+    kw = dict(cache_dir=o.cache_dir, augment_at_sigma=o.augment)
+    return rap.RapConfig.quick(**kw) if o.preset == "quick" else rap.RapConfig(**kw)
+
+
+def _attacks_config(o: Options) -> attacks.AttacksConfig:
+    return attacks.AttacksConfig.quick() if o.preset == "quick" else attacks.AttacksConfig()
+
+
+def _frontier_config(o: Options) -> frontier.FrontierConfig:
+    cls = frontier.FrontierConfig
+    inv = inversion_config(o)
+    return cls.quick(inversion=inv) if o.preset == "quick" else cls(inversion=inv)
+
+
+def _distillation_config(o: Options) -> distillation.DistillationConfig:
+    cls = distillation.DistillationConfig
+    inv = inversion_config(o)
+    return cls.quick(inversion=inv) if o.preset == "quick" else cls(inversion=inv)
+
+
+def _run_frontier(config: frontier.FrontierConfig, s: Session) -> frontier.FrontierResult:
+    return frontier.run(config, inversion_result=s.results.get("inversion"),
+                        faces=s.faces(config.inversion), progress=s.options.progress)
+
+
+REGISTRY: dict[str, Experiment] = {e.name: e for e in (
+    Experiment("rap", _rap_config,
+               lambda c, s: rap.run(c, progress=s.options.progress),
+               rap_outputs.markdown, rap_outputs.comparison, files.write_rap),
+    Experiment("attacks", _attacks_config,
+               lambda c, s: attacks.run(c, cache_dir=s.options.cache_dir,
+                                        progress=s.options.progress),
+               attacks_outputs.markdown, attacks_outputs.comparison, files.write_attacks),
+    Experiment("inversion", inversion_config,
+               lambda c, s: inversion.run(c, faces=s.faces(c), progress=s.options.progress),
+               inversion_outputs.markdown, inversion_outputs.comparison,
+               files.write_inversion),
+    Experiment("frontier", _frontier_config, _run_frontier,
+               frontier_outputs.markdown, frontier_outputs.comparison, files.write_frontier),
+    Experiment("distillation", _distillation_config,
+               lambda c, s: distillation.run(c, faces=s.faces(c.inversion),
+                                             progress=s.options.progress),
+               distillation_outputs.markdown, distillation_outputs.comparison,
+               files.write_distillation),
+)}
+"""Every experiment of `rpjax reproduce`, by name, in the order "all" runs them (frontier
+reuses inversion's sweep, so it comes after it)."""
+
+EXPERIMENTS = tuple(REGISTRY)
 
 
 def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rpjax-out",
@@ -83,77 +164,45 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     Returns:
       The summary written to `OUT/summary.json`.
     """
-    from rpjax._src.experiments import (
-        attacks,
-        attacks_outputs,
-        distillation,
-        distillation_outputs,
-        frontier,
-        frontier_outputs,
-        inversion,
-        inversion_outputs,
-        rap,
-        rap_outputs,
-    )
-
     names = list(EXPERIMENTS) if "all" in experiments else list(experiments)
     for n in names:
-        if n not in EXPERIMENTS:
+        if n not in REGISTRY:
             raise ValueError(f"experiments must be among {EXPERIMENTS + ('all',)}, got {n!r}.")
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}.")
     names = [n for n in EXPERIMENTS if n in names]
-    configs = _configs(preset, cache_dir, augment, prior)
+    session = Session(Options(preset, cache_dir, augment, prior, progress))
+    configs = {n: e.configure(session.options) for n, e in REGISTRY.items()}  # checks all
     t0 = time.perf_counter()
-    results: dict[str, dict[str, Any]] = {}
-    paths: dict[str, dict[str, str]] = {}
     sections: list[str] = []
     verdicts: list[str] = []
     seconds: dict[str, float] = {}
     for name in names:
+        exp = REGISTRY[name]
         t = time.perf_counter()
-        if name == "rap":
-            res = rap.run(configs["rap"], progress=progress)
-            paths[name] = rap_outputs.write(res, os.path.join(out, name))
-            md = rap_outputs.markdown(res)
-        elif name == "attacks":
-            res = attacks.run(configs["attacks"], cache_dir=cache_dir, progress=progress)
-            paths[name] = attacks_outputs.write(res, os.path.join(out, name))
-            md = attacks_outputs.markdown(res)
-        elif name == "inversion":
-            res = inversion.run(configs["inversion"], progress=progress)
-            paths[name] = inversion_outputs.write(res, os.path.join(out, name))
-            md = inversion_outputs.markdown(res)
-        elif name == "frontier":
-            res = frontier.run(configs["frontier"], inversion_result=results.get("inversion"),
-                               progress=progress)
-            paths[name] = frontier_outputs.write(res, os.path.join(out, name))
-            md = frontier_outputs.markdown(res)
-        else:
-            res = distillation.run(configs["distillation"], progress=progress)
-            paths[name] = distillation_outputs.write(res, os.path.join(out, name))
-            md = distillation_outputs.markdown(res)
-        results[name] = res
+        res = exp.run(configs[name], session)
+        paths = exp.write(res, os.path.join(out, name))
+        md = exp.markdown(res)
+        session.results[name] = res
         seconds[name] = time.perf_counter() - t
-        module = {"rap": rap_outputs, "attacks": attacks_outputs, "inversion": inversion_outputs,
-                  "frontier": frontier_outputs, "distillation": distillation_outputs}[name]
-        verdicts.append(f"- **{name}**: {module.comparison(res)}")
+        verdicts.append(f"- **{name}**: {exp.comparison(res)}")
         echo(md)
         echo(f"\n{name}: {seconds[name]:.1f} s; wrote {os.path.join(out, name)}\n")
-        sections.append(_section(md, paths[name], out))
+        sections.append(_section(md, paths, out))
     seconds["total"] = time.perf_counter() - t0
+    results = session.results
     summary: dict[str, Any] = {
         "experiments": names, "preset": preset,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count()},
         "seconds": seconds, "versions": report.versions(),
-        "config": {n: results[n]["config"] for n in names},
+        "config": {n: results[n].config for n in names},
     }
     for n in names:
-        summary[n] = _headline(n, results[n])
+        summary[n] = results[n].headline()
     if "frontier" in results:
-        summary["frontier"] = results["frontier"]["frontier"]
+        summary["frontier"] = results["frontier"].points
     report.write_json(os.path.join(out, "summary.json"), summary)
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
         f.write(_report(summary, verdicts, sections))

@@ -1,8 +1,14 @@
-"""optax training loops for the base classifiers.
+"""The one optax training loop, and the base classifiers' training on top of it.
+
+`optimize` is the loop every model of rpjax is trained with (the base classifiers, DP-SGD in
+`rpjax.baselines`, the attacker's VAE prior in `rpjax.attacks`): one compiled `lax.scan` over
+steps, each step asks a pluggable gradient step `grad_step(params, batch, key) -> (loss,
+grads)` for its gradient and applies an optax update: `jax.value_and_grad(loss)` is the plain
+step; DP-SGD supplies a clipped and noised one (`rpjax.baselines.dp_grad_step`).
 
 `fit_classifier` trains any NNX classifier with softmax cross-entropy, an optional parameter
 penalty (e.g. an l1 penalty on selected first-layer weights) and optional Gaussian noise
-augmentation at the smoothing sigma. The whole run is one compiled `lax.scan` over steps.
+augmentation at the smoothing sigma.
 """
 
 from __future__ import annotations
@@ -58,6 +64,55 @@ class TrainResult(NamedTuple):
     losses: np.ndarray  # [steps] float32 training loss (cross-entropy + penalty)
 
 
+GradStep = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
+"""`grad_step(params, batch, key) -> (loss, grads)`: one step's scalar loss and gradient."""
+
+
+def optimize(params: Any, grad_step: GradStep, optimizer: optax.GradientTransformation,
+             key: jax.Array, *, batches: Any = None, steps: int | None = None
+             ) -> tuple[Any, jax.Array]:
+    """The training loop: `steps` optax updates in one compiled `lax.scan`.
+
+    Step t (0-based) calls `grad_step(params, batches[t], jax.random.fold_in(key, t))` (the
+    batch is `t` itself when `batches` is None) and applies `optimizer`'s update to the
+    gradient; the optimizer state starts at `optimizer.init(params)`.
+
+    Args:
+      params: the initial parameters (pytree).
+      grad_step: `(params, batch, key) -> (loss scalar, grads like params)`; e.g.
+        `jax.value_and_grad(loss)`, or DP-SGD's (`rpjax.baselines.dp_grad_step`).
+      optimizer: the optax transformation (e.g. `optax.adam(1e-3)`).
+      key: typed PRNG key of the per-step keys.
+      batches: a pytree whose leaves have leading axis `steps` (e.g. `[steps, B]` example
+        indices), or None.
+      steps: the number of steps when `batches` is None (else their leading axis).
+
+    Returns:
+      `(params, losses)`: the trained parameters and the `[steps]` losses.
+    """
+    if (batches is None) == (steps is None):
+        raise ValueError(f"give exactly one of batches and steps, got steps={steps!r} and "
+                         f"batches {'None' if batches is None else 'given'}.")
+    if steps is not None:
+        steps = _validate.integer("steps", steps, minimum=1)
+
+    @jax.jit
+    def run(params, batches, key):
+        def step(carry, inp):
+            p, opt = carry
+            batch, t = inp
+            loss, grads = grad_step(p, t if batch is None else batch, jax.random.fold_in(key, t))
+            updates, opt = optimizer.update(grads, opt, p)
+            return (optax.apply_updates(p, updates), opt), loss
+
+        num = steps if batches is None else jax.tree.leaves(batches)[0].shape[0]
+        (params, _), losses = jax.lax.scan(
+            step, (params, optimizer.init(params)), (batches, jnp.arange(num)))
+        return params, losses
+
+    return run(params, batches, key)
+
+
 def _batch_indices(key, num, batch_size, steps):
     per_epoch = max(1, num // batch_size)
     epochs = -(-steps // per_epoch)
@@ -104,24 +159,14 @@ def fit_classifier(
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
         return loss + (penalty(p) if penalty is not None else 0.0)
 
-    @jax.jit
-    def run(params, batches, key):
-        def step(carry, inp):
-            p, opt = carry
-            idx, t = inp
-            xb = x[idx]
-            if config.noise_sigma > 0:
-                xb = xb + config.noise_sigma * jax.random.normal(
-                    jax.random.fold_in(key, t), xb.shape, xb.dtype)
-            loss, grads = jax.value_and_grad(loss_fn)(p, xb, y[idx])
-            updates, opt = tx.update(grads, opt, p)
-            return (optax.apply_updates(p, updates), opt), loss
+    def grad_step(p, idx, k):
+        xb = x[idx]
+        if config.noise_sigma > 0:
+            xb = xb + config.noise_sigma * jax.random.normal(k, xb.shape, xb.dtype)
+        return jax.value_and_grad(loss_fn)(p, xb, y[idx])
 
-        (params, _), losses = jax.lax.scan(
-            step, (params, tx.init(params)), (batches, jnp.arange(batches.shape[0])))
-        return params, losses
-
-    params, losses = run(params, batches, jax.random.fold_in(key, 1))
+    params, losses = optimize(params, grad_step, tx, jax.random.fold_in(key, 1),
+                              batches=batches)
     return TrainResult(apply_fn=apply_fn, params=params, losses=np.asarray(losses))
 
 
