@@ -16,7 +16,7 @@ from rpjax._src.certify import (
     certify,
     predict,
 )
-from rpjax._src.noise import GAUSSIAN, NoiseDistribution
+from rpjax._src.noise import GAUSSIAN, NoiseDistribution, noise_samples
 from rpjax._src.smoothing import AffineFirst, ApplyFn, sample_counts
 from rpjax._src.stats import SampleSizeWarning
 
@@ -35,6 +35,7 @@ __all__ = [
     "__version__",
     "always_label",
     "certify",
+    "noise_samples",
     "predict",
     "sample_counts",
     "stats",

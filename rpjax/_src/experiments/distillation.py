@@ -11,7 +11,7 @@ on those public images. The private held-out images are never queried: they are 
 Releases: the undefended target (argmax) and RP PREDICT at each (sigma, n) of the config;
 abstentions are dropped from the student's training set (their count is reported). Each RP
 release's noise comes from its own secret (derived from the config's seed and the release's
-settings, `rpjax._src.attacks.releases.experiment_secret`, for reproducibility); the extractor's
+settings, `rpjax.privacy.experiment_secret`, for reproducibility); the extractor's
 query set is answered as the first `budget` answers of a fresh release.
 """
 
@@ -29,15 +29,15 @@ from flax import nnx
 from rpjax._src import report
 from rpjax._src import validate as _validate
 from rpjax._src.attacks import prior as prior_lib
-from rpjax._src.attacks.releases import (
+from rpjax._src.experiments import inversion
+from rpjax._src.models.train import TrainConfig, fit_classifier
+from rpjax.models import FaceCNN
+from rpjax.privacy import (
     base_release,
     experiment_secret,
     initial_state,
     rp_predict_release,
 )
-from rpjax._src.experiments import inversion
-from rpjax._src.models.train import TrainConfig, fit_classifier
-from rpjax.models import FaceCNN
 
 PAPER = ("v2: training a student on the RP model's released labels still copies the function; "
          "RP does not stop function-level extraction.")
@@ -108,7 +108,7 @@ def _student(ctx, xq, yq, config):
 
 
 def _measure(ctx, release, xq, config, target_labels):
-    answers, _ = jax.jit(release.fn)(jnp.asarray(xq), initial_state())
+    answers, _ = release(jnp.asarray(xq), initial_state())
     answers = np.asarray(answers)
     keep = answers >= 0
     if keep.sum() < 2:

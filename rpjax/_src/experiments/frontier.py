@@ -20,7 +20,7 @@ high and ASR at least as low, one of them strictly.
 Every label release draws its randomness from its own secret and answer counter
 (`rpjax._src.privacy.release`), never from the attacker; for reproducibility the baselines'
 secrets are derived from the inversion seed and their settings
-(`rpjax._src.attacks.releases.experiment_secret`).
+(`rpjax.privacy.experiment_secret`).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from flax import nnx
 
 from rpjax._src import checkpoint, report
 from rpjax._src import validate as _validate
-from rpjax._src.attacks.releases import base_release, experiment_secret
 from rpjax._src.baselines import dpsgd, labels
 from rpjax._src.data import olivetti
 from rpjax._src.experiments import inversion
 from rpjax.models import FaceCNN, as_apply_fn
+from rpjax.privacy import base_release, experiment_secret
 
 PAPER_POINTS = [
     {"method": "rp", "label": "paper: RP (CelebA)", "accuracy": 0.984, "asr": 0.21},

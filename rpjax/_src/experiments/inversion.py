@@ -9,7 +9,7 @@ identity at once, against the undefended target and against RP releases for each
 Each RP release is the deployed protocol (`rpjax._src.privacy.release`, traced): its noise comes
 from its own secret and answer counter, never from the attacker. For reproducibility the
 secret is derived from the experiment's seed and the release's settings
-(`rpjax._src.attacks.releases.experiment_secret`); the attack seeds drive only the attacker's
+(`rpjax.privacy.experiment_secret`); the attack seeds drive only the attacker's
 sampling, and the seeds' attacks run one after another against the same release (the answer
 counter carries over from one to the next, as for a deployed release).
 
@@ -33,16 +33,16 @@ from rpjax._src import validate as _validate
 from rpjax._src.attacks import metrics
 from rpjax._src.attacks import prior as prior_lib
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax._src.attacks.releases import (
+from rpjax._src.certify import predict
+from rpjax._src.data import olivetti
+from rpjax._src.models.train import TrainConfig, fit_classifier
+from rpjax.models import FaceCNN, as_apply_fn
+from rpjax.privacy import (
     base_release,
     experiment_secret,
     initial_state,
     rp_predict_release,
 )
-from rpjax._src.certify import predict
-from rpjax._src.data import olivetti
-from rpjax._src.models.train import TrainConfig, fit_classifier
-from rpjax.models import FaceCNN, as_apply_fn
 
 PAPER = {"undefended_asr": 0.73, "rp": [{"sigma": 0.03, "asr": 0.44},
                                         {"sigma": 0.1, "asr": 0.04}]}
@@ -273,7 +273,7 @@ class Context(NamedTuple):
     def release_utility(self, apply_fn, params, release) -> dict[str, Any]:
         """Utility of a `LabelRelease` queried once on every held-out image (a fresh
         release: its answers 0 .. N - 1; the noise is the release's own)."""
-        labels, _ = jax.jit(release.fn)(jnp.asarray(self.xte), initial_state())
+        labels, _ = release(jnp.asarray(self.xte), initial_state())
         return self.utility(apply_fn, params, np.asarray(labels))
 
     def brep(self, release, seeds) -> list[dict[str, Any]]:
