@@ -67,7 +67,7 @@ class QuerierViewTest(parameterized.TestCase):
         self.assertEqual(list(inspect.signature(_release().querier()).parameters),
                          ["xs", "subjects"])
         self.assertEqual(list(inspect.signature(_release().traced().fn).parameters),
-                         ["x", "state"])
+                         ["params", "x", "state"])
         with pytest.raises(TypeError):
             _release().query(_xs(), ids=np.zeros(12, int))  # pylint: disable=unexpected-keyword-arg
         for bad in (0, 2**40, jax.random.key(0), b"short"):
@@ -139,14 +139,19 @@ class NoiseModeTest(parameterized.TestCase):
 
     @parameterized.product(mode=MODES, noise=NOISE_MODES)
     def test_traced_release_equals_deployed_release(self, mode, noise):
+        """`release.query` and `release.traced()` agree, compiled and eager."""
         rel = _release(mode, noise)
-        traced = jax.jit(rel.traced().fn)
+        traced = rel.traced()
         state = initial_state()
         for seed in range(3):
             x = _xs(6, seed)
             want = rel.query(x)
-            got, state = traced(jnp.asarray(x), state)
+            got, new_state = traced(jnp.asarray(x), state)  # compiled
             np.testing.assert_array_equal(np.asarray(got), want)
+            eager, eager_state = traced.fn(traced.params, jnp.asarray(x), state)
+            np.testing.assert_array_equal(np.asarray(eager), want)
+            np.testing.assert_array_equal(eager_state, new_state)
+            state = new_state
         self.assertEqual(int(state[0]), 18)
 
 
