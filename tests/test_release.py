@@ -226,3 +226,49 @@ def test_predict_threshold_table_matches_the_binomial_test(n, alpha):
         for n_a in range((m + 1) // 2, m + 1):
             passes = m > 0 and stats.binomial_test_pvalue(n_a, m) <= alpha
             assert (n_a >= table[m]) == passes, (m, n_a)
+
+
+def test_abstain_is_defined_once():
+    """`ABSTAIN` is the engine's (`rpjax.ABSTAIN`); the release and the leakage bound use it."""
+    import rpjax
+    from rpjax._src import certify
+    from rpjax._src.privacy import release
+
+    assert rpjax.ABSTAIN is certify.ABSTAIN is release.ABSTAIN is leakage.ABSTAIN
+    assert "ABSTAIN =" not in inspect.getsource(release)
+    assert "ABSTAIN =" not in inspect.getsource(leakage)
+
+
+def test_releases_differing_only_in_floats_share_fn():
+    """sigma / p / q / scale, alpha-derived tables and the secret are traced `params`: equal
+    `fn`s (one compiled program), equal params structure and shapes."""
+    from rpjax._src.baselines import labels
+    from rpjax.privacy import experiment_secret, rp_certify_release, rp_predict_release
+
+    def same(a, b):
+        assert a.fn == b.fn and hash(a.fn) == hash(b.fn)
+        assert jax.tree.structure(a.params) == jax.tree.structure(b.params)
+        sa, sb = ([(np.shape(v), np.asarray(v).dtype) for v in jax.tree.leaves(r.params)]
+                  for r in (a, b))
+        assert sa == sb
+
+    def sec(*p):
+        return experiment_secret("share", *p)
+
+    same(rp_predict_release(_linear, 1.0, sigma=0.1, n=50, alpha=1e-3, num_classes=2,
+                            secret=sec(1)),
+         rp_predict_release(_linear, 2.0, sigma=0.7, n=50, alpha=0.05, num_classes=2,
+                            secret=sec(2)))
+    same(rp_certify_release(_linear, 1.0, sigma=0.1, n=50, n0=5, alpha=1e-3, num_classes=2,
+                            secret=sec(1)),
+         rp_certify_release(_linear, 1.0, sigma=0.3, n=50, n0=5, alpha=0.01, num_classes=2,
+                            secret=sec(2)))
+    same(labels.randomized_response_release(_linear, 1.0, p=0.1, num_classes=2, secret=sec(1)),
+         labels.randomized_response_release(_linear, 1.0, p=0.9, num_classes=2, secret=sec(2)))
+    same(labels.random_abstain_release(_linear, 1.0, q=0.1, secret=sec(1)),
+         labels.random_abstain_release(_linear, 1.0, q=0.5, secret=sec(2)))
+    same(labels.output_noise_release(_linear, 1.0, scale=0.1, secret=sec(1)),
+         labels.output_noise_release(_linear, 1.0, scale=3.0, secret=sec(2)))
+    # a static setting (n: the shapes of the noise) gives another fn
+    assert (rp_predict_release(_linear, 1.0, sigma=0.1, n=50, alpha=1e-3, num_classes=2).fn
+            != rp_predict_release(_linear, 1.0, sigma=0.1, n=60, alpha=1e-3, num_classes=2).fn)
