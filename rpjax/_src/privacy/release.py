@@ -15,7 +15,7 @@
   stop averaging; the budget does.
 - **Per-subject budget.** Answers are counted per subject; `Budget` caps them directly, by the
   alpha spent (union bound: k certified answers are all correct with probability
-  >= 1 - k alpha) and by the composed advantage bound of `rpjax._src.privacy.leakage` at a stated
+  >= 1 - k alpha) and by the composed advantage bound of `rpjax.privacy.advantage_bound` at a stated
   distance delta. The bound used is the worst case over all inputs, so whether the release
   refuses depends only on how many answers the subject has had, never on the input.
 
@@ -31,12 +31,13 @@ compiles once). The label-release baselines (`rpjax.baselines`) are built on the
 protocol by `keyed_release`; `base_release` is the undefended model and `experiment_secret`
 a reproducible secret for experiments.
 
-Key derivation (threefry2x32, `rpjax._src.noise.threefry2x32`): three 64-bit sub-keys are derived
-from the 256-bit secret by running threefry under its four 64-bit words in turn on a tag;
-fresh: pair(t) = threefry(K_fresh, t); consistent: h = XOR over j of threefry(K_word, (j,
-bits(x_j))) for the float32 bits of the input's values (with -0.0 made +0.0), then
-pair = threefry(K_cons, h). Each answer's selection, estimation and prediction streams use
-threefry(pair, purpose). No claim beyond this is made for the construction: distinct inputs
+Key derivation (threefry2x32, `rpjax._src.noise.threefry2x32`): four 64-bit sub-keys (K_fresh,
+K_word, K_cons, K_row) are derived from the 256-bit secret by running threefry under its four
+64-bit words in turn on a tag; fresh: pair(t) = threefry(K_fresh, t); consistent: h = XOR over
+j of threefry(K_word, (j, bits(x_j))) for the float32 bits of the input's values (with -0.0
+made +0.0), then pair = threefry(K_cons, h); row (the baselines' randomness): pair(t) =
+threefry(K_row, t). Each Robust Privacy answer's selection, estimation and prediction streams
+use threefry(pair, purpose). No claim beyond this is made for the construction: distinct inputs
 get the same key only through a 64-bit collision.
 """
 
@@ -229,7 +230,7 @@ class Budget:
       max_answers: answers per subject (None: no direct cap).
       max_alpha: largest union bound k * alpha on the probability that any of a subject's k
         answers is wrong (predict / certify only; None: no cap).
-      max_advantage: largest composed advantage bound (`rpjax._src.privacy.leakage`, worst case
+      max_advantage: largest composed advantage bound (`rpjax.privacy.advantage_bound`, worst case
         over all inputs, fresh noise) between the subject's x and any x' within `delta`, after
         k answers (two-class models; None: no cap).
       delta: the protected l2 distance in input units, required with `max_advantage`.
@@ -483,7 +484,7 @@ class RobustPrivacyRelease:
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> from rpjax._src.privacy.release import ReleaseConfig, RobustPrivacyRelease
+      >>> from rpjax.privacy import ReleaseConfig, RobustPrivacyRelease
       >>> f = lambda w, x: jnp.stack([-x[:, 0] * w, x[:, 0] * w], axis=-1)
       >>> rel = RobustPrivacyRelease(f, 1.0, ReleaseConfig(sigma=0.5, n=100, num_classes=2))
       >>> rel.query(jnp.array([[3.0]]), ["alice"]).tolist()
