@@ -16,7 +16,7 @@ from rpjax._src.certify import (
     certify,
     predict,
 )
-from rpjax._src.noise import GAUSSIAN, NoiseDistribution
+from rpjax._src.noise import GAUSSIAN, NoiseDistribution, noise_samples
 from rpjax._src.smoothing import AffineFirst, ApplyFn, counting_program, sample_counts
 from rpjax._src.stats import SampleSizeWarning
 
@@ -36,6 +36,7 @@ __all__ = [
     "always_label",
     "certify",
     "counting_program",
+    "noise_samples",
     "predict",
     "sample_counts",
     "stats",

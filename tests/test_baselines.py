@@ -10,10 +10,10 @@ from flax import nnx
 from scipy import stats as sps
 
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax._src.attacks.releases import experiment_secret, initial_state
 from rpjax._src.baselines import dpsgd, labels
 from rpjax._src.experiments.frontier import pareto_mask
 from rpjax.models import TabularMLP
+from rpjax.privacy import experiment_secret, initial_state
 
 K = 5
 
@@ -31,10 +31,9 @@ def _secret(*parts):
 def _answers(release, m=20_000):
     """m answers, in two batches (the second continues the release's counter)."""
     x = jnp.tile(jnp.arange(K, dtype=jnp.float32)[:, None], (m // K, 1))
-    fn = jax.jit(release.fn)
     half = m // 2
-    first, state = fn(x[:half], initial_state())
-    second, state = fn(x[half:], state)
+    first, state = release(x[:half], initial_state())  # compiled
+    second, state = release(x[half:], state)
     assert np.asarray(state).tolist() == [m, 0]
     out = np.concatenate([np.asarray(first), np.asarray(second)])
     return out, np.asarray(x[:, 0]).astype(int)

@@ -1,5 +1,7 @@
 """Label releases, BREP-MI on a toy problem, and the attack metrics."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,8 @@ from absl.testing import parameterized
 from rpjax._src import stats
 from rpjax._src.attacks import metrics
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax._src.attacks.releases import (
+from rpjax._src.privacy.release import ReleaseConfig, RobustPrivacyRelease
+from rpjax.privacy import (
     base_release,
     experiment_secret,
     initial_state,
@@ -18,7 +21,6 @@ from rpjax._src.attacks.releases import (
     rp_certify_release,
     rp_predict_release,
 )
-from rpjax._src.privacy.release import ReleaseConfig, RobustPrivacyRelease
 
 _CENTERS = jnp.array([[0.0, 0.0], [3.0, 3.0], [-3.0, 3.0]])
 
@@ -47,7 +49,7 @@ class ReleaseTest(parameterized.TestCase):
         rel = rp_predict_release(disc_apply, _CENTERS, sigma=0.8, n=200, alpha=1e-3,
                                  num_classes=4, secret=secret)
         x = jnp.array([[0.0, 0.0], [0.9, 0.0], [1.5, 1.5], [3.0, 3.0], [8.0, 8.0]])
-        labels, state = jax.jit(rel.fn)(x, initial_state())
+        labels, state = rel(x, initial_state())  # compiled
         labels = np.asarray(labels)
         np.testing.assert_array_equal(np.asarray(state), [5, 0])
         deployed = RobustPrivacyRelease(disc_apply, _CENTERS, ReleaseConfig(
@@ -59,12 +61,13 @@ class ReleaseTest(parameterized.TestCase):
         np.testing.assert_array_equal(labels, np.where(passes, counts.argmax(1), -1))
         self.assertIn(-1, labels.tolist())  # the boundary point abstains
         self.assertEqual(labels[4], 3)
-        self.assertEqual(rel.params["sigma"], 0.8)
-        self.assertEqual((rel.params["n"], rel.params["alpha"]), (200, 1e-3))
+        # the float settings travel as traced params: sigma and PREDICT's table (n, alpha)
+        self.assertEqual(float(rel.params["sigma"]), 0.8)
+        np.testing.assert_array_equal(rel.params["table"], predict_threshold_table(200, 1e-3))
 
     def test_always_label_never_abstains(self):
         rel = rp_always_release(disc_apply, _CENTERS, sigma=2.0, n=20, num_classes=4)
-        labels, _ = rel.fn(jnp.zeros((50, 2)) + 0.95, initial_state())
+        labels, _ = rel.fn(rel.params, jnp.zeros((50, 2)) + 0.95, initial_state())  # eager
         self.assertNotIn(-1, np.asarray(labels).tolist())
 
     def test_certify_release_matches_the_deployed_release(self):
@@ -77,7 +80,7 @@ class ReleaseTest(parameterized.TestCase):
             sigma=0.5, n=50, n0=10, alpha=1e-2, num_classes=4, mode="certify"), secret=secret)
         state = initial_state()
         for _ in range(2):  # a second batch continues the counter
-            labels, state = rel.fn(x, state)
+            labels, state = rel(x, state)
             np.testing.assert_array_equal(np.asarray(labels), deployed.query(x))
         self.assertEqual(np.asarray(labels)[2], 3)
 
@@ -137,6 +140,39 @@ class BrepTest(parameterized.TestCase):
         with pytest.raises(ValueError, match="release_state"):
             brep_mi(rel, lambda z: z, jnp.array([0]), 0, config, latent_dim=2,
                     release_state=np.zeros(2, np.int32))
+
+    def test_a_sweep_over_three_sigmas_compiles_the_attack_loop_once(self):
+        """sigma, the alpha-derived table and the secret are traced params of the release,
+        so the compiled walk (its `fn` static) is reused across a sigma sweep."""
+        messages = []
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                messages.append(record.getMessage())
+
+        def decode(z):  # a fresh function: no earlier test compiled this walk
+            return 2.0 * z
+
+        config = BrepConfig(r0=0.05, num_points=5, max_iters=3, init_candidates=30)
+        releases = [rp_predict_release(disc_apply, _CENTERS, sigma=s, n=12, alpha=0.05,
+                                       num_classes=4, secret=experiment_secret("sweep", s))
+                    for s in (0.1, 0.2, 0.4)]
+        self.assertTrue(all(r.fn == releases[0].fn and hash(r.fn) == hash(releases[0].fn)
+                            for r in releases))
+        handler = Handler(level=logging.DEBUG)
+        logger = logging.getLogger("jax")
+        logger.addHandler(handler)
+        try:
+            with jax.log_compiles():
+                results = [brep_mi(r, decode, jnp.array([0, 1]), 0, config, latent_dim=2,
+                                   init_batch=15) for r in releases]
+        finally:
+            logger.removeHandler(handler)
+        walks = [m for m in messages if m.startswith("Compiling") and "_walk" in m]
+        self.assertLen(walks, 1)
+        # the sigmas did reach the release: the three attacks saw different answers
+        self.assertFalse(all(np.array_equal(results[0].latents, r.latents)
+                             for r in results[1:]))
 
     def test_bad_config(self):
         with pytest.raises(ValueError, match="growth"):

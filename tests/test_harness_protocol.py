@@ -13,22 +13,20 @@ import numpy as np
 import pytest
 
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax._src.attacks.releases import (
+from rpjax._src.baselines import labels
+from rpjax._src.privacy import release as release_lib
+from rpjax.privacy import (
     LabelRelease,
+    ReleaseConfig,
+    RobustPrivacyRelease,
+    Secret,
+    advance,
     base_release,
     experiment_secret,
     initial_state,
     rp_always_release,
     rp_certify_release,
     rp_predict_release,
-)
-from rpjax._src.baselines import labels
-from rpjax._src.privacy.release import (
-    ReleaseConfig,
-    RobustPrivacyRelease,
-    Secret,
-    advance,
-    row_keys,
 )
 
 _CENTERS = jnp.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -50,8 +48,8 @@ def _spy(release: LabelRelease, log: list) -> LabelRelease:
     def record(x, out):
         log.append((np.asarray(x), np.asarray(out)))
 
-    def fn(x, state):
-        out, state = release.fn(x, state)
+    def fn(params, x, state):
+        out, state = release.fn(params, x, state)
         jax.debug.callback(record, x, out, ordered=True)
         return out, state
 
@@ -93,16 +91,18 @@ def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
                  labels.random_abstain_release(nearest_centre, _CENTERS, q=0.5),
                  labels.output_noise_release(nearest_centre, _CENTERS, scale=1.0)]
     for rel in rp + baselines:
-        assert list(inspect.signature(rel.fn).parameters) == ["x", "state"], rel.name
+        assert list(inspect.signature(rel.fn).parameters) == ["params", "x", "state"], rel.name
     assert [r.name for r in rp] == ["rp_predict", "rp_always", "rp_certify"]
-    assert {"sigma", "n", "alpha"} <= set(rp[0].params)
+    assert {"model", "keys", "sigma", "table"} == set(rp[0].params)
+    for rel in rp + baselines[1:]:  # the secret's keys travel in params but are not printed
+        assert "hidden" in repr(rel.params["keys"]), rel.name
 
     # a borderline input (equidistant from classes 0 and 1), many copies
     x = jnp.tile(jnp.array([[0.5, 0.0, 0.0]]), (64, 1))
     sa, sb = experiment_secret("a"), experiment_secret("b")
     rel_a = rp_always_release(nearest_centre, _CENTERS, sigma=0.5, n=20, num_classes=3,
                               secret=sa)
-    fn = jax.jit(rel_a.fn)
+    fn = rel_a  # compiled
     first, s1 = fn(x, initial_state())
     # an attacker running its own sampling in between changes nothing: same (x, state), same
     # answers (the attack's key has no way in)
@@ -114,8 +114,8 @@ def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
     assert set(np.asarray(first).tolist()) == {0, 1}  # borderline: both labels occur
     later, _ = fn(x, s1)  # fresh noise: the next answers are new draws
     assert np.any(np.asarray(later) != np.asarray(first))
-    other, _ = jax.jit(rp_always_release(nearest_centre, _CENTERS, sigma=0.5, n=20,
-                                         num_classes=3, secret=sb).fn)(x, initial_state())
+    other, _ = rp_always_release(nearest_centre, _CENTERS, sigma=0.5, n=20, num_classes=3,
+                                 secret=sb)(x, initial_state())
     assert np.any(np.asarray(other) != np.asarray(first))
     # two secrets: different votes for the same query (owner's audit record)
     counts = []
@@ -139,21 +139,39 @@ def test_baseline_randomness_comes_from_the_secret_and_the_counter(make):
     secret = experiment_secret("baseline", 1)
     a, b = make(secret), make(Secret(bytes(secret._value)))  # two releases, one secret
     start = advance(initial_state(), 1000)
-    la, sa = jax.jit(a.fn)(x, start)
-    lb, sb = b.fn(x, start)  # eager or compiled, same answers
+    la, sa = a(x, start)  # compiled
+    lb, sb = b.fn(b.params, x, start)  # eager or compiled, same answers
     np.testing.assert_array_equal(la, lb)
     np.testing.assert_array_equal(sa, advance(start, 300))
     np.testing.assert_array_equal(sa, sb)
-    fresh, _ = a.fn(x, sa)  # the next answers: new draws
+    fresh, _ = a(x, sa)  # the next answers: new draws
     assert np.mean(np.asarray(fresh) != np.asarray(la)) > 0.1
-    other, _ = make(experiment_secret("baseline", 2)).fn(x, start)
+    other, _ = make(experiment_secret("baseline", 2))(x, start)
     assert np.mean(np.asarray(other) != np.asarray(la)) > 0.1
 
 
-def test_row_keys_are_the_same_inside_jit():
-    secret = experiment_secret("row-keys")
+@pytest.mark.parametrize("stream", release_lib.STREAMS)
+def test_answer_keys_are_the_same_inside_jit(stream):
+    keys = release_lib._SecretKeys.of(experiment_secret("row-keys"))
     state = advance(initial_state(), 2**32 - 2)  # across the low word's carry
-    host = jax.random.key_data(row_keys(secret, state, 5))
-    traced = jax.jit(lambda s: jax.random.key_data(row_keys(secret, s, 5)))(state)
+    x = jnp.arange(15.0).reshape(5, 3)
+    host = release_lib._answer_key_pairs(keys, stream, x, state)
+    traced = jax.jit(release_lib._answer_key_pairs, static_argnums=1)(keys, stream, x, state)
     np.testing.assert_array_equal(host, traced)
     assert len({tuple(k) for k in np.asarray(host).tolist()}) == 5
+    # the three streams are different keys
+    others = [release_lib._answer_key_pairs(keys, s, x, state) for s in release_lib.STREAMS
+              if s != stream]
+    assert all(not np.array_equal(host, o) for o in others)
+
+
+def test_keyed_release_checks_its_arguments():
+    rule = release_lib._ArgmaxFn  # any hashable callable
+    with pytest.raises(TypeError, match="secret"):
+        release_lib.keyed_release("x", rule, params={}, secret=0, forward_passes=1)
+    with pytest.raises(ValueError, match="stream"):
+        release_lib.keyed_release("x", rule, params={}, secret=None, forward_passes=1,
+                                  stream="caller")
+    with pytest.raises(ValueError, match="keys"):
+        release_lib.keyed_release("x", rule, params={"keys": 0}, secret=None,
+                                  forward_passes=1)

@@ -293,3 +293,26 @@ class ValidationTest(parameterized.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+class EngineNoiseTest(parameterized.TestCase):
+    def test_noise_samples_is_the_noise_sample_counts_adds(self):
+        """MI-Face's smoothing noise is `rpjax.noise_samples`: the engine's own stream. With a
+        model that votes class 1 iff value 3 of the noisy input is positive, the engine's
+        counts at x = 0 are the number of positive noise values there, sample by sample."""
+        import rpjax
+
+        def sign_apply(params, x):
+            v = x.reshape(x.shape[0], -1)[:, 3]
+            return jnp.stack([-v, v], axis=-1) * params
+
+        xs = np.zeros((4, 2, 3, 1), np.float32)
+        ids = np.array([0, 7, 2**31, 5], np.uint32)
+        key = jax.random.key(11)
+        counts = rpjax.sample_counts(sign_apply, 1.0, xs, key, sigma=0.3, n=257,
+                                     num_classes=2, ids=ids)
+        eps = rpjax.noise_samples(key, ids, np.arange(257), (2, 3, 1))
+        self.assertEqual(eps.shape, (4, 257, 2, 3, 1))
+        positive = np.sum(np.asarray(eps).reshape(4, 257, -1)[:, :, 3] > 0, axis=1)
+        np.testing.assert_array_equal(np.asarray(counts)[:, 1], positive)
+        self.assertTrue(np.all((positive > 50) & (positive < 207)))  # not a degenerate stream

@@ -67,7 +67,7 @@ class QuerierViewTest(parameterized.TestCase):
         self.assertEqual(list(inspect.signature(_release().querier()).parameters),
                          ["xs", "subjects"])
         self.assertEqual(list(inspect.signature(_release().traced().fn).parameters),
-                         ["x", "state"])
+                         ["params", "x", "state"])
         with pytest.raises(TypeError):
             _release().query(_xs(), ids=np.zeros(12, int))  # pylint: disable=unexpected-keyword-arg
         for bad in (0, 2**40, jax.random.key(0), b"short"):
@@ -139,14 +139,19 @@ class NoiseModeTest(parameterized.TestCase):
 
     @parameterized.product(mode=MODES, noise=NOISE_MODES)
     def test_traced_release_equals_deployed_release(self, mode, noise):
+        """`release.query` and `release.traced()` agree, compiled and eager."""
         rel = _release(mode, noise)
-        traced = jax.jit(rel.traced().fn)
+        traced = rel.traced()
         state = initial_state()
         for seed in range(3):
             x = _xs(6, seed)
             want = rel.query(x)
-            got, state = traced(jnp.asarray(x), state)
+            got, new_state = traced(jnp.asarray(x), state)  # compiled
             np.testing.assert_array_equal(np.asarray(got), want)
+            eager, eager_state = traced.fn(traced.params, jnp.asarray(x), state)
+            np.testing.assert_array_equal(np.asarray(eager), want)
+            np.testing.assert_array_equal(eager_state, new_state)
+            state = new_state
         self.assertEqual(int(state[0]), 18)
 
 
@@ -221,3 +226,49 @@ def test_predict_threshold_table_matches_the_binomial_test(n, alpha):
         for n_a in range((m + 1) // 2, m + 1):
             passes = m > 0 and stats.binomial_test_pvalue(n_a, m) <= alpha
             assert (n_a >= table[m]) == passes, (m, n_a)
+
+
+def test_abstain_is_defined_once():
+    """`ABSTAIN` is the engine's (`rpjax.ABSTAIN`); the release and the leakage bound use it."""
+    import rpjax
+    from rpjax._src import certify
+    from rpjax._src.privacy import release
+
+    assert rpjax.ABSTAIN is certify.ABSTAIN is release.ABSTAIN is leakage.ABSTAIN
+    assert "ABSTAIN =" not in inspect.getsource(release)
+    assert "ABSTAIN =" not in inspect.getsource(leakage)
+
+
+def test_releases_differing_only_in_floats_share_fn():
+    """sigma / p / q / scale, alpha-derived tables and the secret are traced `params`: equal
+    `fn`s (one compiled program), equal params structure and shapes."""
+    from rpjax._src.baselines import labels
+    from rpjax.privacy import experiment_secret, rp_certify_release, rp_predict_release
+
+    def same(a, b):
+        assert a.fn == b.fn and hash(a.fn) == hash(b.fn)
+        assert jax.tree.structure(a.params) == jax.tree.structure(b.params)
+        sa, sb = ([(np.shape(v), np.asarray(v).dtype) for v in jax.tree.leaves(r.params)]
+                  for r in (a, b))
+        assert sa == sb
+
+    def sec(*p):
+        return experiment_secret("share", *p)
+
+    same(rp_predict_release(_linear, 1.0, sigma=0.1, n=50, alpha=1e-3, num_classes=2,
+                            secret=sec(1)),
+         rp_predict_release(_linear, 2.0, sigma=0.7, n=50, alpha=0.05, num_classes=2,
+                            secret=sec(2)))
+    same(rp_certify_release(_linear, 1.0, sigma=0.1, n=50, n0=5, alpha=1e-3, num_classes=2,
+                            secret=sec(1)),
+         rp_certify_release(_linear, 1.0, sigma=0.3, n=50, n0=5, alpha=0.01, num_classes=2,
+                            secret=sec(2)))
+    same(labels.randomized_response_release(_linear, 1.0, p=0.1, num_classes=2, secret=sec(1)),
+         labels.randomized_response_release(_linear, 1.0, p=0.9, num_classes=2, secret=sec(2)))
+    same(labels.random_abstain_release(_linear, 1.0, q=0.1, secret=sec(1)),
+         labels.random_abstain_release(_linear, 1.0, q=0.5, secret=sec(2)))
+    same(labels.output_noise_release(_linear, 1.0, scale=0.1, secret=sec(1)),
+         labels.output_noise_release(_linear, 1.0, scale=3.0, secret=sec(2)))
+    # a static setting (n: the shapes of the noise) gives another fn
+    assert (rp_predict_release(_linear, 1.0, sigma=0.1, n=50, alpha=1e-3, num_classes=2).fn
+            != rp_predict_release(_linear, 1.0, sigma=0.1, n=60, alpha=1e-3, num_classes=2).fn)

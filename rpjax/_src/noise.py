@@ -216,3 +216,31 @@ def sample_noise_range(
     flat = sample_noise_flat(key_pair, first, count, math.prod(input_shape), dtype=dtype,
                              distribution=distribution)
     return flat.reshape(count, *input_shape)
+
+
+def noise_samples(
+    key: jax.Array,
+    ids: jax.typing.ArrayLike,
+    samples: jax.typing.ArrayLike,
+    input_shape: Sequence[int],
+    *,
+    dtype: jnp.dtype = jnp.float32,
+    distribution: NoiseDistribution = GAUSSIAN,
+) -> jax.Array:
+    """The engine's unit-scale noise: `[len(ids), len(samples), *input_shape]`.
+
+    Entry `[i, s]` is the noise `rpjax.sample_counts` (and `certify`, `predict`) adds, divided
+    by sigma, to sample `samples[s]` of the input with id `ids[i]` under `key`. Traceable
+    (e.g. for a white-box attack that differentiates through the smoothed model).
+
+    Args:
+      key: a typed PRNG key, shape `()`.
+      ids: `[B]` example ids (uint32 range); samples: `[m]` sample indices (uint32 range).
+      input_shape: the shape of one input.
+      dtype: floating dtype of the result (the noise is made in float32).
+      distribution: the smoothing distribution.
+    """
+    pairs = example_keys(key, jnp.asarray(ids, jnp.uint32))
+    samples = jnp.asarray(samples, jnp.uint32)
+    return jax.vmap(lambda pair: sample_noise(pair, samples, tuple(input_shape), dtype=dtype,
+                                              distribution=distribution))(pairs)

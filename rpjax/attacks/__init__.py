@@ -1,5 +1,6 @@
 """Model-inversion attacks (MI-Face, white box; BREP-MI, label only), the attacker's generator
-priors, attack metrics and the releases an attack queries."""
+priors and attack metrics. The releases an attack queries are in `rpjax.privacy`
+(`LabelRelease`) and `rpjax.baselines`."""
 
 from rpjax._src.attacks import prior
 from rpjax._src.attacks.brep_mi import BrepConfig, BrepResult, brep_mi
@@ -11,13 +12,6 @@ from rpjax._src.attacks.metrics import (
 )
 from rpjax._src.attacks.mi_face import MIFaceConfig, MIFaceResult, mi_face_latent, mi_face_pixels
 from rpjax._src.attacks.prior import PCAPrior, VAEPrior, fit_pca_prior, fit_vae_prior
-from rpjax._src.attacks.releases import (
-    base_release,
-    experiment_secret,
-    rp_always_release,
-    rp_certify_release,
-    rp_predict_release,
-)
 
 __all__ = [
     "BrepConfig",
@@ -27,9 +21,7 @@ __all__ = [
     "PCAPrior",
     "VAEPrior",
     "attack_success",
-    "base_release",
     "brep_mi",
-    "experiment_secret",
     "fit_pca_prior",
     "fit_vae_prior",
     "mi_face_latent",
@@ -37,8 +29,5 @@ __all__ = [
     "nearest_private_distance",
     "prior",
     "release_utility",
-    "rp_always_release",
-    "rp_certify_release",
-    "rp_predict_release",
     "top_k_hits",
 ]

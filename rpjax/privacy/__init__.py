@@ -1,6 +1,7 @@
 """Privacy: what a Monte Carlo release leaks (the leakage bound), the deployed release protocol
-(label only, the owner's secret noise, per-subject budgets), what a certificate covers and
-attribute-level intervals (RAP / APE)."""
+(label only, the owner's secret noise, per-subject budgets) and its traceable form for attack
+loops (`LabelRelease`, with the Robust Privacy and undefended releases and `keyed_release` for
+others), what a certificate covers and attribute-level intervals (RAP / APE)."""
 
 from rpjax._src.privacy.leakage import (
     LeakageBound,
@@ -27,9 +28,14 @@ from rpjax._src.privacy.release import (
     Secret,
     advance,
     answers_allowed,
+    base_release,
+    experiment_secret,
     initial_state,
+    keyed_release,
     predict_threshold_table,
-    row_keys,
+    rp_always_release,
+    rp_certify_release,
+    rp_predict_release,
 )
 from rpjax._src.privacy.rp import base_labels, certified_labels
 
@@ -51,12 +57,17 @@ __all__ = [
     "ape_union",
     "attribute_intervals",
     "base_labels",
+    "base_release",
     "binomial_tv",
     "certified_labels",
     "composed_advantage",
+    "experiment_secret",
     "initial_state",
+    "keyed_release",
     "outcome_probabilities",
     "p1_interval_from_counts",
     "predict_threshold_table",
-    "row_keys",
+    "rp_always_release",
+    "rp_certify_release",
+    "rp_predict_release",
 ]

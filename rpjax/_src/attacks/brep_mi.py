@@ -10,12 +10,17 @@ at the total cap. All targets run together in one compiled `lax.while_loop`; eve
 comes from a pluggable `LabelRelease` (the base model, Robust Privacy, a baseline), and an
 abstention counts as "not the target".
 
-The release protocol is `rpjax._src.privacy.release`: the release's noise comes from its own
+The release protocol is `rpjax.privacy.LabelRelease`: the release's noise comes from its own
 secret and its answer counter, which the attack threads through the initial search and the
-loop carry (`release.fn(x, state) -> (labels, state)`). The attacker's `key` drives only the
-attacker's own sampling (candidate latents, sphere directions) and never reaches the release.
-`brep_mi` starts from `release_state` (default: a fresh release) and returns the counter
-after its queries, so several attacks can be chained against one deployed release.
+loop carry (`release.fn(release.params, x, state) -> (labels, state)`). The attacker's `key`
+drives only the attacker's own sampling (candidate latents, sphere directions) and never
+reaches the release. `brep_mi` starts from `release_state` (default: a fresh release) and
+returns the counter after its queries, so several attacks can be chained against one
+deployed release.
+
+The compiled loop takes `release.fn` as a static argument and `release.params` as a traced
+one, so releases that differ only in their float settings or secret (a sweep over sigma)
+share one compiled program.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rpjax._src import validate as _validate
-from rpjax._src.attacks.releases import LabelRelease, initial_state
+from rpjax.privacy import LabelRelease, initial_state
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,13 +101,13 @@ class BrepResult(NamedTuple):
     release_state: np.ndarray
 
 
-def _initial_points(query, targets, key, config, k, batch, release_state):
+def _initial_points(query, release_params, targets, key, config, k, batch, release_state):
     """Queries `init_candidates` random latents (in batches; exactly those, no padding)."""
     z = jax.random.normal(jax.random.fold_in(key, 0), (config.init_candidates, k))
     z = jnp.clip(z, -config.latent_clip, config.latent_clip)
     labels = []
     for start in range(0, config.init_candidates, batch):
-        out, release_state = query(z[start : start + batch], release_state)
+        out, release_state = query(release_params, z[start : start + batch], release_state)
         labels.append(out)
     labels = jnp.concatenate(labels)
     hit = labels[None, :] == targets[:, None]  # [T, N0]
@@ -111,7 +116,7 @@ def _initial_points(query, targets, key, config, k, batch, release_state):
     return jnp.where(found[:, None], z[first], 0.0), found, release_state
 
 
-def _walk(release_fn, decode, targets, z0, found, key, release_state, config):
+def _walk(release_fn, decode, release_params, targets, z0, found, key, release_state, config):
     num, k = z0.shape
     p = config.num_points
 
@@ -126,14 +131,15 @@ def _walk(release_fn, decode, targets, z0, found, key, release_state, config):
         d = d / jnp.linalg.norm(d, axis=-1, keepdims=True)
         sphere = jnp.clip(z[:, None] + r[:, None, None] * d, -config.latent_clip,
                           config.latent_clip)
-        sphere_labels, rstate = release_fn(decode(sphere.reshape(num * p, k)), rstate)
+        sphere_labels, rstate = release_fn(release_params, decode(sphere.reshape(num * p, k)),
+                                           rstate)
         inside = sphere_labels.reshape(num, p) == targets[:, None]
         phi = jnp.where(inside, 1.0, -1.0)
         g = jnp.mean(phi[..., None] * d, axis=1)
         g = g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True), 1e-12)
         step = jnp.minimum(r / 3.0, config.max_step)
         cand = jnp.clip(z + step[:, None] * g, -config.latent_clip, config.latent_clip)
-        cand_labels, rstate = release_fn(decode(cand), rstate)
+        cand_labels, rstate = release_fn(release_params, decode(cand), rstate)
         keep = cand_labels == targets
         active = ~done
         z = jnp.where((active & keep)[:, None], cand, z)
@@ -152,12 +158,12 @@ def _walk(release_fn, decode, targets, z0, found, key, release_state, config):
     return z, r, iters, queries, release_state
 
 
-_WALK = jax.jit(_walk, static_argnums=(0, 1, 7))
+_WALK = jax.jit(_walk, static_argnums=(0, 1, 8))
 
 
 @functools.lru_cache(maxsize=32)
 def _query(release_fn, decode):
-    return jax.jit(lambda z, state: release_fn(decode(z), state))
+    return jax.jit(lambda params, z, state: release_fn(params, decode(z), state))
 
 
 def _release_state(value) -> jax.Array:
@@ -209,9 +215,10 @@ def brep_mi(
     init_batch = _validate.integer("init_batch", init_batch, minimum=1)
     state = _release_state(release_state)
     query = _query(release.fn, decode)
-    z0, found, state = _initial_points(query, targets, jax.random.fold_in(key, 0), config,
-                                       latent_dim, init_batch, state)
-    z, r, iters, queries, state = _WALK(release.fn, decode, targets, z0, found,
+    z0, found, state = _initial_points(query, release.params, targets,
+                                       jax.random.fold_in(key, 0), config, latent_dim,
+                                       init_batch, state)
+    z, r, iters, queries, state = _WALK(release.fn, decode, release.params, targets, z0, found,
                                         jax.random.fold_in(key, 1), state, config)
     init_queries = config.init_candidates / targets.shape[0]
     queries = np.asarray(queries, np.float64) + init_queries

@@ -35,7 +35,7 @@ passes. The returned image is the iterate with the lowest evaluated cost (the fi
 ties), as in Fredrikson et al.'s Algorithm 1 (`return_best=False`: the last iterate).
 
 Noise: evaluation k (k = 0 at the start, k = i after step i) of the t-th target (its position
-in `targets`) uses the engine's counter-mode Gaussian stream (`rpjax._src.noise`) keyed by
+in `targets`) uses the engine's counter-mode Gaussian stream (`rpjax.noise_samples`) keyed by
 `fold_in(fold_in(fold_in(key, 0), k), t)`, samples 0..m-1; the cost and the gradient of one
 evaluation share their draw. Results are a pure function of the key and the arguments.
 """
@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rpjax._src import noise as _noise
+import rpjax
 from rpjax._src import validate as _validate
 
 PyTree = Any
@@ -220,9 +220,9 @@ def _costs(apply_fn, decode, static, hyper, params, targets, u, key):
     image = u if decode is None else decode(u)
     num, shape = image.shape[0], image.shape[1:]
     if static.m:
-        pairs = _noise.example_keys(key, jnp.arange(num, dtype=jnp.uint32))
-        draw = functools.partial(_noise.sample_noise, input_shape=shape, dtype=image.dtype)
-        eps = jax.vmap(draw, in_axes=(0, None))(pairs, jnp.arange(static.m, dtype=jnp.uint32))
+        eps = rpjax.noise_samples(key, jnp.arange(num, dtype=jnp.uint32),
+                                  jnp.arange(static.m, dtype=jnp.uint32), shape,
+                                  dtype=image.dtype)
         noisy = image[:, None] + hyper.sigma.astype(image.dtype) * eps
         logits = apply_fn(params, noisy.reshape(num * static.m, *shape))
         probs = jax.nn.softmax(logits, axis=-1).reshape(num, static.m, -1).mean(axis=1)

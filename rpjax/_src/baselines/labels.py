@@ -1,8 +1,8 @@
 """Label-release baselines, pluggable wherever a `LabelRelease` is queried (e.g. `brep_mi`).
 
-Each wraps the undefended model's argmax with fresh randomness per answer. The randomness
-comes from the release's own `Secret` and its answer counter (`state`), as in
-`rpjax._src.privacy.release`: answer number t draws from `row_keys(secret, t)`, never from anything
+Each wraps the undefended model's argmax with fresh randomness per answer, on the release
+protocol of `rpjax.privacy` (`keyed_release`, as Robust Privacy's traced release): answer
+number t draws from a key derived from the release's own `Secret` and t, never from anything
 the caller passes in, so a querier cannot choose, repeat or predict it.
 
 - `randomized_response_release`: keep the label with probability p, else release a label drawn
@@ -10,20 +10,25 @@ the caller passes in, so a querier cannot choose, repeat or predict it.
 - `random_abstain_release`: abstain (-1) with probability q, else release the label;
 - `output_noise_release`: add N(0, scale^2) to every logit before the argmax.
 
-Every `fn(x [M, ...], state)` returns `(labels [M] int32, advance(state, M))`. All cost one
-base-model forward pass per query.
+Every `fn(params, x [M, ...], state)` returns `(labels [M] int32, state advanced by M)`. The
+float setting (p, q, scale) is a traced entry of `params`, so releases that differ only in it
+(or in their secret) share one compiled program. All cost one base-model forward pass per
+query.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from rpjax._src import smoothing
+import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.attacks.releases import ABSTAIN, LabelRelease, Secret, advance, row_keys
+from rpjax.privacy import LabelRelease, Secret, keyed_release
 
 
 def _probability(name: str, value: Any) -> float:
@@ -33,16 +38,56 @@ def _probability(name: str, value: Any) -> float:
     return value
 
 
-def _secret(secret: Secret | None) -> Secret:
-    if secret is None:
-        return Secret.generate()
-    if not isinstance(secret, Secret):
-        raise TypeError(f"secret must be a rpjax._src.privacy.release.Secret, got "
-                        f"{type(secret).__name__}; keys and integer seeds are refused.")
-    return secret
+def _row_keys(pairs: jax.Array) -> jax.Array:
+    """`[M]` typed keys from the answers' `[M, 2]` uint32 key pairs."""
+    return jax.random.wrap_key_data(pairs, impl="threefry2x32")
 
 
-def randomized_response_release(apply_fn: smoothing.ApplyFn, params: Any, *, p: float,
+def _base_labels(apply_fn, params, x):
+    return jnp.argmax(apply_fn(params["model"], x), axis=-1).astype(jnp.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RandomizedResponse:
+    apply_fn: Callable
+    num_classes: int
+
+    def __call__(self, params, x, pairs):
+        label = _base_labels(self.apply_fn, params, x)
+
+        def row(key, label):
+            k_keep, k_label = jax.random.split(key)
+            u = jax.random.uniform(k_keep)
+            keep = u < params["p"].astype(u.dtype)
+            return jnp.where(keep, label,
+                             jax.random.randint(k_label, (), 0, self.num_classes, jnp.int32))
+
+        return jax.vmap(row)(_row_keys(pairs), label)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RandomAbstain:
+    apply_fn: Callable
+
+    def __call__(self, params, x, pairs):
+        label = _base_labels(self.apply_fn, params, x)
+        u = jax.vmap(jax.random.uniform)(_row_keys(pairs))
+        return jnp.where(u < params["q"].astype(u.dtype), rpjax.ABSTAIN, label)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OutputNoise:
+    apply_fn: Callable
+
+    def __call__(self, params, x, pairs):
+        logits = self.apply_fn(params["model"], x)
+        k = logits.shape[1]
+        z = jax.vmap(lambda key: jax.random.normal(key, (k,), logits.dtype))(_row_keys(pairs))
+        scale = params["scale"].astype(logits.dtype)
+        return jnp.argmax(logits + scale * z, axis=-1)
+
+
+def randomized_response_release(apply_fn: rpjax.ApplyFn, params: Any, *, p: float,
                                 num_classes: int,
                                 secret: Secret | None = None) -> LabelRelease:
     """Randomized response on labels: the base label with probability p, else uniform.
@@ -52,68 +97,45 @@ def randomized_response_release(apply_fn: smoothing.ApplyFn, params: Any, *, p: 
 
     Args:
       apply_fn, params: the base model (`apply_fn(params, x [M, ...]) -> logits [M, K]`).
-      p: probability of keeping the base label, in [0, 1].
+      p: probability of keeping the base label, in [0, 1] (traced: `params["p"]`).
       num_classes: K, the number of labels the uniform draw ranges over.
       secret: the release's `Secret`; its randomness comes from it and the answer counter,
         never from the caller (None: `Secret.generate()`).
     """
     p = _probability("p", p)
     num_classes = _validate.integer("num_classes", num_classes, minimum=2)
-    secret = _secret(secret)
-
-    def row(key, label):
-        k_keep, k_label = jax.random.split(key)
-        keep = jax.random.uniform(k_keep) < p
-        return jnp.where(keep, label, jax.random.randint(k_label, (), 0, num_classes, jnp.int32))
-
-    def fn(x, state):
-        label = jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
-        m = label.shape[0]
-        return jax.vmap(row)(row_keys(secret, state, m), label), advance(state, m)
-
-    return LabelRelease("randomized_response", fn, 1, {"p": p})
+    return keyed_release("randomized_response", _RandomizedResponse(apply_fn, num_classes),
+                         params={"model": params, "p": np.float64(p)}, secret=secret,
+                         forward_passes=1)
 
 
-def random_abstain_release(apply_fn: smoothing.ApplyFn, params: Any, *, q: float,
+def random_abstain_release(apply_fn: rpjax.ApplyFn, params: Any, *, q: float,
                            secret: Secret | None = None) -> LabelRelease:
     """Random abstention: abstain (-1) with probability q, independently of the input.
 
     Args:
       apply_fn, params: the base model.
-      q: abstention probability, in [0, 1].
+      q: abstention probability, in [0, 1] (traced: `params["q"]`).
       secret: the release's `Secret` (the source of its randomness, with the answer counter;
         None: `Secret.generate()`).
     """
     q = _probability("q", q)
-    secret = _secret(secret)
-
-    def fn(x, state):
-        label = jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
-        m = label.shape[0]
-        u = jax.vmap(jax.random.uniform)(row_keys(secret, state, m))
-        return jnp.where(u < q, ABSTAIN, label).astype(jnp.int32), advance(state, m)
-
-    return LabelRelease("abstain", fn, 1, {"q": q})
+    return keyed_release("abstain", _RandomAbstain(apply_fn),
+                         params={"model": params, "q": np.float64(q)}, secret=secret,
+                         forward_passes=1)
 
 
-def output_noise_release(apply_fn: smoothing.ApplyFn, params: Any, *, scale: float,
+def output_noise_release(apply_fn: rpjax.ApplyFn, params: Any, *, scale: float,
                          secret: Secret | None = None) -> LabelRelease:
     """Output noise: the argmax of the logits plus N(0, scale^2) noise per logit.
 
     Args:
       apply_fn, params: the base model.
-      scale: noise standard deviation in logit units (> 0).
+      scale: noise standard deviation in logit units (> 0; traced: `params["scale"]`).
       secret: the release's `Secret` (the source of its noise, with the answer counter;
         None: `Secret.generate()`).
     """
     scale = _validate.positive("scale", scale)
-    secret = _secret(secret)
-
-    def fn(x, state):
-        logits = apply_fn(params, x)
-        m, k = logits.shape
-        z = jax.vmap(lambda key: jax.random.normal(key, (k,), logits.dtype))(
-            row_keys(secret, state, m))
-        return jnp.argmax(logits + scale * z, axis=-1).astype(jnp.int32), advance(state, m)
-
-    return LabelRelease("output_noise", fn, 1, {"scale": scale})
+    return keyed_release("output_noise", _OutputNoise(apply_fn),
+                         params={"model": params, "scale": np.float64(scale)}, secret=secret,
+                         forward_passes=1)

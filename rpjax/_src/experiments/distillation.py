@@ -11,7 +11,7 @@ on those public images. The private held-out images are never queried: they are 
 Releases: the undefended target (argmax) and RP PREDICT at each (sigma, n) of the config;
 abstentions are dropped from the student's training set (their count is reported). Each RP
 release's noise comes from its own secret (derived from the config's seed and the release's
-settings, `rpjax.attacks.experiment_secret`, for reproducibility); the extractor's
+settings, `rpjax.privacy.experiment_secret`, for reproducibility); the extractor's
 query set is answered as the first `budget` answers of a fresh release.
 """
 
@@ -29,10 +29,9 @@ from flax import nnx
 from rpjax._src import validate as _validate
 from rpjax._src.experiments import inversion, paper, report
 from rpjax._src.experiments.faces import Faces, prepare
-from rpjax.attacks import base_release, experiment_secret, rp_predict_release
 from rpjax.attacks import prior as prior_lib
 from rpjax.models import FaceCNN, TrainConfig, fit_classifier
-from rpjax.privacy import initial_state
+from rpjax.privacy import base_release, experiment_secret, initial_state, rp_predict_release
 
 QUERY_SET = ("public identities' images (flips, brightness/contrast jitter, N(0, 0.05^2) pixel "
              "noise) and generator-prior samples, half each")
@@ -103,7 +102,7 @@ def _student(ctx, xq, yq, config):
 
 
 def _measure(ctx, release, xq, config, target_labels):
-    answers, _ = jax.jit(release.fn)(jnp.asarray(xq), initial_state())
+    answers, _ = release(jnp.asarray(xq), initial_state())
     answers = np.asarray(answers)
     keep = answers >= 0
     if keep.sum() < 2:

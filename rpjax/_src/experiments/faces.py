@@ -192,7 +192,7 @@ class Faces(NamedTuple):
     def release_utility(self, apply_fn, params, release) -> dict[str, Any]:
         """Utility of a `LabelRelease` queried once on every held-out image (a fresh
         release: its answers 0 .. N - 1; the noise is the release's own)."""
-        labels, _ = jax.jit(release.fn)(jnp.asarray(self.xte), initial_state())
+        labels, _ = release(jnp.asarray(self.xte), initial_state())
         return self.utility(apply_fn, params, np.asarray(labels))
 
     def brep(self, release, seeds, *, release_state=None):

@@ -21,7 +21,7 @@ high and ASR at least as low, one of them strictly.
 Every label release draws its randomness from its own secret and answer counter
 (`rpjax.privacy.LabelRelease`), never from the attacker; for reproducibility the baselines'
 secrets are derived from the inversion seed and their settings
-(`rpjax.attacks.experiment_secret`).
+(`rpjax.privacy.experiment_secret`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from flax import nnx
 from rpjax._src import validate as _validate
 from rpjax._src.experiments import checkpoint, inversion, paper, report
 from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
-from rpjax.attacks import base_release, experiment_secret
 from rpjax.baselines import (
     DPSGDConfig,
     calibrate_noise_multiplier,
@@ -49,6 +48,7 @@ from rpjax.baselines import (
 )
 from rpjax.data import OLIVETTI_SHA256
 from rpjax.models import FaceCNN, as_apply_fn
+from rpjax.privacy import base_release, experiment_secret
 
 METHODS = ("none", "rp", "dpsgd", "randomized_response", "abstain", "output_noise")
 

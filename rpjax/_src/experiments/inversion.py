@@ -9,7 +9,7 @@ identity at once, against the undefended target and against RP releases for each
 Each RP release is the deployed protocol (`rpjax.privacy.LabelRelease`, traced): its noise comes
 from its own secret and answer counter, never from the attacker. For reproducibility the
 secret is derived from the experiment's seed and the release's settings
-(`rpjax.attacks.experiment_secret`); the attack seeds drive only the attacker's
+(`rpjax.privacy.experiment_secret`); the attack seeds drive only the attacker's
 sampling, and the seeds' attacks run one after another against the same release (the answer
 counter carries over from one to the next, as for a deployed release).
 
@@ -31,16 +31,9 @@ import rpjax
 from rpjax._src import validate as _validate
 from rpjax._src.experiments import paper, report
 from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
-from rpjax.attacks import (
-    BrepConfig,
-    MIFaceConfig,
-    base_release,
-    experiment_secret,
-    mi_face_pixels,
-    rp_predict_release,
-)
+from rpjax.attacks import BrepConfig, MIFaceConfig, mi_face_pixels
 from rpjax.attacks import prior as prior_lib
-from rpjax.privacy import initial_state
+from rpjax.privacy import base_release, experiment_secret, initial_state, rp_predict_release
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -64,9 +64,9 @@ from scipy import stats as _sps
 
 from rpjax._src import stats
 from rpjax._src import validate as _validate
+from rpjax._src.certify import ABSTAIN
 
 MODES = ("predict", "always_label", "certify", "certify_radius")
-ABSTAIN = -1
 _ROUNDING = 1e-12  # added to every bound: float64 rounding of the probabilities it combines
 _Z_MAX = 12.0  # cells cover z in [-12, 12]; two end cells reach 0 and 1 (Phi(-12) ~ 2e-33)
 

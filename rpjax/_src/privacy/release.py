@@ -15,27 +15,36 @@
   stop averaging; the budget does.
 - **Per-subject budget.** Answers are counted per subject; `Budget` caps them directly, by the
   alpha spent (union bound: k certified answers are all correct with probability
-  >= 1 - k alpha) and by the composed advantage bound of `rpjax._src.privacy.leakage` at a stated
+  >= 1 - k alpha) and by the composed advantage bound of `rpjax.privacy.advantage_bound` at a stated
   distance delta. The bound used is the worst case over all inputs, so whether the release
   refuses depends only on how many answers the subject has had, never on the input.
 
 `release.traced()` gives the same protocol as a traceable `LabelRelease` for attack loops
-compiled with `jit` (BREP-MI): the secret stays in the function's closure, the attacker's
-loop carries only the answer counter (`state`), and the answers equal the deployed release's
-for the same secret and the same sequence of queries (tested).
+compiled with `jit` (BREP-MI): `fn(params, x, state) -> (labels, state)`, where `state` is the
+answer counter the attacker's loop carries and `params` the release's traced values (model
+parameters, the keys derived from its secret, its float settings), which attack code passes
+through untouched. The answers equal the deployed release's for the same secret and the same
+sequence of queries (tested). `fn` depends only on the static settings (model function,
+sample counts, mode, number of classes, noise mode), so one compiled attack loop serves
+releases that differ in sigma, alpha or secret (tested: a BREP-MI sweep over three sigmas
+compiles once). The label-release baselines (`rpjax.baselines`) are built on the same
+protocol by `keyed_release`; `base_release` is the undefended model and `experiment_secret`
+a reproducible secret for experiments.
 
-Key derivation (threefry2x32, `rpjax._src.noise.threefry2x32`): three 64-bit sub-keys are derived
-from the 256-bit secret by running threefry under its four 64-bit words in turn on a tag;
-fresh: pair(t) = threefry(K_fresh, t); consistent: h = XOR over j of threefry(K_word, (j,
-bits(x_j))) for the float32 bits of the input's values (with -0.0 made +0.0), then
-pair = threefry(K_cons, h). Each answer's selection, estimation and prediction streams use
-threefry(pair, purpose). No claim beyond this is made for the construction: distinct inputs
+Key derivation (threefry2x32, `rpjax._src.noise.threefry2x32`): four 64-bit sub-keys (K_fresh,
+K_word, K_cons, K_row) are derived from the 256-bit secret by running threefry under its four
+64-bit words in turn on a tag; fresh: pair(t) = threefry(K_fresh, t); consistent: h = XOR over
+j of threefry(K_word, (j, bits(x_j))) for the float32 bits of the input's values (with -0.0
+made +0.0), then pair = threefry(K_cons, h); row (the baselines' randomness): pair(t) =
+threefry(K_row, t). Each Robust Privacy answer's selection, estimation and prediction streams
+use threefry(pair, purpose). No claim beyond this is made for the construction: distinct inputs
 get the same key only through a 64-bit collision.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import secrets as _secrets
@@ -51,9 +60,9 @@ from rpjax._src import noise as _noise
 from rpjax._src import smoothing as _smoothing
 from rpjax._src import stats
 from rpjax._src import validate as _validate
+from rpjax._src.certify import ABSTAIN
 from rpjax._src.privacy import leakage
 
-ABSTAIN = -1
 MODES = ("predict", "always_label", "certify")
 NOISE_MODES = ("fresh", "consistent")
 _TAG_FRESH, _TAG_WORD, _TAG_CONS, _TAG_ROW = 1, 2, 3, 4
@@ -221,7 +230,7 @@ class Budget:
       max_answers: answers per subject (None: no direct cap).
       max_alpha: largest union bound k * alpha on the probability that any of a subject's k
         answers is wrong (predict / certify only; None: no cap).
-      max_advantage: largest composed advantage bound (`rpjax._src.privacy.leakage`, worst case
+      max_advantage: largest composed advantage bound (`rpjax.privacy.advantage_bound`, worst case
         over all inputs, fresh noise) between the subject's x and any x' within `delta`, after
         k answers (two-class models; None: no cap).
       delta: the protected l2 distance in input units, required with `max_advantage`.
@@ -289,19 +298,39 @@ def _answers_within_advantage(config: ReleaseConfig, max_advantage: float, delta
 class LabelRelease(NamedTuple):
     """A release as a traceable function, for attack loops compiled with `jit`.
 
+    Call it as `release(x, state)` (compiled), or pass `release.fn` (static) and
+    `release.params` (traced) into your own compiled loop: `release.fn(release.params, x,
+    state)`.
+
     Attributes:
       name: short name for reports ("none", "rp_predict", ...).
-      fn: `fn(x [M, *input_shape], state) -> (labels [M] int32, state)`; -1 = abstain.
-        `state` is the release's answer counter, uint32 `[2]` (start from `initial_state()`);
-        the noise comes from the release's own secret, never from the caller.
+      fn: `fn(params, x [M, *input_shape], state) -> (labels [M] int32, state)`; `ABSTAIN`
+        (-1) = abstain. `state` is the release's answer counter, uint32 `[2]` (start from
+        `initial_state()`); the randomness comes from the release's own secret (its derived
+        keys are in `params`) and the counter, never from the caller. `fn` is hashable and
+        depends only on the release's static settings (model function, sample counts,
+        mode, number of classes), so releases that differ only in `params` have equal
+        `fn`s and share one compiled program.
       forward_passes: base-model forward passes per answer.
-      params: the release's settings, for reports.
+      params: pytree of the release's traced values: the model's parameters (`"model"`),
+        the keys derived from its secret (`"keys"`, hidden from `repr`), its float settings
+        (`"sigma"`, `"p"`, `"q"`, `"scale"`) and tables derived from them (PREDICT's
+        `"table"`, CERTIFY's `"kstar"`). Attack code passes it to `fn` untouched.
     """
 
     name: str
-    fn: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+    fn: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
     forward_passes: int
-    params: dict[str, Any]
+    params: Any
+
+    def __call__(self, x: jax.typing.ArrayLike, state: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """`(labels [M] int32, state)` for the batch `x` (compiled once per `fn` and shapes)."""
+        return _call_compiled(self.fn, self.params, jnp.asarray(x), state)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _call_compiled(fn, params, x, state):
+    return fn(params, x, state)
 
 
 def initial_state() -> jax.Array:
@@ -315,20 +344,100 @@ def advance(state: jax.Array, count: int) -> jax.Array:
     return jnp.stack([lo, state[1] + (lo < state[0]).astype(jnp.uint32)])
 
 
-def row_keys(secret: Secret, state: jax.Array, count: int) -> jax.Array:
-    """`[count]` typed keys for per-answer randomness of baseline releases (randomized
-    response, ...), derived from the secret and the answer counter like fresh noise.
-    Traceable (usable inside `jit` and `lax.while_loop`)."""
-    k_row = jnp.asarray(_subkeys(secret.words())[_TAG_ROW])
-    return jax.random.wrap_key_data(fresh_key_pairs(k_row, state, count),
-                                    impl="threefry2x32")
+class _SecretKeys:
+    """The sub-keys a release derives from its `Secret` (uint32 `[2]` each): a pytree whose
+    leaves are traced inside `jit`; never printed."""
+
+    __slots__ = ("fresh", "word", "cons", "row")
+
+    def __init__(self, fresh, word, cons, row):
+        self.fresh, self.word, self.cons, self.row = fresh, word, cons, row
+
+    @classmethod
+    def of(cls, secret: Secret) -> _SecretKeys:
+        keys = _subkeys(secret.words())
+        return cls(*(keys[t] for t in (_TAG_FRESH, _TAG_WORD, _TAG_CONS, _TAG_ROW)))
+
+    def __repr__(self) -> str:
+        return "_SecretKeys(<hidden>)"
 
 
-def _decide(config: ReleaseConfig, counts, selection, table, kstar):
+jax.tree_util.register_pytree_node(
+    _SecretKeys, lambda k: ((k.fresh, k.word, k.cons, k.row), None),
+    lambda _, leaves: _SecretKeys(*leaves))
+
+
+def _check_secret(secret: Secret | None) -> Secret:
+    """`secret`, or `Secret.generate()` for None; keys and integer seeds are refused."""
+    if secret is None:
+        return Secret.generate()
+    if not isinstance(secret, Secret):
+        raise TypeError(f"secret must be a rpjax.privacy.Secret, got {type(secret).__name__}; "
+                        f"keys and integer seeds are refused.")
+    return secret
+
+
+STREAMS = ("fresh", "consistent", "row")
+
+
+def _answer_key_pairs(keys: _SecretKeys, stream: str, x: jax.Array,
+                      state: jax.Array) -> jax.Array:
+    """`[M, 2]` uint32 key pairs of the answers to `x` (traceable): "fresh" / "row" from the
+    answer counter (the Robust Privacy noise / the baselines' randomness, under different
+    sub-keys), "consistent" from the inputs' canonical bytes."""
+    if stream == "consistent":
+        return consistent_key_pairs(keys.word, keys.cons, x)
+    return fresh_key_pairs(keys.fresh if stream == "fresh" else keys.row, state, x.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class _KeyedFn:
+    """The `fn` of a `keyed_release`: key pairs from the secret's keys and the counter, the
+    rule's labels, the counter advanced by the batch size. Equal for equal rules and streams."""
+
+    rule: Callable[[Any, jax.Array, jax.Array], jax.Array]
+    stream: str
+
+    def __call__(self, params, x, state):
+        pairs = _answer_key_pairs(params["keys"], self.stream, x, state)
+        return self.rule(params, x, pairs).astype(jnp.int32), advance(state, x.shape[0])
+
+
+def keyed_release(name: str, rule: Callable[[Any, jax.Array, jax.Array], jax.Array], *,
+                  params: dict[str, Any], secret: Secret | None, forward_passes: int,
+                  stream: str = "row") -> LabelRelease:
+    """A `LabelRelease` whose randomness comes from `secret` and the answer counter.
+
+    The one place where a release's secret is checked (None: `Secret.generate()`), its keys
+    derived, each answer's key pair made and the counter advanced; Robust Privacy
+    (`RobustPrivacyRelease.traced`) and the label-release baselines are built on it.
+
+    Args:
+      name: short name for reports.
+      rule: `rule(params, x [M, ...] float32, pairs [M, 2] uint32) -> labels [M]`, traceable
+        and hashable (e.g. a frozen dataclass of static settings): answer i's randomness is
+        drawn from `pairs[i]` (e.g. `jax.random.wrap_key_data(pairs, impl="threefry2x32")`).
+        Releases with equal rules share compiled programs.
+      params: the rule's traced values (model parameters, float settings); a `"keys"` entry
+        (the secret's derived keys) is added.
+      secret: the release's `Secret` (None: `Secret.generate()`, 256 bits from the OS).
+      forward_passes: base-model forward passes per answer.
+      stream: "row" (the baselines' per-answer randomness), "fresh" (Robust Privacy's fresh
+        noise) or "consistent" (keyed by the input's bytes).
+    """
+    if stream not in STREAMS:
+        raise ValueError(f"stream must be one of {STREAMS}, got stream={stream!r}.")
+    if "keys" in params:
+        raise ValueError("params must not have a 'keys' entry: it holds the secret's keys.")
+    keys = _SecretKeys.of(_check_secret(secret))
+    return LabelRelease(name, _KeyedFn(rule, stream), forward_passes, {**params, "keys": keys})
+
+
+def _decide(mode: str, counts, selection, table, kstar):
     """Labels from counts: the decision rule of each mode (traceable, host and graph)."""
-    if config.mode == "always_label":
+    if mode == "always_label":
         return jnp.argmax(counts, axis=-1).astype(jnp.int32)
-    if config.mode == "predict":
+    if mode == "predict":
         top, idx = jax.lax.top_k(counts, 2)  # ties: lower class index first
         passes = top[:, 0] >= table[top[:, 0] + top[:, 1]]
         return jnp.where(passes, idx[:, 0], ABSTAIN).astype(jnp.int32)
@@ -375,7 +484,7 @@ class RobustPrivacyRelease:
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> from rpjax._src.privacy.release import ReleaseConfig, RobustPrivacyRelease
+      >>> from rpjax.privacy import ReleaseConfig, RobustPrivacyRelease
       >>> f = lambda w, x: jnp.stack([-x[:, 0] * w, x[:, 0] * w], axis=-1)
       >>> rel = RobustPrivacyRelease(f, 1.0, ReleaseConfig(sigma=0.5, n=100, num_classes=2))
       >>> rel.query(jnp.array([[3.0]]), ["alice"]).tolist()
@@ -390,11 +499,7 @@ class RobustPrivacyRelease:
             raise TypeError(f"config must be a ReleaseConfig, got {type(config).__name__}.")
         if budget is not None and not isinstance(budget, Budget):
             raise TypeError(f"budget must be a Budget or None, got {type(budget).__name__}.")
-        if secret is None:
-            secret = Secret.generate()
-        if not isinstance(secret, Secret):
-            raise TypeError(f"secret must be a rpjax._src.privacy.release.Secret, got "
-                            f"{type(secret).__name__}; keys and integer seeds are refused.")
+        secret = _check_secret(secret)
         if batch_size is not None:
             _validate.integer("batch_size", batch_size, minimum=1)
         self._apply_fn, self._params, self._config = apply_fn, params, config
@@ -402,9 +507,7 @@ class RobustPrivacyRelease:
         self._allowed = answers_allowed(config, budget)
         self._batch_size, self._chunk_size = batch_size, chunk_size
         self._devices = tuple(jax.local_devices() if devices is None else devices)
-        keys = _subkeys(secret.words())
-        self._k_fresh, self._k_word, self._k_cons = (jnp.asarray(keys[t]) for t in (
-            _TAG_FRESH, _TAG_WORD, _TAG_CONS))
+        self._keys = _SecretKeys.of(secret)
         self._table = (jnp.asarray(predict_threshold_table(config.n, config.alpha))
                        if config.mode == "predict" else None)
         self._kstar = (leakage.certify_threshold(config.n, config.alpha)
@@ -487,24 +590,22 @@ class RobustPrivacyRelease:
     def traced(self, name: str | None = None) -> LabelRelease:
         """This release as a traceable `LabelRelease` (same secret, same answers for the same
         query sequence from `initial_state()`); for compiled attack loops. No budget and no
-        audit inside a trace."""
+        audit inside a trace.
+
+        Its `fn` depends on the model function, `mode`, `noise`, `n`, `n0` and
+        `num_classes`; sigma, the alpha-derived threshold (PREDICT's table, CERTIFY's
+        k*), the model parameters and the secret's keys are traced `params`.
+        """
         cfg = self._config
-        apply_fn, params = self._apply_fn, self._params
-        k_fresh, k_word, k_cons = self._k_fresh, self._k_word, self._k_cons
-        table, kstar = self._table, self._kstar
-
-        def fn(x, state):
-            x = x.astype(jnp.float32)
-            m = x.shape[0]
-            if cfg.noise == "fresh":
-                pairs = fresh_key_pairs(k_fresh, state, m)
-            else:
-                pairs = consistent_key_pairs(k_word, k_cons, x)
-            counts, selection = _traced_counts(cfg, apply_fn, params, x, pairs)
-            return _decide(cfg, counts, selection, table, kstar), advance(state, m)
-
-        params_out = dataclasses.asdict(cfg)
-        return LabelRelease(name or f"rp_{cfg.mode}", fn, cfg.forward_passes, params_out)
+        rule = _RobustPrivacyRule(self._apply_fn, cfg.mode, cfg.n, cfg.n0, cfg.num_classes)
+        params: dict[str, Any] = {"model": self._params, "sigma": np.float64(cfg.sigma)}
+        if cfg.mode == "predict":
+            params["table"] = np.asarray(self._table)
+        elif cfg.mode == "certify":
+            params["kstar"] = np.int32(self._kstar)
+        return keyed_release(name or f"rp_{cfg.mode}", rule, params=params,
+                             secret=self._secret, forward_passes=cfg.forward_passes,
+                             stream=cfg.noise)
 
     # ------------------------------------------------------------------------ internals
     def _check_subjects(self, subjects, m):
@@ -535,8 +636,8 @@ class RobustPrivacyRelease:
     def _key_pairs(self, xs, m):
         if self._config.noise == "fresh":
             start = np.array([self._answered & 0xFFFFFFFF, self._answered >> 32], np.uint32)
-            return _fresh_jit(self._k_fresh, jnp.asarray(start), m)
-        return _consistent_jit(self._k_word, self._k_cons, xs)
+            return _fresh_jit(self._keys.fresh, jnp.asarray(start), m)
+        return _consistent_jit(self._keys.word, self._keys.cons, xs)
 
     def _count(self, xs, pairs, n):
         return np.asarray(_smoothing.counts_for_key_pairs(
@@ -552,7 +653,7 @@ class RobustPrivacyRelease:
             counts = self._count(xs, purpose_pairs(pairs, _ESTIMATION), cfg.n)
         else:
             counts = self._count(xs, purpose_pairs(pairs, _PREDICTION), cfg.n)
-        labels = np.asarray(_decide(cfg, jnp.asarray(counts), None if selection is None
+        labels = np.asarray(_decide(cfg.mode, jnp.asarray(counts), None if selection is None
                                     else jnp.asarray(selection), self._table, self._kstar))
         return labels, counts, selection
 
@@ -583,13 +684,103 @@ _fresh_jit = jax.jit(fresh_key_pairs, static_argnums=2)
 _consistent_jit = jax.jit(consistent_key_pairs)
 
 
-def _traced_counts(cfg, apply_fn, params, x, pairs):
-    def count(stream, n):
-        chunk = _smoothing.resolve_chunk_size(None, n, x.shape[0], math.prod(x.shape[1:]))
-        return _smoothing.counts_traced(apply_fn, params, x, purpose_pairs(pairs, stream),
-                                        cfg.sigma, n=n, num_classes=cfg.num_classes,
-                                        chunk=chunk)
+@dataclasses.dataclass(frozen=True)
+class _RobustPrivacyRule:
+    """The traced rule of `RobustPrivacyRelease.traced`: the counts of each answer's noisy
+    passes, then the mode's decision. Static settings only (hashable)."""
 
-    if cfg.mode == "certify":
-        return count(_ESTIMATION, cfg.n), count(_SELECTION, cfg.n0)
-    return count(_PREDICTION, cfg.n), None
+    apply_fn: Callable
+    mode: str
+    n: int
+    n0: int
+    num_classes: int
+
+    def __call__(self, params, x, pairs):
+        x = x.astype(jnp.float32)
+
+        def count(stream, n):
+            chunk = _smoothing.resolve_chunk_size(None, n, x.shape[0], math.prod(x.shape[1:]))
+            return _smoothing.counts_traced(self.apply_fn, params["model"], x,
+                                            purpose_pairs(pairs, stream), params["sigma"], n=n,
+                                            num_classes=self.num_classes, chunk=chunk)
+
+        if self.mode == "certify":
+            counts, selection = count(_ESTIMATION, self.n), count(_SELECTION, self.n0)
+        else:
+            counts, selection = count(_PREDICTION, self.n), None
+        return _decide(self.mode, counts, selection, params.get("table"), params.get("kstar"))
+
+
+# ---------------------------------------------------------------- releases for experiments
+def experiment_secret(*parts: Any) -> Secret:
+    """A `Secret` derived deterministically from `parts` (e.g. seed, name, sigma, n).
+
+    For reproducible experiments only: anyone who knows the parts knows the secret. A
+    deployment uses `Secret.generate()` (256 bits from the OS).
+
+    Example: `experiment_secret(0, "rp_predict", 0.1, 10)` is
+    `Secret(sha256(b"rpjax-experiment/0/rp_predict/0.1/10").digest())`.
+    """
+    text = "/".join(["rpjax-experiment", *(str(p) for p in parts)])
+    return Secret(hashlib.sha256(text.encode()).digest())
+
+
+@dataclasses.dataclass(frozen=True)
+class _ArgmaxFn:
+    """The `fn` of `base_release`: the model's argmax label, the counter advanced."""
+
+    apply_fn: Callable
+
+    def __call__(self, params, x, state):
+        labels = jnp.argmax(self.apply_fn(params["model"], x), axis=-1).astype(jnp.int32)
+        return labels, advance(state, x.shape[0])
+
+
+def base_release(apply_fn: _smoothing.ApplyFn, params: Any) -> LabelRelease:
+    """The undefended model as a `LabelRelease`: the argmax label, one forward pass per query
+    (no randomness, no secret; the counter is advanced like any release's)."""
+    return LabelRelease("none", _ArgmaxFn(apply_fn), 1, {"model": params})
+
+
+def _rp(apply_fn, params, name, secret, **config) -> LabelRelease:
+    release = RobustPrivacyRelease(apply_fn, params, ReleaseConfig(**config), secret=secret)
+    return release.traced(name)
+
+
+def rp_predict_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
+                       alpha: float, num_classes: int, secret: Secret | None = None,
+                       noise: str = "fresh") -> LabelRelease:
+    """Robust Privacy via PREDICT as a `LabelRelease`: n noisy passes per query, abstain (-1)
+    unless significant.
+
+    `RobustPrivacyRelease(apply_fn, params, ReleaseConfig(mode="predict", ...),
+    secret=secret).traced("rp_predict")`.
+
+    Args:
+      apply_fn, params: the base model.
+      sigma: noise std in input units (pixels in [0, 1] for images).
+      n: samples per query; alpha: the test's level; num_classes: length of the counts.
+      secret: the release's noise secret (None: `Secret.generate()`, from the OS).
+      noise: "fresh" (new noise for every answer) or "consistent" (keyed by the input).
+    """
+    return _rp(apply_fn, params, "rp_predict", secret, sigma=sigma, n=n, alpha=alpha,
+               num_classes=num_classes, mode="predict", noise=noise)
+
+
+def rp_always_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
+                      num_classes: int, secret: Secret | None = None,
+                      noise: str = "fresh") -> LabelRelease:
+    """Robust Privacy, always-label mode, as a `LabelRelease`: the Monte Carlo top class,
+    never abstains (no certificate). Arguments as `rp_predict_release`."""
+    return _rp(apply_fn, params, "rp_always", secret, sigma=sigma, n=n,
+               num_classes=num_classes, mode="always_label", noise=noise)
+
+
+def rp_certify_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
+                       n0: int, alpha: float, num_classes: int, secret: Secret | None = None,
+                       noise: str = "fresh") -> LabelRelease:
+    """Robust Privacy via CERTIFY as a `LabelRelease`: n0 selection and n estimation samples
+    per query; the selected class if its certificate holds at level alpha, else abstain (-1).
+    The radius is not released. Other arguments as `rp_predict_release`."""
+    return _rp(apply_fn, params, "rp_certify", secret, sigma=sigma, n=n, n0=n0, alpha=alpha,
+               num_classes=num_classes, mode="certify", noise=noise)

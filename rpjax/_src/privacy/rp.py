@@ -9,14 +9,17 @@ What does not hold: that a *release* built on Monte Carlo estimates of g (PREDIC
 always-label, CERTIFY with or without its radius) cannot tell them apart. Its answers are
 random, and their distribution depends on the class probabilities, which vary inside the
 ball: abstentions, repeated fresh-noise answers and released radii all locate x. The paper's
-"advantage at most alpha / 2" does not hold for such a release. `rpjax._src.privacy.leakage`
+"advantage at most alpha / 2" does not hold for such a release. `rpjax.privacy.advantage_bound`
 computes a bound that does (the TV distance between the answers at x and at any x' within
-delta), and `rpjax._src.privacy.release` is the hardened release (label only, secret noise key,
-per-subject budget). `docs/guarantee.md` says what each covers.
+delta), and `rpjax.privacy.RobustPrivacyRelease` is the hardened release (label only, secret
+noise key, per-subject budget). `docs/guarantee.md` says what each covers.
 
 The two functions here are analysis tools of the model owner (the RAP / APE intervals of
-`rpjax._src.privacy.rap`), not releases: `certified_labels` takes its key and example ids from its
-caller and returns certified radii. Never expose them to a querier.
+`rpjax.privacy.attribute_intervals`), not releases: they do not follow the release protocol
+(`rpjax.privacy.LabelRelease`: noise from the release's secret and answer counter), since
+`certified_labels` takes its key and example ids from its caller and returns certified radii.
+Never expose them to a querier; to release labels use `RobustPrivacyRelease` (or its
+`traced()` form, `rp_predict_release` etc., for attack loops).
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ MODES = ("certify", "predict", "always_label")
 
 
 def base_labels(apply_fn: ApplyFn, params: Any):
-    """The undefended model as a labelling function: base argmax labels, radii 0.
+    """The undefended model as an owner's labelling function: base argmax labels, radii 0.
+
+    An analysis tool for attribute sweeps, not a release (the undefended model as a release is
+    `rpjax.privacy.base_release`).
 
     Returns:
       `labels_fn(xs [M, d], ids [M]) -> (labels [M] int64, radii [M] float64 zeros)`.
@@ -67,7 +73,8 @@ def certified_labels(
 
     Passing one id per person for every point of an attribute sweep gives common random
     numbers along the sweep (a deterministic, piecewise-constant function that bisection can
-    refine). This is not a release: see `rpjax._src.privacy.release.RobustPrivacyRelease`.
+    refine). This is not a release: the caller chooses the key and ids and sees the radii; see
+    `rpjax.privacy.RobustPrivacyRelease`.
 
     Args:
       apply_fn, params: the base model.
