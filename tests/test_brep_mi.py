@@ -112,6 +112,7 @@ class BrepTest(parameterized.TestCase):
         # never grows and patience ends the walk after exactly 4 iterations
         self.assertEqual(res.iterations[0], 4)
 
+    @pytest.mark.slow
     def test_queries_and_forward_passes_scale_with_n(self):
         config = BrepConfig(r0=0.05, max_iters=5, init_candidates=200)
         out = {}

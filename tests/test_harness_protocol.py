@@ -58,7 +58,7 @@ def _spy(release: LabelRelease, log: list) -> LabelRelease:
     return LabelRelease(release.name, fn, release.forward_passes, release.params)
 
 
-@pytest.mark.parametrize("noise", ["fresh", "consistent"])
+@pytest.mark.parametrize("noise", [pytest.param("fresh", marks=pytest.mark.slow), "consistent"])
 def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
     config = ReleaseConfig(sigma=0.4, n=16, alpha=0.05, num_classes=3, noise=noise)
     secret = experiment_secret("test_harness_protocol", noise)

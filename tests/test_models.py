@@ -35,8 +35,8 @@ def test_face_cnn_im2col_layers_equal_nnx_conv(monkeypatch):
 @pytest.mark.parametrize("make,shape", [
     (lambda: TabularMLP(11, 2, rngs=nnx.Rngs(0)), (11,)),
     (lambda: TabularMLP(5, 3, hidden=(), rngs=nnx.Rngs(0)), (5,)),
-    (lambda: cnn.FaceCNN(4, in_channels=1, channels=(8, 16), image_size=16, rngs=nnx.Rngs(0)),
-     (16, 16, 1)),
+    pytest.param(lambda: cnn.FaceCNN(4, in_channels=1, channels=(8, 16), image_size=16,
+                                     rngs=nnx.Rngs(0)), (16, 16, 1), marks=pytest.mark.slow),
 ])
 def test_models_split_into_an_affine_first_layer_and_the_rest(make, shape):
     model = make()

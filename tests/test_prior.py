@@ -123,6 +123,7 @@ def test_bad_arguments_name_the_parameter(split_faces, prior):
         prior_lib.sample(prior, 0, 0)
 
 
+@pytest.mark.slow
 def test_vae_prior_trains_and_decodes(split_faces):
     public = split_faces[0].reshape(-1, 32, 2, 32, 2, 1).mean(axis=(2, 4))  # 32 x 32 pixels
     vae = prior_lib.fit_vae_prior(public, 8, jax.random.key(0), steps=300, hidden=64)
