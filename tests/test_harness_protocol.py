@@ -81,6 +81,7 @@ def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
     assert deployed.audit()[-1].answer_index[-1] == sum(sizes) - 1
 
 
+@pytest.mark.slow
 def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
     rp = [rp_predict_release(nearest_centre, _CENTERS, sigma=0.5, n=20, alpha=0.05,
                              num_classes=3),

@@ -57,6 +57,7 @@ def test_encode_inverts_unclipped_decode(prior):
     assert prior_lib.encode(prior, prior_lib.decode(prior, zz, clip=False)).shape == (4, 8, 40)
 
 
+@pytest.mark.slow
 def test_reconstructs_held_out_private_faces_far_better_than_the_mean(split_faces, prior):
     test = split_faces[1]
     recon = prior_lib.decode(prior, prior_lib.encode(prior, test), clip=False)
