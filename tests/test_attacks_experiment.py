@@ -11,6 +11,10 @@ import pytest
 from rpjax._src.experiments import attacks, attacks_outputs, files
 from rpjax._src.experiments.rap import RapConfig
 
+# an end-to-end `rpjax reproduce attacks` run on tiny settings (it trains a model, runs every
+# attacker): an experiment run, like `reproduce --quick`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def result():

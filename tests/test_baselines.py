@@ -72,6 +72,7 @@ def test_random_abstention_rate_and_output_noise():
     np.testing.assert_array_equal(small, base)
 
 
+@pytest.mark.slow
 def test_label_release_validation_and_brep_plugin():
     with pytest.raises(ValueError, match="p"):
         labels.randomized_response_release(_fixed, None, p=1.5, num_classes=K)
@@ -99,6 +100,7 @@ def _toy_loss_and_params():
     return loss, params
 
 
+@pytest.mark.slow
 def test_dp_gradient_clips_each_example():
     loss, params = _toy_loss_and_params()
     x = jnp.ones((4, 3)) * jnp.array([[1.0], [1.0], [1.0], [1e6]])
@@ -148,6 +150,7 @@ def test_accountant_epsilon_falls_with_noise_and_calibration_hits_target():
         dpsgd.DPSGDConfig(accountant="moments")
 
 
+@pytest.mark.slow
 def test_fit_dpsgd_reports_the_accountants_epsilon_and_learns():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 3)).astype(np.float32)

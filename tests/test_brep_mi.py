@@ -70,6 +70,7 @@ class ReleaseTest(parameterized.TestCase):
         labels, _ = rel.fn(rel.params, jnp.zeros((50, 2)) + 0.95, initial_state())  # eager
         self.assertNotIn(-1, np.asarray(labels).tolist())
 
+    @pytest.mark.slow
     def test_certify_release_matches_the_deployed_release(self):
         secret = experiment_secret("test", "certify")
         rel = rp_certify_release(disc_apply, _CENTERS, sigma=0.5, n=50, n0=10, alpha=1e-2,
@@ -102,6 +103,7 @@ class BrepTest(parameterized.TestCase):
         self.assertEqual(res.queries[0], 4000 + 60 * 33)
         np.testing.assert_array_equal(res.release_state, [4000 + 60 * 33, 0])
 
+    @pytest.mark.slow
     def test_patience_stops_and_unfound_targets_do_not_move(self):
         config = BrepConfig(r0=5.0, max_iters=50, patience=4, init_candidates=500)
         # decode = identity: the latent box [-1.5, 1.5]^2 holds class 0's disc but no point of
@@ -115,6 +117,7 @@ class BrepTest(parameterized.TestCase):
         # never grows and patience ends the walk after exactly 4 iterations
         self.assertEqual(res.iterations[0], 4)
 
+    @pytest.mark.slow
     def test_queries_and_forward_passes_scale_with_n(self):
         config = BrepConfig(r0=0.05, max_iters=5, init_candidates=200)
         out = {}
@@ -125,6 +128,7 @@ class BrepTest(parameterized.TestCase):
         np.testing.assert_array_equal(out[10].queries, out[40].queries)
         np.testing.assert_allclose(out[40].forward_passes, 4 * out[10].forward_passes)
 
+    @pytest.mark.slow
     def test_release_state_chains_attacks_on_one_release(self):
         """The counter after one attack is where the next starts; every query sent counts
         (here two targets, one never found, both queried every iteration)."""

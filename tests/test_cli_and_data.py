@@ -17,6 +17,7 @@ from rpjax._src.data import insurance
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_certify_demo_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "demo.json"
     code = cli.main(["certify-demo", "--n", "1000", "--people", "5", "--no-progress",

@@ -56,7 +56,7 @@ def _spy(release: LabelRelease, log: list) -> LabelRelease:
     return LabelRelease(release.name, fn, release.forward_passes, release.params)
 
 
-@pytest.mark.parametrize("noise", ["fresh", "consistent"])
+@pytest.mark.parametrize("noise", [pytest.param("fresh", marks=pytest.mark.slow), "consistent"])
 def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
     config = ReleaseConfig(sigma=0.4, n=16, alpha=0.05, num_classes=3, noise=noise)
     secret = experiment_secret("test_harness_protocol", noise)
@@ -79,6 +79,7 @@ def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
     assert deployed.audit()[-1].answer_index[-1] == sum(sizes) - 1
 
 
+@pytest.mark.slow
 def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
     rp = [rp_predict_release(nearest_centre, _CENTERS, sigma=0.5, n=20, alpha=0.05,
                              num_classes=3),

@@ -38,13 +38,9 @@ def _exact_tv(mode, p, q, k):
     if a.size == 2:
         j = np.arange(k + 1)
         return 0.5 * np.abs(sps.binom.pmf(j, k, a[1]) - sps.binom.pmf(j, k, b[1])).sum()
-    if a.size == 3:
-        tot = 0.0
-        for i in range(k + 1):
-            for j in range(k + 1 - i):
-                x = [i, j, k - i - j]
-                tot += abs(sps.multinomial.pmf(x, k, a) - sps.multinomial.pmf(x, k, b))
-        return 0.5 * tot
+    if a.size == 3:  # every outcome (i, j, k - i - j), all at once
+        x = np.array([[i, j, k - i - j] for i in range(k + 1) for j in range(k + 1 - i)])
+        return 0.5 * np.abs(sps.multinomial.pmf(x, k, a) - sps.multinomial.pmf(x, k, b)).sum()
     assert k == 2
     return 0.5 * np.abs(np.outer(a, a) - np.outer(b, b)).sum()
 

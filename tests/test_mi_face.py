@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 from rpjax._src.attacks import mi_face
@@ -91,6 +92,7 @@ class RecoveryTest(parameterized.TestCase):
         np.testing.assert_array_equal(a.images, b.images)
         np.testing.assert_array_equal(b.forward_passes, np.full(_K, 11))  # m is unused
 
+    @pytest.mark.slow
     def test_tv_regularizer_smooths_the_reconstruction(self):
         def tv(x):
             return np.abs(np.diff(x, axis=1)).mean() + np.abs(np.diff(x, axis=2)).mean()
@@ -103,6 +105,7 @@ class RecoveryTest(parameterized.TestCase):
 
 
 class StoppingRuleTest(parameterized.TestCase):
+    @pytest.mark.slow
     def test_max_iters_caps_targets_that_never_converge(self):
         config = MIFaceConfig(max_iters=7, gamma=0.0, min_cost=-1.0)
         res = mi_face_pixels(linear_apply, _W, _ALL, 0, config, init=gray(_K))
@@ -167,6 +170,7 @@ class StoppingRuleTest(parameterized.TestCase):
         np.testing.assert_array_equal(res.images[0], gray(1)[0])
         self.assertEqual(res.iterations[1], 20)
 
+    @pytest.mark.slow
     def test_finished_targets_are_frozen_while_others_continue(self):
         init = gray(2)
         init[0] = 0.5 + 0.2 * np.sign(np.asarray(_W[:, 0])).reshape(_SHAPE)  # near its optimum
@@ -184,6 +188,7 @@ class StoppingRuleTest(parameterized.TestCase):
 
 
 class SmoothingTest(parameterized.TestCase):
+    @pytest.mark.slow
     def test_large_sigma_weakens_recovery_on_the_same_budget(self):
         config = MIFaceConfig(max_iters=30, gamma=0.0, m=16)
         plain = mi_face_pixels(linear_apply, _W, _ALL, 0, config, init=gray(_K))
@@ -203,6 +208,7 @@ class SmoothingTest(parameterized.TestCase):
         np.testing.assert_allclose(tiny.cost, plain.cost, atol=1e-4)
         np.testing.assert_array_equal(tiny.iterations, plain.iterations)
 
+    @pytest.mark.slow
     def test_same_key_same_result_and_no_retrace(self):
         traces = []
 
@@ -227,6 +233,7 @@ class SmoothingTest(parameterized.TestCase):
 
 
 class LatentTest(parameterized.TestCase):
+    @pytest.mark.slow
     def test_latent_attack_finds_each_class_within_the_clip(self):
         basis = jnp.asarray(np.asarray(_W).T / np.linalg.norm(_W, axis=0)[:, None])  # [K, D]
 

@@ -57,6 +57,7 @@ def test_encode_inverts_unclipped_decode(prior):
     assert prior_lib.encode(prior, prior_lib.decode(prior, zz, clip=False)).shape == (4, 8, 40)
 
 
+@pytest.mark.slow
 def test_reconstructs_held_out_private_faces_far_better_than_the_mean(split_faces, prior):
     test = split_faces[1]
     recon = prior_lib.decode(prior, prior_lib.encode(prior, test), clip=False)
@@ -123,6 +124,7 @@ def test_bad_arguments_name_the_parameter(split_faces, prior):
         prior_lib.sample(prior, 0, 0)
 
 
+@pytest.mark.slow
 def test_vae_prior_trains_and_decodes(split_faces):
     public = split_faces[0].reshape(-1, 32, 2, 32, 2, 1).mean(axis=(2, 4))  # 32 x 32 pixels
     vae = prior_lib.fit_vae_prior(public, 8, jax.random.key(0), steps=300, hidden=64)

@@ -61,6 +61,7 @@ class ThresholdModelTest(parameterized.TestCase):
         self.assertTrue(all(a > b for a, b in zip(gaps, gaps[1:], strict=False)), gaps)
         self.assertLess(gaps[-1], 0.06 * sigma)
 
+    @pytest.mark.slow
     def test_lengths_stable_when_the_grid_changes(self):
         idx, x, bmi = _people(10, seed=2)
         release = rp.certified_labels(threshold_apply, _T_STD, 0, sigma=1.0, n=2_000,
@@ -127,6 +128,7 @@ def test_default_base_model_median_interval_near_23_4():
     assert weights["bmi"] > 5 * max(v for k, v in weights.items() if k != "bmi")
 
 
+@pytest.mark.slow
 def test_augmented_base_model_option():
     config = rap_exp.RapConfig.quick(sigmas=(1.0,), ns=(100,), max_people=10, grid_points=11,
                                      refine_steps=2, train_steps=200, augment_at_sigma=True)

@@ -3,12 +3,15 @@
 import os
 import re
 
+import pytest
+
 from rpjax._src import cli
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _README = open(os.path.join(_ROOT, "README.md"), encoding="utf-8").read()
 
 
+@pytest.mark.slow  # runs every example end to end, like the notebooks
 def test_readme_python_examples_run():
     blocks = re.findall(r"```python\n(.*?)```", _README, flags=re.S)
     assert blocks, "the README has no python example"

@@ -36,6 +36,9 @@ def _load_reference():
 
 ref = _load_reference()
 
+# the benchmarks' PyTorch reference: benchmark code, run with the slow set
+pytestmark = pytest.mark.slow
+
 SIGMA = 0.5
 
 

@@ -97,7 +97,7 @@ class RadiusTest(parameterized.TestCase):
         np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
 
     def test_max_radius_paper_values(self):
-        """PAPER.md: 1.50 sigma at n=100, 2.46 at 1e3, 3.20 at 1e4, 3.81 at 1e5 (alpha=1e-3)."""
+        """docs/paper.md: 1.50 sigma at n=100, 2.46 at 1e3, 3.20 at 1e4, 3.81 at 1e5, alpha 1e-3."""
         got = stats.max_radius(np.array([100, 1_000, 10_000, 100_000]), 1e-3, 1.0)
         np.testing.assert_allclose(got, [1.50, 2.46, 3.20, 3.81], atol=0.006)
         ref = sps.norm.ppf(1e-3 ** (1 / np.array([100, 1_000])))

@@ -1,4 +1,4 @@
-"""The distillation boundary (PAPER.md s4, v2): RP does not stop function-level extraction.
+"""The distillation boundary (docs/paper.md, v2): RP does not stop function-level extraction.
 
 An extractor with no access to the private training images queries a release for labels on a
 query set of its own, trains a student on the answers, and is judged by how often the student

@@ -1,4 +1,4 @@
-"""The privacy-utility frontier (PAPER.md s4, v2): RP against DP-SGD and label baselines.
+"""The privacy-utility frontier (docs/paper.md, v2): RP against DP-SGD and label baselines.
 
 Every defence is a point (held-out accuracy, ASR) per attack, on the same private identities,
 evaluator and attacker prior as the inversion experiment (the shared faces setup,

@@ -1,4 +1,4 @@
-"""Experiment B: model inversion against Robust Privacy on the Olivetti faces (PAPER.md s4).
+"""Experiment B: model inversion against Robust Privacy on the Olivetti faces (docs/paper.md).
 
 Private identities train the target classifier and a stronger evaluation classifier; the
 public identities train the attacker's PCA generator prior. BREP-MI (label-only) and MI-Face

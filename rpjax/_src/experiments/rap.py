@@ -1,4 +1,4 @@
-"""Experiment A: Robust Attribute Privacy on the insurance recommendation task (PAPER.md s3).
+"""Experiment A: Robust Attribute Privacy on the insurance recommendation task (docs/paper.md).
 
 Train a small MLP to recommend (1) iff BMI >= 33.4 with an l1 penalty on the first-layer
 weights of every non-BMI input; certify every test person under randomized smoothing (RP) in

@@ -104,7 +104,7 @@ def comparison(result: RapResult) -> str:
     parts.append(
         "The preimage of a smoothed model cannot be wider than the abstention-free region "
         "around the threshold, and its certified balls stay inside its own preimage, so the "
-        "APE union mostly coincides with the preimage (PAPER.md section 5, first criticism); "
+        "APE union mostly coincides with the preimage (docs/paper.md, section 4); "
         "a wider interval arises from abstentions (`not_excluded`) and from comparing two "
         "different classifiers (base f vs smoothed g).")
     return " ".join(parts)
