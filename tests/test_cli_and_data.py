@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from rpjax._src import cli
 from rpjax._src.data import insurance
