@@ -2,17 +2,32 @@
 
 The notebooks are marked `slow` here (nbmake items cannot take decorators), so
 `pytest -m "not slow"` skips them; the full run (`.ci/run`) executes them.
+
+The notebooks reuse the models that `rpjax reproduce all --quick` (tests/test_reproduce.py)
+trains: both cache trained models under `RPJAX_CACHE`, set below to one folder per test run
+(shared by the pytest-xdist workers of the run, and by the notebook kernels, which inherit the
+environment), and both are put in the xdist group "quick-models", which runs on one worker in
+collection order: `tests/` first, then `notebooks/` (run with `--dist loadgroup`, as `.ci/run`
+does; without it they still pass, training what the cache lacks).
 """
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RPJAX_NOTEBOOK_QUICK", "1")
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
+os.environ.setdefault("RPJAX_CACHE", os.path.join(tempfile.gettempdir(),
+                                                  f"rpjax-test-models-{_RUN}"))
+
+QUICK_MODELS = "quick-models"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Marks every notebook item (a `.ipynb` file run by nbmake) as slow."""
+    """Marks every notebook item (a `.ipynb` file run by nbmake) slow and puts it in the
+    "quick-models" xdist group."""
     for item in items:
         if str(item.path).endswith(".ipynb"):
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group(QUICK_MODELS))

@@ -62,8 +62,8 @@ PUBLIC: dict[str, list[str]] = {
         "AttacksConfig", "AttacksResult", "DistillationConfig", "DistillationResult",
         "EXPERIMENTS", "Experiment", "Faces", "FrontierConfig", "FrontierResult",
         "InversionConfig", "InversionResult", "PRESETS", "REGISTRY", "RapConfig",
-        "RapResult", "default_cache_dir", "prepare_faces", "reproduce", "versions",
-        "write_json",
+        "RapResult", "default_cache_dir", "prepare_faces", "reproduce", "run_experiment",
+        "versions", "write_json",
     ],
 }
 

@@ -9,6 +9,7 @@ import pytest
 
 from rpjax._src import cli
 from rpjax._src.experiments import faces, reproduce
+from rpjax.experiments import default_cache_dir
 
 CHANCE = 1 / 20
 
@@ -120,12 +121,14 @@ def _check_distillation(out, summary):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("quick-models")  # before the notebooks, which reuse its models
 def test_reproduce_all_quick(tmp_path, monkeypatch):
+    cache = default_cache_dir()  # $RPJAX_CACHE, one folder per test run (conftest.py)
     prepared = []
     real_prepare = faces.prepare
     monkeypatch.setattr(faces, "prepare", lambda c: prepared.append(c) or real_prepare(c))
     assert cli.main(["reproduce", "all", "--quick", "--out", str(tmp_path),
-                     "--no-progress"]) == 0
+                     "--cache-dir", cache, "--no-progress"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["experiments"] == ["rap", "attacks", "inversion", "frontier",
                                       "distillation"]
@@ -149,7 +152,7 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
     _check_inversion(tmp_path / "inversion", summary)
     _check_frontier(tmp_path / "frontier", summary)
     _check_distillation(tmp_path / "distillation", summary)
-    assert os.listdir(tmp_path / "cache")  # trained models were cached with orbax
+    assert os.listdir(cache)  # trained models were cached with orbax
     assert len(prepared) == 1  # inversion, frontier and distillation share one faces setup
 
 

@@ -17,6 +17,7 @@ from rpjax._src.experiments.reproduce import (
     REGISTRY,
     Experiment,
     reproduce,
+    run_experiment,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "default_cache_dir",
     "prepare_faces",
     "reproduce",
+    "run_experiment",
     "versions",
     "write_json",
 ]

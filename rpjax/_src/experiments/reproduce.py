@@ -147,6 +147,30 @@ reuses inversion's sweep, so it comes after it)."""
 EXPERIMENTS = tuple(REGISTRY)
 
 
+def run_experiment(name: str, config: Any, *, faces: faces.Faces | None = None,
+                   cache_dir: str | None = None, progress: bool = True) -> Any:
+    """Runs one experiment of `REGISTRY` on `config` and returns its typed result.
+
+    For notebooks and scripts that want one experiment without the report `reproduce` writes
+    (`REGISTRY[name].markdown(result)` and `REGISTRY[name].write(result, out_dir)` give those).
+
+    Args:
+      name: one of `EXPERIMENTS`.
+      config: that experiment's configuration (e.g. `RapConfig.quick()`).
+      faces: a faces setup (`prepare_faces(config)`) to reuse for inversion, frontier and
+        distillation instead of preparing it again; it must match the config's inversion
+        configuration.
+      cache_dir: trained-model cache of the experiments whose config has none (attacks).
+      progress: progress bars.
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"name must be one of {EXPERIMENTS}, got {name!r}.")
+    session = Session(Options("custom", cache_dir, False, "pca", progress))
+    if faces is not None:
+        session._faces[faces.config] = faces
+    return REGISTRY[name].run(config, session)
+
+
 def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rpjax-out",
               cache_dir: str | None = None, augment: bool = False, prior: str = "pca",
               progress: bool = True, echo=print) -> dict[str, Any]:
