@@ -1,4 +1,4 @@
-"""CERTIFY, PREDICT and always-label releases (Cohen, Rosenfeld and Kolter, 2019).
+"""CERTIFY, PREDICT and always-label (Cohen, Rosenfeld and Kolter, 2019): the owner's tools.
 
 These put the counting kernel (`rpjax._src.smoothing`) and the statistics (`rpjax.stats`)
 together. Counts come from the device; every statistic is computed in float64 on the host, and
