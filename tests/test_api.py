@@ -159,3 +159,22 @@ def test_lower_layers_never_import_higher_ones():
     offenders = [f"{p.relative_to(ROOT)}:{line} imports {m}" for p in lower
                  for line, m in _imports(p) if m.startswith(higher)]
     assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.slow
+def test_every_test_marked_slow_by_name_exists():
+    """`conftest.MARKED_SLOW` names tests by node id: a renamed test would silently drop out
+    of it (and run in the fast set), so every id must name a collected test."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location("_root_conftest", ROOT / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    out = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider",
+                          "-o", "addopts=--doctest-modules", "tests", "rpjax"],
+                         capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout
+    collected = {line.strip() for line in out.splitlines()}
+    assert conftest.MARKED_SLOW <= collected, sorted(conftest.MARKED_SLOW - collected)
