@@ -1,6 +1,9 @@
 """Statistics of randomized smoothing, in float64 on the host: Clopper-Pearson bounds, the
-binomial test, certified radii, the radius ceiling of a sample size, sample-size planning."""
+binomial test, certified radii, the radius ceiling of a sample size, sample-size planning, and
+anytime-valid bounds that hold at every look of a sequential run (`betting_bound`,
+`staged_clopper_pearson`, `sequential_test_table`)."""
 
+from rpjax._src.confseq import betting_bound, sequential_test_table, staged_clopper_pearson
 from rpjax._src.stats import (
     SampleSizeWarning,
     binomial_test_pvalue,
@@ -14,6 +17,9 @@ from rpjax._src.stats import (
 )
 
 __all__ = [
+    "betting_bound",
+    "sequential_test_table",
+    "staged_clopper_pearson",
     "SampleSizeWarning",
     "binomial_test_pvalue",
     "certified_radius",

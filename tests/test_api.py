@@ -23,9 +23,10 @@ PUBLIC: dict[str, list[str]] = {
         "predict", "sample_counts", "stats",
     ],
     "rpjax.stats": [
-        "SampleSizeWarning", "binomial_test_pvalue", "certified_radius",
+        "SampleSizeWarning", "betting_bound", "binomial_test_pvalue", "certified_radius",
         "check_sample_size", "clopper_pearson_lower", "clopper_pearson_upper", "max_radius",
-        "min_samples_certify", "min_samples_predict",
+        "min_samples_certify", "min_samples_predict", "sequential_test_table",
+        "staged_clopper_pearson",
     ],
     "rpjax.privacy": [
         "AttributeSweep", "AuditRecord", "Budget", "BudgetExceededError", "Intervals",
