@@ -1,0 +1,393 @@
+"""The on-device scheduler of sequential certification: each input stops as soon as it is decided.
+
+`sequential_counts` counts, like `rpjax.sample_counts`, the base classifier's votes on noisy
+copies of each input, but each input stops at its own sample count, the first at which a
+`StopRule` says its count of a watched class is decided. Everything runs in one compiled
+`lax.while_loop` over a fixed pool of **slots** and **lanes**:
+
+- a slot holds one input under test (its sample count, its votes); the inputs wait in a queue
+  (their order in `xs`) and take the first free slot;
+- each step evaluates the model on `lanes` noisy samples: the A occupied slots share them,
+  `k = lanes // A` consecutive samples each (so a slot left alone at the end gets all of
+  them, and the pool stays busy);
+- the stopping rule is checked after **every** sample of the step (a cumulative sum over each
+  slot's lanes, gathered from the rule's tables), so an input stops at the first sample count
+  its rule names, whatever the lanes, slots or devices; the samples it was given past that
+  point in its last step are evaluated but not counted (they are reported in
+  `forward_passes`);
+- a stopped input leaves its slot, its counts are written out, and the next input of the queue
+  takes the slot in the same step: no recompilation, no host round trip.
+
+The noise of sample `s` of the input with id `i` is the counter-mode noise of
+`rpjax._src.noise` (a pure function of `(key, i, s)`), so the votes an input has after `m`
+samples are those `rpjax.sample_counts(..., n=m)` gives it for the same key and id: a
+sequential run can be audited against the fixed-n kernel. The lanes are split over a 1-D mesh
+of devices (`jax.shard_map`): each device evaluates its share of the lanes and the predicted
+classes are gathered (an int32 per lane); the bookkeeping, replicated, is identical on every
+device. With `progress`, the loop returns to the host every few hundred steps to move a
+progress bar (one small transfer per call).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from rpjax._src import noise as _noise
+from rpjax._src import smoothing as _smoothing
+from rpjax._src import validate as _validate
+
+PyTree = Any
+_AXIS = _smoothing._AXIS
+_TARGET_ELEMENTS_PER_STEP = 2**16
+_MAX_AUTO_LANES = 2048
+_STEPS_PER_CALL_WITH_PROGRESS = 256
+_NEVER = np.iinfo(np.int32).max
+
+
+class StopRule(NamedTuple):
+    """When a sequential count stops: four int32 tables indexed by the sample count m.
+
+    After m samples, S of which voted for the watched class, the input stops iff
+    `S <= lo[m]` or `S >= hi[m]` or `band_lo[m] <= S <= band_hi[m]`, or m = n_max (the tables
+    have length n_max + 1). A table entry that can never hold (`lo = -1`, `hi = m + 1`,
+    `band_lo > band_hi`) means "continue".
+
+    Attributes:
+      lo, hi, band_lo, band_hi: `[n_max + 1]` int32 arrays (NumPy or JAX).
+    """
+
+    lo: Any
+    hi: Any
+    band_lo: Any
+    band_hi: Any
+
+    @property
+    def n_max(self) -> int:
+        """The largest sample count the rule covers."""
+        return int(np.shape(self.lo)[0]) - 1
+
+    @classmethod
+    def thresholds(cls, lo, hi) -> StopRule:
+        """A rule that stops when `S <= lo[m]` or `S >= hi[m]` (no band)."""
+        lo = np.asarray(lo, np.int32)
+        return cls(lo=lo, hi=np.asarray(hi, np.int32), band_lo=np.full_like(lo, _NEVER),
+                   band_hi=np.full_like(lo, -1))
+
+    @classmethod
+    def fixed(cls, n: int) -> StopRule:
+        """A rule that never stops before n: `sequential_counts` then equals `sample_counts`."""
+        m = np.arange(n + 1, dtype=np.int32)
+        return cls.thresholds(np.full(n + 1, -1, np.int32), m + 1)
+
+
+class SequentialCounts(NamedTuple):
+    """Result of `sequential_counts` (NumPy arrays with leading axis B, and two ints).
+
+    Attributes:
+      counts: `[B, num_classes]` int32 votes among the samples each input used.
+      invalid: `[B]` int32 samples whose logits were NaN / +inf (they vote for no class).
+      n: `[B]` int64 samples each input used (its stopping sample count); `counts` and
+        `invalid` of a row sum to it.
+      forward_passes: total noisy samples the model was evaluated on (steps x lanes), those
+        past an input's stopping point and those of empty slots included.
+      steps: compiled loop steps run.
+    """
+
+    counts: np.ndarray
+    invalid: np.ndarray
+    n: np.ndarray
+    forward_passes: int
+    steps: int
+
+
+class _State(NamedTuple):
+    slot_input: jax.Array  # [S] int32, B = empty
+    slot_m: jax.Array  # [S] int32 samples so far
+    slot_hits: jax.Array  # [S] int32 votes for the watched class
+    slot_counts: jax.Array  # [S, C + 1] int32 (last column: NaN / +inf logits)
+    next_input: jax.Array  # () int32, the head of the queue
+    out_n: jax.Array  # [B] int32
+    out_counts: jax.Array  # [B, C + 1] int32
+    steps: jax.Array  # () int32
+    finished: jax.Array  # () int32 inputs written out
+
+
+def _initial_state(batch: int, slots: int, columns: int) -> _State:
+    slot_input = jnp.arange(slots, dtype=jnp.int32)
+    slot_input = jnp.where(slot_input < batch, slot_input, batch)
+    return _State(
+        slot_input=slot_input,
+        slot_m=jnp.zeros(slots, jnp.int32),
+        slot_hits=jnp.zeros(slots, jnp.int32),
+        slot_counts=jnp.zeros((slots, columns), jnp.int32),
+        next_input=jnp.int32(min(slots, batch)),
+        out_n=jnp.zeros(batch, jnp.int32),
+        out_counts=jnp.zeros((batch, columns), jnp.int32),
+        steps=jnp.int32(0),
+        finished=jnp.int32(0),
+    )
+
+
+def _lane_plan(state: _State, batch: int, lanes: int, n_max: int):
+    """Which slot and which sample each lane evaluates this step."""
+    slots = state.slot_input.shape[0]
+    active = state.slot_input < batch
+    count = jnp.sum(active, dtype=jnp.int32)
+    per_slot = lanes // jnp.maximum(count, 1)  # k consecutive samples per occupied slot
+    rank = jnp.cumsum(active, dtype=jnp.int32) - 1
+    slot_of_rank = jnp.zeros(slots, jnp.int32).at[jnp.where(active, rank, slots)].set(
+        jnp.arange(slots, dtype=jnp.int32), mode="drop")
+    lane = jnp.arange(lanes, dtype=jnp.int32)
+    lane_rank = lane // per_slot
+    offset = lane - lane_rank * per_slot
+    lane_slot = slot_of_rank[jnp.minimum(lane_rank, slots - 1)]
+    sample = state.slot_m[lane_slot] + offset
+    valid = (lane_rank < count) & (sample < n_max)
+    return lane_rank, offset, lane_slot, sample, valid, per_slot
+
+
+def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state, max_steps, *,
+                    lanes, num_classes, n_max, num_devices, distribution):
+    """Runs the scheduler for at most `max_steps` steps (on one device of the mesh)."""
+    batch, input_shape = xs.shape[0], xs.shape[1:]
+    size = math.prod(input_shape)
+    slots = state.slot_input.shape[0]
+    columns = num_classes + 1
+    per_device = lanes // num_devices
+    device = jax.lax.axis_index(_AXIS)
+    sigma = jnp.asarray(sigma, xs.dtype)
+    lo, hi, band_lo, band_hi = (jnp.asarray(t, jnp.int32) for t in rule)
+    draw = jax.vmap(functools.partial(_noise.sample_noise_flat, count=1, size=size,
+                                      dtype=xs.dtype, distribution=distribution))
+    materialize = jax.default_backend() == "cpu"
+
+    def predict(state, lane_slot, sample, valid):  # every lane's class, from all devices
+        mine = device * per_device + jnp.arange(per_device, dtype=jnp.int32)
+        inputs = jnp.minimum(state.slot_input[lane_slot[mine]], batch - 1)
+        pairs = key_pairs[inputs]
+        first = jnp.where(valid[mine], sample[mine], 0)
+        if materialize:  # keep XLA CPU from fusing the generator into the reshape (smoothing)
+            eps = jax.lax.cond(state.steps >= 0, lambda: draw(pairs, first),
+                               lambda: jnp.zeros((per_device, size), xs.dtype))
+        else:
+            eps = draw(pairs, first)
+        noisy = xs[inputs] + sigma * eps.reshape(per_device, *input_shape)
+        logits = apply_fn(params, noisy)
+        pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        bad = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
+        pred = jnp.where(bad, num_classes, pred)
+        return jax.lax.all_gather(pred, _AXIS, tiled=True)
+
+    def step(state):
+        lane_rank, offset, lane_slot, sample, valid, per_slot = _lane_plan(
+            state, batch, lanes, n_max)
+        pred = predict(state, lane_slot, sample, valid)
+        inputs = state.slot_input[lane_slot]
+        hit = valid & (pred == watched[jnp.minimum(inputs, batch - 1)])
+        # votes of the slot after each of its lanes: its votes before the step plus the hits
+        # of its lanes up to this one (its lanes are contiguous)
+        inclusive = jnp.cumsum(hit, dtype=jnp.int32)
+        exclusive = inclusive - hit
+        block_start = jnp.minimum(lane_rank * per_slot, lanes - 1)
+        s_after = state.slot_hits[lane_slot] + inclusive - exclusive[block_start]
+        m_after = sample + 1
+        m_index = jnp.minimum(m_after, n_max)
+        stop = (s_after <= lo[m_index]) | (s_after >= hi[m_index]) | (
+            (s_after >= band_lo[m_index]) & (s_after <= band_hi[m_index])) | (m_after >= n_max)
+        stop = valid & stop
+        segment = jnp.where(valid, lane_slot, slots)
+        first_stop = jax.ops.segment_min(jnp.where(stop, offset, lanes), segment,
+                                         num_segments=slots + 1)[:slots]
+        used = valid & (offset <= first_stop[lane_slot])
+        one_hot = (pred[:, None] == jnp.arange(columns, dtype=jnp.int32)) & used[:, None]
+        add = jax.ops.segment_sum(one_hot.astype(jnp.int32), segment, num_segments=slots + 1)
+        slot_counts = state.slot_counts + add[:slots]
+        slot_m = state.slot_m + jax.ops.segment_sum(used.astype(jnp.int32), segment,
+                                                    num_segments=slots + 1)[:slots]
+        slot_hits = state.slot_hits + jax.ops.segment_sum((used & hit).astype(jnp.int32),
+                                                          segment, num_segments=slots + 1)[:slots]
+        occupied = state.slot_input < batch
+        done = occupied & (first_stop < lanes)
+        target = jnp.where(done, state.slot_input, batch)  # out of range: dropped
+        out_n = state.out_n.at[target].set(slot_m, mode="drop")
+        out_counts = state.out_counts.at[target].set(slot_counts, mode="drop")
+        free = done | ~occupied
+        new_input = state.next_input + jnp.cumsum(free, dtype=jnp.int32) - 1
+        new_input = jnp.where(new_input < batch, new_input, batch)
+        slot_input = jnp.where(free, new_input, state.slot_input)
+        refill = free[:, None]
+        return _State(
+            slot_input=slot_input,
+            slot_m=jnp.where(free, 0, slot_m),
+            slot_hits=jnp.where(free, 0, slot_hits),
+            slot_counts=jnp.where(refill, 0, slot_counts),
+            next_input=jnp.minimum(state.next_input + jnp.sum(free, dtype=jnp.int32), batch),
+            out_n=out_n,
+            out_counts=out_counts,
+            steps=state.steps + 1,
+            finished=state.finished + jnp.sum(done, dtype=jnp.int32),
+        )
+
+    start = state.steps
+
+    def cond(state):
+        return jnp.any(state.slot_input < batch) & (state.steps - start < max_steps)
+
+    return jax.lax.while_loop(cond, step, state)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "apply_fn", "lanes", "num_classes", "n_max", "mesh", "distribution"))
+def _advance(apply_fn, params, xs, key_pairs, watched, sigma, rule, state, max_steps, *, lanes,
+             num_classes, n_max, mesh, distribution):
+    num_devices = mesh.devices.size
+    run = functools.partial(_advance_traced, apply_fn, lanes=lanes, num_classes=num_classes,
+                            n_max=n_max, num_devices=num_devices, distribution=distribution)
+    return jax.shard_map(
+        run, mesh=mesh, in_specs=(P(),) * 8, out_specs=P(), check_vma=False,
+    )(params, xs, key_pairs, watched, sigma, rule, state, max_steps)
+
+
+def resolve_lanes(chunk_size: int | None, input_size: int, num_devices: int) -> int:
+    """Lanes (noisy samples per compiled step, over all slots and devices): `chunk_size`, or
+    about 64k input values per step (at most 2048 lanes), rounded up to a multiple of the
+    number of devices."""
+    if chunk_size is None:
+        chunk_size = min(_MAX_AUTO_LANES, max(1, _TARGET_ELEMENTS_PER_STEP // input_size))
+    return -(-chunk_size // num_devices) * num_devices
+
+
+def check_rule(rule: Any, n_max: int | None = None) -> StopRule:
+    """`rule` as a `StopRule` of four int32 NumPy tables of equal length n_max + 1 >= 2."""
+    if not isinstance(rule, StopRule):
+        raise TypeError(f"rule must be a rpjax.StopRule, got {type(rule).__name__}.")
+    tables = []
+    for name, table in zip(StopRule._fields, rule, strict=True):
+        arr = np.asarray(table)
+        if arr.ndim != 1 or arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"rule.{name} must be a 1-D integer table indexed by the sample "
+                             f"count, got shape {arr.shape} and dtype {arr.dtype}.")
+        tables.append(arr.astype(np.int32))
+    if len({t.shape[0] for t in tables}) != 1 or tables[0].shape[0] < 2:
+        raise ValueError("rule's four tables must have the same length n_max + 1 >= 2, got "
+                         f"lengths {[t.shape[0] for t in tables]}.")
+    if tables[0].shape[0] - 1 > _smoothing.MAX_N:
+        raise ValueError(f"rule covers n_max={tables[0].shape[0] - 1} samples; at most 2**30.")
+    if n_max is not None and tables[0].shape[0] != n_max + 1:
+        raise ValueError(f"rule has tables of length {tables[0].shape[0]}, expected n_max + 1 = "
+                         f"{n_max + 1}.")
+    return StopRule(*tables)
+
+
+def sequential_counts(
+    apply_fn: _smoothing.ApplyFn,
+    params: PyTree,
+    xs: jax.typing.ArrayLike,
+    key: jax.Array | int,
+    watched: jax.typing.ArrayLike,
+    rule: StopRule,
+    *,
+    sigma: float,
+    num_classes: int,
+    chunk_size: int | None = None,
+    slots: int | None = None,
+    ids: jax.typing.ArrayLike | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool | str = False,
+    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+) -> SequentialCounts:
+    """Counts votes on noisy copies of each input until its `rule` stops it (see module doc).
+
+    Args:
+      apply_fn, params, xs, key, sigma, num_classes, ids, devices, distribution: as in
+        `rpjax.sample_counts` (the noise of sample `s` of input `i` is the same).
+      watched: `[B]` int, the class whose votes `S` the rule looks at, per input.
+      rule: a `StopRule` with tables of length n_max + 1; no input uses more than n_max
+        samples.
+      chunk_size: lanes, the noisy samples evaluated per compiled step over all slots and
+        devices (rounded up to a multiple of the number of devices). Default: about 64k input
+        values per step, at most 2048. Speed and memory only: results never depend on it.
+      slots: inputs under test at once (default `min(B, max(1, lanes // 8))`, at most the
+        lanes). Speed only: results never depend on it.
+      progress: a tqdm bar over finished inputs (a string labels it); the loop then returns
+        to the host every 256 steps.
+
+    Returns:
+      `SequentialCounts(counts, invalid, n, forward_passes, steps)`. The counts of input `i`
+      are bit-identical to `rpjax.sample_counts(..., ids=[id_i], n=n[i])` for its key and id
+      (given the same base predictions: XLA evaluates the model on batches of another
+      composition).
+    """
+    xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
+    key = _validate.key("key", key)
+    sigma = _validate.positive("sigma", sigma)
+    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_noise.MAX_ABS_UNIT_NOISE)
+    num_classes = _validate.integer("num_classes", num_classes, minimum=2)
+    batch = xs.shape[0]
+    rule = check_rule(rule)
+    watched = np.asarray(watched)
+    if watched.shape != (batch,) or watched.dtype == bool or not np.issubdtype(watched.dtype,
+                                                                                np.integer):
+        raise ValueError(f"watched must be [B] = [{batch}] integer classes, got shape "
+                         f"{watched.shape} and dtype {watched.dtype}.")
+    if (watched < 0).any() or (watched >= num_classes).any():
+        raise ValueError(f"watched classes must lie in [0, num_classes={num_classes}).")
+    if chunk_size is not None:
+        chunk_size = _validate.integer("chunk_size", chunk_size, minimum=1)
+    if slots is not None:
+        slots = _validate.integer("slots", slots, minimum=1)
+    if not isinstance(progress, (bool, str)):
+        raise TypeError(f"progress must be a bool or a str label, got {progress!r}.")
+    if not isinstance(distribution, _noise.NoiseDistribution):
+        raise TypeError(f"distribution must be a rpjax.NoiseDistribution, got {distribution!r}.")
+    ids_np = np.arange(batch, dtype=np.uint32) if ids is None else _validate.ids("ids", ids,
+                                                                                   batch)
+    devices = _smoothing.validate_devices(devices)
+    _smoothing.check_model(apply_fn, params, xs, num_classes)
+    key_pairs = _noise.example_keys(key, jnp.asarray(ids_np))
+    return counts_for_key_pairs(apply_fn, params, xs, key_pairs, watched, rule, sigma=sigma,
+                                num_classes=num_classes, chunk_size=chunk_size, slots=slots,
+                                devices=devices, progress=progress, distribution=distribution)
+
+
+def counts_for_key_pairs(apply_fn, params, xs, key_pairs, watched, rule, *, sigma, num_classes,
+                         chunk_size, slots, devices, progress, distribution) -> SequentialCounts:
+    """`sequential_counts` after validation, with each input's key pair given directly."""
+    batch = xs.shape[0]
+    n_max = int(np.shape(rule.lo)[0]) - 1
+    lanes = resolve_lanes(chunk_size, math.prod(xs.shape[1:]), len(devices))
+    slots = min(batch, max(1, lanes // 8)) if slots is None else min(slots, batch)
+    slots = min(slots, lanes)
+    columns = num_classes + 1
+    run = functools.partial(
+        _advance, apply_fn, params, xs, key_pairs, jnp.asarray(watched, jnp.int32),
+        jnp.float32(sigma), StopRule(*(jnp.asarray(t) for t in rule)), lanes=lanes,
+        num_classes=num_classes, n_max=n_max, mesh=_smoothing._mesh(tuple(devices)),
+        distribution=distribution)
+    state = _initial_state(batch, slots, columns)
+    if not progress:
+        state = run(state, jnp.int32(np.iinfo(np.int32).max))
+    else:
+        from tqdm.auto import tqdm
+
+        desc = progress if isinstance(progress, str) else "sequential"
+        with tqdm(total=batch, desc=desc, unit="input") as bar:
+            while True:
+                state = run(state, jnp.int32(_STEPS_PER_CALL_WITH_PROGRESS))
+                finished = int(state.finished)
+                bar.update(finished - bar.n)
+                if finished >= batch:
+                    break
+    full = np.asarray(state.out_counts)
+    steps = int(state.steps)
+    return SequentialCounts(counts=full[:, :num_classes], invalid=full[:, num_classes],
+                            n=np.asarray(state.out_n).astype(np.int64),
+                            forward_passes=steps * lanes, steps=steps)
