@@ -11,12 +11,15 @@ from rpjax._src.certify import (
     ABSTAIN,
     Certificates,
     Prediction,
+    SequentialCertificates,
     SmoothingConfig,
     always_label,
     certify,
+    certify_sequential,
     predict,
 )
 from rpjax._src.noise import GAUSSIAN, NoiseDistribution, noise_samples
+from rpjax._src.sequential import SequentialCounts, StopRule, sequential_counts
 from rpjax._src.smoothing import AffineFirst, ApplyFn, counting_program, sample_counts
 from rpjax._src.stats import SampleSizeWarning
 
@@ -31,13 +34,18 @@ __all__ = [
     "NoiseDistribution",
     "Prediction",
     "SampleSizeWarning",
+    "SequentialCertificates",
+    "SequentialCounts",
     "SmoothingConfig",
+    "StopRule",
     "__version__",
     "always_label",
     "certify",
+    "certify_sequential",
     "counting_program",
     "noise_samples",
     "predict",
     "sample_counts",
+    "sequential_counts",
     "stats",
 ]

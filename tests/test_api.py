@@ -18,9 +18,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PUBLIC: dict[str, list[str]] = {
     "rpjax": [
         "ABSTAIN", "AffineFirst", "ApplyFn", "Certificates", "GAUSSIAN",
-        "NoiseDistribution", "Prediction", "SampleSizeWarning", "SmoothingConfig",
-        "__version__", "always_label", "certify", "counting_program", "noise_samples",
-        "predict", "sample_counts", "stats",
+        "NoiseDistribution", "Prediction", "SampleSizeWarning", "SequentialCertificates",
+        "SequentialCounts", "SmoothingConfig", "StopRule", "__version__", "always_label",
+        "certify", "certify_sequential", "counting_program", "noise_samples", "predict",
+        "sample_counts", "sequential_counts", "stats",
     ],
     "rpjax.stats": [
         "SampleSizeWarning", "betting_bound", "binomial_test_pvalue", "certified_radius",

@@ -32,7 +32,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from rpjax._src import confseq as _confseq
 from rpjax._src import noise as _noise
+from rpjax._src import sequential as _sequential
 from rpjax._src import smoothing as _smoothing
 from rpjax._src import stats as _stats
 from rpjax._src import validate as _validate
@@ -188,7 +190,11 @@ def certify(
     progress: bool | str = False,
     common_noise: bool = False,
     distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
-) -> Certificates:
+    method: str = "cohen",
+    radius: float | None = None,
+    tolerance: float | None = None,
+    slots: int | None = None,
+) -> Certificates | SequentialCertificates:
     """CERTIFY: a label and a radius on which the smoothed classifier is constant.
 
     The smoothed classifier is `g(x) = argmax_c P(f(x + eps) = c)`, `eps ~ N(0, sigma^2 I)`.
@@ -218,9 +224,14 @@ def certify(
         certificate keeps its guarantee; certificates of different inputs become dependent.
       distribution: the smoothing distribution; its `radius_from_pa` gives the radius, in its
         `norm`.
+      method: "cohen" (the default: every input uses n samples, as described here) or
+        "sequential": `certify_sequential` with n as n_max, each input stopping as soon as it
+        is decided (then `batch_size` and `common_noise` are not offered).
+      radius, tolerance, slots: options of `certify_sequential` (method "sequential" only).
 
     Returns:
-      `Certificates` (NumPy arrays, leading axis B).
+      `Certificates` (NumPy arrays, leading axis B); `SequentialCertificates` with method
+      "sequential".
 
     Guarantee:
       For each input, with probability at least 1 - alpha over the sampling noise, either
@@ -235,6 +246,21 @@ def certify(
       Cohen, Rosenfeld, Kolter. Certified Adversarial Robustness via Randomized Smoothing.
       ICML 2019, Algorithm CERTIFY.
     """
+    if method == "sequential":
+        if batch_size is not None or common_noise:
+            raise ValueError("certify(method='sequential') takes neither batch_size nor "
+                             "common_noise (the scheduler bounds memory itself).")
+        return certify_sequential(
+            apply_fn, params, xs, key, num_classes=num_classes, sigma=sigma, n=n, alpha=alpha,
+            n0=n0, chunk_size=chunk_size, config=config, radius=radius, tolerance=tolerance,
+            slots=slots, ids=ids, devices=devices, progress=progress, distribution=distribution)
+    if method != "cohen":
+        raise ValueError(f"method must be 'cohen' or 'sequential', got method={method!r}.")
+    given = [k for k, v in (("radius", radius), ("tolerance", tolerance), ("slots", slots))
+             if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: options of method='sequential', not of "
+                         "method='cohen'.")
     cfg = _settings("certify", config, sigma=sigma, n=n, alpha=alpha, n0=n0,
                     chunk_size=chunk_size)
     n, n0, alpha, sigma = cfg.n, cfg.n0, cfg.alpha, cfg.sigma
@@ -370,3 +396,207 @@ def always_label(
         label=label, counts=counts, pvalue=np.full(label.shape, np.nan),
         certified=np.zeros(label.shape, bool),
     )
+
+
+class SequentialCertificates(NamedTuple):
+    """Result of `certify_sequential` (and `certify(method="sequential")`).
+
+    The first six fields are those of `Certificates`, with the same meaning; every field but
+    `forward_passes` has leading axis B (NumPy arrays).
+
+    Attributes:
+      label: `[B]` int32; the certified class, or `ABSTAIN` (-1) where `pa_lower <= 1/2`.
+      radius: `[B]` float64; certified radius (input units, `distribution.norm`), 0 when
+        abstaining. With `radius=r` asked, `radius >= r` exactly where `decision == 1`.
+      pa_lower: `[B]` float64; the anytime-valid (1 - alpha) lower bound on p_A at the
+        input's stopping time (`rpjax.stats.mixture_bound`).
+      counts: `[B, num_classes]` int32; votes among the estimation samples the input used.
+      n: `[B]` int64; estimation samples the input used (its stopping time, <= n_max).
+      selection_counts: `[B, num_classes]` int32; votes among the n0 selection samples.
+      pa_upper: `[B]` float64; the anytime-valid (1 - alpha) upper bound on p_A (of the
+        selected class) at the stopping time.
+      decision: `[B]` int8. Decision at a radius r: 1 = certified at r (`radius >= r`),
+        0 = not certified at r (the input stopped because `pa_upper` fell below the p_A that r
+        needs, or used all n_max samples), -1 = abstain (`label == ABSTAIN`: no certificate
+        at any radius). Radius with a budget: 1 where certified (`label != ABSTAIN`), else -1.
+      forward_passes: int; base-model forward passes of the whole call: `B * n0` for the
+        selection plus every noisy sample the scheduler evaluated (samples past an input's
+        stopping point and empty slots included; `>= n0 * B + n.sum()`).
+    """
+
+    label: np.ndarray
+    radius: np.ndarray
+    pa_lower: np.ndarray
+    counts: np.ndarray
+    n: np.ndarray
+    selection_counts: np.ndarray
+    pa_upper: np.ndarray
+    decision: np.ndarray
+    forward_passes: int
+
+
+CERTIFIED, NOT_CERTIFIED, ABSTAINED = 1, 0, -1
+_DEFAULT_TOLERANCE = 0.02
+
+
+def pa_for_radius(radius: float, sigma: float,
+                  distribution: _noise.NoiseDistribution = _noise.GAUSSIAN) -> float:
+    """The smallest p_A (to float64 precision, rounded up) whose certified radius is >= radius.
+
+    Bisection on `distribution.radius_from_pa(p, sigma)` (increasing in p); for `GAUSSIAN`
+    this is `Phi(radius / sigma)`, and 1/2 for radius 0.
+    """
+    if radius == 0.0:
+        return 0.5
+    lo, hi = 0.5, 1.0
+    if float(distribution.radius_from_pa(np.nextafter(1.0, 0.0), sigma)) < radius:
+        raise ValueError(f"radius={radius} cannot be certified at sigma={sigma} by any p_A < 1 "
+                         f"({distribution.name} noise).")
+    for _ in range(64):
+        mid = 0.5 * (lo + hi)
+        if float(distribution.radius_from_pa(mid, sigma)) >= radius:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def stop_rule(*, n_max: int, alpha: float, sigma: float, radius: float | None = None,
+              tolerance: float = _DEFAULT_TOLERANCE,
+              distribution: _noise.NoiseDistribution = _noise.GAUSSIAN) -> _sequential.StopRule:
+    """The `StopRule` `certify_sequential` runs (see there): the sequential test of
+    p_A > `pa_for_radius(radius)` with `radius`, else the budget rule with `tolerance`."""
+    if radius is not None:
+        p_star = pa_for_radius(radius, sigma, distribution)
+        reject, accept = _confseq.decision_table(p_star, alpha, n_max)
+        return _sequential.StopRule.thresholds(accept, reject)
+    hopeless, band_lo, band_hi = _confseq.budget_table(
+        alpha, n_max, tolerance,
+        radius_from_pa=functools.partial(_unit_radius, distribution.radius_from_pa))
+    never = np.arange(1, n_max + 2, dtype=np.int32)
+    return _sequential.StopRule(lo=np.asarray(hopeless, np.int32), hi=never,
+                                band_lo=np.asarray(band_lo, np.int32),
+                                band_hi=np.asarray(band_hi, np.int32))
+
+
+def _unit_radius(radius_from_pa, p):
+    return radius_from_pa(p, 1.0)
+
+
+def certify_sequential(
+    apply_fn: _smoothing.ApplyFn,
+    params: Any,
+    xs: jax.typing.ArrayLike,
+    key: jax.Array | int,
+    *,
+    num_classes: int,
+    sigma: float | None = None,
+    n: int | None = None,
+    alpha: float | None = None,
+    n0: int | None = None,
+    chunk_size: int | None = None,
+    config: SmoothingConfig | None = None,
+    radius: float | None = None,
+    tolerance: float | None = None,
+    slots: int | None = None,
+    ids: jax.typing.ArrayLike | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool | str = False,
+    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+) -> SequentialCertificates:
+    """Sequential CERTIFY: each input stops as soon as its question is decided.
+
+    As in `certify`, `n0` samples (key `fold_in(key, 0)`) choose the top class `c`; then the
+    estimation samples (key `fold_in(key, 1)`, the same noise `certify` uses) are drawn by the
+    on-device scheduler (`rpjax.sequential_counts`), which stops each input at the first
+    sample count where its stopping rule holds, at most `n` (= n_max). Two questions:
+
+    - **decision at a radius** (`radius=r`): is the smoothed classifier robust at r? The
+      stopping rule is the sequential test of `p_A > p* = pa_for_radius(r)`
+      (`rpjax.stats.decision_table`: stop when the anytime lower bound passes p*, or the
+      anytime upper bound falls below it);
+    - **radius with a budget** (`radius=None`): the largest certifiable radius; an input stops
+      when its anytime upper bound shows it cannot gain more than the fraction `tolerance` of
+      its radius by n_max, or cannot be certified at all (upper bound <= 1/2)
+      (`rpjax.stats.budget_table`).
+
+    Either way the certificate is the anytime-valid lower bound at the stopping time:
+    `pa_lower = rpjax.stats.mixture_bound(n_c, m, alpha)`, `label = c` and
+    `radius = distribution.radius_from_pa(pa_lower, sigma)` where `pa_lower > 1/2`, else
+    `ABSTAIN`.
+
+    Args:
+      apply_fn, params, xs, key, num_classes, sigma, alpha, n0, config, ids, devices,
+        distribution: as in `certify` (`common_noise` and `batch_size` are not offered: the
+        scheduler already bounds memory).
+      n: n_max, the most estimation samples any input may use.
+      chunk_size: lanes, noisy samples evaluated per compiled step over all inputs under test
+        (see `rpjax.sequential_counts`); speed only.
+      radius: the radius of the decision question (input units, >= 0), or None for the
+        radius with a budget.
+      tolerance: the budget rule's fraction of radius, in (0, 1) (default 0.02); only
+        without `radius`.
+      slots: inputs under test at once (see `rpjax.sequential_counts`); speed only.
+      progress: a progress bar over finished inputs.
+
+    Returns:
+      `SequentialCertificates`; `n` holds the samples each input used and `forward_passes`
+      the cost of the call.
+
+    Guarantee:
+      For each input, with probability at least 1 - alpha over the sampling noise, either the
+      label is `ABSTAIN` or `g(x') = label` for every `||x' - x|| < radius`. The selection
+      samples are independent of the estimation samples, and `mixture_bound` holds at every
+      sample count at once (Ville's inequality), so it holds at the stopping time whatever
+      rule chose it; Cohen et al.'s Theorem 1 turns it into the radius. The stopping rules only
+      decide how many samples are spent. `decision == 1` is this same event at radius r.
+      Each input's `decision == 0` because `pa_upper < p*` is wrong (p_A > p*) with
+      probability at most alpha too; a budget that ran out decides nothing.
+
+    Results depend only on the key, the ids and the model: not on `chunk_size`, `slots`, the
+    order of the inputs or the devices. The stopping time reveals p_A: never release what
+    this function returns, or its cost, to a querier (see `docs/guarantee.md`).
+    """
+    cfg = _settings("certify_sequential", config, sigma=sigma, n=n, alpha=alpha, n0=n0,
+                    chunk_size=chunk_size)
+    n_max, n0, alpha, sigma = cfg.n, cfg.n0, cfg.alpha, cfg.sigma
+    if radius is not None:
+        radius = _validate.real("radius", radius)
+        if not (np.isfinite(radius) and radius >= 0):
+            raise ValueError(f"radius must be finite and >= 0, got radius={radius}.")
+        if tolerance is not None:
+            raise ValueError("tolerance applies to the radius with a budget (radius=None); "
+                             "the decision at a radius has none.")
+    tolerance = _DEFAULT_TOLERANCE if tolerance is None else _validate.open_unit_interval(
+        "tolerance", tolerance)
+    if not isinstance(distribution, _noise.NoiseDistribution):
+        raise TypeError(f"distribution must be a rpjax.NoiseDistribution, got {distribution!r}.")
+    _stats.check_sample_size(n_max, alpha, mode="certify")
+    counts0, invalid0 = _count(
+        apply_fn, params, xs, _sub_key(key, _SELECTION), n0, sigma=sigma,
+        num_classes=num_classes, chunk_size=None, ids=ids, devices=devices,
+        progress=_bar(progress, f"selection (n0={n0})"), distribution=distribution)
+    top = counts0.argmax(axis=1).astype(np.int32)
+    rule = stop_rule(n_max=n_max, alpha=alpha, sigma=sigma, radius=radius, tolerance=tolerance,
+                     distribution=distribution)
+    est = _sequential.sequential_counts(
+        apply_fn, params, xs, _sub_key(key, _ESTIMATION), top, rule, sigma=sigma,
+        num_classes=num_classes, chunk_size=cfg.chunk_size, slots=slots, ids=ids,
+        devices=devices, progress=_bar(progress, f"estimation (n_max={n_max})"),
+        distribution=distribution)
+    bad = _warn_invalid("certify_sequential", invalid0 + est.invalid, n0 + n_max)
+    n_top = np.take_along_axis(est.counts, top[:, None], axis=1)[:, 0]
+    pa_lower = _confseq.mixture_bound(n_top, est.n, alpha, side="lower")
+    pa_upper = _confseq.mixture_bound(n_top, est.n, alpha, side="upper")
+    certified = (pa_lower > 0.5) & ~bad
+    radii = np.where(certified, distribution.radius_from_pa(pa_lower, sigma), 0.0)
+    label = np.where(certified, top, ABSTAIN).astype(np.int32)
+    if radius is None:
+        decision = np.where(certified, CERTIFIED, ABSTAINED)
+    else:
+        at_r = certified & (pa_lower >= pa_for_radius(radius, sigma, distribution))
+        decision = np.where(at_r, CERTIFIED, np.where(certified, NOT_CERTIFIED, ABSTAINED))
+    return SequentialCertificates(
+        label=label, radius=radii.astype(np.float64), pa_lower=pa_lower, counts=est.counts,
+        n=est.n, selection_counts=counts0, pa_upper=pa_upper, decision=decision.astype(np.int8),
+        forward_passes=int(np.shape(xs)[0]) * n0 + est.forward_passes)

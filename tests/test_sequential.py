@@ -1,0 +1,268 @@
+"""Sequential certification: the on-device scheduler and `certify_sequential`.
+
+- the scheduler's counts are those of the fixed-n kernel over the same samples (bit-identical),
+  whatever the lanes, slots, input order or devices (1 vs 4 simulated, in a subprocess);
+- through the whole pipeline, on the linear model whose smoothed classifier is known in closed
+  form, wrong certificates stay within alpha for both questions, and a naive bound fails the
+  same check;
+- the samples used adapt: easy inputs stop early, `forward_passes` accounts for every sample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+import rpjax
+from rpjax._src import sequential as _sequential
+
+from _models import linear_apply, random_linear
+
+_D = 4
+_W, _B = random_linear(_D, seed=21)
+_WNORM = float(jnp.linalg.norm(_W))
+
+
+def _points_at_distances(dist, seed):
+    """Inputs at signed distance `dist` from the hyperplane w.x + b = 0."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(dist.shape[0], _D))
+    w, b = np.asarray(_W, np.float64), float(_B)
+    base -= ((base @ w + b) / _WNORM**2)[:, None] * w[None, :]
+    return (base + dist[:, None] * (w / _WNORM)[None, :]).astype(np.float32)
+
+
+def _truth(xs):
+    z = np.asarray(xs, np.float64) @ np.asarray(_W, np.float64) + float(_B)
+    return (z > 0).astype(int), np.abs(z) / _WNORM
+
+
+def _simple_rule(n_max, width=3.0, start=10):
+    """Stop when S leaves m/2 +- width sqrt(m) (from m = start on)."""
+    m = np.arange(n_max + 1)
+    hi = np.ceil(m / 2 + width * np.sqrt(m)).astype(np.int32)
+    lo = np.floor(m / 2 - width * np.sqrt(m)).astype(np.int32)
+    hi[:start], lo[:start] = m[:start] + 1, -1
+    return rpjax.StopRule.thresholds(lo, hi)
+
+
+_XS = _points_at_distances(np.random.default_rng(3).uniform(-2, 2, 29), seed=4)
+_RULE = _simple_rule(3000)
+_WATCHED = np.ones(29, np.int32)
+
+
+def _run(**kw):
+    return rpjax.sequential_counts(linear_apply, (_W, _B), kw.pop("xs", _XS), 7,
+                                   kw.pop("watched", _WATCHED), kw.pop("rule", _RULE),
+                                   sigma=1.0, num_classes=2, **kw)
+
+
+class TestScheduler:
+    def test_counts_equal_the_fixed_n_kernel_over_the_same_samples(self):
+        out = _run(chunk_size=64, slots=5)
+        assert (out.n < 3000).any() and (out.n > 10).all()  # inputs stopped at different times
+        for n in np.unique(out.n):
+            rows = np.flatnonzero(out.n == n)
+            ref = rpjax.sample_counts(linear_apply, (_W, _B), _XS[rows], 7, sigma=1.0, n=int(n),
+                                      num_classes=2, ids=rows)
+            chex.assert_trees_all_equal(np.asarray(ref), out.counts[rows])
+        chex.assert_trees_all_equal(out.counts.sum(axis=1) + out.invalid, out.n)
+
+    def test_a_rule_that_never_stops_early_is_sample_counts(self):
+        out = _run(rule=rpjax.StopRule.fixed(777), chunk_size=100)
+        ref = rpjax.sample_counts(linear_apply, (_W, _B), _XS, 7, sigma=1.0, n=777,
+                                  num_classes=2)
+        chex.assert_trees_all_equal(out.counts, np.asarray(ref))
+        assert (out.n == 777).all()
+
+    @pytest.mark.parametrize("chunk_size,slots", [(None, None), (7, 3), (300, 29), (33, 1)])
+    def test_results_do_not_depend_on_lanes_or_slots(self, chunk_size, slots):
+        ref = _run(chunk_size=64, slots=5)
+        out = _run(chunk_size=chunk_size, slots=slots)
+        chex.assert_trees_all_equal((out.counts, out.n), (ref.counts, ref.n))
+
+    def test_results_do_not_depend_on_input_order(self):
+        ref = _run(chunk_size=64, slots=5)
+        perm = np.random.default_rng(0).permutation(29)
+        out = _run(xs=_XS[perm], ids=perm, chunk_size=50, slots=4)
+        chex.assert_trees_all_equal((out.counts, out.n), (ref.counts[perm], ref.n[perm]))
+
+    def test_forward_passes_count_every_evaluated_sample(self):
+        out = _run(chunk_size=64, slots=5)
+        assert out.forward_passes == out.steps * 64
+        assert out.forward_passes >= out.n.sum()
+        # the pool stays busy: the lanes a slot is given but does not use are few
+        assert out.forward_passes <= out.n.sum() + 29 * 64 + out.steps * 5
+
+    def test_progress_bar_gives_the_same_result(self):
+        ref = _run(chunk_size=64, slots=5)
+        out = _run(chunk_size=64, slots=5, progress="testing")
+        chex.assert_trees_all_equal((out.counts, out.n), (ref.counts, ref.n))
+
+    def test_bad_inputs(self):
+        with pytest.raises(ValueError, match="watched"):
+            _run(watched=np.ones(3, np.int32))
+        with pytest.raises(ValueError, match="watched"):
+            _run(watched=np.full(29, 2, np.int32))
+        with pytest.raises(TypeError, match="rule"):
+            _run(rule=(1, 2, 3, 4))
+        with pytest.raises(ValueError, match="same length"):
+            _run(rule=rpjax.StopRule(np.zeros(5), np.zeros(5), np.zeros(5), np.zeros(4)))
+        with pytest.raises(ValueError, match="slots"):
+            _run(slots=0)
+
+
+_DEVICES_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    sys.path.insert(0, {tests!r})
+    import rpjax
+    from test_sequential import _XS, _WATCHED, _RULE, _W, _B
+    from _models import linear_apply
+    assert len(jax.devices()) == 4, jax.devices()
+    out = {{}}
+    for label, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
+        r = rpjax.sequential_counts(linear_apply, (_W, _B), _XS, 7, _WATCHED, _RULE, sigma=1.0,
+                                    num_classes=2, chunk_size=36, slots=5, devices=devices)
+        cert = rpjax.certify_sequential(linear_apply, (_W, _B), _XS, 7, sigma=1.0, n=2000,
+                                        alpha=1e-3, num_classes=2, radius=0.5,
+                                        devices=devices, chunk_size=40)
+        out[label] = dict(counts=r.counts.tolist(), n=r.n.tolist(), cert_n=cert.n.tolist(),
+                          radius=cert.radius.tolist(), decision=cert.decision.tolist())
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_one_vs_four_devices():
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT.format(tests=tests)], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["one"] == out["four"]
+    ref = _run(chunk_size=36, slots=5)  # and this single-device process agrees
+    assert out["one"]["counts"] == ref.counts.tolist() and out["one"]["n"] == ref.n.tolist()
+
+
+class TestCertifySequential:
+    """The whole pipeline on the linear model (exact smoothed classifier and radius)."""
+
+    SIGMA, ALPHA, N_MAX, COUNT = 0.5, 0.05, 4000, 3000
+
+    def _inputs(self):
+        rng = np.random.default_rng(17)
+        # true p_A from about 0.5 to 0.999, both sides of the plane: hard and easy inputs
+        dist = rng.uniform(0.0, 1.6, self.COUNT) * rng.choice([-1, 1], self.COUNT)
+        return _points_at_distances(dist * self.SIGMA, seed=18)
+
+    def _ok(self, wrong):
+        p = sps.binomtest(int(wrong.sum()), wrong.size, self.ALPHA, alternative="greater").pvalue
+        return p > 1e-3
+
+    @pytest.mark.parametrize("radius", [None, 0.25])
+    def test_wrong_certificates_within_alpha(self, radius):
+        xs = self._inputs()
+        cert = rpjax.certify_sequential(linear_apply, (_W, _B), xs, 1, sigma=self.SIGMA,
+                                        n=self.N_MAX, n0=30, alpha=self.ALPHA, num_classes=2,
+                                        radius=radius)
+        label, dist = _truth(xs)
+        released = cert.label != rpjax.ABSTAIN
+        wrong = released & ((cert.label != label) | (cert.radius > dist * (1 + 1e-6)))
+        assert self._ok(wrong), wrong.mean()
+        assert released.mean() > 0.7  # not passed by abstaining
+        assert cert.n.mean() < 0.5 * self.N_MAX  # and inputs did stop early
+        if radius is not None:
+            at_r = cert.decision == 1
+            assert (cert.radius[at_r] >= radius).all() and (cert.radius[~at_r] < radius).all()
+            # "not certified at r" decided by the upper bound is wrong at most at rate alpha
+            decided_below = (cert.decision != 1) & (cert.n < self.N_MAX)
+            assert self._ok(decided_below & (label == cert.selection_counts.argmax(1))
+                            & (dist > radius))
+
+    def test_adversarial_stopping_through_the_scheduler(self):
+        """The scheduler stops each input the first time the fixed-n Clopper-Pearson bound
+        excludes the true p_A (an attacker's rule): that bound is then wrong far more often
+        than alpha, while the anytime bound at the same stopping times stays within alpha."""
+        count, n_max, alpha = 2000, 2000, self.ALPHA
+        xs = _points_at_distances(np.full(count, 0.25 * self.SIGMA), seed=6)
+        p_true = float(sps.norm.cdf(0.25))
+        m = np.arange(n_max + 1)
+        # smallest S with clopper_pearson_lower(S, m, alpha) > p_true, i.e. P(Bin(m, p) >= S)
+        # < alpha
+        hi = (sps.binom.isf(alpha, m, p_true) + 1).astype(np.int32)
+        hi[0] = 1
+        rule = rpjax.StopRule.thresholds(np.full(n_max + 1, -1, np.int32), hi)
+        out = rpjax.sequential_counts(linear_apply, (_W, _B), xs, 9, np.ones(count, np.int32),
+                                      rule, sigma=self.SIGMA, num_classes=2)
+        s = out.counts[:, 1]
+        naive = rpjax.stats.clopper_pearson_lower(s, out.n, alpha)
+        assert not self._ok(naive > p_true), (naive > p_true).mean()
+        anytime = rpjax.stats.mixture_bound(s, out.n, alpha)
+        assert self._ok(anytime > p_true), (anytime > p_true).mean()
+
+    def test_decision_uses_far_fewer_samples_than_fixed_n(self):
+        xs = _points_at_distances(np.linspace(-3, 3, 40) * self.SIGMA, seed=5)
+        seq = rpjax.certify(linear_apply, (_W, _B), xs, 2, sigma=self.SIGMA, n=20_000,
+                            alpha=1e-3, num_classes=2, method="sequential", radius=0.25)
+        fixed = rpjax.certify(linear_apply, (_W, _B), xs, 2, sigma=self.SIGMA, n=20_000,
+                              alpha=1e-3, num_classes=2)
+        assert isinstance(seq, rpjax.SequentialCertificates)
+        assert seq.forward_passes < 0.2 * 40 * (100 + 20_000)
+        assert seq.forward_passes >= seq.n.sum() + 40 * 100
+        fixed_at_r = (fixed.radius >= 0.25).mean()
+        assert abs((seq.decision == 1).mean() - fixed_at_r) <= 0.1
+        chex.assert_trees_all_equal(seq.selection_counts, fixed.selection_counts)
+
+    def test_method_cohen_is_the_default_and_unchanged(self):
+        a = rpjax.certify(linear_apply, (_W, _B), _XS, 3, sigma=0.5, n=500, alpha=1e-3,
+                          num_classes=2)
+        b = rpjax.certify(linear_apply, (_W, _B), _XS, 3, sigma=0.5, n=500, alpha=1e-3,
+                          num_classes=2, method="cohen")
+        assert type(a) is rpjax.Certificates
+        chex.assert_trees_all_equal(tuple(a), tuple(b))
+
+    def test_bad_inputs(self):
+        kw = dict(sigma=0.5, n=500, alpha=1e-3, num_classes=2)
+        with pytest.raises(ValueError, match="method"):
+            rpjax.certify(linear_apply, (_W, _B), _XS, 0, method="staged", **kw)
+        with pytest.raises(ValueError, match="radius"):
+            rpjax.certify(linear_apply, (_W, _B), _XS, 0, radius=0.3, **kw)
+        with pytest.raises(ValueError, match="batch_size"):
+            rpjax.certify(linear_apply, (_W, _B), _XS, 0, method="sequential", batch_size=4, **kw)
+        with pytest.raises(ValueError, match="radius"):
+            rpjax.certify_sequential(linear_apply, (_W, _B), _XS, 0, radius=-1.0, **kw)
+        with pytest.raises(ValueError, match="tolerance"):
+            rpjax.certify_sequential(linear_apply, (_W, _B), _XS, 0, radius=0.3, tolerance=0.1,
+                                     **kw)
+        with pytest.raises(ValueError, match="tolerance"):
+            rpjax.certify_sequential(linear_apply, (_W, _B), _XS, 0, tolerance=1.5, **kw)
+
+    def test_nan_logits_abstain_with_a_warning(self):
+        def nan_fn(p, x):
+            return jnp.where(x[:, :1] > 0, jnp.nan, linear_apply(p, x))
+
+        xs = np.array([[50.0, 0, 0, 0], [-50.0, 0, 0, 0]], np.float32)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cert = rpjax.certify_sequential(nan_fn, (_W, _B), xs, 0, sigma=0.5, n=500,
+                                            alpha=1e-3, num_classes=2)
+        assert any(issubclass(w.category, RuntimeWarning) for w in caught)
+        assert cert.label[0] == rpjax.ABSTAIN and cert.decision[0] == -1
+
+
+def test_scheduler_lanes_are_a_multiple_of_the_devices():
+    assert _sequential.resolve_lanes(10, 5, 4) == 12
+    assert _sequential.resolve_lanes(None, 11, 1) == 2048
