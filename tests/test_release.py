@@ -272,3 +272,36 @@ def test_releases_differing_only_in_floats_share_fn():
     # a static setting (n: the shapes of the noise) gives another fn
     assert (rp_predict_release(_linear, 1.0, sigma=0.1, n=50, alpha=1e-3, num_classes=2).fn
             != rp_predict_release(_linear, 1.0, sigma=0.1, n=60, alpha=1e-3, num_classes=2).fn)
+
+
+_EVALUATED: list[int] = []
+
+
+def _counting_linear(params, x):
+    """`_linear` that reports, from inside the compiled program, how many noisy samples the
+    model was evaluated on."""
+    jax.debug.callback(lambda b: _EVALUATED.append(int(b)), x.shape[0])
+    return _linear(params, x)
+
+
+@pytest.mark.parametrize("mode", ["predict", "certify", "always_label"])
+def test_an_answer_costs_the_same_whatever_the_input(mode):
+    """No cost side channel: an input the model decides under every noise draw (far from the
+    boundary) and one on the boundary cost exactly `forward_passes` model evaluations each;
+    the sequential methods, whose cost would depend on p_A, are refused."""
+    cfg = ReleaseConfig(sigma=SIGMA, n=300, num_classes=2, mode=mode, n0=20)
+    costs = []
+    for x0 in (50.0, 0.0):  # p_A = 1 and p_A = 1/2
+        rel = RobustPrivacyRelease(_counting_linear, 1.0, cfg, secret=_SECRET, chunk_size=64)
+        _EVALUATED.clear()
+        rel.query(np.array([[x0, 0.0, 0.0]], np.float32), ["s"])
+        jax.effects_barrier()
+        costs.append(sum(_EVALUATED))
+    # the compiled loops evaluate whole chunks (masked past n): a fixed count per answer
+    assert costs[0] == costs[1] >= cfg.forward_passes, costs
+
+
+@pytest.mark.parametrize("mode", ["sequential", "certify_sequential", "decision", "budget"])
+def test_a_release_refuses_the_sequential_methods(mode):
+    with pytest.raises(ValueError, match="refuses the sequential methods"):
+        ReleaseConfig(sigma=SIGMA, n=300, num_classes=2, mode=mode)

@@ -65,6 +65,8 @@ from rpjax._src.privacy import leakage
 
 MODES = ("predict", "always_label", "certify")
 NOISE_MODES = ("fresh", "consistent")
+SEQUENTIAL_METHODS = ("sequential", "certify_sequential", "decision", "budget")
+"""Modes a release refuses: their cost would depend on the input (see `ReleaseConfig`)."""
 _TAG_FRESH, _TAG_WORD, _TAG_CONS, _TAG_ROW = 1, 2, 3, 4
 _SELECTION, _ESTIMATION, _PREDICTION = 0, 1, 2
 
@@ -211,6 +213,14 @@ class ReleaseConfig:
         _validate.integer("num_classes", self.num_classes, minimum=2)
         _validate.open_unit_interval("alpha", self.alpha)
         _validate.integer("n0", self.n0, minimum=1)
+        if self.mode in SEQUENTIAL_METHODS:
+            raise ValueError(
+                f"mode={self.mode!r}: a release refuses the sequential methods. The samples "
+                "an input needs before it is decided reveal its p_A (so where it lies), and "
+                "the cost or latency of an answer would carry them to the querier; every "
+                "answer of a release costs exactly the same fixed number of forward passes "
+                "(ReleaseConfig.forward_passes). Use rpjax.certify_sequential for owner-side "
+                "benchmarks only.")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got mode={self.mode!r}.")
         if self.noise not in NOISE_MODES:
