@@ -71,7 +71,8 @@ class TestScheduler:
     def test_counts_equal_the_fixed_n_kernel_over_the_same_samples(self):
         out = _run(chunk_size=64, slots=5)
         assert (out.n < 3000).any() and (out.n > 10).all()  # inputs stopped at different times
-        for n in np.unique(out.n):
+        stops = np.unique(out.n)
+        for n in stops[np.linspace(0, stops.size - 1, 4).astype(int)]:  # 4 compiles, not 29
             rows = np.flatnonzero(out.n == n)
             ref = rpjax.sample_counts(linear_apply, (_W, _B), _XS[rows], 7, sigma=1.0, n=int(n),
                                       num_classes=2, ids=rows)
@@ -117,7 +118,8 @@ class TestScheduler:
         with pytest.raises(TypeError, match="rule"):
             _run(rule=(1, 2, 3, 4))
         with pytest.raises(ValueError, match="same length"):
-            _run(rule=rpjax.StopRule(np.zeros(5), np.zeros(5), np.zeros(5), np.zeros(4)))
+            z = np.zeros(5, np.int32)
+            _run(rule=rpjax.StopRule(z, z, z, z[:4]))
         with pytest.raises(ValueError, match="slots"):
             _run(slots=0)
 

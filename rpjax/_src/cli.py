@@ -22,7 +22,7 @@ def _certify_demo(args: argparse.Namespace) -> int:
 
     config = certify_demo.DemoConfig(
         sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, num_people=args.people,
-        seed=args.seed)
+        seed=args.seed, method=args.method, radius=args.radius, tolerance=args.tolerance)
     result = certify_demo.run(config, progress=not args.no_progress)
     cfg = result["config"]
     print(f"\nrpjax certify-demo: insurance MLP (recommend iff BMI >= {cfg['threshold']}), "
@@ -32,7 +32,10 @@ def _certify_demo(args: argparse.Namespace) -> int:
           f"{result['max_radius_std']:.3f} std\n")
     print(certify_demo.format_table(result))
     abstain = sum(r["abstain"] for r in result["rows"])
-    print(f"\n{abstain}/{len(result['rows'])} abstained; {result['seconds']:.1f} s in all.")
+    fixed = len(result["rows"]) * (cfg["n0"] + cfg["n"])
+    print(f"\n{abstain}/{len(result['rows'])} abstained; {result['forward_passes']:,} base "
+          f"forward passes ({fixed / result['forward_passes']:.1f}x fewer than fixed-n "
+          f"n0 + n = {cfg['n0'] + cfg['n']:,} per person); {result['seconds']:.1f} s in all.")
     if args.json:
         report.write_json(args.json, result)
         print(f"wrote {os.path.abspath(args.json)}")
@@ -70,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--alpha", type=float, default=1e-3, help="failure probability")
     demo.add_argument("--people", type=int, default=16, help="test people to certify")
     demo.add_argument("--seed", type=int, default=0, help="seed of split, model and noise")
+    demo.add_argument("--method", choices=["cohen", "sequential"], default="cohen",
+                      help="cohen: n samples per person (default); sequential: each person "
+                           "stops as soon as decided, --n is the most it may use")
+    demo.add_argument("--radius", type=float, default=None,
+                      help="sequential: decide robustness at this radius (std units); "
+                           "default: the largest radius, with a budget")
+    demo.add_argument("--tolerance", type=float, default=None,
+                      help="sequential, no --radius: stop a person once it cannot gain more "
+                           "than this fraction of radius by n (default 0.02)")
     demo.add_argument("--json", default=None, help="also write the result to this JSON file")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(func=_certify_demo)

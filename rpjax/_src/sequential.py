@@ -136,8 +136,26 @@ def _initial_state(batch: int, slots: int, columns: int) -> _State:
     )
 
 
-def _lane_plan(state: _State, batch: int, lanes: int, n_max: int):
-    """Which slot and which sample each lane evaluates this step."""
+def _cumsum(x: jax.Array) -> jax.Array:
+    """Inclusive cumulative sum along axis 0 of small non-negative int32 values, `[L, ...]`.
+
+    As two small triangular matmuls in float32 (exact below 2^24): XLA's CPU cumsum is a
+    log-depth scan of slices, about 10x slower at L = 2048.
+    """
+    length = x.shape[0]
+    block = 32
+    rows = -(-length // block)
+    flat = x.reshape(length, -1).astype(jnp.float32)
+    flat = jnp.pad(flat, ((0, rows * block - length), (0, 0))).reshape(rows, block, -1)
+    tri = jnp.triu(jnp.ones((block, block), jnp.float32))  # [j, i]: j <= i
+    within = jnp.einsum("rjk,ji->rik", flat, tri)
+    before = jnp.einsum("rk,rq->qk", within[:, -1], jnp.triu(jnp.ones((rows, rows)), 1))
+    out = (within + before[:, None]).reshape(rows * block, -1)[:length]
+    return out.astype(jnp.int32).reshape(x.shape)
+
+
+def _lane_plan(state: _State, batch: int, lanes: int):
+    """Which slot each lane serves this step, and at which offset in the slot's block."""
     slots = state.slot_input.shape[0]
     active = state.slot_input < batch
     count = jnp.sum(active, dtype=jnp.int32)
@@ -149,9 +167,21 @@ def _lane_plan(state: _State, batch: int, lanes: int, n_max: int):
     lane_rank = lane // per_slot
     offset = lane - lane_rank * per_slot
     lane_slot = slot_of_rank[jnp.minimum(lane_rank, slots - 1)]
-    sample = state.slot_m[lane_slot] + offset
-    valid = (lane_rank < count) & (sample < n_max)
-    return lane_rank, offset, lane_slot, sample, valid, per_slot
+    return lane_rank, offset, lane_slot, per_slot, count
+
+
+def _lane_noise(pairs, first, *, size, dtype, distribution):
+    """`[L * size]`: the noise of sample `first[l]` of the input with key pair `pairs[l]`, for
+    every lane l, flattened; bit-identical to `sample_noise_flat(pairs[l], first[l], 1, size)`
+    for each lane, but made as one flat run of counters (a per-lane vmap would vectorize
+    along the short input axis only: 4x slower for 11 features on CPU)."""
+    lanes = first.shape[0]
+    base_lo, base_hi = _noise._mul64(first.astype(jnp.uint32), size)
+    lo, hi = _noise._add64(jnp.repeat(base_lo, size), jnp.repeat(base_hi, size),
+                           jnp.tile(jnp.arange(size, dtype=jnp.uint32), lanes))
+    word, _ = _noise.threefry2x32(jnp.repeat(pairs[:, 0], size), jnp.repeat(pairs[:, 1], size),
+                                  lo, hi)
+    return distribution.from_bits(word).astype(dtype)
 
 
 def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state, max_steps, *,
@@ -164,19 +194,18 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
     per_device = lanes // num_devices
     device = jax.lax.axis_index(_AXIS)
     sigma = jnp.asarray(sigma, xs.dtype)
-    lo, hi, band_lo, band_hi = (jnp.asarray(t, jnp.int32) for t in rule)
-    draw = jax.vmap(functools.partial(_noise.sample_noise_flat, count=1, size=size,
-                                      dtype=xs.dtype, distribution=distribution))
+    table = jnp.stack([jnp.asarray(t, jnp.int32) for t in rule], axis=1)  # [n_max + 1, 4]
+    draw = functools.partial(_lane_noise, size=size, dtype=xs.dtype, distribution=distribution)
     materialize = jax.default_backend() == "cpu"
 
-    def predict(state, lane_slot, sample, valid):  # every lane's class, from all devices
+    def predict(inputs, sample, valid):  # every lane's class, gathered from all devices
         mine = device * per_device + jnp.arange(per_device, dtype=jnp.int32)
-        inputs = jnp.minimum(state.slot_input[lane_slot[mine]], batch - 1)
+        inputs = jnp.minimum(inputs[mine], batch - 1)
         pairs = key_pairs[inputs]
         first = jnp.where(valid[mine], sample[mine], 0)
         if materialize:  # keep XLA CPU from fusing the generator into the reshape (smoothing)
-            eps = jax.lax.cond(state.steps >= 0, lambda: draw(pairs, first),
-                               lambda: jnp.zeros((per_device, size), xs.dtype))
+            eps = jax.lax.cond(first[0] >= 0, lambda: draw(pairs, first),
+                               lambda: jnp.zeros((per_device * size,), xs.dtype))
         else:
             eps = draw(pairs, first)
         noisy = xs[inputs] + sigma * eps.reshape(per_device, *input_shape)
@@ -187,33 +216,38 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
         return jax.lax.all_gather(pred, _AXIS, tiled=True)
 
     def step(state):
-        lane_rank, offset, lane_slot, sample, valid, per_slot = _lane_plan(
-            state, batch, lanes, n_max)
-        pred = predict(state, lane_slot, sample, valid)
-        inputs = state.slot_input[lane_slot]
-        hit = valid & (pred == watched[jnp.minimum(inputs, batch - 1)])
+        lane_rank, offset, lane_slot, per_slot, count = _lane_plan(state, batch, lanes)
+        watched_of_slot = watched[jnp.minimum(state.slot_input, batch - 1)]
+        slot_info = jnp.stack([state.slot_m, state.slot_hits, watched_of_slot,
+                               state.slot_input], axis=1)
+        info = slot_info[lane_slot]  # one gather: [lanes, 4]
+        sample = info[:, 0] + offset
+        valid = (lane_rank < count) & (sample < n_max)
+        pred = predict(info[:, 3], sample, valid)
+        hit = valid & (pred == info[:, 2])
         # votes of the slot after each of its lanes: its votes before the step plus the hits
         # of its lanes up to this one (its lanes are contiguous)
-        inclusive = jnp.cumsum(hit, dtype=jnp.int32)
+        inclusive = _cumsum(hit.astype(jnp.int32))
         exclusive = inclusive - hit
         block_start = jnp.minimum(lane_rank * per_slot, lanes - 1)
-        s_after = state.slot_hits[lane_slot] + inclusive - exclusive[block_start]
+        s_after = info[:, 1] + inclusive - exclusive[block_start]
         m_after = sample + 1
-        m_index = jnp.minimum(m_after, n_max)
-        stop = (s_after <= lo[m_index]) | (s_after >= hi[m_index]) | (
-            (s_after >= band_lo[m_index]) & (s_after <= band_hi[m_index])) | (m_after >= n_max)
+        bounds = table[jnp.minimum(m_after, n_max)]  # one gather: [lanes, 4]
+        stop = (s_after <= bounds[:, 0]) | (s_after >= bounds[:, 1]) | (
+            (s_after >= bounds[:, 2]) & (s_after <= bounds[:, 3])) | (m_after >= n_max)
         stop = valid & stop
         segment = jnp.where(valid, lane_slot, slots)
         first_stop = jax.ops.segment_min(jnp.where(stop, offset, lanes), segment,
                                          num_segments=slots + 1)[:slots]
         used = valid & (offset <= first_stop[lane_slot])
-        one_hot = (pred[:, None] == jnp.arange(columns, dtype=jnp.int32)) & used[:, None]
-        add = jax.ops.segment_sum(one_hot.astype(jnp.int32), segment, num_segments=slots + 1)
-        slot_counts = state.slot_counts + add[:slots]
-        slot_m = state.slot_m + jax.ops.segment_sum(used.astype(jnp.int32), segment,
-                                                    num_segments=slots + 1)[:slots]
-        slot_hits = state.slot_hits + jax.ops.segment_sum((used & hit).astype(jnp.int32),
-                                                          segment, num_segments=slots + 1)[:slots]
+        packed = jnp.concatenate([
+            pred[:, None] == jnp.arange(columns, dtype=jnp.int32), hit[:, None],
+            jnp.ones((lanes, 1), bool)], axis=1) & used[:, None]
+        add = jax.ops.segment_sum(packed.astype(jnp.int32), segment,
+                                  num_segments=slots + 1)[:slots]  # one scatter
+        slot_counts = state.slot_counts + add[:, :columns]
+        slot_hits = state.slot_hits + add[:, columns]
+        slot_m = state.slot_m + add[:, columns + 1]
         occupied = state.slot_input < batch
         done = occupied & (first_stop < lanes)
         target = jnp.where(done, state.slot_input, batch)  # out of range: dropped

@@ -33,7 +33,12 @@ class DemoConfig:
       threshold: BMI (kg/m^2) at and above which the label is "recommend".
       train_steps: Adam steps for the base MLP.
       seed: seed of the split, the initialization and the certification noise.
-      batch_size: people certified per compiled call (drives the progress bar).
+      batch_size: people certified per compiled call (drives the progress bar; "cohen" only).
+      method: "cohen" (n samples per person) or "sequential" (each person stops as soon as
+        decided, n is n_max; see `rpjax.certify_sequential`).
+      radius: with "sequential", the radius of the decision question (standardized units);
+        None asks for the radius with a budget.
+      tolerance: with "sequential" and no radius, the budget rule's fraction of radius.
     """
 
     sigma: float = 0.5
@@ -45,8 +50,15 @@ class DemoConfig:
     train_steps: int = 1500
     seed: int = 0
     batch_size: int = 4
+    method: str = "cohen"
+    radius: float | None = None
+    tolerance: float | None = None
 
     def __post_init__(self):
+        if self.method not in ("cohen", "sequential"):
+            raise ValueError(f"method must be 'cohen' or 'sequential', got {self.method!r}.")
+        if self.method == "cohen" and (self.radius is not None or self.tolerance is not None):
+            raise ValueError("radius and tolerance are options of method='sequential'.")
         _validate.positive("sigma", self.sigma)
         _validate.integer("n0", self.n0, minimum=1)
         _validate.integer("n", self.n, minimum=1)
@@ -66,10 +78,18 @@ def run(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str
     fit = fit_classifier(model, data.x[train], y[train], config.seed,
                          TrainConfig(steps=config.train_steps))
     people = test[: config.num_people]
-    cert = rpjax.certify(fit.apply_fn, fit.params, data.x[people], config.seed,
-                         sigma=config.sigma, n0=config.n0, n=config.n, alpha=config.alpha,
-                         num_classes=2, ids=people, batch_size=config.batch_size,
-                         progress=progress)
+    if config.method == "cohen":
+        cert = rpjax.certify(fit.apply_fn, fit.params, data.x[people], config.seed,
+                             sigma=config.sigma, n0=config.n0, n=config.n, alpha=config.alpha,
+                             num_classes=2, ids=people, batch_size=config.batch_size,
+                             progress=progress)
+        forward_passes = len(people) * (config.n0 + config.n)
+    else:
+        cert = rpjax.certify_sequential(
+            fit.apply_fn, fit.params, data.x[people], config.seed, sigma=config.sigma,
+            n0=config.n0, n=config.n, alpha=config.alpha, num_classes=2, ids=people,
+            radius=config.radius, tolerance=config.tolerance, progress=progress)
+        forward_passes = cert.forward_passes
     rows = [
         {
             "person": int(p), "bmi": float(data.bmi[p]), "true_label": int(y[p]),
@@ -77,6 +97,7 @@ def run(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str
             "radius_std": float(cert.radius[i]),
             "radius_bmi": float(cert.radius[i] * data.bmi_std),
             "pa_lower": float(cert.pa_lower[i]),
+            "samples": int(cert.n[i]),
         }
         for i, p in enumerate(people)
     ]
@@ -85,6 +106,7 @@ def run(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str
         "base_test_accuracy": accuracy(fit.apply_fn, fit.params, data.x[test], y[test]),
         "max_radius_std": float(max_radius(config.n, config.alpha, config.sigma)),
         "rows": rows,
+        "forward_passes": int(forward_passes),
         "seconds": time.perf_counter() - t0,
         "versions": report.versions(),
     }
@@ -93,8 +115,8 @@ def run(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str
 def format_table(result: dict[str, Any]) -> str:
     """The demo's rows as a Markdown table."""
     headers = ["person", "BMI", "true", "label", "radius (std)", "radius (BMI)", "pA_lower",
-               "abstain"]
+               "abstain", "samples"]
     rows = [[r["person"], f'{r["bmi"]:.2f}', r["true_label"], r["label"],
              f'{r["radius_std"]:.3f}', f'{r["radius_bmi"]:.2f}', f'{r["pa_lower"]:.4f}',
-             "yes" if r["abstain"] else "no"] for r in result["rows"]]
+             "yes" if r["abstain"] else "no", r["samples"]] for r in result["rows"]]
     return report.markdown_table(headers, rows)
