@@ -16,10 +16,13 @@ host in float64 (NumPy / SciPy) on the successes counted in consecutive chunks o
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import scipy.signal
+import scipy.special
 import scipy.stats
 
 from rpjax._src import stats as _stats
@@ -195,3 +198,217 @@ def sequential_test_table(p_star: float, alpha: float, looks) -> np.ndarray:
             spent += float(tails[a])
             dist[a:] = 0.0
     return out
+
+
+# --- the mixture likelihood-ratio confidence sequence -------------------------------------------
+
+_NEWTON_STEPS = 100  # a cap; the safeguarded Newton iteration takes about 5 steps
+
+
+def _log_mixture(k, m, p) -> np.ndarray:
+    """`log M_p(k, m)` of `mixture_bound` (lower side), float64, for 0 <= k <= m, 0 < p < 1.
+
+    `M_p(k, m) = E_{q ~ U(p, 1)}[(q/p)^k ((1-q)/(1-p))^(m-k)]
+    = B(k+1, m-k+1) P(Beta(k+1, m-k+1) > p) / ((1-p) p^k (1-p)^(m-k))`; the tail may
+    underflow to 0 (log -> -inf: M is tiny there).
+    """
+    a = k + 1.0
+    b = m - k + 1.0
+    with np.errstate(divide="ignore"):
+        tail = np.log(scipy.special.betaincc(a, b, p))
+    return scipy.special.betaln(a, b) + tail - k * np.log(p) - b * np.log1p(-p)
+
+
+def _mixture_rejects(k, m, p, log_threshold: float) -> np.ndarray:
+    """The lower mixture test: rejects "pA <= p" at (k, m) iff `(m+1) p <= k` and
+    `log M_p(k, m) >= log(1/alpha)` (the first condition holds anyway when alpha < 1/e)."""
+    k = np.asarray(k, np.float64)
+    m = np.asarray(m, np.float64)
+    return ((m + 1.0) * p <= k) & (_log_mixture(k, m, p) >= log_threshold)
+
+
+def _mixture_lower(k, m, alpha: float) -> np.ndarray:
+    """The lower bound of `mixture_bound` on validated counts (no checks), float64."""
+    k, m = np.broadcast_arrays(np.asarray(k, np.float64), np.asarray(m, np.float64))
+    threshold = math.log(1.0 / alpha)
+    out = np.zeros(k.shape)
+    flat = out.reshape(-1)
+    idx = np.flatnonzero(k.reshape(-1) >= 1)  # k = 0: M_p <= 1 for every p, the bound is 0
+    kk = k.reshape(-1)[idx]
+    mm = m.reshape(-1)[idx]
+    hi = kk / (mm + 1.0)  # log M_p is decreasing in p on (0, hi]
+    top = _log_mixture(kk, mm, hi) >= threshold  # only possible when alpha >= 1/e
+    flat[idx[top]] = hi[top]
+    idx, kk, mm, hi = idx[~top], kk[~top], mm[~top], hi[~top]
+    lo = np.zeros_like(hi)  # invariant: M_lo >= 1/alpha (lo = 0: the limit, M -> inf)
+    # start near the root: the Gaussian approximation of log M
+    rate = kk / mm
+    var = np.maximum(rate * (1.0 - rate), 1.0 / mm)
+    x = rate - np.sqrt(2.0 * var / mm * np.maximum(
+        threshold - 0.5 * np.log(2.0 * np.pi * var / mm), threshold))
+    x = np.where((x > 0.0) & (x < hi), x, 0.5 * hi)
+    for _ in range(_NEWTON_STEPS):
+        f = _log_mixture(kk, mm, x) - threshold
+        ok = f >= 0.0
+        lo = np.where(ok, x, lo)
+        hi = np.where(ok, hi, x)
+        with np.errstate(over="ignore"):
+            slope = (mm - kk + 1.0) / (1.0 - x) - kk / x - np.exp(-(f + threshold)) / (1.0 - x)
+        step = -f / slope  # >= 0 where ok (log M is decreasing in p)
+        done = ok & (step <= 1e-14 * x)
+        flat[idx[done]] = lo[done]
+        new = x + step
+        new = np.where((new > lo) & (new < hi), new, 0.5 * (lo + hi))
+        keep = ~done
+        idx, kk, mm, lo, hi, x = idx[keep], kk[keep], mm[keep], lo[keep], hi[keep], new[keep]
+        if idx.size == 0:
+            break
+    flat[idx] = lo
+    return out
+
+
+def _cumulative_counts(k, m) -> tuple[np.ndarray, np.ndarray]:
+    """Validated cumulative counts `k`, `m` (integers, broadcast, 0 <= k <= m, m >= 1)."""
+    k = np.asarray(k)
+    m = np.asarray(m)
+    for name, v in (("k", k), ("m", m)):
+        if v.dtype == bool or not np.issubdtype(v.dtype, np.integer):
+            raise TypeError(f"{name} must be integer counts, got dtype {v.dtype}.")
+    try:
+        k, m = np.broadcast_arrays(k, m)
+    except ValueError as err:
+        raise ValueError(f"k and m must broadcast, got shapes {k.shape} and {m.shape}.") from err
+    if (m < 1).any():
+        raise ValueError(f"m (samples so far) must be >= 1, got min m={m.min()}.")
+    if (k < 0).any() or (k > m).any():
+        raise ValueError("k (successes so far) must satisfy 0 <= k <= m.")
+    return k.astype(np.int64), m.astype(np.int64)
+
+
+def mixture_bound(k, m, alpha: float, *, side: str = "lower") -> np.ndarray:
+    """A one-sided mixture likelihood-ratio confidence sequence for a binomial proportion.
+
+    After m samples with k successes, the statistic against "pA <= p" is the likelihood ratio
+    of the alternative q against p, averaged over q ~ Uniform(p, 1) (Robbins' mixture; the
+    test of Voracek, NeurIPS 2024):
+    `M_p(k, m) = E_q[(q/p)^k ((1-q)/(1-p))^(m-k)]
+    = B(k+1, m-k+1) P(Beta(k+1, m-k+1) > p) / ((1-p) p^k (1-p)^(m-k))`,
+    computed in log space. The test rejects "pA <= p" iff `M_p(k, m) >= 1/alpha` and
+    `(m+1) p <= k`. `M_p` is strictly decreasing in p on `(0, k/(m+1)]` and `M_p <= e` for
+    `p >= k/(m+1)`, so for alpha < 1/e the second condition is implied and the rejected set is
+    an interval `(0, L)`; the lower bound is its end,
+    `L(k, m) = sup{p <= k/(m+1) : M_p(k, m) >= 1/alpha}` (0 when k = 0), found by a
+    safeguarded Newton iteration and returned on the rejected side of the root (within about
+    1e-14 of it). The upper bound is `1 - L(m - k, m)` (failures; p -> 1 - p).
+
+    Args:
+      k: integer successes after m samples (cumulative), any shape broadcasting with `m`,
+        0 <= k <= m.
+      m: integer samples so far (cumulative), >= 1.
+      alpha: error probability, in (0, 1).
+      side: "lower" or "upper".
+
+    Returns:
+      float64 bounds on pA, of the broadcast shape of `k` and `m`.
+
+    Guarantee:
+      Theorem. Let X_1, X_2, ... be i.i.d. Bernoulli(pA), k_m = X_1 + ... + X_m. Then
+      `P(exists m >= 1: L(k_m, m) > pA) <= alpha`, so `P(L(k_tau, tau) > pA) <= alpha` at
+      any stopping time tau (any rule of the data, even one chosen to break the bound);
+      likewise `P(exists m: U(k_m, m) < pA) <= alpha`. Proof: for each q > pA the likelihood
+      ratio `(q/pA)^k_m ((1-q)/(1-pA))^(m-k_m)` is a nonnegative martingale with mean 1, so
+      is their mixture `M_pA(k_m, m)`; by Ville's inequality it ever reaches 1/alpha with
+      probability <= alpha; and `L(k, m) > pA` implies `M_pA(k, m) >= 1/alpha` since M is
+      decreasing in p below L. (For pA' < p the statistic M_p is a supermartingale, so the
+      test of "pA <= p" is valid too: `decision_table`.)
+    """
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    if side not in ("lower", "upper"):
+        raise ValueError(f"side must be 'lower' or 'upper', got side={side!r}.")
+    k, m = _cumulative_counts(k, m)
+    if side == "lower":
+        return _mixture_lower(k, m, alpha)
+    return 1.0 - _mixture_lower(m - k, m, alpha)
+
+
+# --- the sequential test of "pA > p*" at every sample count --------------------------------------
+
+
+def _reject_thresholds(p: float, alpha: float, n_max: int) -> np.ndarray:
+    """`[n_max + 1]` int64: the smallest S with `_mixture_rejects(S, m, p)` at each m
+    (m + 1 where none; m = 0: 1)."""
+    threshold = math.log(1.0 / alpha)
+    m = np.arange(1, n_max + 1, dtype=np.float64)
+    start = np.ceil((m + 1.0) * p)  # the smallest S with (m+1) p <= S
+    # log M_p(S, m) <= its value with P(Beta > p) replaced by 1, which increases in S for
+    # S >= (m+1) p - 1: binary search on that cheap bound gives S_low <= the threshold
+    lo = start - 1.0  # not rejected (or outside the domain)
+    hi = m + 1.0  # treated as rejected
+    while True:
+        live = hi - lo > 1.0
+        if not live.any():
+            break
+        mid = np.floor(0.5 * (lo + hi))
+        s = np.where(live, mid, hi)
+        cheap = (scipy.special.betaln(s + 1.0, m - s + 1.0) - s * math.log(p)
+                 - (m - s + 1.0) * math.log1p(-p))
+        up = live & (cheap >= threshold - 1e-9)
+        hi = np.where(up, mid, hi)
+        lo = np.where(live & ~up, mid, lo)
+    s = hi
+    # walk up from S_low to the first S the exact statistic rejects (a step or two)
+    todo = np.flatnonzero(s <= m)
+    while todo.size:
+        ok = _mixture_rejects(s[todo], m[todo], p, threshold)
+        s[todo[~ok]] += 1.0
+        todo = todo[~ok]
+        todo = todo[s[todo] <= m[todo]]
+    return np.concatenate([[1], s.astype(np.int64)])
+
+
+@functools.lru_cache(maxsize=32)
+def _decision_table(p_star: float, alpha: float, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    reject = _reject_thresholds(p_star, alpha, n_max).astype(np.int32)
+    failures = _reject_thresholds(1.0 - p_star, alpha, n_max)
+    accept = (np.arange(n_max + 1) - failures).astype(np.int32)  # -1 where none
+    for table in (reject, accept):
+        table.flags.writeable = False
+    return reject, accept
+
+
+def decision_table(p_star: float, alpha: float, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Thresholds of the sequential mixture test of "pA > p*" at every sample count.
+
+    After m samples with S successes (cumulative), decide "pA > p*" (certify) iff
+    `S >= reject[m]`, decide "pA < p*" iff `S <= accept[m]`, else continue. `reject[m]` is the
+    smallest S at which the lower mixture test of `mixture_bound` rejects "pA <= p*"
+    (`M_p*(S, m) >= 1/alpha` and `(m+1) p* <= S`), m + 1 if none; `accept[m]` the largest S at
+    which the upper test (on the m - S failures, at 1 - p*) rejects "pA >= p*", -1 if none;
+    `reject[0] = 1`, `accept[0] = -1`. So `S >= reject[m]` iff the lower test rejects p*,
+    which implies `mixture_bound(S, m, alpha) >= p*` (up to float rounding at equality), and
+    `accept[m] < reject[m]` always. Both tables are non-decreasing in m, by steps of 0 or 1.
+
+    Args:
+      p_star: the threshold on pA, in (0, 1) (for a radius r under Gaussian noise of scale
+        sigma, `p_star = Phi(r / sigma)`).
+      alpha: error probability, in (0, 1).
+      n_max: the largest sample count, >= 1.
+
+    Returns:
+      `(reject, accept)`: read-only `[n_max + 1]` int32 arrays indexed by the sample count m
+      (cached per (p_star, alpha, n_max)).
+
+    Guarantee:
+      Theorem. If the samples are i.i.d. Bernoulli(pA): for pA <= p*,
+      `P(exists m <= n_max: S_m >= reject[m]) <= alpha`; for pA >= p*,
+      `P(exists m: S_m <= accept[m]) <= alpha`. Hence whatever the stopping rule, the
+      probability of a wrong decision is <= alpha for every pA (at pA = p* both answers are
+      wrong, and each has probability <= alpha). Proof: `M_p*(S_m, m)` is a nonnegative
+      supermartingale when pA <= p* (each likelihood ratio of q > p* against p* is one), and
+      Ville's inequality bounds the probability it ever reaches 1/alpha; the accept side is
+      the same on the failures.
+    """
+    p_star = _validate.open_unit_interval("p_star", p_star)
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    n_max = _validate.integer("n_max", n_max, minimum=1)
+    return _decision_table(p_star, alpha, n_max)
