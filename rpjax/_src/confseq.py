@@ -334,11 +334,11 @@ def mixture_bound(k, m, alpha: float, *, side: str = "lower") -> np.ndarray:
 # --- the sequential test of "pA > p*" at every sample count --------------------------------------
 
 
-def _reject_thresholds(p: float, alpha: float, n_max: int) -> np.ndarray:
-    """`[n_max + 1]` int64: the smallest S with `_mixture_rejects(S, m, p)` at each m
-    (m + 1 where none; m = 0: 1)."""
+def _reject_thresholds(p: float, alpha: float, counts) -> np.ndarray:
+    """`[M]` int64: the smallest S with `_mixture_rejects(S, m, p)` at each m of `counts`
+    (`[M]` integers >= 1), m + 1 where none."""
     threshold = math.log(1.0 / alpha)
-    m = np.arange(1, n_max + 1, dtype=np.float64)
+    m = np.asarray(counts, dtype=np.float64)
     start = np.ceil((m + 1.0) * p)  # the smallest S with (m+1) p <= S
     # log M_p(S, m) <= its value with P(Beta > p) replaced by 1, which increases in S for
     # S >= (m+1) p - 1: binary search on that cheap bound gives S_low <= the threshold
@@ -363,13 +363,14 @@ def _reject_thresholds(p: float, alpha: float, n_max: int) -> np.ndarray:
         s[todo[~ok]] += 1.0
         todo = todo[~ok]
         todo = todo[s[todo] <= m[todo]]
-    return np.concatenate([[1], s.astype(np.int64)])
+    return s.astype(np.int64)
 
 
 @functools.lru_cache(maxsize=32)
 def _decision_table(p_star: float, alpha: float, n_max: int) -> tuple[np.ndarray, np.ndarray]:
-    reject = _reject_thresholds(p_star, alpha, n_max).astype(np.int32)
-    failures = _reject_thresholds(1.0 - p_star, alpha, n_max)
+    counts = np.arange(1, n_max + 1)
+    reject = np.concatenate([[1], _reject_thresholds(p_star, alpha, counts)]).astype(np.int32)
+    failures = np.concatenate([[1], _reject_thresholds(1.0 - p_star, alpha, counts)])
     accept = (np.arange(n_max + 1) - failures).astype(np.int32)  # -1 where none
     for table in (reject, accept):
         table.flags.writeable = False
@@ -412,3 +413,162 @@ def decision_table(p_star: float, alpha: float, n_max: int) -> tuple[np.ndarray,
     alpha = _validate.open_unit_interval("alpha", alpha)
     n_max = _validate.integer("n_max", n_max, minimum=1)
     return _decision_table(p_star, alpha, n_max)
+
+
+# --- the stopping rule of "radius with a budget" ----------------------------------------------
+
+_GRID = 65  # rates per look searched first for the band (every S where the look has fewer)
+
+
+def _default_looks(n_max: int) -> np.ndarray:
+    """m = 64, then each look about 5% after the previous (rounded, strictly increasing), and
+    n_max."""
+    looks = []
+    m = 64
+    while m < n_max:
+        looks.append(m)
+        m = max(m + 1, round(m * 1.05))
+    return np.array(looks + [n_max], dtype=np.int64)
+
+
+def _band_margin(s, m, n_max: int, alpha: float, tolerance: float, radius, projection: str):
+    """`r(L(S, m)) - (1 - tolerance) r(L(K, n_max))` (-inf where r(L(S, m)) <= 0), K the
+    successes projected to n_max: `ceil(S n_max / m)` ("estimate") or
+    `ceil(U(S, m) n_max)` ("upper"). s, m: int64 arrays of one shape."""
+    now = np.asarray(radius(_mixture_lower(s, m, alpha)), np.float64)
+    if projection == "estimate":
+        k_end = -(-s * n_max // m)
+    else:
+        upper = 1.0 - _mixture_lower(m - s, m, alpha)
+        k_end = np.minimum(np.ceil(upper * n_max), n_max).astype(np.int64)
+    end = np.asarray(radius(_mixture_lower(k_end, np.full_like(k_end, n_max), alpha)), np.float64)
+    return np.where(now > 0.0, now - (1.0 - tolerance) * end, -np.inf)
+
+
+def _band(looks, n_max, alpha, tolerance, radius, projection) -> tuple[np.ndarray, np.ndarray]:
+    """Per look: the interval [lo, hi] of S where `_band_margin >= 0` ([m + 1, -1] if empty),
+    vectorized over looks: the best of a grid of S, a ternary search for the maximum of the
+    margin next to it, then a binary search of each edge (the stop set is taken to be an
+    interval around the maximum; tests check it against every S)."""
+    m = looks.astype(np.int64)
+    first = (m + 1) // 2  # r(L) > 0 needs L > 1/2, so S > m/2
+    width = m - first
+    frac = np.linspace(0.0, 1.0, _GRID)
+    grid = first[:, None] + np.round(frac[None, :] * width[:, None]).astype(np.int64)
+
+    def margin(s, mm):
+        return _band_margin(s, mm, n_max, alpha, tolerance, radius, projection)
+
+    values = margin(grid, np.broadcast_to(m[:, None], grid.shape).copy())
+    best = np.argmax(values, axis=1)
+    rows = np.arange(m.size)
+    lo = grid[rows, np.maximum(best - 1, 0)]
+    hi = grid[rows, np.minimum(best + 1, _GRID - 1)]
+    while (hi - lo > 2).any():  # ternary search on [lo, hi] for the largest margin
+        third = (hi - lo) // 3
+        a, b = lo + third, hi - third
+        va, vb = margin(a, m), margin(b, m)
+        right = va <= vb  # the maximum lies right of a (ties too: the -inf part lies left)
+        live = hi - lo > 2
+        lo = np.where(live & right, a + 1, lo)
+        hi = np.where(live & ~right, b - 1, hi)
+    cands = np.stack([lo, np.minimum(lo + 1, hi), hi], axis=1)
+    cvals = margin(cands, np.broadcast_to(m[:, None], cands.shape).copy())
+    peak = cands[rows, np.argmax(cvals, axis=1)]
+    inside = cvals.max(axis=1) >= 0.0
+    # left edge: smallest S in [first, peak] with margin >= 0 (margin < 0 left of it)
+    a, b = first - 1, peak.copy()
+    while (b - a > 1).any():
+        mid = (a + b) // 2
+        ok = margin(np.maximum(mid, first), m) >= 0.0
+        live = b - a > 1
+        b = np.where(live & ok, mid, b)
+        a = np.where(live & ~ok, mid, a)
+    band_lo = b
+    a, b = peak.copy(), m + 1  # right edge: largest S in [peak, m] with margin >= 0
+    while (b - a > 1).any():
+        mid = (a + b) // 2
+        ok = margin(np.minimum(mid, m), m) >= 0.0
+        live = b - a > 1
+        a = np.where(live & ok, mid, a)
+        b = np.where(live & ~ok, mid, b)
+    band_hi = a
+    return np.where(inside, band_lo, m + 1), np.where(inside, band_hi, -1)
+
+
+@functools.lru_cache(maxsize=16)
+def _budget_table(alpha, n_max, tolerance, looks, radius, projection):
+    looks = np.array(looks, dtype=np.int64)
+    hopeless = np.full(n_max + 1, -1, np.int32)
+    band_lo = (np.arange(n_max + 1) + 1).astype(np.int32)
+    band_hi = np.full(n_max + 1, -1, np.int32)
+    # hopeless: the upper mixture test (on failures) rejects "pA >= 1/2"
+    hopeless[looks] = looks - _reject_thresholds(0.5, alpha, looks)
+    lo, hi = _band(looks, n_max, alpha, tolerance, radius, projection)
+    band_lo[looks] = lo
+    band_hi[looks] = hi
+    for table in (hopeless, band_lo, band_hi):
+        table.flags.writeable = False
+    return hopeless, band_lo, band_hi
+
+
+def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
+                 radius_from_pa: Callable[[np.ndarray], np.ndarray] | None = None,
+                 projection: str = "estimate") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stopping rule of "radius with a budget", as tables indexed by the sample count m.
+
+    At a look m with S successes (cumulative), stop iff `S <= hopeless[m]` (the upper mixture
+    test rejects "pA >= 1/2", i.e. U(S, m) <= 1/2: the input can never be certified; abstain)
+    or `band_lo[m] <= S <= band_hi[m]`: the radius now, `r(L(S, m))` with L the lower bound
+    of `mixture_bound`, is positive and already >= `(1 - tolerance)` times the radius the
+    input would reach at n_max, `r(L(K, n_max))`, with K the successes projected to n_max:
+    `ceil(S n_max / m)` for `projection="estimate"` (the observed rate continues), or
+    `ceil(U(S, m) n_max)` for `projection="upper"` (the rate is as high as the upper mixture
+    bound allows; this stops almost never before n_max: at alpha = 1e-3, n_max = 10^5,
+    tolerance = 0.02 no look below 50,000 has a band). Elsewhere the tables hold sentinels
+    that never stop (hopeless -1, band_lo m + 1, band_hi -1). The scheduler stops at n_max
+    whatever the table says.
+
+    The band is found per look as the interval of S around the largest margin
+    `r(L(S, m)) - (1 - tolerance) r(L(K, n_max))` (a grid, a ternary search, then a binary
+    search of each edge); that the stop set is such an interval is checked against every S
+    by a test at small n_max.
+
+    This rule only decides when to stop. The soundness of the reported bound never depends on
+    it: `mixture_bound` holds at every sample count simultaneously, so the bound reported at
+    the stopping time is valid whatever rule chose it (tested by simulation).
+
+    Args:
+      alpha: error probability of the bounds, in (0, 1).
+      n_max: the sample budget per input, >= 1.
+      tolerance: the fraction of the final radius one accepts to lose, in (0, 1).
+      looks: increasing sample counts in [1, n_max] at which the rule is checked; default
+        m = 64, then each look about 5% after the previous, and n_max.
+      radius_from_pa: the radius of a lower bound on pA, vectorized and non-decreasing;
+        default `scipy.stats.norm.ppf` (the Gaussian radius with sigma = 1; sigma cancels).
+        It is a cache key: pass the same function object to reuse tables.
+      projection: "estimate" or "upper", as above.
+
+    Returns:
+      `(hopeless, band_lo, band_hi)`: read-only `[n_max + 1]` int32 arrays (cached).
+    """
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    n_max = _validate.integer("n_max", n_max, minimum=1)
+    tolerance = _validate.open_unit_interval("tolerance", tolerance)
+    if projection not in ("estimate", "upper"):
+        raise ValueError(f"projection must be 'estimate' or 'upper', got {projection!r}.")
+    if looks is None:
+        looks = _default_looks(n_max)
+    looks = np.asarray(looks)
+    if looks.dtype == bool or not np.issubdtype(looks.dtype, np.integer):
+        raise TypeError(f"looks must be integer sample counts, got dtype {looks.dtype}.")
+    if looks.ndim != 1 or looks.size == 0:
+        raise ValueError(f"looks must be a non-empty 1-D array, got shape {looks.shape}.")
+    if looks[0] < 1 or looks[-1] > n_max or (np.diff(looks) <= 0).any():
+        raise ValueError(f"looks must be increasing within [1, n_max={n_max}], got {looks!r}.")
+    if radius_from_pa is None:
+        radius_from_pa = scipy.stats.norm.ppf
+    elif not callable(radius_from_pa):
+        raise TypeError(f"radius_from_pa must be callable, got {radius_from_pa!r}.")
+    return _budget_table(alpha, n_max, tolerance, tuple(looks.tolist()), radius_from_pa,
+                         projection)
