@@ -431,21 +431,17 @@ def _default_looks(n_max: int) -> np.ndarray:
     return np.array(looks + [n_max], dtype=np.int64)
 
 
-def _band_margin(s, m, n_max: int, alpha: float, tolerance: float, radius, projection: str):
-    """`r(L(S, m)) - (1 - tolerance) r(L(K, n_max))` (-inf where r(L(S, m)) <= 0), K the
-    successes projected to n_max: `ceil(S n_max / m)` ("estimate") or
-    `ceil(U(S, m) n_max)` ("upper"). s, m: int64 arrays of one shape."""
+def _band_margin(s, m, n_max: int, alpha: float, tolerance: float, radius):
+    """`r(L(S, m)) - (1 - tolerance) r(L(S n_max / m, n_max))` (-inf where r(L(S, m)) <= 0;
+    the projected successes are not rounded). s, m: int64 arrays of one shape."""
     now = np.asarray(radius(_mixture_lower(s, m, alpha)), np.float64)
-    if projection == "estimate":
-        k_end = -(-s * n_max // m)
-    else:
-        upper = 1.0 - _mixture_lower(m - s, m, alpha)
-        k_end = np.minimum(np.ceil(upper * n_max), n_max).astype(np.int64)
-    end = np.asarray(radius(_mixture_lower(k_end, np.full_like(k_end, n_max), alpha)), np.float64)
+    k_end = s * (n_max / m)
+    end = np.asarray(radius(_mixture_lower(k_end, np.full(k_end.shape, float(n_max)), alpha)),
+                     np.float64)
     return np.where(now > 0.0, now - (1.0 - tolerance) * end, -np.inf)
 
 
-def _band(looks, n_max, alpha, tolerance, radius, projection) -> tuple[np.ndarray, np.ndarray]:
+def _band(looks, n_max, alpha, tolerance, radius) -> tuple[np.ndarray, np.ndarray]:
     """Per look: the interval [lo, hi] of S where `_band_margin >= 0` ([m + 1, -1] if empty),
     vectorized over looks: the best of a grid of S, a ternary search for the maximum of the
     margin next to it, then a binary search of each edge (the stop set is taken to be an
@@ -457,7 +453,7 @@ def _band(looks, n_max, alpha, tolerance, radius, projection) -> tuple[np.ndarra
     grid = first[:, None] + np.round(frac[None, :] * width[:, None]).astype(np.int64)
 
     def margin(s, mm):
-        return _band_margin(s, mm, n_max, alpha, tolerance, radius, projection)
+        return _band_margin(s, mm, n_max, alpha, tolerance, radius)
 
     values = margin(grid, np.broadcast_to(m[:, None], grid.shape).copy())
     best = np.argmax(values, axis=1)
@@ -497,14 +493,14 @@ def _band(looks, n_max, alpha, tolerance, radius, projection) -> tuple[np.ndarra
 
 
 @functools.lru_cache(maxsize=16)
-def _budget_table(alpha, n_max, tolerance, looks, radius, projection):
+def _budget_table(alpha, n_max, tolerance, looks, radius):
     looks = np.array(looks, dtype=np.int64)
     hopeless = np.full(n_max + 1, -1, np.int32)
     band_lo = (np.arange(n_max + 1) + 1).astype(np.int32)
     band_hi = np.full(n_max + 1, -1, np.int32)
     # hopeless: the upper mixture test (on failures) rejects "pA >= 1/2"
     hopeless[looks] = looks - _reject_thresholds(0.5, alpha, looks)
-    lo, hi = _band(looks, n_max, alpha, tolerance, radius, projection)
+    lo, hi = _band(looks, n_max, alpha, tolerance, radius)
     band_lo[looks] = lo
     band_hi[looks] = hi
     for table in (hopeless, band_lo, band_hi):
@@ -514,25 +510,26 @@ def _budget_table(alpha, n_max, tolerance, looks, radius, projection):
 
 def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
                  radius_from_pa: Callable[[np.ndarray], np.ndarray] | None = None,
-                 projection: str = "estimate") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The stopping rule of "radius with a budget", as tables indexed by the sample count m.
 
     At a look m with S successes (cumulative), stop iff `S <= hopeless[m]` (the upper mixture
     test rejects "pA >= 1/2", i.e. U(S, m) <= 1/2: the input can never be certified; abstain)
     or `band_lo[m] <= S <= band_hi[m]`: the radius now, `r(L(S, m))` with L the lower bound
     of `mixture_bound`, is positive and already >= `(1 - tolerance)` times the radius the
-    input would reach at n_max, `r(L(K, n_max))`, with K the successes projected to n_max:
-    `ceil(S n_max / m)` for `projection="estimate"` (the observed rate continues), or
-    `ceil(U(S, m) n_max)` for `projection="upper"` (the rate is as high as the upper mixture
-    bound allows; this stops almost never before n_max: at alpha = 1e-3, n_max = 10^5,
-    tolerance = 0.02 no look below 50,000 has a band). Elsewhere the tables hold sentinels
+    input would reach at n_max if the observed rate continued, `r(L(S n_max / m, n_max))`
+    (the projected successes are not rounded: L at a real K is the same closed form, which
+    keeps the stop set free of rounding jitter). Projecting at the upper bound U(S, m)
+    instead stops almost never (at alpha = 1e-3, n_max = 10^5, tolerance = 0.02 none of the
+    default looks then has a band) and its stop set need not be one interval, so the
+    observed rate is used. Elsewhere the tables hold sentinels
     that never stop (hopeless -1, band_lo m + 1, band_hi -1). The scheduler stops at n_max
     whatever the table says.
 
     The band is found per look as the interval of S around the largest margin
-    `r(L(S, m)) - (1 - tolerance) r(L(K, n_max))` (a grid, a ternary search, then a binary
-    search of each edge); that the stop set is such an interval is checked against every S
-    by a test at small n_max.
+    `r(L(S, m)) - (1 - tolerance) r(L(S n_max / m, n_max))` (a grid, a ternary search, then
+    a binary search of each edge); that the stop set is such an interval is an assumption,
+    checked against every S of every look by a test at n_max = 2000.
 
     This rule only decides when to stop. The soundness of the reported bound never depends on
     it: `mixture_bound` holds at every sample count simultaneously, so the bound reported at
@@ -547,7 +544,6 @@ def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
       radius_from_pa: the radius of a lower bound on pA, vectorized and non-decreasing;
         default `scipy.stats.norm.ppf` (the Gaussian radius with sigma = 1; sigma cancels).
         It is a cache key: pass the same function object to reuse tables.
-      projection: "estimate" or "upper", as above.
 
     Returns:
       `(hopeless, band_lo, band_hi)`: read-only `[n_max + 1]` int32 arrays (cached).
@@ -555,8 +551,6 @@ def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
     alpha = _validate.open_unit_interval("alpha", alpha)
     n_max = _validate.integer("n_max", n_max, minimum=1)
     tolerance = _validate.open_unit_interval("tolerance", tolerance)
-    if projection not in ("estimate", "upper"):
-        raise ValueError(f"projection must be 'estimate' or 'upper', got {projection!r}.")
     if looks is None:
         looks = _default_looks(n_max)
     looks = np.asarray(looks)
@@ -570,5 +564,4 @@ def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
         radius_from_pa = scipy.stats.norm.ppf
     elif not callable(radius_from_pa):
         raise TypeError(f"radius_from_pa must be callable, got {radius_from_pa!r}.")
-    return _budget_table(alpha, n_max, tolerance, tuple(looks.tolist()), radius_from_pa,
-                         projection)
+    return _budget_table(alpha, n_max, tolerance, tuple(looks.tolist()), radius_from_pa)
