@@ -11,7 +11,13 @@ host in float64 (NumPy / SciPy) on the successes counted in consecutive chunks o
 - `staged_clopper_pearson`: Clopper-Pearson at each of J looks at level alpha / J (the union
   bound; the simple staged baseline);
 - `sequential_test_table`: exact reject thresholds of the group-sequential test of
-  H0: p <= p* at given looks, alpha spent look by look, computed once per (p*, alpha, looks).
+  H0: p <= p* at given looks, alpha spent look by look, computed once per (p*, alpha, looks);
+- `mixture_bound`: the mixture likelihood-ratio confidence sequence (Robbins; the test of
+  Voracek, NeurIPS 2024), one-sided, on cumulative counts, valid at every sample count;
+- `decision_table`: reject / accept thresholds at every sample count m = 0..n_max of the
+  sequential mixture test of "pA > p*" (int32 tables for an in-graph scheduler);
+- `budget_table`: the stopping rule of "radius with a budget" (abstain when hopeless, stop
+  when the radius is within a tolerance of its projection at n_max) as int32 tables.
 """
 
 from __future__ import annotations
