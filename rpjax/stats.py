@@ -1,9 +1,17 @@
 """Statistics of randomized smoothing, in float64 on the host: Clopper-Pearson bounds, the
 binomial test, certified radii, the radius ceiling of a sample size, sample-size planning, and
 anytime-valid bounds that hold at every look of a sequential run (`betting_bound`,
-`staged_clopper_pearson`, `sequential_test_table`)."""
+`mixture_bound`, `staged_clopper_pearson`, `sequential_test_table`) and the tables of the
+sequential tests and stopping rules built on them (`decision_table`, `budget_table`)."""
 
-from rpjax._src.confseq import betting_bound, sequential_test_table, staged_clopper_pearson
+from rpjax._src.confseq import (
+    betting_bound,
+    budget_table,
+    decision_table,
+    mixture_bound,
+    sequential_test_table,
+    staged_clopper_pearson,
+)
 from rpjax._src.stats import (
     SampleSizeWarning,
     binomial_test_pvalue,
@@ -18,6 +26,9 @@ from rpjax._src.stats import (
 
 __all__ = [
     "betting_bound",
+    "budget_table",
+    "decision_table",
+    "mixture_bound",
     "sequential_test_table",
     "staged_clopper_pearson",
     "SampleSizeWarning",

@@ -24,9 +24,10 @@ PUBLIC: dict[str, list[str]] = {
         "sample_counts", "sequential_counts", "stats",
     ],
     "rpjax.stats": [
-        "SampleSizeWarning", "betting_bound", "binomial_test_pvalue", "certified_radius",
-        "check_sample_size", "clopper_pearson_lower", "clopper_pearson_upper", "max_radius",
-        "min_samples_certify", "min_samples_predict", "sequential_test_table",
+        "SampleSizeWarning", "betting_bound", "binomial_test_pvalue", "budget_table",
+        "certified_radius", "check_sample_size", "clopper_pearson_lower",
+        "clopper_pearson_upper", "decision_table", "max_radius", "min_samples_certify",
+        "min_samples_predict", "mixture_bound", "sequential_test_table",
         "staged_clopper_pearson",
     ],
     "rpjax.privacy": [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.integrate
 import scipy.stats
 
 from rpjax import stats
@@ -106,4 +107,228 @@ def test_betting_bound_converges_to_p():
 ])
 def test_bad_arguments(call, error):
     with pytest.raises(error):
+        call()
+
+
+# --- the mixture confidence sequence and the tables built on it, checked at every sample count --
+
+N_SEQ = 2000  # samples per stream of the per-sample checks
+
+
+def _cumulative(p: float, seed: int, n: int = N_SEQ, runs: int = RUNS) -> np.ndarray:
+    """[runs, n] int64 cumulative successes of Bernoulli(p) samples, one column per count."""
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.random((runs, n)) < p, axis=1)
+
+
+def _at_every_count(k: np.ndarray, bound) -> np.ndarray:
+    """`bound(k_flat, m_flat)` at every entry of `k [runs, n]` (column j is m = j + 1),
+    evaluated once per distinct (k, m)."""
+    m = np.arange(1, k.shape[1] + 1)
+    k_min, k_max = k.min(axis=0), k.max(axis=0)
+    size = k_max - k_min + 1
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    offset = np.arange(size.sum()) - np.repeat(start, size)
+    values = bound(np.repeat(k_min, size) + offset, np.repeat(m, size))
+    return values[start + (k - k_min)]
+
+
+@pytest.mark.parametrize("p, n", [(0.5, 1000), pytest.param(0.03, N_SEQ, marks=_SLOW),
+                                  pytest.param(0.97, N_SEQ, marks=_SLOW)])
+@pytest.mark.parametrize("side", ["lower", "upper"])
+def test_mixture_bound_holds_at_every_sample_count(p, n, side):
+    k = _cumulative(p, seed=int(p * 1000) + 17 * (side == "upper"), n=n)
+    bound = _at_every_count(k, lambda kk, mm: stats.mixture_bound(kk, mm, ALPHA, side=side))
+    wrong = (bound > p).any(axis=1) if side == "lower" else (bound < p).any(axis=1)
+    assert _consistent_with_alpha(int(wrong.sum())), wrong.mean()
+    assert wrong.sum() > 0  # the attacker does win sometimes: the check is not vacuous
+
+
+def test_a_fixed_n_bound_at_every_sample_count_fails_the_same_test():
+    p = 0.5
+    k = _cumulative(p, seed=23, n=1000)
+    naive = _at_every_count(k, lambda kk, mm: stats.clopper_pearson_lower(kk, mm, ALPHA))
+    assert not _consistent_with_alpha(int((naive > p).any(axis=1).sum()))
+
+
+def _mixture_by_quadrature(k: int, m: int, p: float) -> float:
+    """E_{q ~ U(p, 1)}[(q/p)^k ((1-q)/(1-p))^(m-k)] by numerical integration."""
+    def ratio(q):
+        return np.exp(k * np.log(q / p) + (m - k) * np.log((1 - q) / (1 - p)))
+    return scipy.integrate.quad(ratio, p, 1, epsabs=0, epsrel=1e-12, limit=200)[0] / (1 - p)
+
+
+def test_mixture_bound_is_the_end_of_the_rejected_interval():
+    """The closed form (by quadrature here) at the bound and just above it; the rejected set
+    {p : M_p >= 1/alpha} is the interval (0, L], over a grid of p on all of (0, 1)."""
+    from rpjax._src import confseq
+
+    log_threshold = np.log(1 / ALPHA)
+    for m in (1, 2, 7, 40, 300, 5000):
+        for k in sorted({0, 1, m // 3, m // 2, (9 * m) // 10, m - 1, m}):
+            lower = float(stats.mixture_bound(k, m, ALPHA))
+            assert 0.0 <= lower <= k / (m + 1)
+            grid = np.linspace(0.0, 1.0, 4001)[1:-1]
+            rejected = confseq._log_mixture(float(k), float(m), grid) >= log_threshold
+            assert np.array_equal(rejected, grid <= lower) or np.all(
+                rejected == (grid <= lower) | (np.abs(grid - lower) < 1e-9)), (k, m)
+            if 0 < k and m <= 300:
+                if lower > 0:
+                    assert _mixture_by_quadrature(k, m, lower) >= (1 - 1e-7) / ALPHA, (k, m)
+                above = lower + 1e-7 * max(lower, 1e-3)
+                assert _mixture_by_quadrature(k, m, above) < 1 / ALPHA, (k, m)
+
+
+def test_mixture_bound_is_monotone_and_symmetric():
+    m = np.arange(1, 200)[:, None]
+    k = np.minimum(np.arange(200)[None, :], m)
+    lower = stats.mixture_bound(k, m, ALPHA)
+    upper = stats.mixture_bound(k, m, ALPHA, side="upper")
+    assert np.all(np.diff(lower, axis=1) >= 0)  # non-decreasing in the successes
+    same_k = (k[1:] == k[:-1])  # (k, m + 1) against (k, m): a failure never raises it
+    assert np.all(lower[1:][same_k] <= lower[:-1][same_k] + 1e-12)
+    np.testing.assert_allclose(upper, 1 - stats.mixture_bound(m - k, m, ALPHA), atol=0)
+    assert np.all(lower < upper)
+
+
+@pytest.mark.parametrize("p_star, p", [(0.75, 0.75), pytest.param(0.75, 0.74, marks=_SLOW),
+                                       pytest.param(0.75, 0.76, marks=_SLOW),
+                                       pytest.param(0.3, 0.3, marks=_SLOW),
+                                       pytest.param(0.3, 0.29, marks=_SLOW),
+                                       pytest.param(0.3, 0.31, marks=_SLOW)])
+def test_decision_table_errs_at_most_alpha(p_star, p):
+    """A wrong answer ever (certified while p <= p*, or "<" while p >= p*), at any count."""
+    reject, accept = stats.decision_table(p_star, ALPHA, N_SEQ)
+    s = _cumulative(p, seed=int(p * 1000) + int(p_star * 10))
+    if p <= p_star:
+        certified = (s >= reject[1:]).any(axis=1)
+        assert _consistent_with_alpha(int(certified.sum())), certified.mean()
+    if p >= p_star:
+        below = (s <= accept[1:]).any(axis=1)
+        assert _consistent_with_alpha(int(below.sum())), below.mean()
+
+
+def test_decision_table_has_power_far_from_the_threshold():
+    reject, accept = stats.decision_table(0.75, ALPHA, N_SEQ)
+    for p, table, decided in ((0.9, reject, lambda s, t: s >= t),
+                              (0.6, accept, lambda s, t: s <= t)):
+        s = _cumulative(p, seed=31, runs=1000)
+        hit = decided(s, table[1:])
+        assert hit.any(axis=1).mean() > 0.99
+        assert np.median(np.argmax(hit, axis=1) + 1) < N_SEQ / 4
+
+
+def test_decision_table_is_the_mixture_test():
+    """S >= reject[m] iff the lower mixture test rejects p*, which gives mixture_bound >= p*;
+    S <= accept[m] iff the upper bound is <= p*; at every S of every m <= 300, and near the
+    thresholds up to m = n_max."""
+    from rpjax._src import confseq
+
+    p_star, n_max = 0.75, 5000
+    reject, accept = stats.decision_table(p_star, ALPHA, n_max)
+    assert reject.dtype == accept.dtype == np.int32 and reject.shape == (n_max + 1,)
+    assert reject[0] == 1 and accept[0] == -1
+    assert set(np.diff(reject)) <= {0, 1} and set(np.diff(accept)) <= {0, 1}
+    assert np.all(accept < reject)
+    small = np.arange(1, 301)[:, None]
+    big = np.arange(301, n_max + 1, 37)[:, None]
+    for m, s in ((small, np.minimum(np.arange(301)[None, :], small)),
+                 (big, np.clip(reject[big] + np.arange(-3, 3)[None, :], 0, big)),
+                 (big, np.clip(accept[big] + np.arange(-3, 3)[None, :], 0, big))):
+        m = np.broadcast_to(m, s.shape)
+        certify = s >= reject[m]
+        np.testing.assert_array_equal(
+            certify, confseq._mixture_rejects(s, m, p_star, np.log(1 / ALPHA)))
+        lower = stats.mixture_bound(s, m, ALPHA)
+        assert np.all(lower[certify] >= p_star - 1e-12)
+        assert np.all(lower[~certify] <= p_star + 1e-12)
+        below = s <= accept[m]
+        upper = stats.mixture_bound(s, m, ALPHA, side="upper")
+        assert np.all(upper[below] <= p_star + 1e-12)
+        assert np.all(upper[~below] >= p_star - 1e-12)
+    with pytest.raises(ValueError):
+        reject[0] = 2  # read-only: the cached table cannot be corrupted
+
+
+def _budget_stop(s: np.ndarray, m: int, hopeless, band_lo, band_hi) -> np.ndarray:
+    return (s <= hopeless[m]) | ((band_lo[m] <= s) & (s <= band_hi[m]))
+
+
+@pytest.mark.parametrize("n_max, tolerance", [
+    (600, 0.1), pytest.param(N_SEQ, 0.02, marks=_SLOW), pytest.param(N_SEQ, 0.05, marks=_SLOW),
+    pytest.param(N_SEQ, 0.2, marks=_SLOW)])
+def test_budget_table_is_the_rule_at_every_s(n_max, tolerance):
+    """Brute force: the rule evaluated at every S of every default look."""
+    from rpjax._src import confseq
+
+    tables = stats.budget_table(ALPHA, n_max, tolerance)
+    for table in tables:
+        assert table.dtype == np.int32 and table.shape == (n_max + 1,)
+    hopeless, band_lo, band_hi = tables
+    default = [64]
+    while default[-1] < n_max:
+        default.append(max(default[-1] + 1, round(default[-1] * 1.05)))
+    default = [m for m in default if m < n_max] + [n_max]
+    bands = 0
+    for m in default:
+        s = np.arange(m + 1)
+        upper = stats.mixture_bound(s, m, ALPHA, side="upper")
+        lower = stats.mixture_bound(s, m, ALPHA)
+        assert np.array_equal(s <= hopeless[m], upper <= 0.5) or np.all(
+            np.abs(upper[(s <= hopeless[m]) != (upper <= 0.5)] - 0.5) < 1e-12)
+        k_end = s * (n_max / m)
+        now = scipy.stats.norm.ppf(lower)
+        # the lower bound at a real number of successes: the same closed form
+        end = scipy.stats.norm.ppf(confseq._mixture_lower(k_end, float(n_max), ALPHA))
+        band = (now > 0) & (now >= (1 - tolerance) * end)
+        np.testing.assert_array_equal((band_lo[m] <= s) & (s <= band_hi[m]), band, err_msg=m)
+        bands += band.any() and m < n_max
+    not_looks = np.setdiff1d(np.arange(n_max + 1), default)
+    assert np.all(hopeless[not_looks] == -1) and np.all(band_hi[not_looks] == -1)
+    assert np.all(band_lo[not_looks] == not_looks + 1)
+    assert bands > 0  # the band is not empty everywhere: the comparison is not vacuous
+
+
+@pytest.mark.parametrize("p", [0.9, pytest.param(0.7, marks=_SLOW),
+                               pytest.param(0.45, marks=_SLOW)])
+def test_the_bound_at_the_budget_rules_stopping_time_holds(p):
+    """Stop by the budget rule (else at n_max), report the lower bound there."""
+    n_max = N_SEQ
+    hopeless, band_lo, band_hi = stats.budget_table(ALPHA, n_max, 0.1)
+    s = _cumulative(p, seed=int(p * 1000) + 41)
+    looks = np.flatnonzero((hopeless >= 0) | (band_lo <= band_hi))
+    stop = np.full(RUNS, n_max)
+    for m in looks[::-1]:  # the first look that stops, per run
+        stop = np.where(_budget_stop(s[:, m - 1], m, hopeless, band_lo, band_hi), m, stop)
+    lower = stats.mixture_bound(s[np.arange(RUNS), stop - 1], stop, ALPHA)
+    assert _consistent_with_alpha(int((lower > p).sum()))
+    assert np.mean(stop < n_max) > 0.5  # the rule does stop early: the check is not vacuous
+
+
+def test_tables_are_cached():
+    assert stats.decision_table(0.6, 0.01, 300)[0] is stats.decision_table(0.6, 0.01, 300)[0]
+    assert stats.budget_table(0.01, 300, 0.1)[1] is stats.budget_table(0.01, 300, 0.1)[1]
+
+
+@pytest.mark.parametrize("call, error, name", [
+    (lambda: stats.mixture_bound(3, 2, 0.05), ValueError, "k"),
+    (lambda: stats.mixture_bound(-1, 2, 0.05), ValueError, "k"),
+    (lambda: stats.mixture_bound(0, 0, 0.05), ValueError, "m"),
+    (lambda: stats.mixture_bound(1.0, 2, 0.05), TypeError, "k"),
+    (lambda: stats.mixture_bound(1, np.array([2.0]), 0.05), TypeError, "m"),
+    (lambda: stats.mixture_bound(1, 2, 0.0), ValueError, "alpha"),
+    (lambda: stats.mixture_bound(1, 2, 0.05, side="both"), ValueError, "side"),
+    (lambda: stats.mixture_bound([1, 2], [2, 3, 4], 0.05), ValueError, "k and m"),
+    (lambda: stats.decision_table(1.0, 0.05, 10), ValueError, "p_star"),
+    (lambda: stats.decision_table(0.5, 1.0, 10), ValueError, "alpha"),
+    (lambda: stats.decision_table(0.5, 0.05, 0), ValueError, "n_max"),
+    (lambda: stats.decision_table(0.5, 0.05, 10.0), TypeError, "n_max"),
+    (lambda: stats.budget_table(0.05, 100, 1.0), ValueError, "tolerance"),
+    (lambda: stats.budget_table(0.05, 100, 0.1, looks=[50, 40]), ValueError, "looks"),
+    (lambda: stats.budget_table(0.05, 100, 0.1, looks=[50, 101]), ValueError, "looks"),
+    (lambda: stats.budget_table(0.05, 100, 0.1, looks=[5.0]), TypeError, "looks"),
+    (lambda: stats.budget_table(0.05, 100, 0.1, radius_from_pa=3), TypeError, "radius_from_pa"),
+])
+def test_bad_arguments_name_the_parameter(call, error, name):
+    with pytest.raises(error, match=name):
         call()

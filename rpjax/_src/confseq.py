@@ -11,15 +11,24 @@ host in float64 (NumPy / SciPy) on the successes counted in consecutive chunks o
 - `staged_clopper_pearson`: Clopper-Pearson at each of J looks at level alpha / J (the union
   bound; the simple staged baseline);
 - `sequential_test_table`: exact reject thresholds of the group-sequential test of
-  H0: p <= p* at given looks, alpha spent look by look, computed once per (p*, alpha, looks).
+  H0: p <= p* at given looks, alpha spent look by look, computed once per (p*, alpha, looks);
+- `mixture_bound`: the mixture likelihood-ratio confidence sequence (Robbins; the test of
+  Voracek, NeurIPS 2024), one-sided, on cumulative counts, valid at every sample count;
+- `decision_table`: reject / accept thresholds at every sample count m = 0..n_max of the
+  sequential mixture test of "pA > p*" (int32 tables for an in-graph scheduler);
+- `budget_table`: the stopping rule of "radius with a budget" (abstain when hopeless, stop
+  when the radius is within a tolerance of its projection at n_max) as int32 tables.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import scipy.signal
+import scipy.special
 import scipy.stats
 
 from rpjax._src import stats as _stats
@@ -195,3 +204,370 @@ def sequential_test_table(p_star: float, alpha: float, looks) -> np.ndarray:
             spent += float(tails[a])
             dist[a:] = 0.0
     return out
+
+
+# --- the mixture likelihood-ratio confidence sequence -------------------------------------------
+
+_NEWTON_STEPS = 100  # a cap; the safeguarded Newton iteration takes about 5 steps
+
+
+def _log_mixture(k, m, p) -> np.ndarray:
+    """`log M_p(k, m)` of `mixture_bound` (lower side), float64, for 0 <= k <= m, 0 < p < 1.
+
+    `M_p(k, m) = E_{q ~ U(p, 1)}[(q/p)^k ((1-q)/(1-p))^(m-k)]
+    = B(k+1, m-k+1) P(Beta(k+1, m-k+1) > p) / ((1-p) p^k (1-p)^(m-k))`; the tail may
+    underflow to 0 (log -> -inf: M is tiny there).
+    """
+    a = k + 1.0
+    b = m - k + 1.0
+    with np.errstate(divide="ignore"):
+        tail = np.log(scipy.special.betaincc(a, b, p))
+    return scipy.special.betaln(a, b) + tail - k * np.log(p) - b * np.log1p(-p)
+
+
+def _mixture_rejects(k, m, p, log_threshold: float) -> np.ndarray:
+    """The lower mixture test: rejects "pA <= p" at (k, m) iff `(m+1) p <= k` and
+    `log M_p(k, m) >= log(1/alpha)` (the first condition holds anyway when alpha < 1/e)."""
+    k = np.asarray(k, np.float64)
+    m = np.asarray(m, np.float64)
+    return ((m + 1.0) * p <= k) & (_log_mixture(k, m, p) >= log_threshold)
+
+
+def _mixture_lower(k, m, alpha: float) -> np.ndarray:
+    """The lower bound of `mixture_bound` on validated counts (no checks), float64."""
+    k, m = np.broadcast_arrays(np.asarray(k, np.float64), np.asarray(m, np.float64))
+    threshold = math.log(1.0 / alpha)
+    out = np.zeros(k.shape)
+    flat = out.reshape(-1)
+    idx = np.flatnonzero(k.reshape(-1) >= 1)  # k = 0: M_p <= 1 for every p, the bound is 0
+    kk = k.reshape(-1)[idx]
+    mm = m.reshape(-1)[idx]
+    hi = kk / (mm + 1.0)  # log M_p is decreasing in p on (0, hi]
+    top = _log_mixture(kk, mm, hi) >= threshold  # only possible when alpha >= 1/e
+    flat[idx[top]] = hi[top]
+    idx, kk, mm, hi = idx[~top], kk[~top], mm[~top], hi[~top]
+    lo = np.zeros_like(hi)  # invariant: M_lo >= 1/alpha (lo = 0: the limit, M -> inf)
+    # start near the root: the Gaussian approximation of log M
+    rate = kk / mm
+    var = np.maximum(rate * (1.0 - rate), 1.0 / mm)
+    x = rate - np.sqrt(2.0 * var / mm * np.maximum(
+        threshold - 0.5 * np.log(2.0 * np.pi * var / mm), threshold))
+    x = np.where((x > 0.0) & (x < hi), x, 0.5 * hi)
+    for _ in range(_NEWTON_STEPS):
+        f = _log_mixture(kk, mm, x) - threshold
+        ok = f >= 0.0
+        lo = np.where(ok, x, lo)
+        hi = np.where(ok, hi, x)
+        with np.errstate(over="ignore"):
+            slope = (mm - kk + 1.0) / (1.0 - x) - kk / x - np.exp(-(f + threshold)) / (1.0 - x)
+        step = -f / slope  # >= 0 where ok (log M is decreasing in p)
+        done = ok & (step <= 1e-14 * x)
+        flat[idx[done]] = lo[done]
+        new = x + step
+        new = np.where((new > lo) & (new < hi), new, 0.5 * (lo + hi))
+        keep = ~done
+        idx, kk, mm, lo, hi, x = idx[keep], kk[keep], mm[keep], lo[keep], hi[keep], new[keep]
+        if idx.size == 0:
+            break
+    flat[idx] = lo
+    return out
+
+
+def _cumulative_counts(k, m) -> tuple[np.ndarray, np.ndarray]:
+    """Validated cumulative counts `k`, `m` (integers, broadcast, 0 <= k <= m, m >= 1)."""
+    k = np.asarray(k)
+    m = np.asarray(m)
+    for name, v in (("k", k), ("m", m)):
+        if v.dtype == bool or not np.issubdtype(v.dtype, np.integer):
+            raise TypeError(f"{name} must be integer counts, got dtype {v.dtype}.")
+    try:
+        k, m = np.broadcast_arrays(k, m)
+    except ValueError as err:
+        raise ValueError(f"k and m must broadcast, got shapes {k.shape} and {m.shape}.") from err
+    if (m < 1).any():
+        raise ValueError(f"m (samples so far) must be >= 1, got min m={m.min()}.")
+    if (k < 0).any() or (k > m).any():
+        raise ValueError("k (successes so far) must satisfy 0 <= k <= m.")
+    return k.astype(np.int64), m.astype(np.int64)
+
+
+def mixture_bound(k, m, alpha: float, *, side: str = "lower") -> np.ndarray:
+    """A one-sided mixture likelihood-ratio confidence sequence for a binomial proportion.
+
+    After m samples with k successes, the statistic against "pA <= p" is the likelihood ratio
+    of the alternative q against p, averaged over q ~ Uniform(p, 1) (Robbins' mixture; the
+    test of Voracek, NeurIPS 2024):
+    `M_p(k, m) = E_q[(q/p)^k ((1-q)/(1-p))^(m-k)]
+    = B(k+1, m-k+1) P(Beta(k+1, m-k+1) > p) / ((1-p) p^k (1-p)^(m-k))`,
+    computed in log space. The test rejects "pA <= p" iff `M_p(k, m) >= 1/alpha` and
+    `(m+1) p <= k`. `M_p` is strictly decreasing in p on `(0, k/(m+1)]` and `M_p <= e` for
+    `p >= k/(m+1)`, so for alpha < 1/e the second condition is implied and the rejected set is
+    an interval `(0, L)`; the lower bound is its end,
+    `L(k, m) = sup{p <= k/(m+1) : M_p(k, m) >= 1/alpha}` (0 when k = 0), found by a
+    safeguarded Newton iteration and returned on the rejected side of the root (within about
+    1e-14 of it). The upper bound is `1 - L(m - k, m)` (failures; p -> 1 - p).
+
+    Args:
+      k: integer successes after m samples (cumulative), any shape broadcasting with `m`,
+        0 <= k <= m.
+      m: integer samples so far (cumulative), >= 1.
+      alpha: error probability, in (0, 1).
+      side: "lower" or "upper".
+
+    Returns:
+      float64 bounds on pA, of the broadcast shape of `k` and `m`.
+
+    Guarantee:
+      Theorem. Let X_1, X_2, ... be i.i.d. Bernoulli(pA), k_m = X_1 + ... + X_m. Then
+      `P(exists m >= 1: L(k_m, m) > pA) <= alpha`, so `P(L(k_tau, tau) > pA) <= alpha` at
+      any stopping time tau (any rule of the data, even one chosen to break the bound);
+      likewise `P(exists m: U(k_m, m) < pA) <= alpha`. Proof: for each q > pA the likelihood
+      ratio `(q/pA)^k_m ((1-q)/(1-pA))^(m-k_m)` is a nonnegative martingale with mean 1, so
+      is their mixture `M_pA(k_m, m)`; by Ville's inequality it ever reaches 1/alpha with
+      probability <= alpha; and `L(k, m) > pA` implies `M_pA(k, m) >= 1/alpha` since M is
+      decreasing in p below L. (For pA' < p the statistic M_p is a supermartingale, so the
+      test of "pA <= p" is valid too: `decision_table`.)
+    """
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    if side not in ("lower", "upper"):
+        raise ValueError(f"side must be 'lower' or 'upper', got side={side!r}.")
+    k, m = _cumulative_counts(k, m)
+    if side == "lower":
+        return _mixture_lower(k, m, alpha)
+    return 1.0 - _mixture_lower(m - k, m, alpha)
+
+
+# --- the sequential test of "pA > p*" at every sample count --------------------------------------
+
+
+def _reject_thresholds(p: float, alpha: float, counts) -> np.ndarray:
+    """`[M]` int64: the smallest S with `_mixture_rejects(S, m, p)` at each m of `counts`
+    (`[M]` integers >= 1), m + 1 where none."""
+    threshold = math.log(1.0 / alpha)
+    m = np.asarray(counts, dtype=np.float64)
+    start = np.ceil((m + 1.0) * p)  # the smallest S with (m+1) p <= S
+    # log M_p(S, m) <= its value with P(Beta > p) replaced by 1, which increases in S for
+    # S >= (m+1) p - 1: binary search on that cheap bound gives S_low <= the threshold
+    lo = start - 1.0  # not rejected (or outside the domain)
+    hi = m + 1.0  # treated as rejected
+    while True:
+        live = hi - lo > 1.0
+        if not live.any():
+            break
+        mid = np.floor(0.5 * (lo + hi))
+        s = np.where(live, mid, hi)
+        cheap = (scipy.special.betaln(s + 1.0, m - s + 1.0) - s * math.log(p)
+                 - (m - s + 1.0) * math.log1p(-p))
+        up = live & (cheap >= threshold - 1e-9)
+        hi = np.where(up, mid, hi)
+        lo = np.where(live & ~up, mid, lo)
+    s = hi
+    # walk up from S_low to the first S the exact statistic rejects (a step or two)
+    todo = np.flatnonzero(s <= m)
+    while todo.size:
+        ok = _mixture_rejects(s[todo], m[todo], p, threshold)
+        s[todo[~ok]] += 1.0
+        todo = todo[~ok]
+        todo = todo[s[todo] <= m[todo]]
+    return s.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=32)
+def _decision_table(p_star: float, alpha: float, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.arange(1, n_max + 1)
+    reject = np.concatenate([[1], _reject_thresholds(p_star, alpha, counts)]).astype(np.int32)
+    failures = np.concatenate([[1], _reject_thresholds(1.0 - p_star, alpha, counts)])
+    accept = (np.arange(n_max + 1) - failures).astype(np.int32)  # -1 where none
+    for table in (reject, accept):
+        table.flags.writeable = False
+    return reject, accept
+
+
+def decision_table(p_star: float, alpha: float, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Thresholds of the sequential mixture test of "pA > p*" at every sample count.
+
+    After m samples with S successes (cumulative), decide "pA > p*" (certify) iff
+    `S >= reject[m]`, decide "pA < p*" iff `S <= accept[m]`, else continue. `reject[m]` is the
+    smallest S at which the lower mixture test of `mixture_bound` rejects "pA <= p*"
+    (`M_p*(S, m) >= 1/alpha` and `(m+1) p* <= S`), m + 1 if none; `accept[m]` the largest S at
+    which the upper test (on the m - S failures, at 1 - p*) rejects "pA >= p*", -1 if none;
+    `reject[0] = 1`, `accept[0] = -1`. So `S >= reject[m]` iff the lower test rejects p*,
+    which implies `mixture_bound(S, m, alpha) >= p*` (up to float rounding at equality), and
+    `accept[m] < reject[m]` always. Both tables are non-decreasing in m, by steps of 0 or 1.
+
+    Args:
+      p_star: the threshold on pA, in (0, 1) (for a radius r under Gaussian noise of scale
+        sigma, `p_star = Phi(r / sigma)`).
+      alpha: error probability, in (0, 1).
+      n_max: the largest sample count, >= 1.
+
+    Returns:
+      `(reject, accept)`: read-only `[n_max + 1]` int32 arrays indexed by the sample count m
+      (cached per (p_star, alpha, n_max)).
+
+    Guarantee:
+      Theorem. If the samples are i.i.d. Bernoulli(pA): for pA <= p*,
+      `P(exists m <= n_max: S_m >= reject[m]) <= alpha`; for pA >= p*,
+      `P(exists m: S_m <= accept[m]) <= alpha`. Hence whatever the stopping rule, the
+      probability of a wrong decision is <= alpha for every pA (at pA = p* both answers are
+      wrong, and each has probability <= alpha). Proof: `M_p*(S_m, m)` is a nonnegative
+      supermartingale when pA <= p* (each likelihood ratio of q > p* against p* is one), and
+      Ville's inequality bounds the probability it ever reaches 1/alpha; the accept side is
+      the same on the failures.
+    """
+    p_star = _validate.open_unit_interval("p_star", p_star)
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    n_max = _validate.integer("n_max", n_max, minimum=1)
+    return _decision_table(p_star, alpha, n_max)
+
+
+# --- the stopping rule of "radius with a budget" ----------------------------------------------
+
+_GRID = 65  # rates per look searched first for the band (every S where the look has fewer)
+
+
+def _default_looks(n_max: int) -> np.ndarray:
+    """m = 64, then each look about 5% after the previous (rounded, strictly increasing), and
+    n_max."""
+    looks = []
+    m = 64
+    while m < n_max:
+        looks.append(m)
+        m = max(m + 1, round(m * 1.05))
+    return np.array(looks + [n_max], dtype=np.int64)
+
+
+def _band_margin(s, m, n_max: int, alpha: float, tolerance: float, radius):
+    """`r(L(S, m)) - (1 - tolerance) r(L(S n_max / m, n_max))` (-inf where r(L(S, m)) <= 0;
+    the projected successes are not rounded). s, m: int64 arrays of one shape."""
+    now = np.asarray(radius(_mixture_lower(s, m, alpha)), np.float64)
+    k_end = s * (n_max / m)
+    end = np.asarray(radius(_mixture_lower(k_end, np.full(k_end.shape, float(n_max)), alpha)),
+                     np.float64)
+    return np.where(now > 0.0, now - (1.0 - tolerance) * end, -np.inf)
+
+
+def _band(looks, n_max, alpha, tolerance, radius) -> tuple[np.ndarray, np.ndarray]:
+    """Per look: the interval [lo, hi] of S where `_band_margin >= 0` ([m + 1, -1] if empty),
+    vectorized over looks: the best of a grid of S, a ternary search for the maximum of the
+    margin next to it, then a binary search of each edge (the stop set is taken to be an
+    interval around the maximum; tests check it against every S)."""
+    m = looks.astype(np.int64)
+    first = (m + 1) // 2  # r(L) > 0 needs L > 1/2, so S > m/2
+    width = m - first
+    frac = np.linspace(0.0, 1.0, _GRID)
+    grid = first[:, None] + np.round(frac[None, :] * width[:, None]).astype(np.int64)
+
+    def margin(s, mm):
+        return _band_margin(s, mm, n_max, alpha, tolerance, radius)
+
+    values = margin(grid, np.broadcast_to(m[:, None], grid.shape).copy())
+    best = np.argmax(values, axis=1)
+    rows = np.arange(m.size)
+    lo = grid[rows, np.maximum(best - 1, 0)]
+    hi = grid[rows, np.minimum(best + 1, _GRID - 1)]
+    while (hi - lo > 2).any():  # ternary search on [lo, hi] for the largest margin
+        third = (hi - lo) // 3
+        a, b = lo + third, hi - third
+        va, vb = margin(a, m), margin(b, m)
+        right = va <= vb  # the maximum lies right of a (ties too: the -inf part lies left)
+        live = hi - lo > 2
+        lo = np.where(live & right, a + 1, lo)
+        hi = np.where(live & ~right, b - 1, hi)
+    cands = np.stack([lo, np.minimum(lo + 1, hi), hi], axis=1)
+    cvals = margin(cands, np.broadcast_to(m[:, None], cands.shape).copy())
+    peak = cands[rows, np.argmax(cvals, axis=1)]
+    inside = cvals.max(axis=1) >= 0.0
+    # left edge: smallest S in [first, peak] with margin >= 0 (margin < 0 left of it)
+    a, b = first - 1, peak.copy()
+    while (b - a > 1).any():
+        mid = (a + b) // 2
+        ok = margin(np.maximum(mid, first), m) >= 0.0
+        live = b - a > 1
+        b = np.where(live & ok, mid, b)
+        a = np.where(live & ~ok, mid, a)
+    band_lo = b
+    a, b = peak.copy(), m + 1  # right edge: largest S in [peak, m] with margin >= 0
+    while (b - a > 1).any():
+        mid = (a + b) // 2
+        ok = margin(np.minimum(mid, m), m) >= 0.0
+        live = b - a > 1
+        a = np.where(live & ok, mid, a)
+        b = np.where(live & ~ok, mid, b)
+    band_hi = a
+    return np.where(inside, band_lo, m + 1), np.where(inside, band_hi, -1)
+
+
+@functools.lru_cache(maxsize=16)
+def _budget_table(alpha, n_max, tolerance, looks, radius):
+    looks = np.array(looks, dtype=np.int64)
+    hopeless = np.full(n_max + 1, -1, np.int32)
+    band_lo = (np.arange(n_max + 1) + 1).astype(np.int32)
+    band_hi = np.full(n_max + 1, -1, np.int32)
+    # hopeless: the upper mixture test (on failures) rejects "pA >= 1/2"
+    hopeless[looks] = looks - _reject_thresholds(0.5, alpha, looks)
+    lo, hi = _band(looks, n_max, alpha, tolerance, radius)
+    band_lo[looks] = lo
+    band_hi[looks] = hi
+    for table in (hopeless, band_lo, band_hi):
+        table.flags.writeable = False
+    return hopeless, band_lo, band_hi
+
+
+def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
+                 radius_from_pa: Callable[[np.ndarray], np.ndarray] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stopping rule of "radius with a budget", as tables indexed by the sample count m.
+
+    At a look m with S successes (cumulative), stop iff `S <= hopeless[m]` (the upper mixture
+    test rejects "pA >= 1/2", i.e. U(S, m) <= 1/2: the input can never be certified; abstain)
+    or `band_lo[m] <= S <= band_hi[m]`: the radius now, `r(L(S, m))` with L the lower bound
+    of `mixture_bound`, is positive and already >= `(1 - tolerance)` times the radius the
+    input would reach at n_max if the observed rate continued, `r(L(S n_max / m, n_max))`
+    (the projected successes are not rounded: L at a real K is the same closed form, which
+    keeps the stop set free of rounding jitter). Projecting at the upper bound U(S, m)
+    instead stops almost never (at alpha = 1e-3, n_max = 10^5, tolerance = 0.02 none of the
+    default looks then has a band) and its stop set need not be one interval, so the
+    observed rate is used. Elsewhere the tables hold sentinels
+    that never stop (hopeless -1, band_lo m + 1, band_hi -1). The scheduler stops at n_max
+    whatever the table says.
+
+    The band is found per look as the interval of S around the largest margin
+    `r(L(S, m)) - (1 - tolerance) r(L(S n_max / m, n_max))` (a grid, a ternary search, then
+    a binary search of each edge); that the stop set is such an interval is an assumption,
+    checked against every S of every look by a test at n_max = 2000.
+
+    This rule only decides when to stop. The soundness of the reported bound never depends on
+    it: `mixture_bound` holds at every sample count simultaneously, so the bound reported at
+    the stopping time is valid whatever rule chose it (tested by simulation).
+
+    Args:
+      alpha: error probability of the bounds, in (0, 1).
+      n_max: the sample budget per input, >= 1.
+      tolerance: the fraction of the final radius one accepts to lose, in (0, 1).
+      looks: increasing sample counts in [1, n_max] at which the rule is checked; default
+        m = 64, then each look about 5% after the previous, and n_max.
+      radius_from_pa: the radius of a lower bound on pA, vectorized and non-decreasing;
+        default `scipy.stats.norm.ppf` (the Gaussian radius with sigma = 1; sigma cancels).
+        It is a cache key: pass the same function object to reuse tables.
+
+    Returns:
+      `(hopeless, band_lo, band_hi)`: read-only `[n_max + 1]` int32 arrays (cached).
+    """
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    n_max = _validate.integer("n_max", n_max, minimum=1)
+    tolerance = _validate.open_unit_interval("tolerance", tolerance)
+    if looks is None:
+        looks = _default_looks(n_max)
+    looks = np.asarray(looks)
+    if looks.dtype == bool or not np.issubdtype(looks.dtype, np.integer):
+        raise TypeError(f"looks must be integer sample counts, got dtype {looks.dtype}.")
+    if looks.ndim != 1 or looks.size == 0:
+        raise ValueError(f"looks must be a non-empty 1-D array, got shape {looks.shape}.")
+    if looks[0] < 1 or looks[-1] > n_max or (np.diff(looks) <= 0).any():
+        raise ValueError(f"looks must be increasing within [1, n_max={n_max}], got {looks!r}.")
+    if radius_from_pa is None:
+        radius_from_pa = scipy.stats.norm.ppf
+    elif not callable(radius_from_pa):
+        raise TypeError(f"radius_from_pa must be callable, got {radius_from_pa!r}.")
+    return _budget_table(alpha, n_max, tolerance, tuple(looks.tolist()), radius_from_pa)
