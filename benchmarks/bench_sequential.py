@@ -21,11 +21,12 @@ true pA and the exact radius of the smoothed classifier are known: every certifi
 against them (soundness violations counted; about alpha x inputs may fail by chance).
 
 Timing: the sequential methods are called once with another key (warm-up, same shapes: pays
-compilation) and then timed. Cohen at n = 1e5 is too slow to run twice, so it is timed once
-and the compile time of its two counting programs (n0 and n; `rpjax.counting_program(...)
-.lowered.compile()`, measured just before) is subtracted; that subtraction also removes the
-tracing a warm call would skip, so Cohen's wall time is if anything underestimated (the wall
-ratios are conservative).
+compilation) and then timed. Cohen at n = 1e5 on the CNN is too slow to run twice: a cheap
+warm-up (`certify` with n = n0) compiles the selection program and pays the one-time costs,
+the compile time of the n-sample counting program is measured on its own
+(`rpjax.counting_program(...).lowered.compile()`), and the call is timed; when that call took
+at most 60 s a second call with another key is timed and is Cohen's wall time, else the
+measured compile time is subtracted from the call's (`wall_method` in the JSON says which).
 
 Examples:
   python benchmarks/bench_sequential.py --quick --json /tmp/s.json   # CI smoke run (< 2 min)
@@ -42,7 +43,6 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -82,9 +82,14 @@ SYNTHETIC_DIM = 16
 TARGETS = {"decision": {"fwd_ratio_min": 50.0, "accuracy_diff_max": 0.01},
            "budget": {"fwd_ratio_min": 5.0, "acr_loss_max": 0.02},
            "wall_fraction_of_fwd_ratio_min": 0.8}
-TIMING = ("sequential methods: one warm-up call with another key (same shapes), then one timed "
-          "call; cohen: one call, minus the lower + compile time of its two counting programs "
-          "(n0 and n) measured just before with rpjax.counting_program (compile_s)")
+COHEN_REPEAT_MAX_S = 60.0
+TIMING = ("sequential methods: one warm-up call with key seed + 1 (same shapes), then one timed "
+          "call (key seed). cohen: a warm-up certify with n = n0 (key seed + 1: compiles the n0 "
+          "program and pays every one-time cost), the lower + compile time of the n program "
+          "(rpjax.counting_program, compile_s), the call (key seed, call_s); if call_s <= "
+          f"{COHEN_REPEAT_MAX_S:g} s a second call (key seed + 2) is its wall_s "
+          "(wall_method 'second_call'), else wall_s = call_s - compile_s "
+          "(wall_method 'compile_subtracted'); both are recorded when both exist")
 
 
 class Task(NamedTuple):
@@ -134,7 +139,7 @@ def _pool(images: np.ndarray, size: int) -> np.ndarray:
 def olivetti_task(count: int | None, quick: bool) -> Task:
     """The Olivetti target CNN on held-out private faces. Full: the inversion experiment's
     target (`prepare_faces(InversionConfig.quick(...))`, trained once and cached). Quick: the
-    same architecture and faces, trained 150 steps (not cached)."""
+    same architecture and faces, trained 100 steps (not cached)."""
     cfg = rpjax.experiments.InversionConfig.quick(cache_dir=rpjax.experiments.default_cache_dir())
     model = FaceCNN(cfg.num_private, channels=cfg.target_channels, dense=cfg.target_dense,
                     image_size=cfg.image_size, rngs=nnx.Rngs(cfg.seed))
@@ -145,10 +150,10 @@ def olivetti_task(count: int | None, quick: bool) -> Task:
                                  held_out_per_identity=cfg.held_out, seed=cfg.seed)
         labels = split.relabel[data.labels]
         res = fit_classifier(model, images[split.train_idx], labels[split.train_idx], cfg.seed,
-                             TrainConfig(steps=150, batch_size=32, learning_rate=1e-3))
+                             TrainConfig(steps=100, batch_size=32, learning_rate=1e-3))
         nnx.update(model, res.params)
         xte, yte = images[split.test_idx], labels[split.test_idx]
-        what = "FaceCNN target architecture, 150 Adam steps (quick, not cached)"
+        what = "FaceCNN target architecture, 100 Adam steps (quick, not cached)"
     else:
         ctx = rpjax.experiments.prepare_faces(cfg)
         nnx.update(model, ctx.target[1])
@@ -234,20 +239,29 @@ def _summary(task: Task, label, radius, n_used, fwd: int, radii, r_task: float) 
 
 
 def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int) -> dict[str, Any]:
-    """Fixed-n CERTIFY; the compile time of its two programs is measured and subtracted."""
+    """Fixed-n CERTIFY, timed without compilation (see `TIMING`)."""
     kw = dict(sigma=task.sigma, num_classes=task.num_classes)
+    args = (task.apply_fn, task.params, task.xs)
+    t = time.perf_counter()  # warm-up: the n0 program and every one-time cost but the n one
+    rpjax.certify(*args, seed + 1, n=N0, n0=N0, alpha=ALPHA, **kw)
+    warmup_s = time.perf_counter() - t
     t = time.perf_counter()
-    for m in (N0, n):
-        rpjax.counting_program(task.apply_fn, task.params, task.xs, n=m, **kw).lowered.compile()
+    rpjax.counting_program(*args, n=n, **kw).lowered.compile()
     compile_s = time.perf_counter() - t
     t = time.perf_counter()
-    cert = rpjax.certify(task.apply_fn, task.params, task.xs, seed, n=n, n0=N0, alpha=ALPHA,
-                         **kw)
+    cert = rpjax.certify(*args, seed, n=n, n0=N0, alpha=ALPHA, **kw)
     call_s = time.perf_counter() - t
-    b = len(task.xs)
-    rec = _summary(task, cert.label, cert.radius, cert.n, b * (N0 + n), radii, r_task)
-    rec.update({"wall_s": max(call_s - compile_s, 1e-9), "call_s": call_s,
-                "compile_s": compile_s})
+    rec = _summary(task, cert.label, cert.radius, cert.n, len(task.xs) * (N0 + n), radii,
+                   r_task)
+    rec.update({"call_s": call_s, "compile_s": compile_s, "warmup_s": warmup_s,
+                "wall_s_compile_subtracted": call_s - compile_s, "second_call_s": None})
+    if call_s <= COHEN_REPEAT_MAX_S:
+        t = time.perf_counter()
+        rpjax.certify(*args, seed + 2, n=n, n0=N0, alpha=ALPHA, **kw)
+        rec["second_call_s"] = time.perf_counter() - t
+        rec.update(wall_s=rec["second_call_s"], wall_method="second_call")
+    else:
+        rec.update(wall_s=max(call_s - compile_s, 1e-9), wall_method="compile_subtracted")
     return rec
 
 
