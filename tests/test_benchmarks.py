@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,3 +44,62 @@ def test_bench_certify_quick(tmp_path):
     assert len(mem["rss_bytes"]) == len(mem["ns"]) == 3
     assert all(b > 0 for b in mem["program_bytes"]["mlp"])
     assert "ratio" in stdout
+
+
+@pytest.mark.slow
+def test_bench_sequential_quick(tmp_path):
+    """The quick run's JSON is complete and its numbers agree with each other."""
+    from scipy.stats import binom
+
+    stdout, result = _run_quick("bench_sequential.py", tmp_path / "sequential.json", 600)
+    cfg = result["config"]
+    n, n0, alpha = cfg["n"], cfg["n0"], cfg["alpha"]
+    assert cfg["quick"] and cfg["n_max"] == n and result["versions"]["jax"]
+    assert set(result["tasks"]) == {"insurance_mlp", "olivetti_cnn", "synthetic"}
+    for name, rec in result["tasks"].items():
+        task, methods = rec["task"], rec["methods"]
+        b, radii = task["num_inputs"], task["radii"]
+        assert set(methods) == {"cohen", "decision", "budget"}, name
+        assert methods["cohen"]["forward_passes"] == b * (n0 + n)
+        assert methods["cohen"]["samples_used_total"] == b * n
+        assert task["r_task"] == pytest.approx(cfg["r_task_sigma_units"][name] * task["sigma"])
+        for m, v in methods.items():
+            assert v["forward_passes"] >= v["samples_used_total"] + b * n0, (name, m)
+            assert v["samples_used_mean"] * b == pytest.approx(v["samples_used_total"])
+            assert 0 <= v["samples_used_quantiles"]["0.1"] <= v["samples_used_quantiles"]["0.99"]
+            assert v["samples_used_quantiles"]["0.99"] <= n
+            acc = v["certified_accuracy"]
+            assert len(acc) == len(radii) and all(0.0 <= a <= 1.0 for a in acc), (name, m)
+            assert all(np.diff(acc) <= 0), (name, m)  # non-increasing in r
+            assert acc[0] == pytest.approx(v["accuracy"])
+            assert 0.0 <= v["certified_accuracy_at_r"] <= v["accuracy"]
+            assert 0.0 <= v["abstain_rate"] <= 1.0 and v["acr"] >= 0.0
+            assert v["wall_s"] > 0, (name, m)
+            if m != "cohen":
+                assert sum(v["decision_counts"].values()) == b
+                assert 0.0 <= v["samples_at_cap"] <= 1.0
+        dec = methods["decision"]
+        assert dec["decision_matches_radius"], name
+        assert dec["certified_accuracy_at_r"] <= dec["decision_counts"]["1"] / b
+        targets = rec["targets"]
+        assert targets["binding"] is False
+        for m in ("decision", "budget"):
+            t, v = targets[m], methods[m]
+            fwd = methods["cohen"]["forward_passes"] / v["forward_passes"]
+            wall = methods["cohen"]["wall_s"] / v["wall_s"]
+            assert t["fwd_ratio"] == pytest.approx(fwd) and t["wall_ratio"] == pytest.approx(wall)
+            assert t["pass_fwd"] == (fwd >= cfg["targets"][m]["fwd_ratio_min"])
+            wall_min = cfg["targets"]["wall_fraction_of_fwd_ratio_min"]
+            assert t["pass_wall"] == (wall >= wall_min * fwd)
+            assert t["pass"] == (t["pass_fwd"] and t["pass_wall"] and t["pass_accuracy"])
+        assert targets["decision"]["accuracy_diff"] == pytest.approx(
+            dec["certified_accuracy_at_r"] - methods["cohen"]["certified_accuracy_at_r"])
+    # the synthetic task's certificates against its exact smoothed classifier: each is wrong
+    # with probability <= alpha, so more than binom.isf(1e-6, B, alpha) wrong ones is a bug
+    synth = result["tasks"]["synthetic"]
+    bound = binom.isf(1e-6, synth["task"]["num_inputs"], alpha)
+    for m, v in synth["methods"].items():
+        s = v["soundness"]
+        assert s["violations"] == s["wrong_label"] + s["radius_above_exact"] <= bound, m
+        assert s["released"] == round((1 - v["abstain_rate"]) * synth["task"]["num_inputs"])
+    assert "PASS" in stdout or "FAIL" in stdout
