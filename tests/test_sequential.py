@@ -25,6 +25,7 @@ from scipy import stats as sps
 
 import rpjax
 from rpjax._src import sequential as _sequential
+from rpjax._src.certify import sequential_bounds
 
 from _models import linear_apply, random_linear
 
@@ -179,7 +180,7 @@ class TestCertifySequential:
         xs = self._inputs()
         cert = rpjax.certify_sequential(linear_apply, (_W, _B), xs, 1, sigma=self.SIGMA,
                                         n=self.N_MAX, n0=30, alpha=self.ALPHA, num_classes=2,
-                                        radius=radius)
+                                        radius=radius, tolerance=None if radius else 0.3)
         label, dist = _truth(xs)
         released = cert.label != rpjax.ABSTAIN
         wrong = released & ((cert.label != label) | (cert.radius > dist * (1 + 1e-6)))
@@ -214,6 +215,10 @@ class TestCertifySequential:
         assert not self._ok(naive > p_true), (naive > p_true).mean()
         anytime = rpjax.stats.mixture_bound(s, out.n, alpha)
         assert self._ok(anytime > p_true), (anytime > p_true).mean()
+        # what certify_sequential reports (alpha split: anytime bound, fixed-n bound at n_max)
+        reported, _ = sequential_bounds(s, out.n, n_max, alpha)
+        assert self._ok(reported > p_true), (reported > p_true).mean()
+        assert (out.n == n_max).any()  # the fixed-n part was exercised
 
     def test_decision_uses_far_fewer_samples_than_fixed_n(self):
         xs = _points_at_distances(np.linspace(-3, 3, 40) * self.SIGMA, seed=5)

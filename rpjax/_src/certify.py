@@ -408,13 +408,13 @@ class SequentialCertificates(NamedTuple):
       label: `[B]` int32; the certified class, or `ABSTAIN` (-1) where `pa_lower <= 1/2`.
       radius: `[B]` float64; certified radius (input units, `distribution.norm`), 0 when
         abstaining. With `radius=r` asked, `radius >= r` exactly where `decision == 1`.
-      pa_lower: `[B]` float64; the anytime-valid (1 - alpha) lower bound on p_A at the
-        input's stopping time (`rpjax.stats.mixture_bound`).
+      pa_lower: `[B]` float64; the (1 - alpha) lower bound on p_A at the input's stopping
+        time, valid whatever the stopping time (`sequential_bounds`).
       counts: `[B, num_classes]` int32; votes among the estimation samples the input used.
       n: `[B]` int64; estimation samples the input used (its stopping time, <= n_max).
       selection_counts: `[B, num_classes]` int32; votes among the n0 selection samples.
-      pa_upper: `[B]` float64; the anytime-valid (1 - alpha) upper bound on p_A (of the
-        selected class) at the stopping time.
+      pa_upper: `[B]` float64; the (1 - alpha) upper bound on p_A (of the selected class) at
+        the stopping time, likewise.
       decision: `[B]` int8. Decision at a radius r: 1 = certified at r (`radius >= r`),
         0 = not certified at r (the input stopped because `pa_upper` fell below the p_A that r
         needs, or used all n_max samples), -1 = abstain (`label == ABSTAIN`: no certificate
@@ -464,15 +464,18 @@ def pa_for_radius(radius: float, sigma: float,
 def stop_rule(*, n_max: int, alpha: float, sigma: float, radius: float | None = None,
               tolerance: float = _DEFAULT_TOLERANCE,
               distribution: _noise.NoiseDistribution = _noise.GAUSSIAN) -> _sequential.StopRule:
-    """The `StopRule` `certify_sequential` runs (see there): the sequential test of
-    p_A > `pa_for_radius(radius)` with `radius`, else the budget rule with `tolerance`."""
+    """The `StopRule` `certify_sequential` runs for a total error `alpha` (see there): the
+    sequential test of p_A > `pa_for_radius(radius)` at level alpha / 2 with `radius`, else
+    the budget rule with `tolerance` (bounds at alpha / 2, the fixed-n bound at n_max at
+    alpha / 2)."""
     if radius is not None:
         p_star = pa_for_radius(radius, sigma, distribution)
-        reject, accept = _confseq.decision_table(p_star, alpha, n_max)
+        reject, accept = _confseq.decision_table(p_star, alpha / 2, n_max)
         return _sequential.StopRule.thresholds(accept, reject)
+    unit_radius = (None if distribution is _noise.GAUSSIAN else
+                   functools.partial(_unit_radius, distribution.radius_from_pa))
     hopeless, band_lo, band_hi = _confseq.budget_table(
-        alpha, n_max, tolerance,
-        radius_from_pa=functools.partial(_unit_radius, distribution.radius_from_pa))
+        alpha / 2, n_max, tolerance, radius_from_pa=unit_radius, final_alpha=alpha / 2)
     never = np.arange(1, n_max + 2, dtype=np.int32)
     return _sequential.StopRule(lo=np.asarray(hopeless, np.int32), hi=never,
                                 band_lo=np.asarray(band_lo, np.int32),
@@ -481,6 +484,26 @@ def stop_rule(*, n_max: int, alpha: float, sigma: float, radius: float | None = 
 
 def _unit_radius(radius_from_pa, p):
     return radius_from_pa(p, 1.0)
+
+
+def sequential_bounds(n_c, m, n_max: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The (1 - alpha) lower and upper bounds on p_A `certify_sequential` reports after `m`
+    samples (its stopping time) with `n_c` votes for the selected class.
+
+    Below n_max: `rpjax.stats.mixture_bound` at level alpha / 2. At m = n_max: the tighter of
+    that and the fixed-n Clopper-Pearson bound at level alpha / 2. Each side is wrong with
+    probability at most alpha / 2 + alpha / 2 = alpha at any stopping time <= n_max: it can
+    only be wrong if the anytime bound fails at some sample count (probability <= alpha / 2,
+    Ville) or the one fixed-n bound at n_max fails (probability <= alpha / 2).
+    """
+    n_c, m = np.asarray(n_c), np.asarray(m)
+    half = alpha / 2
+    lower = _confseq.mixture_bound(n_c, m, half, side="lower")
+    upper = _confseq.mixture_bound(n_c, m, half, side="upper")
+    end = m == n_max
+    lower = np.where(end, np.maximum(lower, _stats.clopper_pearson_lower(n_c, m, half)), lower)
+    upper = np.where(end, np.minimum(upper, _stats.clopper_pearson_upper(n_c, m, half)), upper)
+    return lower, upper
 
 
 def certify_sequential(
@@ -512,18 +535,20 @@ def certify_sequential(
     sample count where its stopping rule holds, at most `n` (= n_max). Two questions:
 
     - **decision at a radius** (`radius=r`): is the smoothed classifier robust at r? The
-      stopping rule is the sequential test of `p_A > p* = pa_for_radius(r)`
+      stopping rule is the sequential test of `p_A > p* = pa_for_radius(r)` at level alpha / 2
       (`rpjax.stats.decision_table`: stop when the anytime lower bound passes p*, or the
       anytime upper bound falls below it);
     - **radius with a budget** (`radius=None`): the largest certifiable radius; an input stops
-      when its anytime upper bound shows it cannot gain more than the fraction `tolerance` of
-      its radius by n_max, or cannot be certified at all (upper bound <= 1/2)
-      (`rpjax.stats.budget_table`).
+      when it cannot be certified at all (anytime upper bound <= 1/2: abstain early), or when
+      its radius now is within the fraction `tolerance` of the radius it would reach at n_max
+      if its observed rate held (`rpjax.stats.budget_table`).
 
-    Either way the certificate is the anytime-valid lower bound at the stopping time:
-    `pa_lower = rpjax.stats.mixture_bound(n_c, m, alpha)`, `label = c` and
-    `radius = distribution.radius_from_pa(pa_lower, sigma)` where `pa_lower > 1/2`, else
-    `ABSTAIN`.
+    Either way the certificate is the lower bound at the stopping time m, alpha split in two
+    halves (`sequential_bounds`): `rpjax.stats.mixture_bound(n_c, m, alpha / 2)` (valid at
+    every m at once), and at m = n_max the tighter of it and the fixed-n Clopper-Pearson bound
+    at alpha / 2 (so an input that uses the whole budget loses little against fixed-n
+    CERTIFY). `label = c` and `radius = distribution.radius_from_pa(pa_lower, sigma)` where
+    `pa_lower > 1/2`, else `ABSTAIN`.
 
     Args:
       apply_fn, params, xs, key, num_classes, sigma, alpha, n0, config, ids, devices,
@@ -546,12 +571,14 @@ def certify_sequential(
     Guarantee:
       For each input, with probability at least 1 - alpha over the sampling noise, either the
       label is `ABSTAIN` or `g(x') = label` for every `||x' - x|| < radius`. The selection
-      samples are independent of the estimation samples, and `mixture_bound` holds at every
-      sample count at once (Ville's inequality), so it holds at the stopping time whatever
-      rule chose it; Cohen et al.'s Theorem 1 turns it into the radius. The stopping rules only
-      decide how many samples are spent. `decision == 1` is this same event at radius r.
-      Each input's `decision == 0` because `pa_upper < p*` is wrong (p_A > p*) with
-      probability at most alpha too; a budget that ran out decides nothing.
+      samples are independent of the estimation samples; the mixture bound holds at every
+      sample count at once (Ville's inequality) except with probability alpha / 2, and the one
+      fixed-n bound at n_max except with probability alpha / 2, so `pa_lower <= p_A` at the
+      stopping time, whatever rule chose it, except with probability alpha; Cohen et al.'s
+      Theorem 1 turns it into the radius. The stopping rules only decide how many samples are
+      spent. `decision == 1` is this same event at radius r. Likewise `pa_upper >= p_A`
+      except with probability alpha, so `decision == 0` decided by `pa_upper < p*` is wrong
+      with probability at most alpha; a budget that ran out decides nothing.
 
     Results depend only on the key, the ids and the model: not on `chunk_size`, `slots`, the
     order of the inputs or the devices. The stopping time reveals p_A: never release what
@@ -586,8 +613,7 @@ def certify_sequential(
         distribution=distribution)
     bad = _warn_invalid("certify_sequential", invalid0 + est.invalid, n0 + n_max)
     n_top = np.take_along_axis(est.counts, top[:, None], axis=1)[:, 0]
-    pa_lower = _confseq.mixture_bound(n_top, est.n, alpha, side="lower")
-    pa_upper = _confseq.mixture_bound(n_top, est.n, alpha, side="upper")
+    pa_lower, pa_upper = sequential_bounds(n_top, est.n, n_max, alpha)
     certified = (pa_lower > 0.5) & ~bad
     radii = np.where(certified, distribution.radius_from_pa(pa_lower, sigma), 0.0)
     label = np.where(certified, top, ABSTAIN).astype(np.int32)

@@ -437,17 +437,25 @@ def _default_looks(n_max: int) -> np.ndarray:
     return np.array(looks + [n_max], dtype=np.int64)
 
 
-def _band_margin(s, m, n_max: int, alpha: float, tolerance: float, radius):
-    """`r(L(S, m)) - (1 - tolerance) r(L(S n_max / m, n_max))` (-inf where r(L(S, m)) <= 0;
-    the projected successes are not rounded). s, m: int64 arrays of one shape."""
+def _band_margin(s, m, n_max: int, alpha: float, tolerance: float, radius,
+                 final_alpha: float | None = None):
+    """`r(L(S, m)) - (1 - tolerance) r(L_end(S n_max / m))` (-inf where r(L(S, m)) <= 0;
+    the projected successes are not rounded). s, m: int64 arrays of one shape. `L_end` is
+    the mixture bound at n_max, or with `final_alpha` the larger of it and the fixed-n
+    Clopper-Pearson bound at level `final_alpha` (at a real count: the beta quantile)."""
     now = np.asarray(radius(_mixture_lower(s, m, alpha)), np.float64)
     k_end = s * (n_max / m)
-    end = np.asarray(radius(_mixture_lower(k_end, np.full(k_end.shape, float(n_max)), alpha)),
-                     np.float64)
+    end_bound = _mixture_lower(k_end, np.full(k_end.shape, float(n_max)), alpha)
+    if final_alpha is not None:
+        cp = np.where(k_end > 0, scipy.stats.beta.ppf(final_alpha, np.maximum(k_end, 1e-300),
+                                                      n_max - k_end + 1), 0.0)
+        end_bound = np.maximum(end_bound, cp)
+    end = np.asarray(radius(end_bound), np.float64)
     return np.where(now > 0.0, now - (1.0 - tolerance) * end, -np.inf)
 
 
-def _band(looks, n_max, alpha, tolerance, radius) -> tuple[np.ndarray, np.ndarray]:
+def _band(looks, n_max, alpha, tolerance, radius,
+          final_alpha=None) -> tuple[np.ndarray, np.ndarray]:
     """Per look: the interval [lo, hi] of S where `_band_margin >= 0` ([m + 1, -1] if empty),
     vectorized over looks: the best of a grid of S, a ternary search for the maximum of the
     margin next to it, then a binary search of each edge (the stop set is taken to be an
@@ -459,7 +467,7 @@ def _band(looks, n_max, alpha, tolerance, radius) -> tuple[np.ndarray, np.ndarra
     grid = first[:, None] + np.round(frac[None, :] * width[:, None]).astype(np.int64)
 
     def margin(s, mm):
-        return _band_margin(s, mm, n_max, alpha, tolerance, radius)
+        return _band_margin(s, mm, n_max, alpha, tolerance, radius, final_alpha)
 
     values = margin(grid, np.broadcast_to(m[:, None], grid.shape).copy())
     best = np.argmax(values, axis=1)
@@ -499,14 +507,14 @@ def _band(looks, n_max, alpha, tolerance, radius) -> tuple[np.ndarray, np.ndarra
 
 
 @functools.lru_cache(maxsize=16)
-def _budget_table(alpha, n_max, tolerance, looks, radius):
+def _budget_table(alpha, n_max, tolerance, looks, radius, final_alpha):
     looks = np.array(looks, dtype=np.int64)
     hopeless = np.full(n_max + 1, -1, np.int32)
     band_lo = (np.arange(n_max + 1) + 1).astype(np.int32)
     band_hi = np.full(n_max + 1, -1, np.int32)
     # hopeless: the upper mixture test (on failures) rejects "pA >= 1/2"
     hopeless[looks] = looks - _reject_thresholds(0.5, alpha, looks)
-    lo, hi = _band(looks, n_max, alpha, tolerance, radius)
+    lo, hi = _band(looks, n_max, alpha, tolerance, radius, final_alpha)
     band_lo[looks] = lo
     band_hi[looks] = hi
     for table in (hopeless, band_lo, band_hi):
@@ -516,6 +524,7 @@ def _budget_table(alpha, n_max, tolerance, looks, radius):
 
 def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
                  radius_from_pa: Callable[[np.ndarray], np.ndarray] | None = None,
+                 final_alpha: float | None = None,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The stopping rule of "radius with a budget", as tables indexed by the sample count m.
 
@@ -550,6 +559,9 @@ def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
       radius_from_pa: the radius of a lower bound on pA, vectorized and non-decreasing;
         default `scipy.stats.norm.ppf` (the Gaussian radius with sigma = 1; sigma cancels).
         It is a cache key: pass the same function object to reuse tables.
+      final_alpha: if given, the bound an input reaching n_max gets is the larger of the
+        mixture bound and the fixed-n Clopper-Pearson bound at level `final_alpha` (what
+        `rpjax.certify_sequential` reports there), and the projection uses it.
 
     Returns:
       `(hopeless, band_lo, band_hi)`: read-only `[n_max + 1]` int32 arrays (cached).
@@ -570,4 +582,7 @@ def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
         radius_from_pa = scipy.stats.norm.ppf
     elif not callable(radius_from_pa):
         raise TypeError(f"radius_from_pa must be callable, got {radius_from_pa!r}.")
-    return _budget_table(alpha, n_max, tolerance, tuple(looks.tolist()), radius_from_pa)
+    if final_alpha is not None:
+        final_alpha = _validate.open_unit_interval("final_alpha", final_alpha)
+    return _budget_table(alpha, n_max, tolerance, tuple(looks.tolist()), radius_from_pa,
+                         final_alpha)
