@@ -59,7 +59,7 @@ def test_bench_sequential_quick(tmp_path):
     for name, rec in result["tasks"].items():
         task, methods = rec["task"], rec["methods"]
         b, radii = task["num_inputs"], task["radii"]
-        assert set(methods) == {"cohen", "decision", "budget"}, name
+        assert set(methods) == {"cohen", "decision", "decision_short", "budget"}, name
         assert methods["cohen"]["forward_passes"] == b * (n0 + n)
         assert methods["cohen"]["samples_used_total"] == b * n
         assert task["r_task"] == pytest.approx(cfg["r_task_sigma_units"][name] * task["sigma"])
@@ -83,12 +83,18 @@ def test_bench_sequential_quick(tmp_path):
         assert dec["certified_accuracy_at_r"] <= dec["decision_counts"]["1"] / b
         targets = rec["targets"]
         assert targets["binding"] is False
-        for m in ("decision", "budget"):
+        assert methods["decision_short"]["decision_matches_radius"], name
+        for d in rec["decision_at_radii"].values():
+            assert d["accuracy_diff"] == pytest.approx(
+                d["certified_accuracy_at_r"] - d["cohen_certified_accuracy_at_r"])
+            assert 0.0 <= d["samples_at_cap"] <= 1.0 and d["n_max"] <= n
+        assert 0.0 <= rec["budget_floor"]["acr_loss_floor"] <= 1.0
+        for m in ("decision", "decision_short", "budget"):
             t, v = targets[m], methods[m]
             fwd = methods["cohen"]["forward_passes"] / v["forward_passes"]
             wall = methods["cohen"]["wall_s"] / v["wall_s"]
             assert t["fwd_ratio"] == pytest.approx(fwd) and t["wall_ratio"] == pytest.approx(wall)
-            assert t["pass_fwd"] == (fwd >= cfg["targets"][m]["fwd_ratio_min"])
+            assert t["pass_fwd"] == (fwd >= cfg["targets"][m.split("_")[0]]["fwd_ratio_min"])
             wall_min = cfg["targets"]["wall_fraction_of_fwd_ratio_min"]
             assert t["pass_wall"] == (wall >= wall_min * fwd)
             assert t["pass"] == (t["pass_fwd"] and t["pass_wall"] and t["pass_accuracy"])
