@@ -274,6 +274,12 @@ CLI_ROWS = [
     ("cli_alpha", ["certify-demo", "--alpha", "1.5", "--no-progress"], Exits("alpha")),
     ("cli_n", ["certify-demo", "--n", "0", "--no-progress"], Exits("n must be an integer >= 1")),
     ("cli_people", ["certify-demo", "--people", "0", "--no-progress"], Exits("num_people")),
+    ("cli_radius_needs_sequential", ["certify-demo", "--radius", "0.5", "--no-progress"],
+     Exits("options of method='sequential'")),
+    ("cli_tolerance_range", ["certify-demo", "--method", "sequential", "--tolerance", "1.5",
+                             "--no-progress"], Exits("tolerance")),
+    ("cli_radius_negative", ["certify-demo", "--method", "sequential", "--radius", "-1",
+                             "--no-progress"], Exits("radius must be finite and >= 0")),
     ("cli_quick_and_full", ["reproduce", "rap", "--quick", "--full"],
      Exits("at most one of --quick and --full")),
 ]

@@ -25,8 +25,8 @@ def test_certify_demo_prints_a_table_and_writes_json(tmp_path, capsys):
                      "--json", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "| person | BMI | true | label | radius (std) | radius (BMI) | pA_lower | abstain |" \
-        in text
+    assert ("| person | BMI | true | label | radius (std) | radius (BMI) | pA_lower | abstain "
+            "| samples |") in text
     result = json.loads(out.read_text())
     assert len(result["rows"]) == 5
     assert result["base_test_accuracy"] > 0.9
@@ -35,6 +35,22 @@ def test_certify_demo_prints_a_table_and_writes_json(tmp_path, capsys):
         assert row["radius_std"] <= result["max_radius_std"] + 1e-12
         assert abs(row["radius_bmi"] - row["radius_std"] * 6.0959) < 1e-3 * 6.1
     assert result["versions"]["jax"]
+
+
+@pytest.mark.slow
+def test_certify_demo_sequential(tmp_path, capsys):
+    """`--method sequential`: the same people, each stopping as soon as decided; the demo
+    reports the samples each used and the forward passes saved."""
+    out = tmp_path / "demo.json"
+    code = cli.main(["certify-demo", "--n", "4000", "--people", "6", "--no-progress",
+                     "--method", "sequential", "--radius", "0.5", "--json", str(out)])
+    assert code == 0
+    assert "fewer than fixed-n" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    samples = [row["samples"] for row in result["rows"]]
+    assert all(1 <= s <= 4000 for s in samples) and min(samples) < 4000
+    assert result["forward_passes"] >= sum(samples) + 6 * 100
+    assert result["config"]["method"] == "sequential" and result["config"]["radius"] == 0.5
 
 
 def test_bad_cli_value_is_a_clear_error(capsys):

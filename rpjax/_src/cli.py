@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="sequential: decide robustness at this radius (std units); "
                            "default: the largest radius, with a budget")
     demo.add_argument("--tolerance", type=float, default=None,
-                      help="sequential, no --radius: stop a person once it cannot gain more "
-                           "than this fraction of radius by n (default 0.02)")
+                      help="sequential, no --radius: stop a person once its radius is within "
+                           "this fraction of the one it would reach at n if its observed vote "
+                           "rate held (default 0.02)")
     demo.add_argument("--json", default=None, help="also write the result to this JSON file")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(func=_certify_demo)

@@ -59,6 +59,14 @@ class DemoConfig:
             raise ValueError(f"method must be 'cohen' or 'sequential', got {self.method!r}.")
         if self.method == "cohen" and (self.radius is not None or self.tolerance is not None):
             raise ValueError("radius and tolerance are options of method='sequential'.")
+        if self.radius is not None:
+            radius = _validate.real("radius", self.radius)
+            if not (radius >= 0 and radius != float("inf")):
+                raise ValueError(f"radius must be finite and >= 0, got radius={radius}.")
+            if self.tolerance is not None:
+                raise ValueError("tolerance applies to the radius with a budget (no radius).")
+        if self.tolerance is not None:
+            _validate.open_unit_interval("tolerance", self.tolerance)
         _validate.positive("sigma", self.sigma)
         _validate.integer("n0", self.n0, minimum=1)
         _validate.integer("n", self.n, minimum=1)
