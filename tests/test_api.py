@@ -28,7 +28,7 @@ PUBLIC: dict[str, list[str]] = {
         "certified_radius", "check_sample_size", "clopper_pearson_lower",
         "clopper_pearson_upper", "decision_table", "max_radius", "min_samples_certify",
         "min_samples_predict", "mixture_bound", "sequential_test_table",
-        "staged_clopper_pearson",
+        "staged_budget_table", "staged_clopper_pearson", "staged_looks",
     ],
     "rpjax.privacy": [
         "AttributeSweep", "AuditRecord", "Budget", "BudgetExceededError", "Intervals",

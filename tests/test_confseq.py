@@ -332,3 +332,60 @@ def test_tables_are_cached():
 def test_bad_arguments_name_the_parameter(call, error, name):
     with pytest.raises(error, match=name):
         call()
+
+
+# --- the staged budget rule (certify_sequential's radius with a budget) ---------------------
+
+
+@pytest.mark.parametrize("tolerance", [0.05, 0.3])
+def test_staged_budget_table_is_the_rule_at_every_s(tolerance):
+    """Brute force: at every look and every S the tables stop exactly where the rule holds."""
+    n_max = 2000
+    looks = stats.staged_looks(n_max)
+    assert looks[-1] == n_max and looks.size == 6 and (np.diff(looks) > 0).all()
+    hopeless, band_lo, band_hi = stats.staged_budget_table(ALPHA, n_max, tolerance)
+    level = ALPHA / looks.size
+    for m in looks[:-1]:
+        s = np.arange(m + 1)
+        upper = stats.clopper_pearson_upper(s, m, level)
+        lower = stats.clopper_pearson_lower(s, m, level)
+        now = np.where(lower > 0.5, scipy.stats.norm.ppf(lower), 0.0)
+        k_end = s * n_max / m
+        end_pa = np.where(k_end > 0, scipy.stats.beta.ppf(level, np.maximum(k_end, 1e-300),
+                                                          n_max - k_end + 1), 0.0)
+        end = scipy.stats.norm.ppf(end_pa)
+        rule = (upper <= 0.5) | ((now > 0) & (now >= (1 - tolerance) * end))
+        table = (s <= hopeless[m]) | ((s >= band_lo[m]) & (s <= band_hi[m]))
+        np.testing.assert_array_equal(table, rule, err_msg=f"look {m}")
+    between = np.setdiff1d(np.arange(n_max + 1), looks)
+    assert (hopeless[between] == -1).all() and (band_lo[between] > band_hi[between]).all()
+
+
+@pytest.mark.parametrize("p", [0.9, pytest.param(0.6, marks=_SLOW), pytest.param(0.999,
+                                                                               marks=_SLOW)])
+def test_staged_budget_rule_reports_a_sound_bound(p):
+    """Run the staged rule on 10^4 streams; the bound at the look where each stopped
+    (Clopper-Pearson at alpha / J) exceeds p at most at rate alpha."""
+    n_max, tolerance = 4000, 0.1
+    looks = stats.staged_looks(n_max)
+    hopeless, band_lo, band_hi = stats.staged_budget_table(ALPHA, n_max, tolerance)
+    rng = np.random.default_rng(int(p * 1000))
+    s = np.cumsum(rng.binomial(np.diff(np.concatenate([[0], looks])), p,
+                               size=(RUNS, looks.size)), axis=1)
+    stop = (s <= hopeless[looks]) | ((s >= band_lo[looks]) & (s <= band_hi[looks]))
+    stop[:, -1] = True
+    first = stop.argmax(axis=1)
+    s_stop, m_stop = s[np.arange(RUNS), first], looks[first]
+    bound = stats.clopper_pearson_lower(s_stop, m_stop, ALPHA / looks.size)
+    assert _consistent_with_alpha(int((bound > p).sum()))
+    if p == 0.9:
+        assert (first < looks.size - 1).mean() > 0.5  # the rule does stop early
+
+
+def test_staged_budget_table_bad_inputs():
+    with pytest.raises(ValueError, match="looks"):
+        stats.staged_budget_table(0.05, 100, 0.1, looks=[50, 90])
+    with pytest.raises(ValueError, match="tolerance"):
+        stats.staged_budget_table(0.05, 100, 1.5)
+    with pytest.raises(ValueError, match="n_max"):
+        stats.staged_looks(0)

@@ -466,16 +466,16 @@ def stop_rule(*, n_max: int, alpha: float, sigma: float, radius: float | None = 
               distribution: _noise.NoiseDistribution = _noise.GAUSSIAN) -> _sequential.StopRule:
     """The `StopRule` `certify_sequential` runs for a total error `alpha` (see there): the
     sequential test of p_A > `pa_for_radius(radius)` at level alpha / 2 with `radius`, else
-    the budget rule with `tolerance` (bounds at alpha / 2, the fixed-n bound at n_max at
-    alpha / 2)."""
+    the staged budget rule with `tolerance` (`rpjax.stats.staged_budget_table` on
+    `staged_looks(n_max)`)."""
     if radius is not None:
         p_star = pa_for_radius(radius, sigma, distribution)
         reject, accept = _confseq.decision_table(p_star, alpha / 2, n_max)
         return _sequential.StopRule.thresholds(accept, reject)
     unit_radius = (None if distribution is _noise.GAUSSIAN else
                    functools.partial(_unit_radius, distribution.radius_from_pa))
-    hopeless, band_lo, band_hi = _confseq.budget_table(
-        alpha / 2, n_max, tolerance, radius_from_pa=unit_radius, final_alpha=alpha / 2)
+    hopeless, band_lo, band_hi = _confseq.staged_budget_table(
+        alpha, n_max, tolerance, looks=_confseq.staged_looks(n_max), radius_from_pa=unit_radius)
     never = np.arange(1, n_max + 2, dtype=np.int32)
     return _sequential.StopRule(lo=np.asarray(hopeless, np.int32), hi=never,
                                 band_lo=np.asarray(band_lo, np.int32),
@@ -486,17 +486,31 @@ def _unit_radius(radius_from_pa, p):
     return radius_from_pa(p, 1.0)
 
 
-def sequential_bounds(n_c, m, n_max: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def sequential_bounds(n_c, m, n_max: int, alpha: float, *,
+                      looks=None) -> tuple[np.ndarray, np.ndarray]:
     """The (1 - alpha) lower and upper bounds on p_A `certify_sequential` reports after `m`
     samples (its stopping time) with `n_c` votes for the selected class.
 
-    Below n_max: `rpjax.stats.mixture_bound` at level alpha / 2. At m = n_max: the tighter of
-    that and the fixed-n Clopper-Pearson bound at level alpha / 2. Each side is wrong with
-    probability at most alpha / 2 + alpha / 2 = alpha at any stopping time <= n_max: it can
-    only be wrong if the anytime bound fails at some sample count (probability <= alpha / 2,
-    Ville) or the one fixed-n bound at n_max fails (probability <= alpha / 2).
+    Without `looks` (decision at a radius, any stopping time): below n_max,
+    `rpjax.stats.mixture_bound` at level alpha / 2; at m = n_max, the tighter of that and the
+    fixed-n Clopper-Pearson bound at level alpha / 2. Each side is wrong with probability at
+    most alpha / 2 + alpha / 2 = alpha at any stopping time <= n_max: it can only be wrong if
+    the anytime bound fails at some sample count (probability <= alpha / 2, Ville) or the one
+    fixed-n bound at n_max fails (probability <= alpha / 2).
+
+    With `looks` (radius with a budget, which stops only at its J looks):
+    `rpjax.stats.staged_clopper_pearson`, Clopper-Pearson at level alpha / J at the look where
+    the input stopped; wrong with probability at most alpha over all looks (union bound).
+    Every `m` must be one of the looks.
     """
     n_c, m = np.asarray(n_c), np.asarray(m)
+    if looks is not None:
+        looks = np.asarray(looks)
+        if not np.isin(m, looks).all():
+            raise RuntimeError("an input stopped between the looks of the staged rule.")
+        level = alpha / looks.size
+        return (_stats.clopper_pearson_lower(n_c, m, level),
+                _stats.clopper_pearson_upper(n_c, m, level))
     half = alpha / 2
     lower = _confseq.mixture_bound(n_c, m, half, side="lower")
     upper = _confseq.mixture_bound(n_c, m, half, side="upper")
@@ -538,16 +552,19 @@ def certify_sequential(
       stopping rule is the sequential test of `p_A > p* = pa_for_radius(r)` at level alpha / 2
       (`rpjax.stats.decision_table`: stop when the anytime lower bound passes p*, or the
       anytime upper bound falls below it);
-    - **radius with a budget** (`radius=None`): the largest certifiable radius; an input stops
-      when it cannot be certified at all (anytime upper bound <= 1/2: abstain early), or when
-      its radius now is within the fraction `tolerance` of the radius it would reach at n_max
-      if its observed rate held (`rpjax.stats.budget_table`).
+    - **radius with a budget** (`radius=None`): the largest certifiable radius, looking only
+      at J = 6 sample counts (`rpjax.stats.staged_looks`: n_max / 32, n_max / 16, ...,
+      n_max); at a look an input stops when it cannot be certified at all (upper bound
+      <= 1/2: abstain early), or when its radius now is within the fraction `tolerance` of the
+      radius it would reach at n_max if its observed rate held
+      (`rpjax.stats.staged_budget_table`).
 
-    Either way the certificate is the lower bound at the stopping time m, alpha split in two
-    halves (`sequential_bounds`): `rpjax.stats.mixture_bound(n_c, m, alpha / 2)` (valid at
-    every m at once), and at m = n_max the tighter of it and the fixed-n Clopper-Pearson bound
-    at alpha / 2 (so an input that uses the whole budget loses little against fixed-n
-    CERTIFY). `label = c` and `radius = distribution.radius_from_pa(pa_lower, sigma)` where
+    The certificate is the lower bound at the stopping time m (`sequential_bounds`). Decision:
+    `rpjax.stats.mixture_bound(n_c, m, alpha / 2)` (valid at every m at once), and at
+    m = n_max the tighter of it and the fixed-n Clopper-Pearson bound at alpha / 2 (so an input
+    that uses the whole budget loses little against fixed-n CERTIFY). Budget: Clopper-Pearson
+    at alpha / J at the look where it stopped (`rpjax.stats.staged_clopper_pearson`). Then
+    `label = c` and `radius = distribution.radius_from_pa(pa_lower, sigma)` where
     `pa_lower > 1/2`, else `ABSTAIN`.
 
     Args:
@@ -571,11 +588,13 @@ def certify_sequential(
     Guarantee:
       For each input, with probability at least 1 - alpha over the sampling noise, either the
       label is `ABSTAIN` or `g(x') = label` for every `||x' - x|| < radius`. The selection
-      samples are independent of the estimation samples; the mixture bound holds at every
-      sample count at once (Ville's inequality) except with probability alpha / 2, and the one
-      fixed-n bound at n_max except with probability alpha / 2, so `pa_lower <= p_A` at the
-      stopping time, whatever rule chose it, except with probability alpha; Cohen et al.'s
-      Theorem 1 turns it into the radius. The stopping rules only decide how many samples are
+      samples are independent of the estimation samples. Decision: the mixture bound holds at
+      every sample count at once (Ville's inequality) except with probability alpha / 2, and
+      the one fixed-n bound at n_max except with probability alpha / 2. Budget: the J
+      Clopper-Pearson bounds at alpha / J all hold except with probability alpha (union
+      bound), and the input stops at one of them. So `pa_lower <= p_A` at the stopping time,
+      whatever rule chose it, except with probability alpha; Cohen et al.'s Theorem 1 turns
+      it into the radius. The stopping rules only decide how many samples are
       spent. `decision == 1` is this same event at radius r. Likewise `pa_upper >= p_A`
       except with probability alpha, so `decision == 0` decided by `pa_upper < p*` is wrong
       with probability at most alpha; a budget that ran out decides nothing.
@@ -613,7 +632,8 @@ def certify_sequential(
         distribution=distribution)
     bad = _warn_invalid("certify_sequential", invalid0 + est.invalid, n0 + n_max)
     n_top = np.take_along_axis(est.counts, top[:, None], axis=1)[:, 0]
-    pa_lower, pa_upper = sequential_bounds(n_top, est.n, n_max, alpha)
+    looks = None if radius is not None else _confseq.staged_looks(n_max)
+    pa_lower, pa_upper = sequential_bounds(n_top, est.n, n_max, alpha, looks=looks)
     certified = (pa_lower > 0.5) & ~bad
     radii = np.where(certified, distribution.radius_from_pa(pa_lower, sigma), 0.0)
     label = np.where(certified, top, ABSTAIN).astype(np.int32)

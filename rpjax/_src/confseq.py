@@ -586,3 +586,90 @@ def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
         final_alpha = _validate.open_unit_interval("final_alpha", final_alpha)
     return _budget_table(alpha, n_max, tolerance, tuple(looks.tolist()), radius_from_pa,
                          final_alpha)
+
+
+def staged_looks(n_max: int, stages: int = 6) -> np.ndarray:
+    """The looks of the staged budget rule: `n_max / 2^k` for k = stages - 1, ..., 0 (rounded
+    down, at least 1, distinct, increasing; the last is n_max)."""
+    n_max = _validate.integer("n_max", n_max, minimum=1)
+    stages = _validate.integer("stages", stages, minimum=1)
+    return np.unique([max(1, n_max >> k) for k in range(stages - 1, -1, -1)]).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=16)
+def _staged_budget_table(alpha, n_max, tolerance, looks, radius):
+    level = alpha / len(looks)
+    hopeless = np.full(n_max + 1, -1, np.int32)
+    band_lo = (np.arange(n_max + 1) + 1).astype(np.int32)
+    band_hi = np.full(n_max + 1, -1, np.int32)
+    for m in looks:
+        s = np.arange(m + 1)
+        upper = _stats.clopper_pearson_upper(s, np.full(s.shape, m), level)
+        never = np.flatnonzero(upper <= 0.5)
+        hopeless[m] = never[-1] if never.size else -1
+        now = np.asarray(radius(_stats.clopper_pearson_lower(s, np.full(s.shape, m), level)))
+        k_end = s * (n_max / m)
+        end_bound = np.where(k_end > 0, scipy.stats.beta.ppf(
+            level, np.maximum(k_end, 1e-300), n_max - k_end + 1), 0.0)
+        end = np.asarray(radius(np.clip(end_bound, 0.0, 1.0)))
+        good = (now > 0.0) & (now >= (1.0 - tolerance) * end)
+        if good.any():  # the longest run of consecutive S (in practice the whole set)
+            idx = np.flatnonzero(good)
+            breaks = np.flatnonzero(np.diff(idx) > 1)
+            starts = np.concatenate([[0], breaks + 1])
+            stops = np.concatenate([breaks, [idx.size - 1]])
+            best = int(np.argmax(stops - starts))
+            band_lo[m], band_hi[m] = idx[starts[best]], idx[stops[best]]
+    for table in (hopeless, band_lo, band_hi):
+        table.flags.writeable = False
+    return hopeless, band_lo, band_hi
+
+
+def staged_budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
+                        radius_from_pa: Callable[[np.ndarray], np.ndarray] | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The radius-with-a-budget stopping rule on a few looks, with staged Clopper-Pearson.
+
+    The bound is `staged_clopper_pearson` over the J `looks` (each look at level alpha / J):
+    valid at whichever look an input stops, by the union bound, and much tighter than an
+    anytime sequence when J is small, which is what a radius needs. At each look m with S
+    successes, stop iff the upper bound at alpha / J is <= 1/2 (`S <= hopeless[m]`: the input
+    can never be certified) or `band_lo[m] <= S <= band_hi[m]`: the radius now,
+    `r(CP_lower(S, m))`, is positive and at least `(1 - tolerance)` times the radius it would
+    reach at n_max if its observed rate held, `r(CP_lower(S n_max / m, n_max))` (a real count:
+    the beta quantile). Every S of every look is evaluated; the band is the run of consecutive
+    S where the rule holds (the longest, should it ever be split). Elsewhere the tables hold
+    sentinels that never stop; the scheduler stops at n_max anyway (the last look).
+
+    Args:
+      alpha: error probability over all looks, in (0, 1).
+      n_max: the sample budget per input.
+      tolerance: the fraction of radius one accepts to lose against the projection, in (0, 1).
+      looks: increasing sample counts ending at n_max (default `staged_looks(n_max)`:
+        n_max / 32, n_max / 16, ..., n_max).
+      radius_from_pa: as in `budget_table` (default: the Gaussian radius at sigma = 1).
+
+    Returns:
+      `(hopeless, band_lo, band_hi)`: read-only `[n_max + 1]` int32 tables (cached).
+
+    Guarantee:
+      The rule decides only when to stop; an input that stops at look m reports
+      `staged_clopper_pearson`'s bound there, wrong with probability at most alpha over all
+      looks together, whatever the rule (tested by simulation).
+    """
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    n_max = _validate.integer("n_max", n_max, minimum=1)
+    tolerance = _validate.open_unit_interval("tolerance", tolerance)
+    looks = staged_looks(n_max) if looks is None else np.asarray(looks)
+    if looks.dtype == bool or not np.issubdtype(looks.dtype, np.integer):
+        raise TypeError(f"looks must be integer sample counts, got dtype {looks.dtype}.")
+    if looks.ndim != 1 or looks.size == 0 or looks[0] < 1 or looks[-1] != n_max or (
+            np.diff(looks) <= 0).any():
+        raise ValueError(f"looks must be increasing within [1, n_max] and end at n_max={n_max}, "
+                         f"got {looks!r}.")
+    if radius_from_pa is None:
+        radius_from_pa = scipy.stats.norm.ppf
+    elif not callable(radius_from_pa):
+        raise TypeError(f"radius_from_pa must be callable, got {radius_from_pa!r}.")
+    return _staged_budget_table(alpha, n_max, tolerance, tuple(int(v) for v in looks),
+                                radius_from_pa)
