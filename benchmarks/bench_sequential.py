@@ -79,7 +79,8 @@ FULL = {"n": 100_000, "inputs": {"insurance_mlp": None, "olivetti_cnn": None, "s
 QUICK = {"n": 2_000, "inputs": {"insurance_mlp": 24, "olivetti_cnn": 4, "synthetic": 48}}
 N0, ALPHA, TOLERANCE = 100, 1e-3, 0.02
 # the decision question is also asked at these radii (sigma units; r_task is the headline), and
-# the budget rule is also run at these tolerances (skipped on the CNN: about 4 minutes each)
+# the budget rule is also run at these tolerances (skipped on the CNN: about 4 minutes each);
+# --quick runs the first radius and the last tolerance only
 EXTRA_DECISION_RADII_SIGMA = (0.5, 1.0, 2.0)
 EXTRA_TOLERANCES = (0.05, 0.1)
 # the decision question is also run with n_max = n / 5 ("decision_short"): an input whose p_A
@@ -354,7 +355,7 @@ def run_task(name: str, *, n: int, count: int | None, quick: bool, seed: int) ->
     print(f"[{name}] budget done ({methods['budget']['wall_s']:.1f} s)", flush=True)
     cohen = methods["cohen"]
     decisions = {}
-    for r_sigma in EXTRA_DECISION_RADII_SIGMA:
+    for r_sigma in EXTRA_DECISION_RADII_SIGMA[:1] if quick else EXTRA_DECISION_RADII_SIGMA:
         r = r_sigma * task.sigma
         for n_max, key in ((n, "decision"), (short, "decision_short")):
             rec = (methods[key] if r == r_task else
@@ -370,7 +371,7 @@ def run_task(name: str, *, n: int, count: int | None, quick: bool, seed: int) ->
                 "samples_at_cap": rec["samples_at_cap"]}
     tolerances = {}
     if name != "olivetti_cnn" or quick:
-        for tol in EXTRA_TOLERANCES:
+        for tol in EXTRA_TOLERANCES[-1:] if quick else EXTRA_TOLERANCES:
             rec = run_sequential(task, radius=None, tolerance=tol, **common)
             tolerances[f"{tol:g}"] = {
                 "fwd_ratio": cohen["forward_passes"] / rec["forward_passes"],
