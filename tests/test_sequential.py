@@ -87,7 +87,9 @@ class TestScheduler:
         chex.assert_trees_all_equal(out.counts, np.asarray(ref))
         assert (out.n == 777).all()
 
-    @pytest.mark.parametrize("chunk_size,slots", [(None, None), (7, 3), (300, 29), (33, 1)])
+    # (64, 29): more slots than lane groups (4 of 16), capped; (160, 3): blocks of 3, 3, 4 groups
+    @pytest.mark.parametrize("chunk_size,slots", [(None, None), (7, 3), (300, 29), (33, 1),
+                                                  (64, 29), (160, 3)])
     def test_results_do_not_depend_on_lanes_or_slots(self, chunk_size, slots):
         ref = _run(chunk_size=64, slots=5)
         out = _run(chunk_size=chunk_size, slots=slots)
@@ -273,3 +275,12 @@ class TestCertifySequential:
 def test_scheduler_lanes_are_a_multiple_of_the_devices():
     assert _sequential.resolve_lanes(10, 5, 4) == 12
     assert _sequential.resolve_lanes(None, 11, 1) == 2048
+
+
+def test_lane_groups_divide_each_devices_lanes():
+    for lanes, devices, g in [(2048, 1, 16), (2048, 4, 16), (40, 4, 2), (36, 4, 1), (300, 1, 4)]:
+        assert _sequential.group_size(lanes, devices) == g
+        assert (lanes // devices) % g == 0
+    assert _sequential.max_slots(64, 1) == 4 and _sequential.max_slots(7, 1) == 7
+    with pytest.raises(ValueError, match="chunk_size"):
+        _run(chunk_size=2**23 + 1)

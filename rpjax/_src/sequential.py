@@ -7,16 +7,21 @@ copies of each input, but each input stops at its own sample count, the first at
 
 - a slot holds one input under test (its sample count, its votes); the inputs wait in a queue
   (their order in `xs`) and take the first free slot;
-- each step evaluates the model on `lanes` noisy samples: the A occupied slots share them,
-  `k = lanes // A` consecutive samples each (so a slot left alone at the end gets all of
-  them, and the pool stays busy);
+- each step evaluates the model on `lanes` noisy samples, in groups of `g` (16, or the largest
+  power of two below it that divides each device's lanes) consecutive samples of one input:
+  the A occupied slots, in rank order, share the G = lanes / g groups as contiguous runs of
+  floor(G / A) or floor(G / A) + 1 groups each (so every lane serves a slot, a slot left
+  alone at the end gets all of them, and the pool stays busy; at most G slots). The
+  per-input work (gathers, noise counters, the slot's totals) is done once per group;
 - the stopping rule is checked after **every** sample of the step (a cumulative sum over each
-  slot's lanes, gathered from the rule's tables), so an input stops at the first sample count
+  slot's lanes, compared with the rule's tables), so an input stops at the first sample count
   its rule names, whatever the lanes, slots or devices; the samples it was given past that
   point in its last step are evaluated but not counted (they are reported in
   `forward_passes`);
 - a stopped input leaves its slot, its counts are written out, and the next input of the queue
-  takes the slot in the same step: no recompilation, no host round trip.
+  takes the slot in the same step: no recompilation, no host round trip. A slot's totals are
+  differences of cumulative sums at its block's boundaries (float32 triangular matmuls, exact
+  below 2^24), not scatters.
 
 The noise of sample `s` of the input with id `i` is the counter-mode noise of
 `rpjax._src.noise` (a pure function of `(key, i, s)`), so the votes an input has after `m`
@@ -48,6 +53,8 @@ PyTree = Any
 _AXIS = _smoothing._AXIS
 _TARGET_ELEMENTS_PER_STEP = 2**16
 _MAX_AUTO_LANES = 2048
+_GROUP = 16
+_MAX_LANES = 2**23
 _STEPS_PER_CALL_WITH_PROGRESS = 256
 _NEVER = np.iinfo(np.int32).max
 
@@ -136,125 +143,149 @@ def _initial_state(batch: int, slots: int, columns: int) -> _State:
     )
 
 
-def _cumsum(x: jax.Array) -> jax.Array:
-    """Inclusive cumulative sum along axis 0 of small non-negative int32 values, `[L, ...]`.
+_DENSE_PREFIX_MAX = 512
 
-    As two small triangular matmuls in float32 (exact below 2^24): XLA's CPU cumsum is a
-    log-depth scan of slices, about 10x slower at L = 2048.
+
+def _cumsum(x: jax.Array, *, exclusive: bool = False) -> jax.Array:
+    """Cumulative sum along axis 0 of small non-negative int32 values `[N, ...]`: inclusive
+    (`[N, ...]`) or exclusive with the total last (`[N + 1, ...]`).
+
+    As float32 triangular matmuls (exact below 2^24): one `[N, N]` constant matrix up to
+    N = 512, else two levels of 32-row blocks. XLA's CPU cumsum is a chain of small windowed
+    reductions, several kernels each and about 10x slower at N = 2048.
     """
     length = x.shape[0]
-    block = 32
-    rows = -(-length // block)
     flat = x.reshape(length, -1).astype(jnp.float32)
-    flat = jnp.pad(flat, ((0, rows * block - length), (0, 0))).reshape(rows, block, -1)
-    tri = jnp.triu(jnp.ones((block, block), jnp.float32))  # [j, i]: j <= i
-    within = jnp.einsum("rjk,ji->rik", flat, tri)
-    before = jnp.einsum("rk,rq->qk", within[:, -1], jnp.triu(jnp.ones((rows, rows)), 1))
-    out = (within + before[:, None]).reshape(rows * block, -1)[:length]
-    return out.astype(jnp.int32).reshape(x.shape)
+    if length <= _DENSE_PREFIX_MAX:
+        rows = length + 1 if exclusive else length
+        upto = jnp.tril(jnp.ones((rows, length), jnp.float32), -1 if exclusive else 0)
+        out = upto @ flat
+    else:
+        block = 32
+        rows = -(-length // block)
+        padded = jnp.pad(flat, ((0, rows * block - length), (0, 0))).reshape(rows, block, -1)
+        tri = jnp.triu(jnp.ones((block, block), jnp.float32))  # [j, i]: j <= i
+        within = jnp.einsum("rjk,ji->rik", padded, tri)
+        before = jnp.einsum("rk,rq->qk", within[:, -1], jnp.triu(jnp.ones((rows, rows)), 1))
+        out = (within + before[:, None]).reshape(rows * block, -1)[:length]
+        if exclusive:
+            out = jnp.concatenate([jnp.zeros_like(out[:1]), out])
+    return out.astype(jnp.int32).reshape(out.shape[0], *x.shape[1:])
 
 
-def _lane_plan(state: _State, batch: int, lanes: int):
-    """Which slot each lane serves this step, and at which offset in the slot's block."""
-    slots = state.slot_input.shape[0]
-    active = state.slot_input < batch
-    count = jnp.sum(active, dtype=jnp.int32)
-    per_slot = lanes // jnp.maximum(count, 1)  # k consecutive samples per occupied slot
-    rank = jnp.cumsum(active, dtype=jnp.int32) - 1
-    slot_of_rank = jnp.zeros(slots, jnp.int32).at[jnp.where(active, rank, slots)].set(
-        jnp.arange(slots, dtype=jnp.int32), mode="drop")
-    lane = jnp.arange(lanes, dtype=jnp.int32)
-    lane_rank = lane // per_slot
-    offset = lane - lane_rank * per_slot
-    lane_slot = slot_of_rank[jnp.minimum(lane_rank, slots - 1)]
-    return lane_rank, offset, lane_slot, per_slot, count
+def group_size(lanes: int, num_devices: int) -> int:
+    """Lanes per group: the largest of 16, 8, 4, 2, 1 that divides each device's lanes.
+
+    The scheduler hands out lanes in groups of consecutive samples of one input; the per-input
+    work (gathers, noise counters, the slot's totals) is done once per group."""
+    per_device = lanes // num_devices
+    return next(g for g in (_GROUP, 8, 4, 2, 1) if per_device % g == 0)
 
 
-def _lane_noise(pairs, first, *, size, dtype, distribution):
-    """`[L * size]`: the noise of sample `first[l]` of the input with key pair `pairs[l]`, for
-    every lane l, flattened; bit-identical to `sample_noise_flat(pairs[l], first[l], 1, size)`
-    for each lane, but made as one flat run of counters (a per-lane vmap would vectorize
-    along the short input axis only: 4x slower for 11 features on CPU)."""
-    lanes = first.shape[0]
-    base_lo, base_hi = _noise._mul64(first.astype(jnp.uint32), size)
-    lo, hi = _noise._add64(jnp.repeat(base_lo, size), jnp.repeat(base_hi, size),
-                           jnp.tile(jnp.arange(size, dtype=jnp.uint32), lanes))
-    word, _ = _noise.threefry2x32(jnp.repeat(pairs[:, 0], size), jnp.repeat(pairs[:, 1], size),
-                                  lo, hi)
-    return distribution.from_bits(word).astype(dtype)
+def max_slots(lanes: int, num_devices: int) -> int:
+    """The most slots a pool of `lanes` can serve: one group each (and `groups * slots` fits
+    in int32, for the group-to-slot arithmetic)."""
+    groups = lanes // group_size(lanes, num_devices)
+    return max(1, min(groups, (2**31 - 1) // groups))
 
 
 def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state, max_steps, *,
                     lanes, num_classes, n_max, num_devices, distribution):
-    """Runs the scheduler for at most `max_steps` steps (on one device of the mesh)."""
+    """Runs the scheduler for at most `max_steps` steps (on one device of the mesh).
+
+    The lanes are `groups` groups of `g` consecutive samples of one input; the A occupied
+    slots, in rank order, get contiguous runs of floor(groups / A) or that plus one groups
+    (slot of rank r: groups floor(r G / A) .. floor((r + 1) G / A) - 1, so all are used)."""
     batch, input_shape = xs.shape[0], xs.shape[1:]
     size = math.prod(input_shape)
-    slots = state.slot_input.shape[0]
     columns = num_classes + 1
-    per_device = lanes // num_devices
+    g = group_size(lanes, num_devices)
+    groups = lanes // g
+    groups_per_device = groups // num_devices
     device = jax.lax.axis_index(_AXIS)
     sigma = jnp.asarray(sigma, xs.dtype)
+    # the rule's rows, padded by g so a group's slice [m + 1, m + 1 + g) never clips
     table = jnp.stack([jnp.asarray(t, jnp.int32) for t in rule], axis=1)  # [n_max + 1, 4]
-    draw = functools.partial(_lane_noise, size=size, dtype=xs.dtype, distribution=distribution)
+    table = jnp.concatenate([table, jnp.broadcast_to(table[-1:], (g, 4))])
+    draw = jax.vmap(functools.partial(_noise.sample_noise_flat, count=g, size=size,
+                                      dtype=xs.dtype, distribution=distribution))
     materialize = jax.default_backend() == "cpu"
+    lane_in_group = jnp.arange(g, dtype=jnp.int32)
+    group = jnp.arange(groups, dtype=jnp.int32)
+    classes = jnp.arange(columns, dtype=jnp.int32)
+    upto_lane = jnp.triu(jnp.ones((g, g), jnp.float32))  # [j, i]: j <= i
 
-    def predict(inputs, sample, valid):  # every lane's class, gathered from all devices
-        mine = device * per_device + jnp.arange(per_device, dtype=jnp.int32)
-        inputs = jnp.minimum(inputs[mine], batch - 1)
+    def predict(inputs, first):  # every lane's class, gathered from all devices: [groups, g]
+        mine = device * groups_per_device + jnp.arange(groups_per_device, dtype=jnp.int32)
+        inputs, first = inputs[mine], first[mine]
         pairs = key_pairs[inputs]
-        first = jnp.where(valid[mine], sample[mine], 0)
         if materialize:  # keep XLA CPU from fusing the generator into the reshape (smoothing)
             eps = jax.lax.cond(first[0] >= 0, lambda: draw(pairs, first),
-                               lambda: jnp.zeros((per_device * size,), xs.dtype))
+                               lambda: jnp.zeros((groups_per_device, g * size), xs.dtype))
         else:
             eps = draw(pairs, first)
-        noisy = xs[inputs] + sigma * eps.reshape(per_device, *input_shape)
-        logits = apply_fn(params, noisy)
+        noisy = xs[inputs][:, None] + sigma * eps.reshape(groups_per_device, g, *input_shape)
+        logits = apply_fn(params, noisy.reshape(groups_per_device * g, *input_shape))
         pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
         bad = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
         pred = jnp.where(bad, num_classes, pred)
-        return jax.lax.all_gather(pred, _AXIS, tiled=True)
+        return jax.lax.all_gather(pred, _AXIS, tiled=True).reshape(groups, g)
+
+    def block_sum(per_group, start):  # [groups] -> sum over each group's block before it
+        excl = _cumsum(per_group, exclusive=True)
+        return excl[:-1] - excl[start]
 
     def step(state):
-        lane_rank, offset, lane_slot, per_slot, count = _lane_plan(state, batch, lanes)
+        slots = state.slot_input.shape[0]
+        active = state.slot_input < batch
+        count = jnp.maximum(jnp.sum(active, dtype=jnp.int32), 1)  # A <= groups
+        rank = _cumsum(active) - 1
+        slot_of_rank = jnp.zeros(slots, jnp.int32).at[jnp.where(active, rank, slots)].set(
+            jnp.arange(slots, dtype=jnp.int32), mode="drop")
+        group_rank = ((group + 1) * count - 1) // groups
+        start = group_rank * groups // count  # first group of the block of the group's slot
+        group_slot = slot_of_rank[group_rank]
         watched_of_slot = watched[jnp.minimum(state.slot_input, batch - 1)]
         slot_info = jnp.stack([state.slot_m, state.slot_hits, watched_of_slot,
-                               state.slot_input], axis=1)
-        info = slot_info[lane_slot]  # one gather: [lanes, 4]
-        sample = info[:, 0] + offset
-        valid = (lane_rank < count) & (sample < n_max)
-        pred = predict(info[:, 3], sample, valid)
-        hit = valid & (pred == info[:, 2])
+                               jnp.minimum(state.slot_input, batch - 1)], axis=1)
+        info = slot_info[group_slot]  # one gather: [groups, 4]
+        first = info[:, 0] + (group - start) * g  # the group's first sample
+        pred = predict(info[:, 3], first)
+        sample = first[:, None] + lane_in_group  # [groups, g]
+        valid = sample < n_max
+        hit = valid & (pred == info[:, 2:3])
         # votes of the slot after each of its lanes: its votes before the step plus the hits
         # of its lanes up to this one (its lanes are contiguous)
-        inclusive = _cumsum(hit.astype(jnp.int32))
-        exclusive = inclusive - hit
-        block_start = jnp.minimum(lane_rank * per_slot, lanes - 1)
-        s_after = info[:, 1] + inclusive - exclusive[block_start]
+        hit_within = (hit.astype(jnp.float32) @ upto_lane).astype(jnp.int32)
+        s_after = (info[:, 1] + block_sum(hit_within[:, -1], start))[:, None] + hit_within
         m_after = sample + 1
-        bounds = table[jnp.minimum(m_after, n_max)]  # one gather: [lanes, 4]
-        stop = (s_after <= bounds[:, 0]) | (s_after >= bounds[:, 1]) | (
-            (s_after >= bounds[:, 2]) & (s_after <= bounds[:, 3])) | (m_after >= n_max)
+        rows = jax.vmap(lambda m0: jax.lax.dynamic_slice_in_dim(table, m0, g))(
+            jnp.minimum(first + 1, n_max + 1))  # [groups, g, 4]
+        stop = (s_after <= rows[..., 0]) | (s_after >= rows[..., 1]) | (
+            (s_after >= rows[..., 2]) & (s_after <= rows[..., 3])) | (m_after >= n_max)
         stop = valid & stop
-        segment = jnp.where(valid, lane_slot, slots)
-        first_stop = jax.ops.segment_min(jnp.where(stop, offset, lanes), segment,
-                                         num_segments=slots + 1)[:slots]
-        used = valid & (offset <= first_stop[lane_slot])
-        packed = jnp.concatenate([
-            pred[:, None] == jnp.arange(columns, dtype=jnp.int32), hit[:, None],
-            jnp.ones((lanes, 1), bool)], axis=1) & used[:, None]
-        add = jax.ops.segment_sum(packed.astype(jnp.int32), segment,
-                                  num_segments=slots + 1)[:slots]  # one scatter
+        first_stop = jnp.min(jnp.where(stop, lane_in_group, g), axis=1)  # [groups]
+        stops_before = block_sum((first_stop < g).astype(jnp.int32), start)
+        used = valid & (lane_in_group <= first_stop[:, None]) & (stops_before == 0)[:, None]
+        votes = jnp.sum((pred[..., None] == classes) & used[..., None], axis=1,
+                        dtype=jnp.int32)  # [groups, C + 1]
+        # each slot's totals: differences of cumulative sums at its block's boundaries
+        cum = _cumsum(jnp.concatenate([votes, (first_stop < g).astype(jnp.int32)[:, None]],
+                                      axis=1), exclusive=True)  # [groups + 1, C + 2]
+        lo = rank * groups // count
+        hi = (rank + 1) * groups // count
+        add = jnp.where(active[:, None], cum[hi] - cum[lo], 0)  # [slots, C + 2]
         slot_counts = state.slot_counts + add[:, :columns]
-        slot_hits = state.slot_hits + add[:, columns]
-        slot_m = state.slot_m + add[:, columns + 1]
-        occupied = state.slot_input < batch
-        done = occupied & (first_stop < lanes)
+        slot_hits = state.slot_hits + jnp.take_along_axis(add, watched_of_slot[:, None],
+                                                          axis=1)[:, 0]
+        slot_m = state.slot_m + jnp.sum(add[:, :columns], axis=1)
+        occupied = active
+        done = occupied & (add[:, columns] > 0)
         target = jnp.where(done, state.slot_input, batch)  # out of range: dropped
         out_n = state.out_n.at[target].set(slot_m, mode="drop")
         out_counts = state.out_counts.at[target].set(slot_counts, mode="drop")
         free = done | ~occupied
-        new_input = state.next_input + jnp.cumsum(free, dtype=jnp.int32) - 1
+        new_input = state.next_input + _cumsum(free) - 1
         new_input = jnp.where(new_input < batch, new_input, batch)
         slot_input = jnp.where(free, new_input, state.slot_input)
         refill = free[:, None]
@@ -348,9 +379,11 @@ def sequential_counts(
         samples.
       chunk_size: lanes, the noisy samples evaluated per compiled step over all slots and
         devices (rounded up to a multiple of the number of devices). Default: about 64k input
-        values per step, at most 2048. Speed and memory only: results never depend on it.
+        values per step, at most 2048; at most 2^23. Speed and memory only: results never
+        depend on it.
       slots: inputs under test at once (default `min(B, max(1, lanes // 8))`, at most the
-        lanes). Speed only: results never depend on it.
+        number of lane groups, lanes / 16 for 16 | lanes per device). Speed only: results
+        never depend on it.
       progress: a tqdm bar over finished inputs (a string labels it); the loop then returns
         to the host every 256 steps.
 
@@ -376,6 +409,8 @@ def sequential_counts(
         raise ValueError(f"watched classes must lie in [0, num_classes={num_classes}).")
     if chunk_size is not None:
         chunk_size = _validate.integer("chunk_size", chunk_size, minimum=1)
+        if chunk_size > _MAX_LANES:  # the step's sums are float32 matmuls, exact below 2^24
+            raise ValueError(f"chunk_size must be <= 2**23, got chunk_size={chunk_size}.")
     if slots is not None:
         slots = _validate.integer("slots", slots, minimum=1)
     if not isinstance(progress, (bool, str)):
@@ -399,7 +434,7 @@ def counts_for_key_pairs(apply_fn, params, xs, key_pairs, watched, rule, *, sigm
     n_max = int(np.shape(rule.lo)[0]) - 1
     lanes = resolve_lanes(chunk_size, math.prod(xs.shape[1:]), len(devices))
     slots = min(batch, max(1, lanes // 8)) if slots is None else min(slots, batch)
-    slots = min(slots, lanes)
+    slots = min(slots, max_slots(lanes, len(devices)))
     columns = num_classes + 1
     run = functools.partial(
         _advance, apply_fn, params, xs, key_pairs, jnp.asarray(watched, jnp.int32),
