@@ -274,7 +274,7 @@ class TestCertifySequential:
 
 def test_scheduler_lanes_are_a_multiple_of_the_devices():
     assert _sequential.resolve_lanes(10, 5, 4) == 12
-    assert _sequential.resolve_lanes(None, 11, 1) == 2048
+    assert _sequential.resolve_lanes(None, 11, 1) == 8192
 
 
 def test_lane_groups_divide_each_devices_lanes():

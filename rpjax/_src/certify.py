@@ -421,7 +421,7 @@ class SequentialCertificates(NamedTuple):
         at any radius). Radius with a budget: 1 where certified (`label != ABSTAIN`), else -1.
       forward_passes: int; base-model forward passes of the whole call: `B * n0` for the
         selection plus every noisy sample the scheduler evaluated (samples past an input's
-        stopping point and empty slots included; `>= n0 * B + n.sum()`).
+        stopping point included; `>= n0 * B + n.sum()`).
     """
 
     label: np.ndarray

@@ -51,8 +51,8 @@ from rpjax._src import validate as _validate
 
 PyTree = Any
 _AXIS = _smoothing._AXIS
-_TARGET_ELEMENTS_PER_STEP = 2**16
-_MAX_AUTO_LANES = 2048
+_TARGET_ELEMENTS_PER_STEP = 2**18  # as sample_counts
+_MAX_AUTO_LANES = 8192
 _GROUP = 16
 _MAX_LANES = 2**23
 _STEPS_PER_CALL_WITH_PROGRESS = 256
@@ -104,7 +104,7 @@ class SequentialCounts(NamedTuple):
       n: `[B]` int64 samples each input used (its stopping sample count); `counts` and
         `invalid` of a row sum to it.
       forward_passes: total noisy samples the model was evaluated on (steps x lanes), those
-        past an input's stopping point and those of empty slots included.
+        a slot was given past its input's stopping point (or past n_max) included.
       steps: compiled loop steps run.
     """
 
@@ -323,7 +323,7 @@ def _advance(apply_fn, params, xs, key_pairs, watched, sigma, rule, state, max_s
 
 def resolve_lanes(chunk_size: int | None, input_size: int, num_devices: int) -> int:
     """Lanes (noisy samples per compiled step, over all slots and devices): `chunk_size`, or
-    about 64k input values per step (at most 2048 lanes), rounded up to a multiple of the
+    about 256k input values per step (at most 8192 lanes), rounded up to a multiple of the
     number of devices."""
     if chunk_size is None:
         chunk_size = min(_MAX_AUTO_LANES, max(1, _TARGET_ELEMENTS_PER_STEP // input_size))
@@ -378,8 +378,8 @@ def sequential_counts(
       rule: a `StopRule` with tables of length n_max + 1; no input uses more than n_max
         samples.
       chunk_size: lanes, the noisy samples evaluated per compiled step over all slots and
-        devices (rounded up to a multiple of the number of devices). Default: about 64k input
-        values per step, at most 2048; at most 2^23. Speed and memory only: results never
+        devices (rounded up to a multiple of the number of devices). Default: about 256k input
+        values per step, at most 8192; at most 2^23. Speed and memory only: results never
         depend on it.
       slots: inputs under test at once (default `min(B, max(1, lanes // 8))`, at most the
         number of lane groups, lanes / 16 for 16 | lanes per device). Speed only: results
