@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+import scipy.stats
 
 from rpjax._src import confseq as _confseq
 from rpjax._src import noise as _noise
@@ -448,6 +449,12 @@ def pa_for_radius(radius: float, sigma: float,
     """
     if radius == 0.0:
         return 0.5
+    if distribution is _noise.GAUSSIAN:  # closed form, nudged up to a p that does reach r
+        p = float(scipy.stats.norm.cdf(radius / sigma))
+        while p < 1.0 and float(distribution.radius_from_pa(p, sigma)) < radius:
+            p = float(np.nextafter(p, 1.0))
+        if p < 1.0:
+            return p
     lo, hi = 0.5, 1.0
     if float(distribution.radius_from_pa(np.nextafter(1.0, 0.0), sigma)) < radius:
         raise ValueError(f"radius={radius} cannot be certified at sigma={sigma} by any p_A < 1 "
