@@ -92,7 +92,8 @@ TARGETS = {"decision": {"fwd_ratio_min": 50.0, "accuracy_diff_max": 0.01},
            "budget": {"fwd_ratio_min": 5.0, "acr_loss_max": 0.02},
            "wall_fraction_of_fwd_ratio_min": 0.8}
 COHEN_REPEAT_MAX_S = 60.0
-TIMING = ("sequential methods: one warm-up call with key seed + 1 (same shapes), then one timed "
+TIMING = ("--quick: one call each, compilation included (a smoke run). Otherwise: "
+          "sequential methods: one warm-up call with key seed + 1 (same shapes), then one timed "
           "call (key seed). cohen: a warm-up certify with n = n0 (key seed + 1: compiles the n0 "
           "program and pays every one-time cost), the lower + compile time of the n program "
           "(rpjax.counting_program, compile_s), the call (key seed, call_s); if call_s <= "
@@ -148,7 +149,7 @@ def _pool(images: np.ndarray, size: int) -> np.ndarray:
 def olivetti_task(count: int | None, quick: bool) -> Task:
     """The Olivetti target CNN on held-out private faces. Full: the inversion experiment's
     target (`prepare_faces(InversionConfig.quick(...))`, trained once and cached). Quick: the
-    same architecture and faces, trained 100 steps (not cached)."""
+    same architecture and faces, trained 60 steps (not cached)."""
     cfg = rpjax.experiments.InversionConfig.quick(cache_dir=rpjax.experiments.default_cache_dir())
     model = FaceCNN(cfg.num_private, channels=cfg.target_channels, dense=cfg.target_dense,
                     image_size=cfg.image_size, rngs=nnx.Rngs(cfg.seed))
@@ -159,10 +160,10 @@ def olivetti_task(count: int | None, quick: bool) -> Task:
                                  held_out_per_identity=cfg.held_out, seed=cfg.seed)
         labels = split.relabel[data.labels]
         res = fit_classifier(model, images[split.train_idx], labels[split.train_idx], cfg.seed,
-                             TrainConfig(steps=100, batch_size=32, learning_rate=1e-3))
+                             TrainConfig(steps=60, batch_size=32, learning_rate=1e-3))
         nnx.update(model, res.params)
         xte, yte = images[split.test_idx], labels[split.test_idx]
-        what = "FaceCNN target architecture, 100 Adam steps (quick, not cached)"
+        what = "FaceCNN target architecture, 60 Adam steps (quick, not cached)"
     else:
         ctx = rpjax.experiments.prepare_faces(cfg)
         nnx.update(model, ctx.target[1])
@@ -247,16 +248,20 @@ def _summary(task: Task, label, radius, n_used, fwd: int, radii, r_task: float) 
     return rec
 
 
-def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int) -> dict[str, Any]:
-    """Fixed-n CERTIFY, timed without compilation (see `TIMING`)."""
+def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int,
+              warm: bool = True) -> dict[str, Any]:
+    """Fixed-n CERTIFY, timed without compilation (see `TIMING`); `warm=False` (--quick) times
+    one call, compilation included."""
     kw = dict(sigma=task.sigma, num_classes=task.num_classes)
     args = (task.apply_fn, task.params, task.xs)
-    t = time.perf_counter()  # warm-up: the n0 program and every one-time cost but the n one
-    rpjax.certify(*args, seed + 1, n=N0, n0=N0, alpha=ALPHA, **kw)
-    warmup_s = time.perf_counter() - t
-    t = time.perf_counter()
-    rpjax.counting_program(*args, n=n, **kw).lowered.compile()
-    compile_s = time.perf_counter() - t
+    warmup_s = compile_s = 0.0
+    if warm:
+        t = time.perf_counter()  # warm-up: the n0 program and every one-time cost but the n one
+        rpjax.certify(*args, seed + 1, n=N0, n0=N0, alpha=ALPHA, **kw)
+        warmup_s = time.perf_counter() - t
+        t = time.perf_counter()
+        rpjax.counting_program(*args, n=n, **kw).lowered.compile()
+        compile_s = time.perf_counter() - t
     t = time.perf_counter()
     cert = rpjax.certify(*args, seed, n=n, n0=N0, alpha=ALPHA, **kw)
     call_s = time.perf_counter() - t
@@ -269,7 +274,9 @@ def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int) -> dict[st
                 "n_top": np.take_along_axis(np.asarray(cert.counts),
                                             np.asarray(cert.selection_counts).argmax(1)[:, None],
                                             axis=1)[:, 0]})
-    if call_s <= COHEN_REPEAT_MAX_S:
+    if not warm:
+        rec.update(wall_s=call_s, wall_method="first_call")
+    elif call_s <= COHEN_REPEAT_MAX_S:
         t = time.perf_counter()
         rpjax.certify(*args, seed + 2, n=n, n0=N0, alpha=ALPHA, **kw)
         rec["second_call_s"] = time.perf_counter() - t
@@ -280,14 +287,16 @@ def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int) -> dict[st
 
 
 def run_sequential(task: Task, *, n: int, radius: float | None, radii, r_task: float,
-                   seed: int, tolerance: float = TOLERANCE) -> dict[str, Any]:
+                   seed: int, tolerance: float = TOLERANCE, warm: bool = True) -> dict[str, Any]:
     """`rpjax.certify_sequential` (decision at `radius`, or radius with a budget when None):
     one warm-up call with key `seed + 1`, then the timed call with key `seed`."""
     kw = dict(num_classes=task.num_classes, sigma=task.sigma, n=n, alpha=ALPHA, n0=N0,
               radius=radius, tolerance=None if radius is not None else tolerance)
-    t = time.perf_counter()
-    rpjax.certify_sequential(task.apply_fn, task.params, task.xs, seed + 1, **kw)
-    warmup_s = time.perf_counter() - t
+    warmup_s = 0.0
+    if warm:
+        t = time.perf_counter()
+        rpjax.certify_sequential(task.apply_fn, task.params, task.xs, seed + 1, **kw)
+        warmup_s = time.perf_counter() - t
     t = time.perf_counter()
     cert = rpjax.certify_sequential(task.apply_fn, task.params, task.xs, seed, **kw)
     wall_s = time.perf_counter() - t
@@ -342,7 +351,7 @@ def run_task(name: str, *, n: int, count: int | None, quick: bool, seed: int) ->
     print(f"[{name}] {len(task.xs)} inputs, sigma {task.sigma}, r_task {r_task:g}, "
           f"setup {setup_s:.1f} s", flush=True)
     methods: dict[str, dict[str, Any]] = {}
-    common = dict(n=n, radii=radii, r_task=r_task, seed=seed)
+    common = dict(n=n, radii=radii, r_task=r_task, seed=seed, warm=not quick)
     methods["cohen"] = run_cohen(task, **common)
     print(f"[{name}] cohen done ({methods['cohen']['call_s']:.1f} s)", flush=True)
     methods["decision"] = run_sequential(task, radius=r_task, **common)
@@ -376,7 +385,9 @@ def run_task(name: str, *, n: int, count: int | None, quick: bool, seed: int) ->
             tolerances[f"{tol:g}"] = {
                 "fwd_ratio": cohen["forward_passes"] / rec["forward_passes"],
                 "wall_ratio": cohen["wall_s"] / rec["wall_s"],
-                "acr": rec["acr"], "acr_loss": (cohen["acr"] - rec["acr"]) / cohen["acr"]}
+                "acr": rec["acr"],
+                "acr_loss": ((cohen["acr"] - rec["acr"]) / cohen["acr"] if cohen["acr"] > 0
+                             else float("nan"))}
     print(f"[{name}] extra radii and tolerances done", flush=True)
     return {"task": {**task.info, "num_inputs": len(task.xs), "num_classes": task.num_classes,
                      "input_shape": list(task.xs.shape[1:]), "sigma": task.sigma,

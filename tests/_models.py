@@ -38,3 +38,22 @@ def linear_rest(params, z):
 def relu_first(params, x):
     """Not affine: ReLU(w.x + b). Must be rejected as an `AffineFirst.first`."""
     return jnp.maximum(linear_first(params, x), 0.0)
+
+
+def points_at_distances(params, dist, seed):
+    """Inputs at signed distance `dist` `[B]` from the hyperplane w.x + b = 0 of
+    `params = (w, b)` (random directions within the plane, float32 `[B, d]`)."""
+    w, b = np.asarray(params[0], np.float64), float(params[1])
+    norm = np.linalg.norm(w)
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(dist.shape[0], w.shape[0]))
+    base -= ((base @ w + b) / norm**2)[:, None] * w[None, :]  # project onto the plane
+    return (base + dist[:, None] * (w / norm)[None, :]).astype(np.float32)
+
+
+def linear_truth(params, xs):
+    """The smoothed classifier of `linear_apply` exactly: its label (class 1 iff w.x + b > 0)
+    and its certified radius |w.x + b| / ||w|| (for any sigma), `([B], [B])`."""
+    w, b = np.asarray(params[0], np.float64), float(params[1])
+    z = np.asarray(xs, np.float64) @ w + b
+    return (z > 0).astype(int), np.abs(z) / np.linalg.norm(w)

@@ -1,6 +1,5 @@
 """CERTIFY / PREDICT / always-label: soundness on analytic ground truth and semantics."""
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl.testing import parameterized
@@ -8,25 +7,18 @@ from scipy import stats as sps
 
 import rpjax
 
-from _models import linear_apply, random_linear
+from _models import linear_apply, linear_truth, points_at_distances, random_linear
 
 _D = 5
 _W, _B = random_linear(_D, seed=5)
-_WNORM = float(jnp.linalg.norm(_W))
 
 
 def _points_at_distances(dist, seed):
-    """Inputs whose signed distance to the hyperplane w.x + b = 0 is `dist` (any sign)."""
-    rng = np.random.default_rng(seed)
-    base = rng.normal(size=(dist.shape[0], _D))
-    w, b = np.asarray(_W, np.float64), float(_B)
-    base -= ((base @ w + b) / _WNORM**2)[:, None] * w[None, :]  # project onto the plane
-    return (base + dist[:, None] * (w / _WNORM)[None, :]).astype(np.float32)
+    return points_at_distances((_W, _B), dist, seed)
 
 
 def _truth(xs):
-    z = np.asarray(xs, np.float64) @ np.asarray(_W, np.float64) + float(_B)
-    return (z > 0).astype(int), np.abs(z) / _WNORM
+    return linear_truth((_W, _B), xs)
 
 
 class SoundnessTest(parameterized.TestCase):

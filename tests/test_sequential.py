@@ -27,25 +27,18 @@ import rpjax
 from rpjax._src import sequential as _sequential
 from rpjax._src.certify import sequential_bounds
 
-from _models import linear_apply, random_linear
+from _models import linear_apply, linear_truth, points_at_distances, random_linear
 
 _D = 4
 _W, _B = random_linear(_D, seed=21)
-_WNORM = float(jnp.linalg.norm(_W))
 
 
 def _points_at_distances(dist, seed):
-    """Inputs at signed distance `dist` from the hyperplane w.x + b = 0."""
-    rng = np.random.default_rng(seed)
-    base = rng.normal(size=(dist.shape[0], _D))
-    w, b = np.asarray(_W, np.float64), float(_B)
-    base -= ((base @ w + b) / _WNORM**2)[:, None] * w[None, :]
-    return (base + dist[:, None] * (w / _WNORM)[None, :]).astype(np.float32)
+    return points_at_distances((_W, _B), dist, seed)
 
 
 def _truth(xs):
-    z = np.asarray(xs, np.float64) @ np.asarray(_W, np.float64) + float(_B)
-    return (z > 0).astype(int), np.abs(z) / _WNORM
+    return linear_truth((_W, _B), xs)
 
 
 def _simple_rule(n_max, width=3.0, start=10):
@@ -165,7 +158,7 @@ def test_one_vs_four_devices():
 class TestCertifySequential:
     """The whole pipeline on the linear model (exact smoothed classifier and radius)."""
 
-    SIGMA, ALPHA, N_MAX, COUNT = 0.5, 0.05, 4000, 3000
+    SIGMA, ALPHA, N_MAX, COUNT = 0.5, 0.05, 4000, 2000
 
     def _inputs(self):
         rng = np.random.default_rng(17)
