@@ -27,7 +27,9 @@ QUICK_MODELS = "quick-models"
 # on 2 cores, mostly XLA compiles of a model, a release or an attack loop. They are marked
 # slow here so that `pytest -m "not slow"` stays an inner loop of about a minute; `.ci/run`
 # runs them all. Several keep a cheaper sibling in the fast set (another parameter of the same
-# test, a smaller model); the rest are checked only by the full run.
+# test, a smaller model); the rest are checked only by the full run. The sequential
+# certification tests listed here (>= 3 s each) keep their cheaper siblings in the fast set
+# (lanes and slots, input order, bad inputs, the tables' statistics).
 MARKED_SLOW = frozenset({
     "rpjax/_src/attacks/mi_face.py::rpjax._src.attacks.mi_face.mi_face_pixels",
     "tests/test_bad_inputs.py::test_bad_input[logits_inf_certify]",
@@ -90,8 +92,19 @@ MARKED_SLOW = frozenset({
     "tests/test_release.py::QuerierViewTest::test_different_secrets_give_different_noise",
     "tests/test_release.py::QuerierViewTest::test_label_only0",
     "tests/test_release.py::QuerierViewTest::test_secret_comes_from_the_os_and_is_not_printed",
+    "tests/test_release.py::test_an_answer_costs_the_same_whatever_the_input[always_label]",
+    "tests/test_release.py::test_an_answer_costs_the_same_whatever_the_input[certify]",
     "tests/test_release.py::test_predict_threshold_table_matches_the_binomial_test[257-0.05]",
     "tests/test_release.py::test_releases_differing_only_in_floats_share_fn",
+    "tests/test_sequential.py::TestCertifySequential::test_adversarial_stopping_through_the_scheduler",
+    "tests/test_sequential.py::TestCertifySequential::test_decision_uses_far_fewer_samples_than_fixed_n",
+    "tests/test_sequential.py::TestCertifySequential::test_method_cohen_is_the_default_and_unchanged",
+    "tests/test_sequential.py::TestCertifySequential::test_nan_logits_abstain_with_a_warning",
+    "tests/test_sequential.py::TestCertifySequential::test_wrong_certificates_within_alpha[0.25]",
+    "tests/test_sequential.py::TestCertifySequential::test_wrong_certificates_within_alpha[None]",
+    "tests/test_sequential.py::TestScheduler::test_a_rule_that_never_stops_early_is_sample_counts",
+    "tests/test_sequential.py::TestScheduler::test_counts_equal_the_fixed_n_kernel_over_the_same_samples",
+    "tests/test_sequential.py::TestScheduler::test_results_do_not_depend_on_lanes_or_slots[None-None]",
 })
 
 
