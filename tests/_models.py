@@ -57,3 +57,20 @@ def linear_truth(params, xs):
     w, b = np.asarray(params[0], np.float64), float(params[1])
     z = np.asarray(xs, np.float64) @ w + b
     return (z > 0).astype(int), np.abs(z) / np.linalg.norm(w)
+
+
+def run_on_four_devices(script: str) -> dict:
+    """Runs `script` (Python source; `{tests}` is replaced by this folder) in a subprocess with
+    4 simulated CPU devices and returns the JSON object on its last stdout line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", script.format(tests=tests)], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

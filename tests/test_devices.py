@@ -1,9 +1,5 @@
 """Counts are identical on 1 and 4 (simulated) devices."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -11,7 +7,7 @@ import pytest
 
 import rpjax
 
-from _models import linear_apply, random_linear
+from _models import linear_apply, random_linear, run_on_four_devices
 
 _SCRIPT = textwrap.dedent("""
     import json, sys
@@ -19,7 +15,7 @@ _SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import rpjax
     from rpjax._src.smoothing import sample_counts_and_invalid
-    from _models import linear_apply, random_linear
+    from _models import linear_apply, random_linear, run_on_four_devices
     assert len(jax.devices()) == 4, jax.devices()
     params = random_linear(3, seed=0)
     xs = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)
@@ -47,13 +43,7 @@ _SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_one_vs_four_devices():
-    tests = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT.format(tests=tests)], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_on_four_devices(_SCRIPT)
     assert out["one"] == out["four"]
     invalid = out["four"]["invalid"]
     assert invalid[0] == 1003 and invalid[1] == 0 and 0 < invalid[2] < 1003, invalid

@@ -10,10 +10,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -27,7 +23,13 @@ import rpjax
 from rpjax._src import sequential as _sequential
 from rpjax._src.certify import sequential_bounds
 
-from _models import linear_apply, linear_truth, points_at_distances, random_linear
+from _models import (
+    linear_apply,
+    linear_truth,
+    points_at_distances,
+    random_linear,
+    run_on_four_devices,
+)
 
 _D = 4
 _W, _B = random_linear(_D, seed=21)
@@ -143,13 +145,7 @@ _DEVICES_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_one_vs_four_devices():
-    tests = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT.format(tests=tests)], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_on_four_devices(_DEVICES_SCRIPT)
     assert out["one"] == out["four"]
     ref = _run(chunk_size=36, slots=5)  # and this single-device process agrees
     assert out["one"]["counts"] == ref.counts.tolist() and out["one"]["n"] == ref.n.tolist()
