@@ -135,8 +135,8 @@ def _imports(path: pathlib.Path) -> list[tuple[int, str]]:
 def _allowed(module: str, own: str | None) -> bool:
     if module in PUBLIC:
         return True
-    if module == "rpjax._src.validate":  # argument checks, no engine state
-        return True
+    if module in ("rpjax._src.validate", "rpjax._src.durable"):
+        return True  # argument checks and atomic file writes: no engine state
     return own is not None and (module == own or module.startswith(own + "."))
 
 
