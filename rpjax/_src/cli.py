@@ -57,6 +57,118 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+# `rpjax certify`'s settings and their defaults; with --resume, a setting not given on the
+# command line is taken from the run's config.json instead
+CERTIFY_DEFAULTS: dict[str, object] = {
+    "model": None, "data": None, "sigma": None, "checkpoint": None, "inputs_key": None,
+    "labels_key": None, "num_classes": None, "n0": 100, "n": 100_000, "alpha": 1e-3, "seed": 0,
+    "method": "cohen", "radius": None, "tolerance": None, "common_noise": False, "block": 256,
+}
+
+
+def _certify_settings(args: argparse.Namespace) -> dict[str, object]:
+    from rpjax._src import runs
+
+    given = {k: getattr(args, k) for k in CERTIFY_DEFAULTS if getattr(args, k) is not None}
+    if args.resume:
+        old = runs.read_config(args.out).to_json()
+        settings = {k: old.get(k) for k in CERTIFY_DEFAULTS} | given
+    else:
+        settings = CERTIFY_DEFAULTS | given
+        missing = [f"--{k}" for k in ("model", "data", "sigma") if settings[k] is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} required (or --resume with an existing "
+                             "--out).")
+    return settings
+
+
+def _distributed(args: argparse.Namespace) -> None:
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in explicit):
+        return
+    import jax
+
+    if any(v is None for v in explicit) and any(v is not None for v in explicit):
+        raise ValueError("give all of --coordinator, --num-processes and --process-id, or "
+                         "none (--distributed alone auto-detects them on TPU pods, Slurm and "
+                         "from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).")
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
+
+
+def _certify(args: argparse.Namespace) -> int:
+    from rpjax._src import durable
+
+    existed = os.path.isdir(args.out)
+    if args.resume and not os.path.isfile(os.path.join(args.out, "config.json")):
+        raise ValueError(f"--resume: no rpjax certify run in {args.out} (no config.json).")
+    durable.check_output_dir("--out", args.out)  # before any import of the model or data
+    try:
+        return _certify_in(args)
+    except (ValueError, TypeError):
+        if not existed and os.path.isdir(args.out) and not os.listdir(args.out):
+            os.rmdir(args.out)  # nothing a later resume could mistake for a run
+        raise
+
+
+def _certify_in(args: argparse.Namespace) -> int:
+    import signal
+
+    _distributed(args)
+    import jax
+
+    from rpjax._src import runs
+
+    settings = _certify_settings(args)
+    config, apply_fn, params, inputs, labels = runs.make_config(**settings)
+    devices = jax.local_devices()
+    if args.devices is not None:
+        if not 1 <= args.devices <= len(devices):
+            raise ValueError(f"--devices must be in [1, {len(devices)}] (local devices), got "
+                             f"{args.devices}.")
+        devices = devices[:args.devices]
+
+    def interrupted(signum, frame):  # SIGTERM: stop like Ctrl-C; committed blocks stay
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    quiet = jax.process_index() != 0
+    summary = runs.certify_run(
+        config, args.out, apply_fn, params, inputs, labels, devices=devices,
+        batch_size=args.batch_size, chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+        log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+    if summary is not None:
+        _print_summary(args.out, summary)
+    return 0
+
+
+def _print_summary(run_dir: str, summary: dict) -> None:
+    key = "certified_accuracy" if summary["labels"] else "certified_fraction"
+    print(f"\n{run_dir}: {summary['inputs']} of {summary['num_inputs']} inputs"
+          f"{'' if summary['complete'] else ' (partial)'}; sigma {summary['sigma']:g}, "
+          f"n0 {summary['n0']}, n {summary['n']:,}, alpha {summary['alpha']:g}, "
+          f"{summary['method']}")
+    print(f"{summary['measure']} by radius:")
+    print("  " + "  ".join(f"{p['radius']:.3g}:{p['fraction']:.3f}" for p in summary[key]))
+    if summary["inputs"]:
+        t = summary["throughput"]
+        print(f"average certified radius {summary['average_certified_radius']:.4g}, abstain "
+              f"rate {summary['abstain_rate']:.3f}, samples per input "
+              f"{summary['samples']['per_input_mean']:,.0f}")
+        if t["seconds"]:
+            print(f"{t['inputs_per_second']:.3g} inputs/s, "
+                  f"{t['forward_passes_per_second']:.3g} forward passes/s per process")
+    print(f"wrote {os.path.join(run_dir, 'rows.jsonl')}, summary.json, certified_accuracy.png")
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    from rpjax._src import runs
+
+    _print_summary(args.run, runs.summarize(args.run))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `rpjax` command (kept importable for docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -114,6 +226,59 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inversion: the attacker's generator prior (default pca)")
     rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
     rep.set_defaults(func=_reproduce)
+
+    cert = sub.add_parser(
+        "certify", help="certify every input of a data file with your model (resumable)",
+        description="Certify every input of a .npy/.npz file with a model from a factory. "
+                    "Rows are committed to OUT/ in fsynced blocks; rerunning the command (or "
+                    "--resume) continues an interrupted run; a different configuration is "
+                    "refused. Under jax.distributed every process takes its share of blocks.")
+    cert.add_argument("--model", help="MODULE:FACTORY (or path/to/file.py:FACTORY); the "
+                      "factory returns (apply_fn, params) or a flax.nnx.Module")
+    cert.add_argument("--checkpoint", help="restore the parameters from this orbax directory")
+    cert.add_argument("--data", help=".npy (inputs) or .npz (inputs and optional labels), "
+                      "memory-mapped")
+    cert.add_argument("--inputs-key", help="the inputs' array in a .npz (default x)")
+    cert.add_argument("--labels-key", help="the labels' array in a .npz (default y if present)")
+    cert.add_argument("--sigma", type=float, help="noise std, in the inputs' units")
+    cert.add_argument("--n0", type=int, help="selection samples (default 100)")
+    cert.add_argument("--n", type=int, help="estimation samples, n_max with --method "
+                      "sequential (default 100000)")
+    cert.add_argument("--alpha", type=float, help="failure probability (default 0.001)")
+    cert.add_argument("--num-classes", type=int, help="classes (default: the model's logits)")
+    cert.add_argument("--seed", type=int, help="PRNG seed of the noise (default 0)")
+    cert.add_argument("--method", choices=["cohen", "sequential"],
+                      help="cohen: n samples per input (default); sequential: stop each input "
+                           "once decided")
+    cert.add_argument("--radius", type=float, help="sequential: decide robustness at this "
+                      "radius (default: the largest radius, with a budget)")
+    cert.add_argument("--tolerance", type=float, help="sequential, no --radius: the budget "
+                      "rule's tolerance (default 0.02)")
+    cert.add_argument("--common-noise", action="store_const", const=True, default=None,
+                      help="the same noise draws for every input")
+    cert.add_argument("--block", type=int, help="inputs per committed block (default 256)")
+    cert.add_argument("--batch-size", type=int, help="inputs per device step (speed only)")
+    cert.add_argument("--chunk-size", type=int, help="samples per device step (speed only)")
+    cert.add_argument("--devices", type=int, help="local devices to use (default all)")
+    cert.add_argument("--out", required=True, help="the run directory")
+    cert.add_argument("--resume", action="store_true",
+                      help="continue the run in --out; settings not given come from its "
+                           "config.json (an existing run is continued without it too)")
+    cert.add_argument("--distributed", action="store_true",
+                      help="jax.distributed.initialize() with auto-detection (TPU pods, "
+                           "Slurm, JAX_COORDINATOR_ADDRESS etc.)")
+    cert.add_argument("--coordinator", help="multi-process: coordinator HOST:PORT")
+    cert.add_argument("--num-processes", type=int, help="multi-process: number of processes")
+    cert.add_argument("--process-id", type=int, help="multi-process: this process's index")
+    cert.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    cert.set_defaults(func=_certify)
+
+    summ = sub.add_parser(
+        "summarize", help="rewrite a certify run's rows.jsonl, summary.json and plot",
+        description="Rewrite RUN/rows.jsonl, RUN/summary.json and RUN/certified_accuracy.png "
+                    "from the committed rows of a certify run (complete or not).")
+    summ.add_argument("run", help="the run directory")
+    summ.set_defaults(func=_summarize)
     return parser
 
 
@@ -129,6 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as err:
         print(f"rpjax: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("rpjax: interrupted; committed work is kept (rerun the same command to resume).",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

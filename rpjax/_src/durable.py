@@ -32,6 +32,12 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path to write; on a clean exit it replaces `path` atomically.
@@ -47,6 +53,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     suffix = os.path.splitext(base)[1]
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + suffix, dir=directory)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a file written here gets 0644
     try:
         yield tmp
         with open(tmp, "rb+") as f:

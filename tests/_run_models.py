@@ -1,0 +1,98 @@
+"""Model factories for `rpjax certify` tests (`--model tests/_run_models.py:NAME`)."""
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+DIM = 6
+CLASSES = 3
+
+
+def _weights():
+    rng = np.random.default_rng(7)
+    return (jnp.asarray(rng.normal(size=(DIM, CLASSES)), jnp.float32),
+            jnp.asarray(rng.normal(size=CLASSES), jnp.float32))
+
+
+def linear_apply(params, x):
+    """Three-class linear logits x @ W + b, x `[b, DIM]`."""
+    w, b = params
+    return x.reshape(x.shape[0], -1) @ w + b
+
+
+def linear():
+    """`(apply_fn, params)` of a fixed three-class linear model on `[DIM]` inputs."""
+    return linear_apply, _weights()
+
+
+def _sleep(x):
+    time.sleep(float(os.environ.get("RPJAX_TEST_SLEEP", "0.02")))
+    return np.zeros((), np.float32)
+
+
+def slow_apply(params, x):
+    """`linear_apply` that sleeps RPJAX_TEST_SLEEP seconds per call (so a test can kill a run
+    between two committed blocks)."""
+    pause = jax.pure_callback(_sleep, jax.ShapeDtypeStruct((), jnp.float32), x[0, 0])
+    return linear_apply(params, x) + pause
+
+
+def slow():
+    """The linear model, slowed down."""
+    return slow_apply, _weights()
+
+
+class Linear(nnx.Module):
+    """The same model as an NNX module."""
+
+    def __init__(self):
+        w, b = _weights()
+        self.w = nnx.Param(w)
+        self.b = nnx.Param(b)
+
+    def __call__(self, x):
+        return x.reshape(x.shape[0], -1) @ self.w[...] + self.b[...]
+
+
+def module():
+    """An NNX module factory."""
+    return Linear()
+
+
+def wrong():
+    """Returns neither (apply_fn, params) nor a module."""
+    return 42
+
+
+def raises():
+    """A factory that fails."""
+    raise RuntimeError("weights not found")
+
+
+def other_shape():
+    """Logits for inputs of 5 features: does not fit the `[DIM]` data."""
+    w = jnp.ones((5, CLASSES), jnp.float32)
+    return (lambda p, x: x @ p), w
+
+
+def data(path, num, *, seed=0, labels=True, dim=DIM):
+    """Writes `num` inputs (and labels of the model's own argmax, mostly) as an .npz."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(num, dim)).astype(np.float32)
+    arrays = {"x": x}
+    if labels:
+        w, b = _weights()
+        arrays["y"] = np.asarray(np.argmax(x @ np.asarray(w) + np.asarray(b), axis=1),
+                                 np.int64)
+    np.savez(path, **arrays)
+    return path
+
+
+def wide():
+    """A two-class linear model on 512 features (the memory test's data)."""
+    w = jnp.asarray(np.linspace(-1, 1, 512), jnp.float32)
+    return (lambda p, x: jnp.stack([x @ p, -(x @ p)], axis=-1)), w

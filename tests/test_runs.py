@@ -1,0 +1,374 @@
+"""`rpjax certify` / `rpjax summarize`: durable runs that resume, refuse and scale out.
+
+Every check compares rows with a reference that cannot share the bug under test: the rows of
+`rpjax.certify` called once on the whole data set with the same key and ids, or the rows of an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import _run_models as models
+import jax
+import numpy as np
+import pytest
+
+import rpjax
+from rpjax._src import cli, runs
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+MODEL = os.path.join(TESTS, "_run_models.py")
+DETERMINISTIC = ("index", "block", "label", "predict", "correct", "radius", "pa_lower", "top",
+                 "count", "n", "counts")
+
+
+def _cli(*argv: str) -> int:
+    return cli.main(list(argv))
+
+
+def _certify_args(data, out, *extra, model="linear", sigma="0.5", n="400", block="4"):
+    return ["certify", "--model", f"{MODEL}:{model}", "--data", str(data), "--sigma", sigma,
+            "--n", n, "--n0", "20", "--block", block, "--out", str(out), "--no-progress",
+            *extra]
+
+
+def _rows(run_dir) -> list[dict]:
+    with open(os.path.join(run_dir, "rows.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def _deterministic(rows):
+    return [{k: r[k] for k in DETERMINISTIC} for r in rows]
+
+
+def _env(**extra):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **extra}
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS, env.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return models.data(str(tmp_path_factory.mktemp("data") / "d.npz"), 30)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """An uninterrupted run (blocks of 4) of the linear model on the 30 inputs."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert _cli(*_certify_args(data, out)) == 0
+    return out
+
+
+def test_rows_equal_one_certify_call_on_the_whole_data(data, reference):
+    """Each row is what `rpjax.certify` gives that input with its index as id, whatever block
+    it was certified in."""
+    z = np.load(data)
+    apply_fn, params = models.linear()
+    cert = rpjax.certify(apply_fn, params, z["x"], jax.random.key(0), num_classes=3,
+                         sigma=0.5, n=400, n0=20, alpha=1e-3, ids=np.arange(30))
+    rows = _rows(reference)
+    assert [r["index"] for r in rows] == list(range(30))
+    np.testing.assert_array_equal([r["predict"] for r in rows], cert.label)
+    np.testing.assert_array_equal([r["radius"] for r in rows], cert.radius)
+    np.testing.assert_array_equal([r["pa_lower"] for r in rows], cert.pa_lower)
+    dense = np.zeros((30, 3), np.int64)
+    for i, r in enumerate(rows):
+        for c, k in r["counts"]:
+            dense[i, c] = k
+    np.testing.assert_array_equal(dense, cert.counts)
+    np.testing.assert_array_equal([r["label"] for r in rows], z["y"])
+    summary = json.load(open(os.path.join(reference, "summary.json")))
+    assert summary["complete"] and summary["inputs"] == 30
+    correct = np.array([r["correct"] for r in rows]) & (cert.label >= 0)
+    assert summary["certified_accuracy"][0]["fraction"] == pytest.approx(correct.mean())
+    assert summary["average_certified_radius"] == pytest.approx(
+        float(np.mean(cert.radius * correct)))
+    assert os.path.getsize(os.path.join(reference, "certified_accuracy.png")) > 1000
+
+
+def test_rows_do_not_depend_on_block_size_or_devices(data, tmp_path):
+    out = tmp_path / "b7"
+    config, apply_fn, params, inputs, labels = runs.make_config(
+        model=f"{MODEL}:linear", data=data, sigma=0.5, n0=20, n=400, alpha=1e-3, block=7)
+    runs.certify_run(config, str(out), apply_fn, params, inputs, labels,
+                     devices=jax.local_devices()[:1], progress=False)
+    ref = runs.make_config(model=f"{MODEL}:linear", data=data, sigma=0.5, n0=20, n=400,
+                           alpha=1e-3, block=30)
+    runs.certify_run(ref[0], str(tmp_path / "b30"), *ref[1:], progress=False)
+    cols = [k for k in DETERMINISTIC if k != "block"]
+    assert [{k: r[k] for k in cols} for r in _rows(out)] == [
+        {k: r[k] for k in cols} for r in _rows(tmp_path / "b30")]
+
+
+def _committed(part, config):
+    return runs.scan_part(part, config).blocks
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(data, reference, tmp_path):
+    """kill -9 after some blocks are committed; rerunning the same command finishes the run:
+    no input missing, none twice, the same counts and radii."""
+    out = tmp_path / "run"
+    argv = _certify_args(data, out, model="slow")
+    proc = subprocess.Popen([sys.executable, "-m", "rpjax._src.cli", *argv],
+                            env=_env(RPJAX_TEST_SLEEP="0.05"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    part = runs.part_path(str(out), 0)
+    deadline = time.time() + 120
+    config = None
+    while time.time() < deadline and proc.poll() is None:
+        if config is None and os.path.isfile(out / "config.json"):
+            config = runs.read_config(str(out))
+        if config is not None and len(_committed(part, config)) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _committed(part, config)
+    assert 2 <= len(done) < config.num_blocks, "the kill must land mid-run"
+    assert not os.path.exists(out / "summary.json")
+    # rerun the same command (no --resume needed); the slow model's rows equal the fast one's
+    assert _cli(*argv) == 0
+    rows = _rows(out)
+    assert [r["index"] for r in rows] == list(range(30))
+    assert _deterministic(rows) == _deterministic(_rows(reference))
+    # the part file holds each block once
+    with open(part, encoding="utf-8") as f:
+        indices = [json.loads(line)["index"] for line in f]
+    assert sorted(indices) == list(range(30))
+
+
+def test_a_torn_block_is_discarded_on_resume(data, reference, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    for name in ("rows.jsonl", "summary.json", "certified_accuracy.png"):
+        os.remove(out / name)
+    part = runs.part_path(str(out), 0)
+    blob = open(part, "rb").read()
+    lines = blob.split(b"\n")
+    # cut in the middle of the 14th row: blocks 0-2 (rows 0-11) stay committed, block 3 is torn
+    cut = len(b"\n".join(lines[:13])) + 1 + len(lines[13]) // 2
+    with open(part, "rb+") as f:
+        f.truncate(cut)
+    config = runs.read_config(str(out))
+    scan = runs.scan_part(part, config)
+    assert sorted(scan.blocks) == [0, 1, 2]
+    assert scan.committed_bytes == len(b"\n".join(lines[:12])) + 1 < scan.size
+    assert _cli("certify", "--resume", "--out", str(out), "--no-progress") == 0
+    assert _deterministic(_rows(out)) == _deterministic(_rows(reference))
+    with open(part, encoding="utf-8") as f:  # the torn tail was cut off, not kept
+        assert sorted(json.loads(line)["index"] for line in f) == list(range(30))
+
+
+def test_garbage_after_the_last_block_is_cut_off(data, reference, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    part = runs.part_path(str(out), 0)
+    with open(part, "ab") as f:
+        f.write(b'{"index": 0, "block": 0, "lab')
+    config = runs.read_config(str(out))
+    assert len(runs.scan_part(part, config).blocks) == config.num_blocks
+    assert _cli(*_certify_args(data, out)) == 0
+    assert _deterministic(_rows(out)) == _deterministic(_rows(reference))
+    assert open(part, "rb").read().endswith(b"\n")
+
+
+def test_a_changed_configuration_is_refused(data, reference, tmp_path, capsys):
+    before = sorted(os.listdir(reference))
+    parts = open(runs.part_path(str(reference), 0), "rb").read()
+    assert _cli(*_certify_args(data, reference, sigma="0.25")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "different configuration" in err
+    assert "sigma 0.5 -> 0.25" in err
+    # the same path with other contents: refused by the data hash
+    other = tmp_path / "d.npz"
+    models.data(str(other), 30, seed=1)
+    moved = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(reference, moved)
+    cfg = json.load(open(moved / "config.json"))
+    cfg["data"] = str(other)
+    (moved / "config.json").write_text(json.dumps(cfg))
+    assert _cli("certify", "--resume", "--out", str(moved), "--no-progress") == 2
+    assert "data_sha256" in capsys.readouterr().err
+    assert _cli("certify", "--resume", "--out", str(reference), "--n", "800",
+                "--no-progress") == 2
+    assert "n 400 -> 800" in capsys.readouterr().err
+    assert sorted(os.listdir(reference)) == before  # nothing was touched
+    assert open(runs.part_path(str(reference), 0), "rb").read() == parts
+
+
+def test_summarize_rebuilds_the_outputs_from_the_parts(reference, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    expected = json.load(open(out / "summary.json"))
+    for name in ("rows.jsonl", "summary.json", "certified_accuracy.png"):
+        os.remove(out / name)
+    assert _cli("summarize", str(out)) == 0
+    assert _rows(out) == _rows(reference)
+    assert json.load(open(out / "summary.json")) == expected
+    assert "certified accuracy" in capsys.readouterr().out
+
+
+def test_npy_without_labels_nnx_factory_and_sequential(tmp_path):
+    x = np.load(models.data(str(tmp_path / "d.npz"), 12))["x"]
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "run"
+    assert _cli(*_certify_args(tmp_path / "x.npy", out, model="module")) == 0
+    rows = _rows(out)
+    assert all(r["label"] is None and r["correct"] is None for r in rows)
+    summary = json.load(open(out / "summary.json"))
+    assert not summary["labels"] and "certified_fraction" in summary
+    # the NNX factory computes the same function as the (apply_fn, params) one
+    ref = tmp_path / "ref"
+    assert _cli(*_certify_args(tmp_path / "x.npy", ref)) == 0
+    assert _deterministic(rows) == _deterministic(_rows(ref))
+    seq = tmp_path / "seq"
+    assert _cli(*_certify_args(tmp_path / "x.npy", seq, "--method", "sequential",
+                               "--radius", "0.2", n="2000")) == 0
+    srows = _rows(seq)
+    assert {r["decision"] for r in srows} <= {-1, 0, 1}
+    assert all(r["n"] <= 2000 for r in srows)
+    assert all((r["radius"] >= 0.2) == (r["decision"] == 1) for r in srows)
+
+
+def _bad_data(tmp_path, kind):
+    path = tmp_path / f"{kind}.npz"
+    x = np.random.default_rng(0).normal(size=(8, models.DIM)).astype(np.float32)
+    y = np.zeros(8, np.int64)
+    if kind == "nan":
+        x[5, 2] = np.nan
+    if kind == "rank":
+        x = x[:, 0]
+    if kind == "labels":
+        y[3] = 7
+    np.savez(path, x=x, y=y)
+    return path
+
+
+@pytest.mark.parametrize("model, kind, pattern", [
+    ("nosuchmodule_xyz:make", None, r"--model nosuchmodule_xyz:make: cannot import"),
+    ("linear_no_colon", None, r"--model must be MODULE:FACTORY"),
+    ("FILE:missing", None, r"has no callable 'missing'"),
+    ("FILE:wrong", None, r"must return \(apply_fn, params\) or a flax.nnx.Module, got int"),
+    ("FILE:raises", None, r"the factory raised RuntimeError: weights not found"),
+    ("FILE:other_shape", None, r"cannot be applied to the data's inputs of shape \[b, 6\]"),
+    ("FILE:linear", "nan", r"not finite \(NaN or inf\) at index 5"),
+    ("FILE:linear", "rank", r"must have shape \[N, \*input_shape\].*rank >= 2"),
+    ("FILE:linear", "labels", r"labels 'y' must lie in \[0, 3\), got 7 at index 3"),
+    ("FILE:linear", "missing", r"--data .*: no such file"),
+])
+def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, capsys, model, kind, pattern):
+    data = (tmp_path / "none.npz" if kind == "missing" else
+            _bad_data(tmp_path, kind) if kind else models.data(str(tmp_path / "d.npz"), 8))
+    out = tmp_path / "run"
+    argv = _certify_args(data, out, model=model.split(":")[1] if model.startswith("FILE") else "")
+    argv[2] = model.replace("FILE", MODEL)
+    assert _cli(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("rpjax: error: ")
+    assert __import__("re").search(pattern, err), err
+    assert not out.exists()  # nothing a later resume could trust
+
+
+def test_unwritable_out_fails_at_once(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):
+        t0 = time.perf_counter()
+        assert _cli(*_certify_args(tmp_path / "d.npz", out)) == 2
+        assert time.perf_counter() - t0 < 1.0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--out" in err, err
+    assert _cli("certify", "--resume", "--out", str(tmp_path / "nothing")) == 2
+    assert "no rpjax certify run" in capsys.readouterr().err
+
+
+def test_a_directory_that_is_not_a_run_is_refused(data, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert _cli(*_certify_args(data, tmp_path)) == 2
+    assert "not empty and holds no rpjax certify run" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_equal_one(data, reference, tmp_path):
+    """2 CPU processes (2 simulated devices each) on jax.distributed: each certifies its share
+    of blocks into its own part file; process 0 merges. Rows equal the single-process run's."""
+    out = tmp_path / "run"
+    port = _free_port()
+    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "rpjax._src.cli",
+         *_certify_args(data, out, "--coordinator", f"127.0.0.1:{port}", "--num-processes",
+                        "2", "--process-id", str(k))],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for k in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()[-3000:]
+    assert _deterministic(_rows(out)) == _deterministic(_rows(reference))
+    config = runs.read_config(str(out))
+    shares = [set(runs.scan_part(runs.part_path(str(out), k), config).blocks) for k in (0, 1)]
+    assert shares[0] and shares[1] and not shares[0] & shares[1]
+    assert shares[0] | shares[1] == set(range(config.num_blocks))
+    times = [json.loads(line) for k in (0, 1)
+             for line in open(runs.part_path(str(out), k, "times"))]
+    assert {t["devices"] for t in times} == {2}
+
+
+RSS_SCRIPT = """
+import resource, sys
+import numpy as np
+from rpjax._src import runs
+config, apply_fn, params, inputs, labels = runs.make_config(
+    model={model!r}, data=sys.argv[1], sigma=0.5, n0=1, n=2, alpha=0.1, block=5000)
+runs.certify_run(config, sys.argv[2], apply_fn, params, inputs, labels, progress=False,
+                 chunk_size=4096)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_memory_mapped_data_set_streams_with_bounded_memory(tmp_path):
+    """10^5 inputs of 512 float32 (205 MB) stream through a run (blocks of 5000) whose peak RSS
+    is within a quarter of the extra data of one of 2 * 10^4 inputs: a block at a time is
+    resident, never the data set."""
+    def peak(num, name):
+        x = np.lib.format.open_memmap(tmp_path / f"{name}.npy", mode="w+", dtype=np.float32,
+                                      shape=(num, 512))
+        x[:] = 0.01
+        x.flush()
+        del x
+        proc = subprocess.run(
+            [sys.executable, "-c", RSS_SCRIPT.format(model=f"{MODEL}:wide"),
+             str(tmp_path / f"{name}.npy"), str(tmp_path / f"{name}-run")],
+            env=_env(), capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with open(tmp_path / f"{name}-run" / "rows.jsonl", encoding="utf-8") as f:
+            assert [json.loads(line)["index"] for line in f] == list(range(num))
+        return int(proc.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB
+
+    small, large = peak(20_000, "small"), peak(100_000, "large")
+    more = (100_000 - 20_000) * 512 * 4  # 164 MB more data, the same block size
+    assert large - small < more / 4, (small, large)
