@@ -11,6 +11,7 @@ undecodable bytes, image layouts) is `tests/test_bad_inputs_data.py`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -282,6 +283,17 @@ CLI_ROWS = [
                              "--no-progress"], Exits("radius must be finite and >= 0")),
     ("cli_quick_and_full", ["reproduce", "rap", "--quick", "--full"],
      Exits("at most one of --quick and --full")),
+    # destinations, checked before any work (tests/test_durable.py: with timings, previous runs)
+    ("cli_out_is_a_file", ["reproduce", "rap", "--out", os.devnull],
+     Exits("--out must be a directory, but .* is a file")),
+    ("cli_out_under_a_file", ["reproduce", "rap", "--out", os.path.join(os.devnull, "run")],
+     Exits("--out: cannot create .*, since .* is not a directory")),
+    ("cli_cache_dir_is_a_file", ["reproduce", "rap", "--cache-dir", os.devnull],
+     Exits("--cache-dir must be a directory")),
+    ("cli_json_is_a_directory", ["certify-demo", "--json", os.curdir, "--no-progress"],
+     Exits("--json must be a file path, but .* is a directory")),
+    ("cli_json_under_a_file", ["certify-demo", "--json", os.path.join(os.devnull, "r.json")],
+     Exits(r"--json \(its directory\) must be a directory")),
 ]
 
 def _check(trigger, expect):

@@ -9,6 +9,10 @@ from collections.abc import Sequence
 
 
 def _certify_demo(args: argparse.Namespace) -> int:
+    from rpjax._src import durable
+
+    if args.json:  # before the imports and the training: a bad destination fails at once
+        durable.check_output_file("--json", args.json, create=False)
     import numpy as np
 
     from rpjax._src import validate as _validate
@@ -43,15 +47,20 @@ def _certify_demo(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from rpjax._src.experiments import reproduce
+    from rpjax._src.experiments import outdir  # light; `reproduce` imports the experiments
 
     if args.quick and args.full:
         raise ValueError("give at most one of --quick and --full.")
     cache = None if args.no_cache else (args.cache_dir or os.path.join(args.out, "cache"))
+    # before the imports and any training: a bad destination or a previous run fails at once
+    outdir.check(args.out, cache, overwrite=args.overwrite,
+                 names=("--out", "--cache-dir", "--overwrite"))
+    from rpjax._src.experiments import reproduce
+
     preset = "quick" if args.quick else "full" if args.full else "default"
     summary = reproduce.reproduce([args.experiment], preset=preset, out=args.out,
                                   cache_dir=cache, augment=args.augment, prior=args.prior,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, overwrite=args.overwrite)
     print(f"{summary['seconds']['total']:.1f} s in all; wrote "
           f"{os.path.join(args.out, 'report.md')} and {os.path.join(args.out, 'summary.json')}")
     return 0
@@ -169,6 +178,11 @@ def _summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+# = rpjax._src.experiments.reproduce.EXPERIMENTS (tests/test_durable.py checks), written out so
+# that parsing, and failing on bad arguments, does not import the experiments (about 1 s)
+_REPRODUCE_EXPERIMENTS = ("rap", "attacks", "inversion", "frontier", "distillation")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `rpjax` command (kept importable for docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -203,10 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce", help="run the paper's experiments on the bundled data",
         description="Run the paper's experiments on the bundled data; write OUT/report.md, "
                     "OUT/summary.json, and each experiment's JSON, CSV, Markdown and plots "
-                    "under OUT/<experiment>/.")
-    from rpjax._src.experiments.reproduce import EXPERIMENTS
-
-    rep.add_argument("experiment", nargs="?", default="all", choices=["all", *EXPERIMENTS],
+                    "under OUT/<experiment>/, each file atomically. An OUT holding a previous "
+                    "run is refused unless --overwrite is given.")
+    rep.add_argument("experiment", nargs="?", default="all",
+                     choices=["all", *_REPRODUCE_EXPERIMENTS],
                      help="which experiment (default: all; frontier reuses inversion's sweep "
                           "when run together, else runs it first)")
     rep.add_argument("--quick", action="store_true",
@@ -217,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--cache-dir", default=None,
                      help="trained-model cache (default OUT/cache)")
     rep.add_argument("--no-cache", action="store_true", help="always retrain")
+    rep.add_argument("--overwrite", action="store_true",
+                     help="replace a previous run in OUT (its report, summary and experiment "
+                          "folders; the cache is kept)")
     rep.add_argument("--augment", action="store_true",
                      help="rap: smooth base models trained with Gaussian augmentation at each "
                           "sigma (default: smooth the undefended base model, as the paper); "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 
@@ -33,9 +34,26 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 
 def _umask() -> int:
-    mask = os.umask(0o22)
-    os.umask(mask)
-    return mask
+    """The process's umask (read from /proc where it can be, so no thread sees it changed)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - systems without /proc
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
+
+
+def _new_file_mode(path: str) -> int:
+    """The permission bits `open(path, "w")` would leave: the existing file's, else 0o666 less
+    the umask (a temporary file is created 0o600)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -43,8 +61,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path to write; on a clean exit it replaces `path` atomically.
 
     The temporary file sits in `path`'s directory (so the rename never crosses file systems)
-    and keeps `path`'s suffix (so e.g. matplotlib infers the format). If the block raises, the
-    temporary file is removed and `path` is untouched.
+    and keeps `path`'s suffix (so e.g. matplotlib infers the format). The new file gets the
+    permission bits `open(path, "w")` would give it (an existing file's, else 0o666 less the
+    umask). If the block raises, the temporary file is removed and `path` is untouched.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -53,10 +72,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     suffix = os.path.splitext(base)[1]
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + suffix, dir=directory)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a file written here gets 0644
     try:
         yield tmp
         with open(tmp, "rb+") as f:
+            os.chmod(tmp, _new_file_mode(path))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -87,29 +106,57 @@ def append_durably(path: str | os.PathLike, data: bytes) -> int:
         return f.tell()
 
 
-def check_output_dir(name: str, path: str | os.PathLike) -> str:
+def _nearest_existing(path: str) -> str:
+    """`path` or its nearest ancestor that exists."""
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def _probe(directory: str) -> None:
+    """Creates and removes a temporary file in `directory` (raises OSError if it cannot)."""
+    fd, probe = tempfile.mkstemp(prefix=".rpjax-probe.", dir=directory)
+    os.close(fd)
+    os.remove(probe)
+
+
+def check_output_dir(name: str, path: str | os.PathLike, *, create: bool = True) -> str:
     """Checks, before any work, that `path` is (or can be made) a writable directory.
 
-    Creates it if missing and probes it with a temporary file. Returns the absolute path.
+    With `create` (the default) it creates `path` if missing and probes it with a temporary
+    file. With `create=False` it leaves no trace: a missing `path` is checked through its
+    nearest existing ancestor, which must be a writable directory (probed with a temporary file
+    that is removed). Returns the absolute path.
 
     Raises:
-      ValueError naming the option `name`: `path` is a file, or cannot be created or written.
+      ValueError naming the option `name`: `path` (or its nearest existing ancestor) is a
+      file, or it cannot be created or written.
     """
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{name} must be a directory, but {path} is a file.")
     try:
-        os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".rpjax-probe.", dir=path)
-        os.close(fd)
-        os.remove(probe)
+        if create:
+            os.makedirs(path, exist_ok=True)
+            _probe(path)
+        else:
+            base = _nearest_existing(path)
+            if not os.path.isdir(base):
+                raise ValueError(f"{name}: cannot create {path}, since {base} is not a "
+                                 f"directory.")
+            _probe(base)
     except OSError as err:
         raise ValueError(f"{name}: cannot write in {path} ({err.strerror or err}).") from None
     return path
 
 
-def check_output_file(name: str, path: str | os.PathLike) -> str:
+def check_output_file(name: str, path: str | os.PathLike, *, create: bool = True) -> str:
     """Checks, before any work, that a file can be written at `path`; returns it absolute.
+
+    `create` is that of `check_output_dir` for `path`'s directory (False: leave no trace).
 
     Raises:
       ValueError naming the option `name`: `path` is a directory, or its directory cannot be
@@ -118,7 +165,7 @@ def check_output_file(name: str, path: str | os.PathLike) -> str:
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
         raise ValueError(f"{name} must be a file path, but {path} is a directory.")
-    check_output_dir(f"{name} (its directory)", os.path.dirname(path))
+    check_output_dir(f"{name} (its directory)", os.path.dirname(path), create=create)
     return path
 
 

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from rpjax._src.durable import atomic_path
 from rpjax._src.experiments import paper
 from rpjax._src.experiments.attacks import AttacksResult
 from rpjax._src.experiments.frontier import FrontierResult
@@ -17,6 +18,12 @@ from rpjax.privacy import READINGS
 _MARKERS = {"none": ("k", "*"), "rp": ("tab:blue", "o"), "dpsgd": ("tab:red", "s"),
             "randomized_response": ("tab:green", "^"), "abstain": ("tab:purple", "v"),
             "output_noise": ("tab:orange", "D")}
+
+
+def _save(fig, path: str, *, dpi: int) -> None:
+    """`fig.savefig(path)` atomically: the previous complete PNG or the new one, never a part."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=os.path.splitext(path)[1][1:] or "png")
 
 
 def _pyplot():
@@ -51,7 +58,7 @@ def rap_plots(result: RapResult, out_dir: str) -> list[str]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig1 = os.path.join(out_dir, "figure1_bmi_histogram.png")
-    fig.savefig(fig1, dpi=120)
+    _save(fig, fig1, dpi=120)
     plt.close(fig)
 
     readings = (*READINGS, "ape_unclipped")
@@ -71,7 +78,7 @@ def rap_plots(result: RapResult, out_dir: str) -> list[str]:
                  f"{ref['base']:.2f} (base) and {ref['rp']:.2f} (RP)")
     fig.tight_layout()
     fig2 = os.path.join(out_dir, "interval_lengths.png")
-    fig.savefig(fig2, dpi=120)
+    _save(fig, fig2, dpi=120)
     plt.close(fig)
     return [fig1, fig2]
 
@@ -122,7 +129,7 @@ def attacks_plots(result: AttacksResult, out_dir: str) -> list[str]:
     ax.legend(fontsize=6)
     fig.tight_layout()
     path = os.path.join(out_dir, "attacks.png")
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
     plt.close(fig)
     return [path]
 
@@ -150,7 +157,7 @@ def inversion_plots(result: InversionResult, out_dir: str) -> list[str]:
     axes[0].set_ylabel("attack success rate (evaluator top-1)")
     fig.tight_layout()
     paths.append(os.path.join(out_dir, "asr_vs_sigma.png"))
-    fig.savefig(paths[-1], dpi=120)
+    _save(fig, paths[-1], dpi=120)
     plt.close(fig)
 
     for attack in ("brep_mi", "mi_face"):
@@ -172,7 +179,7 @@ def inversion_plots(result: InversionResult, out_dir: str) -> list[str]:
             ax.axis("off")
         fig.tight_layout()
         paths.append(os.path.join(out_dir, f"grid_{attack}.png"))
-        fig.savefig(paths[-1], dpi=110)
+        _save(fig, paths[-1], dpi=110)
         plt.close(fig)
     return paths
 
@@ -207,6 +214,6 @@ def frontier_plot(result: FrontierResult, out_dir: str) -> str:
     axes[0].set_ylabel("held-out accuracy (abstain = error)")
     fig.tight_layout()
     path = os.path.join(out_dir, "frontier.png")
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
     plt.close(fig)
     return path

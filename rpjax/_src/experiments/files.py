@@ -1,16 +1,19 @@
 """Writes each experiment's outputs into a folder: its summary.json, CSV, report.md and plots.
 
 Every `write_*` returns `{kind: path}` of what it wrote; the tables and text come from the pure
-`*_outputs` modules, the plots from `figures`.
+`*_outputs` modules, the plots from `figures`. Every file is written atomically
+(`rpjax._src.durable`): an interrupted write leaves the previous complete file or none.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from typing import Any
 
+from rpjax._src.durable import atomic_write
 from rpjax._src.experiments import (
     attacks_outputs,
     distillation_outputs,
@@ -33,15 +36,15 @@ def _paths(out_dir: str, **names: str) -> dict[str, str]:
 
 
 def _text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    atomic_write(path, text)
 
 
 def _csv(path: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())
 
 
 def write_rap(result: RapResult, out_dir: str) -> dict[str, str]:
@@ -80,10 +83,11 @@ def write_frontier(result: FrontierResult, out_dir: str) -> dict[str, str]:
     paths = _paths(out_dir, summary="summary.json", csv="points.csv", markdown="report.md")
     report.write_json(paths["summary"], result.summary())
     header = frontier_outputs.csv_header(result)
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=header)
-        w.writeheader()
-        w.writerows(result.points)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=header)
+    w.writeheader()
+    w.writerows(result.points)
+    atomic_write(paths["csv"], buf.getvalue())
     _text(paths["markdown"], frontier_outputs.markdown(result))
     paths["plot"] = figures.frontier_plot(result, out_dir)
     return paths

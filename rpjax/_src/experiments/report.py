@@ -12,6 +12,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from rpjax._src.durable import atomic_write
+
 _PACKAGES = ("rpjax", "jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy",
              "dp-accounting", "jax-privacy", "orbax-checkpoint")
 
@@ -48,11 +50,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Writes `data` as indented JSON (NumPy/JAX values converted; NaN -> null)."""
-    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(_jsonable(data), f, indent=2, sort_keys=False)
-        f.write("\n")
+    """Writes `data` as indented JSON (NumPy/JAX values converted; NaN -> null), atomically
+    (`rpjax._src.durable.atomic_write`: the previous complete file or the new one, never a
+    part)."""
+    atomic_write(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

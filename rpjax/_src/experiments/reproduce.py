@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from rpjax._src.durable import atomic_write
 from rpjax._src.experiments import (
     attacks,
     attacks_outputs,
@@ -29,6 +30,7 @@ from rpjax._src.experiments import (
     frontier_outputs,
     inversion,
     inversion_outputs,
+    outdir,
     rap,
     rap_outputs,
     report,
@@ -173,7 +175,7 @@ def run_experiment(name: str, config: Any, *, faces: faces.Faces | None = None,
 
 def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rpjax-out",
               cache_dir: str | None = None, augment: bool = False, prior: str = "pca",
-              progress: bool = True, echo=print) -> dict[str, Any]:
+              progress: bool = True, overwrite: bool = False, echo=print) -> dict[str, Any]:
     """Runs `experiments` (names from EXPERIMENTS, or ["all"]) and writes the report.
 
     Args:
@@ -184,9 +186,19 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
       augment: rap: smooth augmented base models; inversion: also attack augmented targets.
       prior: the attacker's generator prior ("pca" or "vae").
       progress: progress bars; echo: where to print each experiment's table.
+      overwrite: replace a previous run in `out` (its report.md, summary.json, run marker and
+        experiment folders; a trained-model cache is kept). Without it a directory holding a
+        previous run is refused (see `outdir`), before any work.
 
     Returns:
       The summary written to `OUT/summary.json`.
+
+    Raises:
+      ValueError: an unknown experiment or preset; `out` or `cache_dir` is a file or cannot
+        be written; `out` holds a previous run and `overwrite` is false. All before any work.
+
+    Every file is written atomically (`rpjax._src.durable`); `OUT/.rpjax-run.json` records the
+    settings when the run starts and its end time once report.md and summary.json are written.
     """
     names = list(EXPERIMENTS) if "all" in experiments else list(experiments)
     for n in names:
@@ -197,6 +209,11 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     names = [n for n in EXPERIMENTS if n in names]
     session = Session(Options(preset, cache_dir, augment, prior, progress))
     configs = {n: e.configure(session.options) for n, e in REGISTRY.items()}  # checks all
+    outdir.check(out, cache_dir, overwrite=overwrite)
+    outdir.begin(out, {"command": "reproduce", "experiments": names, "preset": preset,
+                       "augment": augment, "prior": prior,
+                       "cache_dir": None if cache_dir is None else os.path.abspath(cache_dir)},
+                 experiments=EXPERIMENTS, overwrite=overwrite)
     t0 = time.perf_counter()
     sections: list[str] = []
     verdicts: list[str] = []
@@ -228,8 +245,8 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     if "frontier" in results:
         summary["frontier"] = results["frontier"].points
     report.write_json(os.path.join(out, "summary.json"), summary)
-    with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
-        f.write(_report(summary, verdicts, sections))
+    atomic_write(os.path.join(out, "report.md"), _report(summary, verdicts, sections))
+    outdir.finish(out)
     return summary
 
 
