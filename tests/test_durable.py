@@ -178,9 +178,11 @@ _WRITERS = {"savefig", "save", "savez", "savez_compressed", "savetxt", "dump", "
             "write_bytes", "to_csv", "imsave"}
 
 
-# figures._save saves into atomic_path's temporary file; load_or_train's orbax save writes a
-# temporary folder that orbax renames when complete, and the entry is verified by its checksum
-_ALLOWED = {("figures.py", "_save"), ("checkpoint.py", "load_or_train")}
+# figures._save and runs.plot_summary save into atomic_path's temporary file; load_or_train's
+# orbax save writes a temporary folder that orbax renames when complete, and the entry is
+# verified by its checksum
+_ALLOWED = {("figures.py", "_save"), ("checkpoint.py", "load_or_train"),
+            ("runs.py", "plot_summary")}
 
 
 def _writes_a_file(node: ast.AST) -> bool:

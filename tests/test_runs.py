@@ -339,21 +339,23 @@ def test_two_processes_with_jax_distributed_equal_one(data, reference, tmp_path)
 
 
 RSS_SCRIPT = """
-import resource, sys
+import sys
 import numpy as np
 from rpjax._src import runs
 config, apply_fn, params, inputs, labels = runs.make_config(
     model={model!r}, data=sys.argv[1], sigma=0.5, n0=1, n=2, alpha=0.1, block=5000)
 runs.certify_run(config, sys.argv[2], apply_fn, params, inputs, labels, progress=False,
                  chunk_size=4096)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, this process's own peak (ru_maxrss would inherit the forking parent's, across exec)
+print(next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM:")))
 """
 
 
 def test_a_memory_mapped_data_set_streams_with_bounded_memory(tmp_path):
     """10^5 inputs of 512 float32 (205 MB) stream through a run (blocks of 5000) whose peak RSS
-    is within a quarter of the extra data of one of 2 * 10^4 inputs: a block at a time is
-    resident, never the data set."""
+    exceeds that of a run on 2 * 10^4 inputs by less than half the extra data: a block at a
+    time is resident, never the data set (were it, the excess would be >= the extra data)."""
     def peak(num, name):
         x = np.lib.format.open_memmap(tmp_path / f"{name}.npy", mode="w+", dtype=np.float32,
                                       shape=(num, 512))
@@ -367,8 +369,9 @@ def test_a_memory_mapped_data_set_streams_with_bounded_memory(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         with open(tmp_path / f"{name}-run" / "rows.jsonl", encoding="utf-8") as f:
             assert [json.loads(line)["index"] for line in f] == list(range(num))
-        return int(proc.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB
+        return int(proc.stdout.strip().splitlines()[-1]) * 1024  # VmHWM is in KiB
 
     small, large = peak(20_000, "small"), peak(100_000, "large")
     more = (100_000 - 20_000) * 512 * 4  # 164 MB more data, the same block size
-    assert large - small < more / 4, (small, large)
+    print("peak RSS, MB:", small / 2**20, large / 2**20)
+    assert large - small < more / 2, (small, large)

@@ -108,16 +108,11 @@ def _distributed(args: argparse.Namespace) -> None:
 def _certify(args: argparse.Namespace) -> int:
     from rpjax._src import durable
 
-    existed = os.path.isdir(args.out)
     if args.resume and not os.path.isfile(os.path.join(args.out, "config.json")):
         raise ValueError(f"--resume: no rpjax certify run in {args.out} (no config.json).")
-    durable.check_output_dir("--out", args.out)  # before any import of the model or data
-    try:
-        return _certify_in(args)
-    except (ValueError, TypeError):
-        if not existed and os.path.isdir(args.out) and not os.listdir(args.out):
-            os.rmdir(args.out)  # nothing a later resume could mistake for a run
-        raise
+    # before any import of the model or data; creates nothing (a failure leaves no run)
+    durable.check_output_dir("--out", args.out, create=False)
+    return _certify_in(args)
 
 
 def _certify_in(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -86,11 +86,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     fsync_dir(directory)
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
-    """Writes `data` (text as UTF-8, or bytes) to `path` atomically (see the module doc)."""
-    blob = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+def atomic_write(path: str | os.PathLike, data: str | bytes | Iterable[bytes]) -> None:
+    """Writes `data` (text as UTF-8, bytes, or an iterable of byte chunks written one after
+    the other, so a large file need not be in memory) to `path` atomically (module doc)."""
+    if isinstance(data, str):
+        data = [data.encode("utf-8")]
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        data = [bytes(data)]
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(blob)
+        for chunk in data:
+            f.write(chunk)
+
+
+def truncate_durably(path: str | os.PathLike, size: int) -> None:
+    """Cuts `path` to its first `size` bytes and fsyncs it (a torn tail's removal)."""
+    with open(path, "rb+") as f:
+        f.truncate(size)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def append_durably(path: str | os.PathLike, data: bytes) -> int:

@@ -711,10 +711,7 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
     own = part_path(run_dir, pid)
     scan = scan_part(own, config)
     if scan.size > scan.committed_bytes:  # a torn tail: cut it off before appending
-        with open(own, "rb+") as f:
-            f.truncate(scan.committed_bytes)
-            f.flush()
-            os.fsync(f.fileno())
+        durable.truncate_durably(own, scan.committed_bytes)
         log(f"process {pid}: discarded a torn tail of {scan.size - scan.committed_bytes} "
             f"bytes in {own}")
     todo = [b for b in range(config.num_blocks) if b not in done]
@@ -902,9 +899,8 @@ def summarize(run_dir: str) -> dict[str, Any]:
     """
     config = read_config(run_dir)
     blocks = scan_run(run_dir, config)
-    with durable.atomic_path(os.path.join(run_dir, "rows.jsonl")) as tmp, open(tmp, "wb") as f:
-        for b in sorted(blocks):
-            f.write(_read_range(*blocks[b]))
+    durable.atomic_write(os.path.join(run_dir, "rows.jsonl"),
+                         (_read_range(*blocks[b]) for b in sorted(blocks)))
     cols = columns(config, iter_rows(blocks))
     summary = summary_of(config, cols, _times(run_dir))
     durable.atomic_write(os.path.join(run_dir, "summary.json"),
