@@ -52,8 +52,9 @@ PUBLIC: dict[str, list[str]] = {
         "random_abstain_release", "randomized_response_release",
     ],
     "rpjax.models": [
-        "FaceCNN", "GradStep", "TabularMLP", "TrainConfig", "TrainResult", "accuracy",
-        "as_apply_fn", "fit_classifier", "optimize",
+        "FaceCNN", "GradStep", "ResNet", "TabularMLP", "TrainConfig", "TrainResult",
+        "accuracy", "as_apply_fn", "cifar_resnet", "fit_classifier", "imagenet_resnet",
+        "optimize",
     ],
     "rpjax.data": [
         "DEFAULT_BMI_THRESHOLD", "FEATURES", "FaceData", "FaceSplit", "INSURANCE_SHA256",

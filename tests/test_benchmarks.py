@@ -109,3 +109,24 @@ def test_bench_sequential_quick(tmp_path):
         assert s["violations"] == s["wrong_label"] + s["radius_above_exact"] <= bound, m
         assert s["released"] == round((1 - v["abstain_rate"]) * synth["task"]["num_inputs"])
     assert "PASS" in stdout or "FAIL" in stdout
+
+
+@pytest.mark.slow
+def test_bench_resnet_quick(tmp_path):
+    """The quick ResNet run certifies, times and labels itself not comparable with Cohen's."""
+    stdout, result = _run_quick("bench_resnet.py", tmp_path / "resnet.json", 600)
+    cfg = result["config"]
+    assert cfg["quick"] and result["device"]["kind"] and result["versions"]["jax"]
+    assert set(result["results"]) == {"resnet110", "resnet50"}
+    for name, r in result["results"].items():
+        k, n0, n = r["images"], r["n0"], r["n"]
+        assert (k, n0, n) == (cfg["images"], cfg["n0"], cfg["n"]), name
+        assert r["timed_s"] > 0 and r["compile_s"] >= 0 and r["parameters"] > 0, name
+        assert r["s_per_image"] == pytest.approx(r["timed_s"] / k)
+        assert r["fwd_per_s"] == pytest.approx(k * (n0 + n) / r["timed_s"])
+        assert r["projected_s_per_image_at_full_n"] == pytest.approx(100_100 / r["fwd_per_s"])
+        ref = r["reference"]
+        assert ref["low_s"] <= ref["typical_s"] <= ref["high_s"]
+        assert r["speedup_vs_reference"] == pytest.approx(ref["typical_s"] / r["s_per_image"])
+        assert r["comparable"] is False and 0.0 <= r["abstain_rate"] <= 1.0
+    assert "NOT comparable" in stdout and "s/image" in stdout
