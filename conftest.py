@@ -32,7 +32,8 @@ QUICK_MODELS = "quick-models"
 # (lanes and slots, input order, bad inputs, the tables' statistics).
 MARKED_SLOW = frozenset({
     "tests/test_runs.py::test_a_memory_mapped_data_set_streams_with_bounded_memory",
-    "tests/test_runs.py::test_sigkill_then_resume_equals_an_uninterrupted_run",
+    "tests/test_runs.py::test_sigkill_then_resume_equals_an_uninterrupted_run[SIGKILL]",
+    "tests/test_runs.py::test_sigkill_then_resume_equals_an_uninterrupted_run[SIGTERM]",
     "tests/test_runs.py::test_two_processes_with_jax_distributed_equal_one",
     "rpjax/_src/attacks/mi_face.py::rpjax._src.attacks.mi_face.mi_face_pixels",
     "tests/test_bad_inputs.py::test_bad_input[logits_inf_certify]",

@@ -113,9 +113,10 @@ def _committed(part, config):
     return runs.scan_part(part, config).blocks
 
 
-def test_sigkill_then_resume_equals_an_uninterrupted_run(data, reference, tmp_path):
-    """kill -9 after some blocks are committed; rerunning the same command finishes the run:
-    no input missing, none twice, the same counts and radii."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(data, reference, tmp_path, sig):
+    """kill -9 (or SIGTERM) after some blocks are committed; rerunning the same command
+    finishes the run: no input missing, none twice, the same counts and radii."""
     out = tmp_path / "run"
     argv = _certify_args(data, out, model="slow")
     proc = subprocess.Popen([sys.executable, "-m", "rpjax._src.cli", *argv],
@@ -131,8 +132,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(data, reference, tmp_pa
             break
         time.sleep(0.02)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    rc = proc.wait()
+    if sig == signal.SIGTERM:  # stops like Ctrl-C: one line, exit 130
+        err = proc.stderr.read()
+        assert rc == 130 and b"interrupted; committed work is kept" in err, err[-1500:]
     done = _committed(part, config)
     assert 2 <= len(done) < config.num_blocks, "the kill must land mid-run"
     assert not os.path.exists(out / "summary.json")
@@ -224,6 +228,37 @@ def test_summarize_rebuilds_the_outputs_from_the_parts(reference, tmp_path, caps
     assert _rows(out) == _rows(reference)
     assert json.load(open(out / "summary.json")) == expected
     assert "certified accuracy" in capsys.readouterr().out
+
+
+def test_checkpoint_and_compressed_npz(data, tmp_path, capsys):
+    """--checkpoint restores other weights (the rows are those of certify with them); a
+    compressed .npz is read too; a checkpoint that does not fit is one line."""
+    import orbax.checkpoint as ocp
+
+    w, b = models.linear()[1]
+    other = (-w, b + 0.5)
+    ckpt = str(tmp_path / "ckpt")
+    saver = ocp.StandardCheckpointer()
+    saver.save(ckpt, other)
+    saver.wait_until_finished()
+    z = np.load(data)
+    np.savez_compressed(tmp_path / "c.npz", x=z["x"][:8], y=z["y"][:8])
+    out = tmp_path / "run"
+    assert _cli(*_certify_args(tmp_path / "c.npz", out, "--checkpoint", ckpt)) == 0
+    cert = rpjax.certify(models.linear_apply, other, z["x"][:8], jax.random.key(0),
+                         num_classes=3, sigma=0.5, n=400, n0=20, alpha=1e-3, ids=np.arange(8))
+    rows = _rows(out)
+    np.testing.assert_array_equal([r["predict"] for r in rows], cert.label)
+    np.testing.assert_array_equal([r["radius"] for r in rows], cert.radius)
+    config = runs.read_config(str(out))
+    assert config.checkpoint_sha256 and config.model_sha256 != runs.params_sha256(
+        models.linear()[1])
+    bad = str(tmp_path / "bad")
+    saver.save(bad, (w[:2], b))
+    saver.wait_until_finished()
+    assert _cli(*_certify_args(tmp_path / "c.npz", tmp_path / "r2", "--checkpoint", bad)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("rpjax: error: --checkpoint"), err
 
 
 def test_npy_without_labels_nnx_factory_and_sequential(tmp_path):

@@ -132,15 +132,19 @@ def _certify_in(args: argparse.Namespace) -> int:
                              f"{args.devices}.")
         devices = devices[:args.devices]
 
-    def interrupted(signum, frame):  # SIGTERM: stop like Ctrl-C; committed blocks stay
-        raise KeyboardInterrupt
+    stop = []
 
-    signal.signal(signal.SIGTERM, interrupted)
+    def terminated(signum, frame):  # SIGTERM: finish the block in flight, then stop
+        if stop:  # a second SIGTERM: stop now (committed blocks are kept either way)
+            os._exit(128 + signum)
+        stop.append(signum)
+
+    signal.signal(signal.SIGTERM, terminated)
     quiet = jax.process_index() != 0
     summary = runs.certify_run(
         config, args.out, apply_fn, params, inputs, labels, devices=devices,
         batch_size=args.batch_size, chunk_size=args.chunk_size,
-        progress=not args.no_progress,
+        progress=not args.no_progress, should_stop=lambda: bool(stop),
         log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
     if summary is not None:
         _print_summary(args.out, summary)

@@ -676,6 +676,7 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
                 inputs: ArrayFile, labels: ArrayFile | None, *,
                 devices: Sequence[jax.Device] | None = None, batch_size: int | None = None,
                 chunk_size: int | None = None, progress: bool = True,
+                should_stop: Callable[[], bool] | None = None,
                 log: Callable[[str], None] | None = None) -> dict[str, Any] | None:
     """Certifies every input of a run not yet committed, then (process 0) summarizes.
 
@@ -692,6 +693,8 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
       devices: local devices to shard samples over.
       batch_size, chunk_size: see `rpjax.certify` (they change speed, never the rows).
       progress: a tqdm bar on process 0 (inputs/s, forward passes/s, ETA).
+      should_stop: checked after each committed block; when it returns True the run stops there by
+        raising KeyboardInterrupt (the CLI's graceful SIGTERM).
       log: where to print one-line status messages (default: nowhere).
 
     Returns:
@@ -756,6 +759,8 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
                 bar.update(stop - start)
                 rate = passes / max(time.perf_counter() - t_all, 1e-9)
                 bar.set_postfix_str(f"{rate:.3g} fwd/s", refresh=False)
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt
     finally:
         if bar is not None:
             bar.close()
