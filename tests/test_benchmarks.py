@@ -109,3 +109,45 @@ def test_bench_sequential_quick(tmp_path):
         assert s["violations"] == s["wrong_label"] + s["radius_above_exact"] <= bound, m
         assert s["released"] == round((1 - v["abstain_rate"]) * synth["task"]["num_inputs"])
     assert "PASS" in stdout or "FAIL" in stdout
+
+
+@pytest.mark.slow
+def test_bench_scaling_quick(tmp_path):
+    """The quick scaling run's JSON is complete, its ratios are positive and recomputable from
+    its own fields, and every split gave the baseline's rows byte for byte."""
+    stdout, result = _run_quick("bench_scaling.py", tmp_path / "scaling.json", 900)
+    cfg = result["config"]
+    assert cfg["quick"] and result["versions"]["jax"] and result["machine"]["cpu_count"]
+    assert set(result["configs"]) == set(cfg["configs"]) >= {
+        "p1_d1", "p1_d2", "p1_d4", "p2_d1", "p2_d2"}
+    base = result["configs"][cfg["baseline"]]
+    fwd_total = cfg["inputs"] * (cfg["n0"] + cfg["n"])
+    blocks = -(-cfg["inputs"] // cfg["block"])
+    for key, r in result["configs"].items():
+        assert (r["processes"], r["devices_per_process"]) == (
+            cfg["configs"][key]["processes"], cfg["configs"][key]["devices_per_process"])
+        assert r["forward_passes"] == fwd_total and r["rows"] == cfg["inputs"], key
+        assert r["summary_complete"] and r["rows_equal_baseline"], key
+        procs = r["per_process"]
+        assert len(procs) == r["processes"]
+        ran = sorted(b for p in procs for b in p["blocks"])
+        assert ran == list(range(blocks)), key  # every block once, over all processes
+        for p in procs:
+            assert p["steady_blocks"] == len(p["blocks"]) - 1 >= 1
+            assert p["steady_s"] == pytest.approx(sum(p["block_s"][1:]))
+        assert r["steady_forward_passes"] == sum(p["steady_forward_passes"] for p in procs)
+        assert r["steady_s_max"] == max(p["steady_s"] for p in procs)
+        assert r["aggregate_fwd_per_s"] == pytest.approx(
+            r["steady_forward_passes"] / r["steady_s_max"])
+        assert r["sum_of_process_rates"] >= r["aggregate_fwd_per_s"] * (1 - 1e-9)
+        assert r["e2e_fwd_per_s"] == pytest.approx(fwd_total / r["wall_s"])
+        assert r["ratio"] > 0 and r["e2e_ratio"] > 0, key
+        assert r["ratio"] == pytest.approx(r["aggregate_fwd_per_s"] / base["aggregate_fwd_per_s"])
+        assert r["overhead"] == pytest.approx(1 - r["ratio"])
+        assert r["e2e_ratio"] == pytest.approx(r["e2e_fwd_per_s"] / base["e2e_fwd_per_s"])
+        assert r["median_block_rate"] == pytest.approx(
+            sum(p["median_block_fwd_per_s"] for p in procs))
+        assert r["median_ratio"] == pytest.approx(
+            r["median_block_rate"] / base["median_block_rate"]) and r["median_ratio"] > 0
+    assert base["ratio"] == 1.0 and result["rows_all_equal"] is True
+    assert "rows identical across all configurations: True" in stdout
