@@ -12,7 +12,11 @@ way by all:
 | `p1_d4` | 1 | 4 | the same with 4 |
 | `p2_d1` | 2 | 1 | `jax.distributed` on 127.0.0.1 (`--coordinator/--num-processes/--process-id`) |
 | `p2_d2` | 2 | 2 | both |
-| `p1_d1_again` | 1 | 1 | the baseline run again, last: how much the machine drifted meanwhile |
+
+The configurations run in rounds (3 by default): each round runs every configuration once, the
+baseline first, and each run is compared with its own round's baseline, so the shared machine's
+load drifting over minutes cancels within a round; a configuration's numbers are the medians
+over rounds of its per-round rates and ratios (each run is in the JSON too).
 
 All of them share the machine's CPU cores (2 here), so ideal scaling is flat: a ratio of 1 to
 the baseline. Measured per configuration:
@@ -28,14 +32,14 @@ the baseline. Measured per configuration:
   `median_ratio` (that / the baseline's);
 - end to end: all forward passes of the run (inputs x (n0 + n)) / wall seconds from launching
   the subprocess(es) to the last one's exit (`e2e_fwd_per_s`);
-- `ratio` = `aggregate_fwd_per_s` / the baseline's, `overhead` = 1 - ratio (the cost of
+- `ratio` = `aggregate_fwd_per_s` / the round's baseline's, `overhead` = 1 - ratio (the cost of
   splitting; negative when the split ran faster), and `e2e_ratio` / `e2e_overhead` the same
   end to end;
 - `rows_equal_baseline`: the run's `rows.jsonl` is byte for byte the baseline's (the rows do
-  not depend on how the work was split).
+  not depend on how the work was split), for every run.
 
 Examples:
-  python benchmarks/bench_scaling.py --quick --json /tmp/scaling.json   # CI smoke run (~1 min)
+  python benchmarks/bench_scaling.py --quick --json /tmp/scaling.json  # CI smoke run (~70 s)
   python benchmarks/bench_scaling.py          # full run -> benchmarks/results/bench_scaling.json
 """
 
@@ -64,14 +68,17 @@ DEFAULT_JSON = os.path.join(HERE, "results", "bench_scaling.json")
 BASELINE = "p1_d1"
 # key -> (processes, devices per process)
 CONFIGS: dict[str, tuple[int, int]] = {
-    "p1_d1": (1, 1), "p1_d2": (1, 2), "p1_d4": (1, 4), "p2_d1": (2, 1), "p2_d2": (2, 2),
-    "p1_d1_again": (1, 1)}
-# full: 192 inputs in 16 blocks of 12 (8 per process with 2 processes), n = 1e4
-FULL = {"inputs": 192, "block": 12, "n": 10_000, "n0": 100}
-# quick: 16 inputs in 8 blocks of 2 (4 per process with 2 processes), n = 400
-QUICK = {"inputs": 16, "block": 2, "n": 400, "n0": 20}
+    "p1_d1": (1, 1), "p1_d2": (1, 2), "p1_d4": (1, 4), "p2_d1": (2, 1), "p2_d2": (2, 2)}
+# full: 3 rounds; 96 inputs in 8 blocks of 12 (4 per process with 2 processes), n = 1e4
+FULL = {"inputs": 96, "block": 12, "n": 10_000, "n0": 100, "rounds": 3}
+# quick: 1 round; 16 inputs in 8 blocks of 2 (4 per process with 2 processes), n = 400
+QUICK = {"inputs": 16, "block": 2, "n": 400, "n0": 20, "rounds": 1}
 SIGMA, ALPHA, SEED = 0.5, 1e-3, 0
 TIMEOUT_S = 900
+ROUNDS = ("each round runs every configuration once, the baseline first; a run's ratios are "
+          "to its round's baseline, and a configuration's ratio is the median over rounds of "
+          "its per-round ratios (so slow drift of the shared machine's load cancels within a "
+          "round); rows are compared with the first baseline run's")
 THROUGHPUT = ("steady state: per process, its blocks after its first (which pays compilation); "
               "aggregate_fwd_per_s = sum over processes of steady forward passes / max over "
               "processes of steady seconds (block seconds = certification of the block, "
@@ -186,27 +193,50 @@ def _rows_bytes(run_dir: str) -> bytes:
         return f.read()
 
 
+RATIOS = ("ratio", "median_ratio", "e2e_ratio")
+
+
 def print_table(result: dict[str, Any]) -> None:
-    """The table of configurations against the baseline."""
-    print(f"\n{'config':12s} {'proc':>4s} {'dev':>3s} {'steady fwd/s':>13s} {'ratio':>6s} "
-          f"{'overhead':>8s} {'sum rates':>10s} {'median':>6s} {'wall s':>7s} {'e2e fwd/s':>10s} "
-          f"{'e2e ratio':>9s} {'rows equal':>10s}")
+    """The table of configurations against the baseline (medians over rounds)."""
+    print(f"\n{'config':7s} {'proc':>4s} {'dev':>3s} {'steady fwd/s':>13s} {'ratio':>6s} "
+          f"{'overhead':>8s} {'median-block ratio':>18s} {'wall s':>7s} {'e2e ratio':>9s} "
+          f"{'rows equal':>10s}  ratio per round")
     for key, r in result["configs"].items():
-        print(f"{key:12s} {r['processes']:4d} {r['devices_per_process']:3d} "
+        rounds = " ".join(f"{x['ratio']:.3f}" for x in r["runs"])
+        print(f"{key:7s} {r['processes']:4d} {r['devices_per_process']:3d} "
               f"{r['aggregate_fwd_per_s']:13.4g} {r['ratio']:6.3f} {r['overhead']:+8.3f} "
-              f"{r['sum_of_process_rates']:10.4g} {r['median_ratio']:6.3f} "
-              f"{r['wall_s']:7.1f} {r['e2e_fwd_per_s']:10.4g} "
-              f"{r['e2e_ratio']:9.3f} {str(r['rows_equal_baseline']):>10s}")
+              f"{r['median_ratio']:18.3f} {r['wall_s']:7.1f} {r['e2e_ratio']:9.3f} "
+              f"{str(r['rows_equal_baseline']):>10s}  {rounds}")
+    base = result["configs"][result["config"]["baseline"]]["runs"]
+    rates = [x["aggregate_fwd_per_s"] for x in base]
+    print(f"baseline steady fwd/s per round: {', '.join(f'{x:.4g}' for x in rates)} "
+          f"(max / min {max(rates) / min(rates):.3f}: the machine's drift)")
     print(f"rows identical across all configurations: {result['rows_all_equal']}")
     sys.stdout.flush()
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A configuration's numbers over rounds: medians of each round's rates and ratios."""
+    out: dict[str, Any] = {
+        k: float(np.median([r[k] for r in runs]))
+        for k in ("aggregate_fwd_per_s", "median_block_rate", "e2e_fwd_per_s", "wall_s",
+                  *RATIOS)}
+    out["overhead"] = 1.0 - out["ratio"]
+    out["e2e_overhead"] = 1.0 - out["e2e_ratio"]
+    out["rows_equal_baseline"] = all(r["rows_equal_baseline"] for r in runs)
+    return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help=f"{QUICK['inputs']} inputs, n = {QUICK['n']} (CI smoke run)")
+                   help=f"{QUICK['inputs']} inputs, n = {QUICK['n']}, one round (CI smoke run)")
     p.add_argument("--configs", default=",".join(CONFIGS),
-                   help=f"comma list of {', '.join(CONFIGS)} ({BASELINE} is always run first)")
+                   help=f"comma list of {', '.join(CONFIGS)} ({BASELINE} is always run, first "
+                        "in each round)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"rounds of all configurations (default {FULL['rounds']}; quick "
+                        f"{QUICK['rounds']})")
     p.add_argument("--json", default=DEFAULT_JSON, help="where to write the JSON results")
     args = p.parse_args(argv)
     keys = [k.strip() for k in args.configs.split(",") if k.strip()]
@@ -215,19 +245,24 @@ def main(argv=None) -> int:
             p.error(f"--configs: unknown configuration {k!r}; choose from {', '.join(CONFIGS)}")
     keys = [BASELINE] + [k for k in keys if k != BASELINE]
     scale = QUICK if args.quick else FULL
+    rounds = args.rounds if args.rounds is not None else scale["rounds"]
+    if rounds < 1:
+        p.error(f"--rounds must be >= 1, got {rounds}")
     result: dict[str, Any] = {
-        "config": {"quick": args.quick, **scale, "sigma": SIGMA, "alpha": ALPHA, "seed": SEED,
+        "config": {"quick": args.quick, **scale, "rounds": rounds, "sigma": SIGMA,
+                   "alpha": ALPHA, "seed": SEED,
                    "model": "benchmarks/scaling_model.py:mlp (64 -> 512 -> 512 -> 10, ReLU)",
                    "configs": {k: {"processes": CONFIGS[k][0],
                                    "devices_per_process": CONFIGS[k][1]} for k in keys},
-                   "baseline": BASELINE, "throughput": THROUGHPUT,
+                   "baseline": BASELINE, "throughput": THROUGHPUT, "rounds_note": ROUNDS,
                    "command": "rpjax certify (console script, one subprocess per process)"},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.machine(),
                     "note": "all configurations share these cores; the machine is shared with "
-                            "other work (load averages recorded per configuration)"},
+                            "other work (load averages recorded per run)"},
         "versions": rpjax.experiments.versions(),
-        "configs": {},
+        "configs": {k: {"processes": CONFIGS[k][0], "devices_per_process": CONFIGS[k][1],
+                        "runs": []} for k in keys},
     }
     with tempfile.TemporaryDirectory(prefix="rpjax-scaling-") as tmp:
         sys.path.insert(0, HERE)
@@ -235,30 +270,36 @@ def main(argv=None) -> int:
 
         data = scaling_model.write_data(os.path.join(tmp, "data.npz"), scale["inputs"])
         baseline_rows = b""
-        for key in keys:
-            processes, devices = CONFIGS[key]
-            print(f"[{key}] {processes} process(es) x {devices} device(s) ...", flush=True)
-            out = os.path.join(tmp, key)
-            rec = run_config(key, processes, devices, data=data, out=out, scale=scale,
-                             workdir=tmp)
-            rows = _rows_bytes(out)
-            if key == BASELINE:
-                baseline_rows = rows
-            base = result["configs"].get(BASELINE, rec)
-            rec["ratio"] = rec["aggregate_fwd_per_s"] / base["aggregate_fwd_per_s"]
-            rec["overhead"] = 1.0 - rec["ratio"]
-            rec["median_ratio"] = rec["median_block_rate"] / base["median_block_rate"]
-            rec["e2e_ratio"] = rec["e2e_fwd_per_s"] / base["e2e_fwd_per_s"]
-            rec["e2e_overhead"] = 1.0 - rec["e2e_ratio"]
-            rec["rows_equal_baseline"] = rows == baseline_rows
-            rec["rows"] = rows.count(b"\n")
-            result["configs"][key] = rec
-            print(f"[{key}] steady {rec['aggregate_fwd_per_s']:.4g} fwd/s (ratio "
-                  f"{rec['ratio']:.3f}), wall {rec['wall_s']:.1f} s, rows equal "
-                  f"{rec['rows_equal_baseline']}", flush=True)
-            result["rows_all_equal"] = all(r["rows_equal_baseline"]
-                                           for r in result["configs"].values())
-            rpjax.experiments.write_json(args.json, result)
+        for rnd in range(rounds):
+            base: dict[str, Any] = {}
+            for key in keys:
+                processes, devices = CONFIGS[key]
+                print(f"[round {rnd}, {key}] {processes} process(es) x {devices} device(s) ...",
+                      flush=True)
+                out = os.path.join(tmp, f"{key}-{rnd}")
+                rec = run_config(key, processes, devices, data=data, out=out, scale=scale,
+                                 workdir=tmp)
+                rows = _rows_bytes(out)
+                shutil.rmtree(out)
+                if not baseline_rows:
+                    baseline_rows = rows
+                base = base or rec  # this round's baseline (run first)
+                rec["round"] = rnd
+                rec["ratio"] = rec["aggregate_fwd_per_s"] / base["aggregate_fwd_per_s"]
+                rec["median_ratio"] = rec["median_block_rate"] / base["median_block_rate"]
+                rec["e2e_ratio"] = rec["e2e_fwd_per_s"] / base["e2e_fwd_per_s"]
+                rec["rows_equal_baseline"] = rows == baseline_rows
+                rec["rows"] = rows.count(b"\n")
+                entry = result["configs"][key]
+                entry["runs"].append(rec)
+                entry.update(_aggregate(entry["runs"]))
+                print(f"[round {rnd}, {key}] steady {rec['aggregate_fwd_per_s']:.4g} fwd/s "
+                      f"(ratio {rec['ratio']:.3f}), wall {rec['wall_s']:.1f} s, rows equal "
+                      f"{rec['rows_equal_baseline']}", flush=True)
+                result["rows_all_equal"] = all(
+                    r["rows_equal_baseline"] for c in result["configs"].values()
+                    for r in c["runs"])
+                rpjax.experiments.write_json(args.json, result)
     print_table(result)
     print(f"wrote {args.json}")
     return 0
