@@ -130,3 +130,53 @@ def test_bench_resnet_quick(tmp_path):
         assert r["speedup_vs_reference"] == pytest.approx(ref["typical_s"] / r["s_per_image"])
         assert r["comparable"] is False and 0.0 <= r["abstain_rate"] <= 1.0
     assert "NOT comparable" in stdout and "s/image" in stdout
+
+
+def test_bench_scaling_quick(tmp_path):
+    """The quick scaling run's JSON is complete, its ratios are positive and recomputable from
+    its own fields, and every split gave the baseline's rows byte for byte."""
+    stdout, result = _run_quick("bench_scaling.py", tmp_path / "scaling.json", 900)
+    cfg = result["config"]
+    assert cfg["quick"] and cfg["rounds"] >= 1
+    assert result["versions"]["jax"] and result["machine"]["cpu_count"]
+    assert set(result["configs"]) == set(cfg["configs"]) == {
+        "p1_d1", "p1_d2", "p1_d4", "p2_d1", "p2_d2"}
+    fwd_total = cfg["inputs"] * (cfg["n0"] + cfg["n"])
+    blocks = -(-cfg["inputs"] // cfg["block"])
+    bases = result["configs"][cfg["baseline"]]["runs"]
+    assert [b["round"] for b in bases] == list(range(cfg["rounds"]))
+    for key, c in result["configs"].items():
+        assert (c["processes"], c["devices_per_process"]) == (
+            cfg["configs"][key]["processes"], cfg["configs"][key]["devices_per_process"])
+        assert len(c["runs"]) == cfg["rounds"], key
+        for r, base in zip(c["runs"], bases, strict=True):
+            assert r["round"] == base["round"]
+            assert r["forward_passes"] == fwd_total and r["rows"] == cfg["inputs"], key
+            assert r["summary_complete"] and r["rows_equal_baseline"], key
+            procs = r["per_process"]
+            assert len(procs) == c["processes"]
+            ran = sorted(b for p in procs for b in p["blocks"])
+            assert ran == list(range(blocks)), key  # every block once, over all processes
+            for p in procs:
+                assert p["steady_blocks"] == len(p["blocks"]) - 1 >= 1
+                assert p["steady_s"] == pytest.approx(sum(p["block_s"][1:]))
+            assert r["steady_forward_passes"] == sum(p["steady_forward_passes"] for p in procs)
+            assert r["steady_s_max"] == max(p["steady_s"] for p in procs)
+            assert r["aggregate_fwd_per_s"] == pytest.approx(
+                r["steady_forward_passes"] / r["steady_s_max"])
+            assert r["sum_of_process_rates"] >= r["aggregate_fwd_per_s"] * (1 - 1e-9)
+            assert r["median_block_rate"] == pytest.approx(
+                sum(p["median_block_fwd_per_s"] for p in procs))
+            assert r["e2e_fwd_per_s"] == pytest.approx(fwd_total / r["wall_s"])
+            for ratio, rate in (("ratio", "aggregate_fwd_per_s"),
+                                ("median_ratio", "median_block_rate"),
+                                ("e2e_ratio", "e2e_fwd_per_s")):
+                assert r[ratio] > 0 and r[ratio] == pytest.approx(r[rate] / base[rate]), key
+        for k in ("ratio", "median_ratio", "e2e_ratio", "aggregate_fwd_per_s"):
+            assert c[k] == pytest.approx(np.median([r[k] for r in c["runs"]])), (key, k)
+        assert c["overhead"] == pytest.approx(1 - c["ratio"])
+        assert c["e2e_overhead"] == pytest.approx(1 - c["e2e_ratio"])
+        assert c["rows_equal_baseline"] is True
+    assert result["configs"][cfg["baseline"]]["ratio"] == 1.0
+    assert result["rows_all_equal"] is True
+    assert "rows identical across all configurations: True" in stdout
