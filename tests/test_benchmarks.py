@@ -132,6 +132,7 @@ def test_bench_resnet_quick(tmp_path):
     assert "NOT comparable" in stdout and "s/image" in stdout
 
 
+@pytest.mark.slow
 def test_bench_scaling_quick(tmp_path):
     """The quick scaling run's JSON is complete, its ratios are positive and recomputable from
     its own fields, and every split gave the baseline's rows byte for byte."""

@@ -371,6 +371,11 @@ def test_two_processes_with_jax_distributed_equal_one(data, reference, tmp_path)
     times = [json.loads(line) for k in (0, 1)
              for line in open(runs.part_path(str(out), k, "times"))]
     assert {t["devices"] for t in times} == {2}
+    t = json.load(open(out / "summary.json"))["throughput"]
+    slowest = max(sum(x["seconds"] for x in times if x["process"] == k) for k in (0, 1))
+    assert t["processes"] == 2
+    assert t["job_forward_passes_per_second"] == pytest.approx(
+        sum(x["forward_passes"] for x in times) / slowest)
 
 
 RSS_SCRIPT = """

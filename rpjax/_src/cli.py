@@ -166,7 +166,9 @@ def _print_summary(run_dir: str, summary: dict) -> None:
               f"{summary['samples']['per_input_mean']:,.0f}")
         if t["seconds"]:
             print(f"{t['inputs_per_second']:.3g} inputs/s, "
-                  f"{t['forward_passes_per_second']:.3g} forward passes/s per process")
+                  f"{t['forward_passes_per_second']:.3g} forward passes/s per process"
+                  + (f"; {t['job_forward_passes_per_second']:.3g} forward passes/s over "
+                     f"{t['processes']} processes" if t["processes"] > 1 else ""))
     print(f"wrote {os.path.join(run_dir, 'rows.jsonl')}, summary.json, certified_accuracy.png")
 
 

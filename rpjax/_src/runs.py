@@ -824,6 +824,11 @@ def summary_of(config: RunConfig, cols: Columns, times: list[dict[str, Any]]
     timed = [b for b in cols.blocks if b in by_block]
     seconds = sum(by_block[b]["seconds"] for b in timed)
     passes = sum(by_block[b]["forward_passes"] for b in timed)
+    per_process: dict[int, float] = {}
+    for b in timed:
+        p = by_block[b].get("process", 0)
+        per_process[p] = per_process.get(p, 0.0) + by_block[b]["seconds"]
+    slowest = max(per_process.values(), default=0.0)
     inputs_timed = sum(config.block_range(b)[1] - config.block_range(b)[0] for b in timed)
     out: dict[str, Any] = {
         "complete": num == config.num_inputs, "inputs": num, "num_inputs": config.num_inputs,
@@ -843,7 +848,12 @@ def summary_of(config: RunConfig, cols: Columns, times: list[dict[str, Any]]
                        "inputs_per_second": inputs_timed / seconds if seconds else None,
                        "forward_passes": passes,
                        "forward_passes_per_second": passes / seconds if seconds else None,
-                       "note": "certification time summed over blocks (per process)"},
+                       "processes": len(per_process),
+                       "job_forward_passes_per_second": passes / slowest if slowest else None,
+                       "note": "seconds: certification time summed over blocks and processes "
+                               "(compilation in each process's first block included); "
+                               "*_per_second: per process; job_*: all processes' forward "
+                               "passes over the slowest process's seconds"},
     }
     if config.method == "sequential":
         out["decision"] = {"certified": int((cols.decision == 1).sum()),
