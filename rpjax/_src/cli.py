@@ -71,7 +71,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 CERTIFY_DEFAULTS: dict[str, object] = {
     "model": None, "data": None, "sigma": None, "checkpoint": None, "inputs_key": None,
     "labels_key": None, "num_classes": None, "n0": 100, "n": 100_000, "alpha": 1e-3, "seed": 0,
-    "method": "cohen", "radius": None, "tolerance": None, "common_noise": False, "block": 256,
+    "method": "cohen", "radius": None, "tolerance": None, "common_noise": False, "block": 64,
 }
 
 
@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "rule's tolerance (default 0.02)")
     cert.add_argument("--common-noise", action="store_const", const=True, default=None,
                       help="the same noise draws for every input")
-    cert.add_argument("--block", type=int, help="inputs per committed block (default 256)")
+    cert.add_argument("--block", type=int, help="inputs per committed block: the most a crash "
+                      "can lose, and how often the bar moves (default 64)")
     cert.add_argument("--batch-size", type=int, help="inputs per device step (speed only)")
     cert.add_argument("--chunk-size", type=int, help="samples per device step (speed only)")
     cert.add_argument("--devices", type=int, help="local devices to use (default all)")

@@ -389,7 +389,7 @@ class RunConfig:
     radius: float | None = None
     tolerance: float | None = None
     common_noise: bool = False
-    block: int = 256
+    block: int = 64
     prng_impl: str = ""
     format: int = FORMAT
 
@@ -438,7 +438,7 @@ def make_config(*, model: str, data: str, sigma: float, n0: int, n: int, alpha: 
                 labels_key: str | None = None, num_classes: int | None = None, seed: int = 0,
                 method: str = "cohen", radius: float | None = None,
                 tolerance: float | None = None, common_noise: bool = False,
-                block: int = 256) -> tuple[RunConfig, Callable, Any, ArrayFile,
+                block: int = 64) -> tuple[RunConfig, Callable, Any, ArrayFile,
                                            ArrayFile | None]:
     """Validates every setting, loads the model, opens and checks the data, hashes both.
 
