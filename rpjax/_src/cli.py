@@ -99,8 +99,8 @@ def _distributed(args: argparse.Namespace) -> None:
 
     if any(v is None for v in explicit) and any(v is not None for v in explicit):
         raise ValueError("give all of --coordinator, --num-processes and --process-id, or "
-                         "none (--distributed alone auto-detects them on TPU pods, Slurm and "
-                         "from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).")
+                         "none (--distributed alone has jax.distributed.initialize() detect "
+                         "them on TPU pods, Slurm and Open MPI).")
     jax.distributed.initialize(coordinator_address=args.coordinator,
                                num_processes=args.num_processes, process_id=args.process_id)
 
@@ -284,8 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue the run in --out; settings not given come from its "
                            "config.json (an existing run is continued without it too)")
     cert.add_argument("--distributed", action="store_true",
-                      help="jax.distributed.initialize() with auto-detection (TPU pods, "
-                           "Slurm, JAX_COORDINATOR_ADDRESS etc.)")
+                      help="jax.distributed.initialize() with its auto-detection (TPU pods, "
+                           "Slurm, Open MPI)")
     cert.add_argument("--coordinator", help="multi-process: coordinator HOST:PORT")
     cert.add_argument("--num-processes", type=int, help="multi-process: number of processes")
     cert.add_argument("--process-id", type=int, help="multi-process: this process's index")
