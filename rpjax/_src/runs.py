@@ -923,9 +923,3 @@ def summarize(run_dir: str) -> dict[str, Any]:
     if summary["inputs"]:
         plot_summary(config, cols, os.path.join(run_dir, "certified_accuracy.png"))
     return summary
-
-
-def read_rows(run_dir: str) -> list[dict[str, Any]]:
-    """The committed rows of a run, sorted by input index (from the parts, not `rows.jsonl`)."""
-    config = read_config(run_dir)
-    return list(iter_rows(scan_run(run_dir, config)))
