@@ -72,7 +72,7 @@ def test_adaptive_bound_covers_the_best_attacker(mode):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["always_label", "predict", "certify"])
 @pytest.mark.parametrize("n", [30, 100, 1000])
-@pytest.mark.parametrize("d", [0.1 * BMI_POINT, BMI_POINT, 0.05, 0.5])
+@pytest.mark.parametrize("d", [0.1 * BMI_POINT, 0.05, 0.25])
 def test_adaptive_bound_covers_the_best_attacker_everywhere(mode, n, d):
     _check(mode, n, d)
 
@@ -117,6 +117,6 @@ def test_huge_k_and_answers_within():
     assert _bound("predict", 0.1 * BMI_POINT, 100, k) <= 0.5 < _bound("predict",
                                                                      0.1 * BMI_POINT, 100, k + 1)
     assert leakage.answers_within(leakage.per_answer_bound(
-        "predict", sigma=1.0, delta=1e-12, n=100, alpha=1e-3), 0.5) > 10**12
+        "predict", sigma=1.0, delta=1e-12, n=100, alpha=1e-3), 0.5) > 10**15
     assert leakage.answers_within(per, 0.0) == 0
     assert math.isinf(leakage.answers_within(leakage.PerAnswerBound(0.0, 0.0), 0.5))

@@ -515,7 +515,8 @@ def per_answer_bound(mode: str, *, sigma: float, delta: float, n: int,
                         left_tv if left_tv is not None else 1.0)
     tv = max(float(np.max(tv_in)), float(np.max(tv_out)), tv_left)
     h2 = max(float(np.max(h2_in)), float(np.max(h2_out)), h2_left)
-    return PerAnswerBound(float(min(1.0, tv + _ROUNDING)), float(min(1.0, h2 + _ROUNDING)))
+    # (the angles carry their own rounding slack, _ANGLE_SLACK times the path length)
+    return PerAnswerBound(float(min(1.0, tv + _ROUNDING)), float(min(1.0, h2)))
 
 
 def _compose(tv: float, hellinger2: float, k: int) -> float:
