@@ -1,6 +1,6 @@
 """The adaptive, worst-case composed bound (`advantage_bound(..., adaptive=True)`) against the
-best adaptive attacker on the linear model, computed by dynamic programming (`_adaptive.py`,
-independent of the bound's code)."""
+best adaptive attacker on the linear model, computed by dynamic programming
+(`rpjax._src.attacks.adaptive`, independent of the bound's code)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from _adaptive import answer_probabilities, best_adaptive_advantage, best_two_answer_advantage
+from rpjax._src.attacks.adaptive import (
+    answer_probabilities,
+    best_adaptive_advantage,
+    best_two_answer_advantage,
+)
 from rpjax._src.privacy import leakage
 
 BMI_POINT = 1 / 6.0959  # one BMI point in standardized units on the bundled insurance data

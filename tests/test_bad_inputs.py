@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 
 import rpjax
-from rpjax import stats
+from rpjax import privacy, stats
 from rpjax._src import cli
 
 from _models import linear_apply, random_linear
@@ -296,6 +297,65 @@ CLI_ROWS = [
      Exits(r"--json \(its directory\) must be a directory")),
 ]
 
+# the privacy functions: each validates and terminates (issue "A release whose budget holds")
+_LB = dict(sigma=1.0, n=100, alpha=1e-3)
+
+
+def _fast(fn, seconds=5.0):
+    """`fn()` wrapped to record that it returned within `seconds` (a hang is a failure)."""
+    def run():
+        t0 = time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - t0 < seconds
+    return run
+
+
+PRIVACY_ROWS = [
+    ("outcome_probabilities_p1_above_one",
+     lambda: privacy.outcome_probabilities("predict", 1.5, n=100, alpha=1e-3),
+     Raises(ValueError, "p1 must lie in")),
+    ("outcome_probabilities_p1_negative",
+     lambda: privacy.outcome_probabilities("predict", -0.1, n=100, alpha=1e-3),
+     Raises(ValueError, "p1 must lie in")),
+    ("outcome_probabilities_p1_nan",
+     lambda: privacy.outcome_probabilities("always_label", float("nan"), n=100),
+     Raises(ValueError, "p1 must lie in")),
+    ("binomial_tv_negative_m", lambda: privacy.binomial_tv(-3, 0.2, 0.4),
+     Raises(ValueError, "m must be an integer >= 0")),
+    ("binomial_tv_p_above_one", lambda: privacy.binomial_tv(10, 1.5, 0.4),
+     Raises(ValueError, "p must lie in")),
+    ("binomial_tv_q_nan", lambda: privacy.binomial_tv(10, 0.5, float("nan")),
+     Raises(ValueError, "q must lie in")),
+    ("composed_advantage_bc_above_one", lambda: privacy.composed_advantage(0.1, 1.5, 3),
+     Raises(ValueError, "per_answer_bc must lie in")),
+    ("composed_advantage_negative_tv", lambda: privacy.composed_advantage(-0.5, None, 3),
+     Raises(ValueError, "per_answer_tv must lie in")),
+    ("composed_advantage_negative_k", lambda: privacy.composed_advantage(0.1, None, -1),
+     Raises(ValueError, "k must be")),
+    ("advantage_bound_huge_delta_is_one_at_once",
+     _fast(lambda: privacy.advantage_bound("predict", delta=1e5, k=3, **_LB)),
+     Holds(lambda r: r[0].advantage == 1.0 and r[1])),
+    ("advantage_bound_tiny_delta_is_fast",
+     _fast(lambda: privacy.advantage_bound("predict", delta=1e-7, k=10, **_LB)),
+     Holds(lambda r: 0 < r[0].advantage < 1e-5 and r[1])),
+    ("advantage_bound_huge_k_is_fast",
+     _fast(lambda: privacy.advantage_bound("always_label", sigma=1.0, delta=0.01, n=100,
+                                           k=10**12)),
+     Holds(lambda r: r[0].advantage > 0.999 and r[1])),
+    ("advantage_bound_cell_width_too_fine",
+     lambda: privacy.advantage_bound("predict", delta=0.1, cell_width=1e-9, **_LB),
+     Raises(ValueError, "cell_width=1e-09 makes a grid of")),
+    ("advantage_bound_failure_probability", lambda: privacy.advantage_bound(
+        "predict", delta=0.1, failure_probability=1.5, **_LB),
+     Raises(ValueError, "failure_probability must lie in")),
+    ("advantage_bound_adaptive_with_interval", lambda: privacy.advantage_bound(
+        "predict", delta=0.1, adaptive=True, p1_interval=(0.2, 0.3), **_LB),
+     Raises(ValueError, "p1_interval does not apply with adaptive=True")),
+    ("p1_interval_count_above_n", lambda: privacy.p1_interval_from_counts(11, 10, 0.05),
+     Raises(ValueError, "count_1 must be <= n")),
+]
+
+
 def _check(trigger, expect):
     if isinstance(expect, Raises):
         with pytest.raises(expect.error, match=expect.pattern):
@@ -327,8 +387,14 @@ def test_bad_cli_input(argv, expect, capsys):
     assert re.search(expect.pattern, err), err
 
 
+@pytest.mark.parametrize(("trigger", "expect"),
+                         [pytest.param(t, e, id=name) for name, t, e in PRIVACY_ROWS])
+def test_bad_privacy_input(trigger, expect):
+    _check(trigger, expect)
+
+
 def test_rows_are_named_uniquely():
-    names = [row[0] for row in API_ROWS + CLI_ROWS]
+    names = [row[0] for row in API_ROWS + CLI_ROWS + PRIVACY_ROWS]
     assert len(names) == len(set(names))
 
 

@@ -1,4 +1,5 @@
-"""An exact adaptive attacker on the linear model, independent of `rpjax.privacy.leakage`.
+"""The best adaptive attacker on the linear model, independent of `rpjax.privacy.leakage`
+(the reference that tests and `benchmarks/budget_table.py` hold the adaptive bound to).
 
 On f(x) = 1[<w, x> > 0] the smoothed class-1 probability is Phi(z), z the signed distance to
 the boundary in units of sigma, and the secret attribute moves z by d = delta / sigma. The
@@ -23,7 +24,7 @@ import numpy as np
 from scipy import stats as sps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _predict_sets(n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Counts N1 in 0..n for which PREDICT answers 1 / answers 0 (two-sided binomial test)."""
     n1 = np.arange(n + 1)
@@ -33,7 +34,7 @@ def _predict_sets(n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     return passes & (n1 > n - n1), passes & (n1 < n - n1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _certified_counts(n: int, alpha: float) -> np.ndarray:
     """Counts c of the selected class for which Clopper-Pearson's lower bound exceeds 1/2."""
     c = np.arange(n + 1)
@@ -82,10 +83,10 @@ def best_adaptive_advantage(mode: str, *, d: float, n: int, ks, alpha: float = 1
     t = 1e-3 * np.sinh(u)
     lam = np.concatenate([[0.0], 1.0 / (1.0 + np.exp(-t)), [1.0]])  # nodes of l, sorted
     v = np.maximum(lam, 1.0 - lam)
-    l = lam[None, :, None]
-    mass = l * p[:, None, :] + (1.0 - l) * q[:, None, :]  # [Z, L, O]
+    prior = lam[None, :, None]
+    mass = prior * p[:, None, :] + (1.0 - prior) * q[:, None, :]  # [Z, L, O]
     with np.errstate(invalid="ignore", divide="ignore"):
-        post = np.where(mass > 0, l * p[:, None, :] / mass, 0.5)
+        post = np.where(mass > 0, prior * p[:, None, :] / mass, 0.5)
     out, kmax = {}, max(ks)
     for k in range(1, kmax + 1):
         cont = np.interp(post, lam, v)  # v_{k-1} at each posterior, interpolated (above)
