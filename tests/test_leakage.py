@@ -4,8 +4,9 @@ Reference: a linear base model f(x) = 1[x_0 > 0], whose smoothed class-1 probabi
 distance r from the boundary is exactly Phi(r / sigma). The Lipschitz bound on
 Phi^-1(p_1) is attained along the normal, so the exact supremum of the TV over x' within
 delta is the maximum over p1' in [Phi((r - delta) / sigma), Phi((r + delta) / sigma)],
-computed here with scipy independently of the bound's own code (multinomial enumeration for
-k answers).
+computed here with scipy independently of the bound's own code: the answer distributions from
+their definitions (`rpjax._src.attacks.adaptive`: the binomial test's p-value, Clopper-Pearson's
+beta quantile), multinomial enumeration for k answers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from absl.testing import parameterized
 from scipy import stats as sps
 
 import rpjax
+from rpjax._src.attacks.adaptive import _certified_counts, answer_probabilities
 from rpjax._src.privacy import leakage
 
 SIGMA = 0.5
@@ -29,10 +31,24 @@ def _linear(params, x):
     return jnp.stack([-x[:, 0], x[:, 0]], axis=-1) * params
 
 
+def _independent_probabilities(mode, p1):
+    """`[P, O]` answer distributions from the definitions (scipy), not from `leakage`."""
+    z = sps.norm.ppf(np.asarray(p1, np.float64))
+    if mode != "certify_radius":
+        return answer_probabilities(mode, z, **SETTINGS)
+    n, n0 = SETTINGS["n"], SETTINGS["n0"]
+    ok = np.nonzero(_certified_counts(n, SETTINGS["alpha"]))[0]  # certified counts c
+    p = np.asarray(p1, np.float64)[:, None]
+    sel1 = sps.binom.sf(n0 // 2, n0, p)  # selection picks class 1 (ties: class 0)
+    one = sel1 * sps.binom.pmf(ok[None], n, p)  # (1, c): class-1 count c certified
+    zero = (1 - sel1) * sps.binom.pmf(ok[None], n, 1 - p)  # (0, c)
+    return np.concatenate([1 - one.sum(1, keepdims=True) - zero.sum(1, keepdims=True),
+                           zero, one], axis=1)
+
+
 def _exact_tv(mode, p, q, k):
     """TV between k fresh answers at p1 = p and at p1 = q, by enumeration (scipy)."""
-    probs, _ = leakage.outcome_probabilities(mode, [p, q], **SETTINGS)
-    a, b = probs
+    a, b = _independent_probabilities(mode, [p, q])
     if k == 1:
         return 0.5 * np.abs(a - b).sum()
     if a.size == 2:

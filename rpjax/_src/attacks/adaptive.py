@@ -49,7 +49,7 @@ def answer_probabilities(mode: str, z: np.ndarray, *, n: int, alpha: float = 1e-
     p = sps.norm.cdf(np.asarray(z, np.float64))
     pmf = sps.binom.pmf(np.arange(n + 1)[None, :], n, p[:, None])  # [Z, n + 1] over N1
     if mode == "always_label":  # the top class of n votes, ties to class 0
-        one = pmf[:, np.arange(n + 1) * 2 > n].sum(1)
+        one = np.clip(pmf[:, np.arange(n + 1) * 2 > n].sum(1), 0.0, 1.0)
         return np.stack([1.0 - one, one], axis=1)
     if mode == "predict":
         ones, zeros = _predict_sets(n, alpha)
