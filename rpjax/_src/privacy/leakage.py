@@ -50,12 +50,22 @@ points in cells i - D .. i + D (D = ceil((delta / sigma) / w)). On each pair of 
   (k answers: `Bin(k (n0 + n), p1)`), an upper bound.
 The maximum over pairs is the bound. Grid width changes only how tight it is.
 
+That bound is for k answers to one input. An adaptive attacker moves each query's input and
+chooses it after seeing the earlier answers; `advantage_bound(..., adaptive=True)` covers
+every such attacker with `min(1 - (1 - t*)^k, sqrt(1 - BC*^(2k)))`, where `t*` and `BC*`
+(`per_answer_bound`) bound one answer's TV and Bhattacharyya coefficient over every pair of
+inputs within delta; BC* comes from the length of the path `z -> sqrt(P(answer | z))` on the
+unit sphere, so its loss is second order in the cell width. The one-input bound returned by
+default is the smaller of the grid above and this one (both hold for one input). This is the
+bound a release's `Budget(max_advantage=...)` enforces (`docs/guarantee.md`, section 3a).
+
 Only two-class base models are covered (the bound of a k-class release needs the whole
 probability vector; `advantage_bound` takes no `num_classes` and says so).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -447,16 +457,21 @@ def per_answer_bound(mode: str, *, sigma: float, delta: float, n: int,
         refused.
     """
     mode, sigma, delta, n, alpha, n0 = _check_settings(mode, sigma, delta, n, alpha, n0)
-    d = delta / sigma
+    if cell_width is not None:
+        cell_width = _validate.positive("cell_width", cell_width)
+    return _per_answer(mode, delta / sigma, n, alpha if mode != "always_label" else None,
+                       n0 if mode in ("certify", "certify_radius") else None, cell_width)
+
+
+@functools.lru_cache(maxsize=256)
+def _per_answer(mode: str, d: float, n: int, alpha, n0, cell_width) -> PerAnswerBound:
+    """`per_answer_bound` on validated settings, d = delta / sigma (cached: a pure function)."""
     if d == 0:
         return PerAnswerBound(0.0, 0.0)
     if d >= 2 * _Z_MAX:  # some pair has p1 = Phi(-12) and Phi(12): trivially at most 1
         return PerAnswerBound(1.0, 1.0)
     votes = n + (n0 if mode in ("certify", "certify_radius") else 0)
-    if cell_width is None:
-        cell_width = _default_width(votes)
-    cell_width = _validate.positive("cell_width", cell_width)
-    edges, w = _cells(cell_width)
+    edges, w = _cells(_default_width(votes) if cell_width is None else cell_width)
     ua, ub = edges[:-1], edges[1:]
     eps = min(1.0, votes * _TAIL)  # TV between any tail point and the grid's end
     theta_tail = 2.0 * math.asin(math.sqrt(eps / 2.0))
