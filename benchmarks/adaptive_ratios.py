@@ -3,7 +3,8 @@
 For always-label, PREDICT and CERTIFY (sigma = 1, alpha = 1e-3, n0 = 10), n in {30, 100,
 1000}, delta / sigma in {0.0164 (0.1 BMI point), 0.05, 0.25} and k in {1, 2, 5, 10, 20, 50,
 100}: `advantage_bound(..., adaptive=True)` beside the best adaptive attacker on the linear
-model (`rpjax._src.attacks.adaptive`), and the largest ratio per k. About 3 minutes on 2 cores.
+model (`rpjax.attacks.best_adaptive_advantage`), and the largest ratio per k. About 3
+minutes on 2 cores.
 
 Example:
   python benchmarks/adaptive_ratios.py     # -> results/adaptive_ratios.json
@@ -15,8 +16,8 @@ import argparse
 import json
 import os
 
-from rpjax._src.attacks.adaptive import best_adaptive_advantage
-from rpjax._src.privacy import leakage
+from rpjax import privacy
+from rpjax.attacks import best_adaptive_advantage
 
 KS = (1, 2, 5, 10, 20, 50, 100)
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
         for n in (30, 100, 1000):
             for d in (0.1 / 6.0959, 0.05, 0.25):
                 attack = best_adaptive_advantage(mode, d=d, n=n, ks=KS, n0=10)
-                bound = {k: leakage.advantage_bound(mode, sigma=1.0, delta=d, n=n, alpha=1e-3,
+                bound = {k: privacy.advantage_bound(mode, sigma=1.0, delta=d, n=n, alpha=1e-3,
                                                     n0=10, k=k, adaptive=True).advantage
                          for k in KS}
                 rows.append({"mode": mode, "n": n, "d": d, "attack": attack, "bound": bound})

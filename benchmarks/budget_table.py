@@ -5,9 +5,9 @@ bound `rpjax.privacy.Budget(max_advantage=..., delta=...)` enforces) at a protec
 of 1 and 0.1 BMI points (0.164 and 0.0164 standardized units on the bundled insurance data),
 sigma = 1, alpha = 1e-3, n0 = 100 (CERTIFY), n in {100, 1000}: the answers allowed, and the
 advantage of the best adaptive attacker on the linear model (the model on which the
-Lipschitz bound is attained; `rpjax._src.attacks.adaptive`, dynamic programming, independent
-of the bound's code) after that many answers, and the most answers it can be given before it
-exceeds the cap.
+Lipschitz bound is attained; `rpjax.attacks.best_adaptive_advantage`, dynamic programming,
+independent of the bound's code) after that many answers, and the most answers it can be
+given before it exceeds the cap.
 
 Examples:
   python benchmarks/budget_table.py                 # -> results/budget_table.json
@@ -21,8 +21,8 @@ import json
 import os
 import time
 
-from rpjax._src.attacks.adaptive import best_adaptive_advantage
-from rpjax._src.privacy import leakage
+from rpjax import privacy
+from rpjax.attacks import best_adaptive_advantage
 
 BMI_STD = 6.0959  # BMI points per standardized unit on the bundled insurance data
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -38,13 +38,16 @@ def _attacker_limit(curve: dict[int, float], cap: float) -> int:
 def row(mode: str, n: int, delta_bmi: float, cap: float, kmax: int) -> dict:
     d = delta_bmi / BMI_STD
     t0 = time.perf_counter()
-    per = leakage.per_answer_bound(mode, sigma=1.0, delta=d, n=n, alpha=1e-3, n0=100)
-    allowed = int(leakage.answers_within(per, cap))
+    config = privacy.ReleaseConfig(sigma=1.0, n=n, n0=100, alpha=1e-3, num_classes=2,
+                                   mode=mode)
+    allowed = int(privacy.answers_allowed(config, privacy.Budget(max_advantage=cap, delta=d)))
     ks = sorted(set(range(1, kmax + 1)) | {allowed})
     curve = best_adaptive_advantage(mode, d=d, n=n, ks=ks, n0=100)
     return {"mode": mode, "n": n, "delta_bmi": delta_bmi, "delta": d, "cap": cap,
-            "t_star": per.tv, "bc_star": per.bc, "answers_allowed": allowed,
-            "bound_at_allowed": leakage.advantage_bound(
+            "one_answer_bound": privacy.advantage_bound(
+                mode, sigma=1.0, delta=d, n=n, alpha=1e-3, n0=100, adaptive=True).advantage,
+            "answers_allowed": allowed,
+            "bound_at_allowed": privacy.advantage_bound(
                 mode, sigma=1.0, delta=d, n=n, alpha=1e-3, n0=100, k=max(allowed, 1),
                 adaptive=True).advantage,
             "best_attack_at_allowed": curve[allowed] if allowed else 0.0,

@@ -42,9 +42,9 @@ PUBLIC: dict[str, list[str]] = {
     ],
     "rpjax.attacks": [
         "BrepConfig", "BrepResult", "MIFaceConfig", "MIFaceResult", "PCAPrior", "VAEPrior",
-        "attack_success", "brep_mi", "fit_pca_prior", "fit_vae_prior", "mi_face_latent",
-        "mi_face_pixels", "nearest_private_distance", "prior", "release_utility",
-        "top_k_hits",
+        "attack_success", "best_adaptive_advantage", "brep_mi", "fit_pca_prior",
+        "fit_vae_prior", "mi_face_latent", "mi_face_pixels", "nearest_private_distance",
+        "prior", "release_utility", "top_k_hits",
     ],
     "rpjax.baselines": [
         "DPSGDConfig", "DPSGDResult", "calibrate_noise_multiplier", "dp_grad_step",

@@ -1,8 +1,10 @@
 """Model-inversion attacks (MI-Face, white box; BREP-MI, label only), the attacker's generator
-priors and attack metrics. The releases an attack queries are in `rpjax.privacy`
+priors, attack metrics, and the best adaptive attacker on a linear model (the reference the
+adaptive leakage bound is tested against). The releases an attack queries are in `rpjax.privacy`
 (`LabelRelease`) and `rpjax.baselines`."""
 
 from rpjax._src.attacks import prior
+from rpjax._src.attacks.adaptive import best_adaptive_advantage
 from rpjax._src.attacks.brep_mi import BrepConfig, BrepResult, brep_mi
 from rpjax._src.attacks.metrics import (
     attack_success,
@@ -21,6 +23,7 @@ __all__ = [
     "PCAPrior",
     "VAEPrior",
     "attack_success",
+    "best_adaptive_advantage",
     "brep_mi",
     "fit_pca_prior",
     "fit_vae_prior",
