@@ -181,3 +181,14 @@ def test_bench_scaling_quick(tmp_path):
     assert result["configs"][cfg["baseline"]]["ratio"] == 1.0
     assert result["rows_all_equal"] is True
     assert "rows identical across all configurations: True" in stdout
+
+
+@pytest.mark.slow
+def test_budget_table_quick(tmp_path):
+    """The budget table's quick form: the allowed answers keep the best adaptive attack under
+    the cap and under the bound (the script asserts the latter for every row)."""
+    stdout, result = _run_quick("budget_table.py", tmp_path / "budget.json", 600)
+    assert len(result["rows"]) == 3 and "attack@allowed" in stdout
+    for row in result["rows"]:
+        assert row["answers_allowed"] >= 1
+        assert row["best_attack_at_allowed"] <= row["bound_at_allowed"] <= result["cap"]
