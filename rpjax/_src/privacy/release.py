@@ -376,12 +376,13 @@ class LabelRelease(NamedTuple):
     Attributes:
       name: short name for reports ("none", "rp_predict", ...).
       fn: `fn(params, x [M, *input_shape], state) -> (labels [M] int32, state)`; `ABSTAIN`
-        (-1) = abstain. `state` is the release's answer counter, uint32 `[2]` (start from
-        `initial_state()`); the randomness comes from the release's own secret (its derived
-        keys are in `params`) and the counter, never from the caller. `fn` is hashable and
-        depends only on the release's static settings (model function, sample counts,
-        mode, number of classes), so releases that differ only in `params` have equal
-        `fn`s and share one compiled program.
+        (-1) = abstain. `state` is the release's answer (nonce) counter, uint32 `[2]` (start
+        from `initial_state()`; another dtype or shape is refused, naming `state`); answer
+        j of a batch uses nonce state + j. The randomness comes from the release's own secret
+        (its derived keys are in `params`) and the counter, never from the caller. `fn` is
+        hashable and depends only on the release's static settings (model function, sample
+        counts, mode, number of classes), so releases that differ only in `params` have
+        equal `fn`s and share one compiled program.
       forward_passes: base-model forward passes per answer.
       params: pytree of the release's traced values: the model's parameters (`"model"`),
         the keys derived from its secret (`"keys"`, hidden from `repr`), its float settings
