@@ -4,7 +4,8 @@
 `release_under_test(LEDGER, CAP)`, asks `TRIES` one-input queries about subject "s" through a
 bound querier and prints one JSON line `{"answered": k, "refused": r, "nonces": [...]}`. With
 `BLOCK_FLAG`, the model writes that file on its first noisy evaluation and then sleeps (the
-parent kills the process there, between reservation and answer).
+parent kills the process there, between reservation and answer). The ledger's durability is
+`$RPJAX_TEST_DURABILITY` (default "full").
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ def blocking_linear(params, x):
     return linear(params, x)
 
 
-def release_under_test(ledger: str, cap: int, apply_fn=linear) -> RobustPrivacyRelease:
+def release_under_test(ledger: str, cap: int, apply_fn=linear,
+                       durability: str = "full") -> RobustPrivacyRelease:
     return RobustPrivacyRelease(apply_fn, 1.0, CONFIG, budget=Budget(max_answers=cap),
-                                secret=SECRET, ledger=ledger)
+                                secret=SECRET, ledger=ledger, durability=durability)
 
 
 def main(argv: list[str]) -> None:
@@ -53,7 +55,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 3:
         _FLAG.append(argv[3])
         apply_fn = blocking_linear
-    release = release_under_test(ledger, cap, apply_fn)
+    release = release_under_test(ledger, cap, apply_fn,
+                                 os.environ.get("RPJAX_TEST_DURABILITY", "full"))
     ask = release.querier("s")
     x = np.zeros((1, 3), np.float32)
     answered = refused = 0

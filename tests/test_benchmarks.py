@@ -198,6 +198,10 @@ def test_bench_ledger_quick(tmp_path):
         if name != "none":
             assert rec["overhead_fraction"] == pytest.approx((rec["s_per_query"] - base) / base)
             assert rec["ledger_answers_checked"] == cfg["queries"] + 1
+            led = rec["ledger_in_release_s_per_query"]
+            assert 0 < led["median"] <= led["p99"] <= led["max"] and led["mean"] > 0
+            assert rec["ledger_in_release_fraction_of_query"] == pytest.approx(
+                led["mean"] / base)
     for key, s in result["ledger_alone_s_per_query"].items():
         assert s > 0 and result["ledger_alone_fraction_of_query"][key] == pytest.approx(s / base)
     assert "overhead" in stdout

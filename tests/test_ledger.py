@@ -158,11 +158,14 @@ def test_restarts_never_reuse_noise(tmp_path):
     np.testing.assert_array_equal(lives[0].counts, lives[1].counts)
 
 
-def test_sigkill_between_reservation_and_answer_counts_as_spent(tmp_path):
+@pytest.mark.parametrize("durability", ["full", "normal"])
+def test_sigkill_between_reservation_and_answer_counts_as_spent(tmp_path, durability):
+    """Both durability settings survive a killed process (they differ on power loss)."""
     path, flag = str(tmp_path / "l.sqlite"), str(tmp_path / "computing")
-    release_under_test(path, cap=1)
+    release_under_test(path, cap=1, durability=durability)
     proc = subprocess.Popen([sys.executable, _WORKER, path, "1", "1", flag],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "RPJAX_TEST_DURABILITY": durability})
     try:
         deadline = time.monotonic() + 240
         while not os.path.exists(flag):  # the model is running: reserved, not answered
@@ -177,7 +180,7 @@ def test_sigkill_between_reservation_and_answer_counts_as_spent(tmp_path):
         proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert _file_states(path) == {"reserved": 1}
-    rel = release_under_test(path, cap=1)  # reopened after the kill
+    rel = release_under_test(path, cap=1, durability=durability)  # reopened after the kill
     assert rel.answers("s") == 1
     with pytest.raises(BudgetExceededError):
         rel.querier("s")(_X0)

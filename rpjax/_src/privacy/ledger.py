@@ -21,12 +21,16 @@ A process killed between steps 1 and 3 (SIGKILL, power loss after the commit of 
 leaves its rows `reserved`: they are counted as spent, now and after any restart (a lost
 answer costs its subject; a budget is never reset).
 
-Durability: `durability="full"` (the default) runs `PRAGMA synchronous=FULL`: each commit is
-on disk (fsync of the write-ahead log) before it returns, so a power loss loses no committed
-reservation. `durability="normal"` runs `synchronous=NORMAL`: in WAL mode a commit survives a
-crash of the process (the log is in the OS's page cache) but the last commits before a power
-loss or OS crash may be lost, and with them the counts of the answers they reserved: a
-subject could then be answered again past its cap. What each costs is measured in
+Durability: `durability="full"` (the default) commits each reservation with `PRAGMA
+synchronous=FULL`: it is on disk (fsync of the write-ahead log) before the query computes, so
+a power loss loses no reservation whose noise was drawn. The `answered` / `released` marks
+are committed with `synchronous=NORMAL` (one fsync per query, not two): a power loss may
+revert the last of them to `reserved`, which still counts as spent (a released reservation's
+count is then not given back: conservative, never an extra answer). `durability="normal"`
+runs `synchronous=NORMAL` throughout: in WAL mode a commit survives a crash of the process
+(the log is in the OS's page cache), but the last commits before a power loss or OS crash may
+be lost, and with them the counts of the answers they reserved: a subject could then be
+answered again past its cap. What each costs is measured in
 `benchmarks/RESULTS.md` ("The release's ledger").
 
 Each thread has its own connection (`threading.local`), re-opened in a child after `fork`
@@ -222,6 +226,17 @@ class Ledger:
 
     def _set_state(self, nonces, state, keys, alpha_each):
         conn = self._conn()
+        # not synced on its own (synchronous=NORMAL for this transaction): if a power loss
+        # takes it, the rows stay `reserved` and their counts stay spent, which costs the
+        # subject but never gives an answer back; the next reservation's sync (FULL) writes
+        # it too, since the log is one file written in order
+        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._set_state_in(conn, nonces, state, keys, alpha_each)
+        finally:
+            conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
+
+    def _set_state_in(self, conn, nonces, state, keys, alpha_each):
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany("UPDATE answers SET state = ? WHERE nonce = ? AND state = ?",
