@@ -204,4 +204,4 @@ def test_bench_ledger_quick(tmp_path):
                 led["mean"] / base)
     for key, s in result["ledger_alone_s_per_query"].items():
         assert s > 0 and result["ledger_alone_fraction_of_query"][key] == pytest.approx(s / base)
-    assert "overhead" in stdout
+    assert "ledger/query" in stdout
