@@ -12,7 +12,9 @@ undecodable bytes, image layouts) is `tests/test_bad_inputs_data.py`.
 from __future__ import annotations
 
 import os
+import pickle
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -25,6 +27,7 @@ import pytest
 import rpjax
 from rpjax import privacy, stats
 from rpjax._src import cli
+from rpjax.privacy import Budget, ReleaseConfig, RobustPrivacyRelease
 
 from _models import linear_apply, random_linear
 
@@ -118,6 +121,19 @@ _ALL = lambda result: np.ones(len(result.label), bool)  # noqa: E731
 _NONE = lambda result: np.zeros(len(result.label), bool)  # noqa: E731
 
 _CPU = jax.devices("cpu")[0]
+_RELEASE_CONFIG = ReleaseConfig(sigma=0.5, n=100, num_classes=2)
+
+
+def _release(**kw):
+    """A deployed release (default budget: one answer per subject) with a fresh ledger."""
+    ledger = os.path.join(tempfile.mkdtemp(prefix="rpjax-bad-inputs-"), "ledger.sqlite")
+    return RobustPrivacyRelease(linear_apply, _PARAMS, _RELEASE_CONFIG, ledger=ledger, **kw)
+
+
+def _traced_at(state):
+    traced = RobustPrivacyRelease(linear_apply, _PARAMS, _RELEASE_CONFIG,
+                                  budget=Budget.unlimited()).traced()
+    return traced(_XS, state)
 
 
 def _noise_differs_from_seed_0(key):
@@ -262,6 +278,35 @@ API_ROWS = [
      Raises(ValueError, "radius=40.0 at sigma=1.0")),
     ("min_samples_radius_nan", lambda: stats.min_samples_certify(1e-3, radius=float("nan")),
      Raises(ValueError, "radius")),
+    # the deployed release (rpjax.privacy.RobustPrivacyRelease)
+    ("release_subject_none", lambda: _release().query(_XS[:1], [None]),
+     Raises(TypeError, "subjects must be a str or an int")),
+    ("release_subject_nan", lambda: _release().querier(float("nan")),
+     Raises(TypeError, "subject must be a str or an int.*got float")),
+    ("release_subject_float", lambda: _release().query(_XS[:1], [1.0]),
+     Raises(TypeError, "subjects must be a str or an int.*got float")),
+    ("release_subject_bool", lambda: _release().querier(True),
+     Raises(TypeError, "subject must be a str or an int, got a bool")),
+    ("release_budget_without_cap", lambda: Budget(), Raises(ValueError, r"Budget\(\) has no cap")),
+    ("release_budget_without_ledger",
+     lambda: RobustPrivacyRelease(linear_apply, _PARAMS, _RELEASE_CONFIG),
+     Raises(ValueError, "ledger is required")),
+    ("release_ledger_in_memory", lambda: RobustPrivacyRelease(
+        linear_apply, _PARAMS, _RELEASE_CONFIG, ledger=":memory:"),
+     Raises(ValueError, "ledger must be the path of a file")),
+    ("release_sigma_overflows_float32",
+     lambda: ReleaseConfig(sigma=1e39, n=100, num_classes=2),
+     Raises(ValueError, "sigma=1e.39 is too large for inputs of dtype float32")),
+    ("release_sigma_plus_inputs_overflow", lambda: RobustPrivacyRelease(
+        linear_apply, _PARAMS, ReleaseConfig(sigma=1e37, n=100, num_classes=2),
+        budget=Budget.unlimited()).query(np.full((1, 3), 3e38, np.float32)),
+     Raises(ValueError, "sigma.*max \\|xs\\| is 3e\\+38")),
+    ("release_traced_state_int32", lambda: _traced_at(jnp.zeros(2, jnp.int32)),
+     Raises(TypeError, "state must have dtype uint32")),
+    ("release_traced_state_shape", lambda: _traced_at(jnp.zeros(3, jnp.uint32)),
+     Raises(ValueError, r"state must have shape \[2\]")),
+    ("release_pickle", lambda: pickle.dumps(_release()),
+     Raises(TypeError, "cannot be pickled.*its secret and its ledger connection.*ledger path")),
     ("check_sample_size_radius_nan",
      lambda: stats.check_sample_size(1000, 1e-3, sigma=1.0, radius=float("nan")),
      Raises(ValueError, "radius")),

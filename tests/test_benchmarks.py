@@ -192,3 +192,27 @@ def test_budget_table_quick(tmp_path):
     for row in result["rows"]:
         assert row["answers_allowed"] >= 1
         assert row["best_attack_at_allowed"] <= row["bound_at_allowed"] <= result["cap"]
+
+
+@pytest.mark.slow
+def test_bench_ledger_quick(tmp_path):
+    """The quick ledger run's JSON is complete and consistent: every ledgered release's
+    overhead is recomputable from its own fields, and its answers were checked in the file."""
+    stdout, result = _run_quick("bench_ledger.py", tmp_path / "ledger.json", 600)
+    cfg, res = result["config"], result["results"]
+    assert cfg["quick"] and cfg["n"] == 1000 and cfg["mode"] == "predict"
+    assert set(res) == {"none", "full_one", "full_distinct", "normal_one", "normal_distinct"}
+    base = res["none"]["s_per_query"]
+    for name, rec in res.items():
+        assert rec["s_per_query"] > 0 and len(rec["block_s_per_query"]) >= 1, name
+        assert rec["queries_per_s"] == pytest.approx(1 / rec["s_per_query"])
+        if name != "none":
+            assert rec["overhead_fraction"] == pytest.approx((rec["s_per_query"] - base) / base)
+            assert rec["ledger_answers_checked"] == cfg["queries"] + 1
+            led = rec["ledger_in_release_s_per_query"]
+            assert 0 < led["median"] <= led["p99"] <= led["max"] and led["mean"] > 0
+            assert rec["ledger_in_release_fraction_of_query"] == pytest.approx(
+                led["mean"] / base)
+    for key, s in result["ledger_alone_s_per_query"].items():
+        assert s > 0 and result["ledger_alone_fraction_of_query"][key] == pytest.approx(s / base)
+    assert "ledger/query" in stdout

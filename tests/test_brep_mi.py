@@ -11,7 +11,7 @@ from absl.testing import parameterized
 from rpjax._src import stats
 from rpjax._src.attacks import metrics
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax._src.privacy.release import ReleaseConfig, RobustPrivacyRelease
+from rpjax._src.privacy.release import Budget, ReleaseConfig, RobustPrivacyRelease
 from rpjax.privacy import (
     base_release,
     experiment_secret,
@@ -53,7 +53,8 @@ class ReleaseTest(parameterized.TestCase):
         labels = np.asarray(labels)
         np.testing.assert_array_equal(np.asarray(state), [5, 0])
         deployed = RobustPrivacyRelease(disc_apply, _CENTERS, ReleaseConfig(
-            sigma=0.8, n=200, alpha=1e-3, num_classes=4), secret=secret)
+            sigma=0.8, n=200, alpha=1e-3, num_classes=4), secret=secret,
+            budget=Budget.unlimited())
         np.testing.assert_array_equal(deployed.query(x), labels)
         counts = deployed.audit()[0].counts
         top = np.sort(counts, axis=1)[:, ::-1]
@@ -78,7 +79,8 @@ class ReleaseTest(parameterized.TestCase):
         self.assertEqual((rel.name, rel.forward_passes), ("rp_certify", 60))
         x = jnp.array([[0.0, 0.0], [0.9, 0.0], [8.0, 8.0]])
         deployed = RobustPrivacyRelease(disc_apply, _CENTERS, ReleaseConfig(
-            sigma=0.5, n=50, n0=10, alpha=1e-2, num_classes=4, mode="certify"), secret=secret)
+            sigma=0.5, n=50, n0=10, alpha=1e-2, num_classes=4, mode="certify"), secret=secret,
+            budget=Budget.unlimited())
         state = initial_state()
         for _ in range(2):  # a second batch continues the counter
             labels, state = rel(x, state)

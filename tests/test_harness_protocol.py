@@ -16,6 +16,7 @@ from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
 from rpjax._src.baselines import labels
 from rpjax._src.privacy import release as release_lib
 from rpjax.privacy import (
+    Budget,
     LabelRelease,
     ReleaseConfig,
     RobustPrivacyRelease,
@@ -60,7 +61,8 @@ def _spy(release: LabelRelease, log: list) -> LabelRelease:
 def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
     config = ReleaseConfig(sigma=0.4, n=16, alpha=0.05, num_classes=3, noise=noise)
     secret = experiment_secret("test_harness_protocol", noise)
-    traced = RobustPrivacyRelease(nearest_centre, _CENTERS, config, secret=secret).traced()
+    traced = RobustPrivacyRelease(nearest_centre, _CENTERS, config, secret=secret,
+                                  budget=Budget.unlimited()).traced()
     log: list = []
     res = brep_mi(_spy(traced, log), decode, jnp.array([1, 2]), 3,
                   BrepConfig(r0=0.3, num_points=8, max_iters=6, init_candidates=60),
@@ -73,7 +75,8 @@ def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
     assert sum(sizes) == int(res.release_state[0]) and res.release_state[1] == 0
     released = np.concatenate([out for _, out in log])
     assert {-1, 1, 2} <= set(released.tolist())  # not a trivial sequence of answers
-    deployed = RobustPrivacyRelease(nearest_centre, _CENTERS, config, secret=secret)
+    deployed = RobustPrivacyRelease(nearest_centre, _CENTERS, config, secret=secret,
+                                    budget=Budget.unlimited())
     for x, out in log:  # the same queries, in order, through the deployed interface
         np.testing.assert_array_equal(deployed.query(x), out)
     assert deployed.audit()[-1].answer_index[-1] == sum(sizes) - 1
@@ -122,7 +125,8 @@ def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
     counts = []
     for s in (sa, sb):
         deployed = RobustPrivacyRelease(nearest_centre, _CENTERS, ReleaseConfig(
-            sigma=0.5, n=20, num_classes=3, mode="always_label"), secret=s)
+            sigma=0.5, n=20, num_classes=3, mode="always_label"), secret=s,
+            budget=Budget.unlimited())
         np.testing.assert_array_equal(deployed.query(x),
                                       np.asarray(first if s is sa else other))
         counts.append(deployed.audit()[0].counts)

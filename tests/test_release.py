@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +43,17 @@ def _xs(m=12, seed=0):
 
 
 def _release(mode="predict", noise="fresh", secret=_SECRET, **kw):
+    """A measurement release (`Budget.unlimited()`, no ledger) unless `budget` is given."""
     cfg = ReleaseConfig(sigma=SIGMA, n=100, n0=10, num_classes=2, mode=mode, noise=noise)
+    kw.setdefault("budget", Budget.unlimited())
     return RobustPrivacyRelease(_linear, 1.0, cfg, secret=secret, **kw)
+
+
+def _ledger(test: parameterized.TestCase) -> str:
+    """A ledger file in a temporary directory, removed after `test`."""
+    folder = tempfile.mkdtemp(prefix="rpjax-ledger-")
+    test.addCleanup(shutil.rmtree, folder, True)
+    return os.path.join(folder, "ledger.sqlite")
 
 
 class QuerierViewTest(parameterized.TestCase):
@@ -49,7 +61,7 @@ class QuerierViewTest(parameterized.TestCase):
     @parameterized.parameters(*MODES)
     def test_label_only(self, mode):
         rel = _release(mode)
-        out = rel.querier()(_xs(), None)
+        out = rel.querier("q")(_xs())
         self.assertIsInstance(out, np.ndarray)
         self.assertEqual(out.shape, (12,))
         self.assertTrue(np.issubdtype(out.dtype, np.integer))
@@ -64,8 +76,8 @@ class QuerierViewTest(parameterized.TestCase):
     def test_no_key_id_or_seed_reaches_the_release(self):
         self.assertEqual(list(inspect.signature(RobustPrivacyRelease.query).parameters),
                          ["self", "xs", "subjects"])
-        self.assertEqual(list(inspect.signature(_release().querier()).parameters),
-                         ["xs", "subjects"])
+        self.assertEqual(list(inspect.signature(_release().querier("q")).parameters),
+                         ["xs"])
         self.assertEqual(list(inspect.signature(_release().traced().fn).parameters),
                          ["params", "x", "state"])
         with pytest.raises(TypeError):
@@ -158,7 +170,7 @@ class NoiseModeTest(parameterized.TestCase):
 class BudgetTest(parameterized.TestCase):
 
     def test_refuses_past_the_budget_and_answers_nothing(self):
-        rel = _release(budget=Budget(max_answers=3))
+        rel = _release(budget=Budget(max_answers=3), ledger=_ledger(self))
         x = _xs(2)
         rel.query(x, ["alice", "bob"])
         rel.query(x, ["alice", "alice"])
@@ -171,19 +183,20 @@ class BudgetTest(parameterized.TestCase):
             rel.query(x)
 
     def test_alpha_budget_is_a_union_bound(self):
-        rel = _release(budget=Budget(max_alpha=0.0035))
+        rel = _release(budget=Budget(max_alpha=0.0035), ledger=_ledger(self))
         self.assertEqual(rel.answers_allowed, 3)
         rel.query(_xs(3), ["a"] * 3)
         self.assertAlmostEqual(rel.spent("a")["alpha"], 0.003)
         with pytest.raises(BudgetExceededError):
             rel.query(_xs(1), ["a"])
         with pytest.raises(ValueError, match="always_label"):
-            _release("always_label", budget=Budget(max_alpha=0.01))
+            _release("always_label", budget=Budget(max_alpha=0.01), ledger=_ledger(self))
 
     @parameterized.parameters(*MODES)
     def test_advantage_budget_uses_the_worst_case_bound(self, mode):
         delta = 0.05
-        rel = _release(mode, budget=Budget(max_advantage=0.6, delta=delta))
+        rel = _release(mode, budget=Budget(max_advantage=0.6, delta=delta),
+                       ledger=_ledger(self))
         k = rel.answers_allowed
         cfg = rel.config
         self.assertLessEqual(composed_bound(cfg, delta, k), 0.6)
@@ -292,7 +305,8 @@ def test_an_answer_costs_the_same_whatever_the_input(mode):
     cfg = ReleaseConfig(sigma=SIGMA, n=300, num_classes=2, mode=mode, n0=20)
     costs = []
     for x0 in (50.0, 0.0):  # p_A = 1 and p_A = 1/2
-        rel = RobustPrivacyRelease(_counting_linear, 1.0, cfg, secret=_SECRET, chunk_size=64)
+        rel = RobustPrivacyRelease(_counting_linear, 1.0, cfg, secret=_SECRET, chunk_size=64,
+                                   budget=Budget.unlimited())
         _EVALUATED.clear()
         rel.query(np.array([[x0, 0.0, 0.0]], np.float32), ["s"])
         jax.effects_barrier()

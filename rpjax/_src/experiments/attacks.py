@@ -303,10 +303,13 @@ def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None
         seconds=time.perf_counter() - t0, versions=report.versions())
 
 
-def _release(task, config, mode, noise, budget=None):
+def _release(task, config, mode, noise):
+    """A measurement release: `Budget.unlimited()` and no ledger (nonces 0, 1, 2, ... so the
+    report is reproducible; the attacker is simulated, so no budget is enforced here: what
+    a budget allows is `_budget_rows`)."""
     cfg = ReleaseConfig(sigma=config.sigma, n=config.n, n0=config.n0, alpha=config.alpha,
                         num_classes=2, mode=mode, noise=noise)
-    return RobustPrivacyRelease(task.apply_fn, task.params, cfg, budget=budget,
+    return RobustPrivacyRelease(task.apply_fn, task.params, cfg, budget=Budget.unlimited(),
                                 secret=_secret(config, f"{mode}/{noise}"), batch_size=4096)
 
 

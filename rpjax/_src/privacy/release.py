@@ -5,40 +5,60 @@
 - **Label only.** A querier gets a label or `ABSTAIN` (-1). Counts, `pa_lower`, radii and
   p-values go to the owner's audit record (`release.audit()`), never to the querier: a radius
   is a one-to-one function of the vote count and tells points of one ball apart.
-- **The noise key is the owner's secret.** `Secret.generate()` draws 256 bits from the OS
-  (`secrets`); no call takes a key, a seed or an example id from the caller.
-- **Noise modes.** `"fresh"`: answer number t (counted over the release's life) draws its
-  noise from a key derived from (secret, t), so a repeated query gets new noise.
-  `"consistent"`: the key is derived from (secret, the input's canonical bytes), so an exact
-  repeat gets the identical answer (averaging exact repeats gains nothing). A near-duplicate
-  (any change to any byte of the input) gets unrelated noise: consistent noise alone does not
-  stop averaging; the budget does.
-- **Per-subject budget.** Answers are counted per subject; `Budget` caps them directly, by the
-  alpha spent (union bound: k certified answers are all correct with probability
-  >= 1 - k alpha) and by the composed advantage bound of `rpjax.privacy.advantage_bound` at a stated
-  distance delta. The bound used is the worst case over all inputs, so whether the release
-  refuses depends only on how many answers the subject has had, never on the input.
+- **The noise key is the owner's secret.** `Secret.generate()` draws 32 bytes from the OS
+  (`secrets`); no call takes a key, a seed or an example id from the caller. Each noise
+  stream is keyed by a 64-bit threefry2x32 sub-key derived from the secret (below): no claim
+  of 256-bit strength is made; whoever recovers a stream's 64-bit sub-key has its noise.
+- **The subject is the owner's.** `release.querier(subject)` binds a querier to one subject
+  (str or int): the function it returns takes only inputs, and every input counts for that
+  subject. `query(xs, subjects)` is the owner's front end's batch method (the owner attaches
+  each input to its subject). None, NaN, floats, tuples and other types are refused.
+- **Noise modes.** `"fresh"`: answer i draws its noise from a key derived from (secret,
+  nonce_i), where nonce_i is the answer's 64-bit nonce (below), so a repeated query gets new
+  noise. `"consistent"`: the key is derived from (secret, the input's canonical bytes), so an
+  exact repeat gets the identical answer (averaging exact repeats gains nothing). A
+  near-duplicate (any change to any byte of the input) gets unrelated noise: consistent noise
+  alone does not stop averaging; the budget does.
+- **Per-subject budget, kept in a durable ledger.** Answers are counted per subject; `Budget`
+  caps them directly, by the alpha spent (union bound: k certified answers are all correct
+  with probability >= 1 - k alpha) and by the composed advantage bound of
+  `rpjax.privacy.advantage_bound` at a stated distance delta. The bound used is the worst case
+  over all inputs, so whether the release refuses depends only on how many answers the subject
+  has had, never on the input. The default is `Budget(max_answers=1)`; a budgeted release
+  keeps its counts in an SQLite ledger at a path the owner gives (`ledger=`,
+  `rpjax._src.privacy.ledger`): each query reserves its answers (cap checked, random 64-bit
+  nonces drawn) in one transaction before any noise is drawn and marks them answered before
+  the labels are returned, so threads and processes sharing the file cannot race past a cap,
+  and a restart neither resets a budget nor reuses a nonce (hence fresh noise).
+- **Measurement releases.** `Budget.unlimited()` without a ledger is for experiments and tests
+  only: its nonces are an in-process counter 0, 1, 2, ... (reproducible runs), so a new
+  release object with the same secret reuses the same noise, and nothing is counted across
+  restarts. It is not for deployment.
 
 `release.traced()` gives the same protocol as a traceable `LabelRelease` for attack loops
 compiled with `jit` (BREP-MI): `fn(params, x, state) -> (labels, state)`, where `state` is the
-answer counter the attacker's loop carries and `params` the release's traced values (model
-parameters, the keys derived from its secret, its float settings), which attack code passes
-through untouched. The answers equal the deployed release's for the same secret and the same
-sequence of queries (tested). `fn` depends only on the static settings (model function,
-sample counts, mode, number of classes, noise mode), so one compiled attack loop serves
-releases that differ in sigma, alpha or secret (tested: a BREP-MI sweep over three sigmas
-compiles once). The label-release baselines (`rpjax.baselines`) are built on the same
-protocol by `keyed_release`; `base_release` is the undefended model and `experiment_secret`
-a reproducible secret for experiments.
+nonce counter the attacker's loop carries (uint32 `[2]`, low and high words) and `params` the
+release's traced values (model parameters, the keys derived from its secret, its float
+settings), which attack code passes through untouched. The answers equal the deployed
+release's for the same secret and the same nonces (tested): for a measurement release the
+nonces of a query sequence are the counter's, so the traced release started from
+`initial_state()` gives the same answers; for a ledgered release, answer i of a query equals
+the traced release's answer to that input alone at state = (nonce_i mod 2**32, nonce_i >>
+32), nonce_i read from the audit record. `fn` depends only on the static settings (model
+function, sample counts, mode, number of classes, noise mode), so one compiled attack loop
+serves releases that differ in sigma, alpha or secret (tested: a BREP-MI sweep over three
+sigmas compiles once). The label-release baselines (`rpjax.baselines`) are built on the same
+protocol by `keyed_release`; `base_release` is the undefended model and `experiment_secret` a
+reproducible secret for experiments.
 
 Key derivation (threefry2x32, `rpjax._src.noise.threefry2x32`): four 64-bit sub-keys (K_fresh,
-K_word, K_cons, K_row) are derived from the 256-bit secret by running threefry under its four
-64-bit words in turn on a tag; fresh: pair(t) = threefry(K_fresh, t); consistent: h = XOR over
-j of threefry(K_word, (j, bits(x_j))) for the float32 bits of the input's values (with -0.0
-made +0.0), then pair = threefry(K_cons, h); row (the baselines' randomness): pair(t) =
-threefry(K_row, t). Each Robust Privacy answer's selection, estimation and prediction streams
-use threefry(pair, purpose). No claim beyond this is made for the construction: distinct inputs
-get the same key only through a 64-bit collision.
+K_word, K_cons, K_row) are derived from the 32-byte secret by running threefry under its four
+64-bit words in turn on a tag; fresh: pair(nonce) = threefry(K_fresh, nonce); consistent: h =
+XOR over j of threefry(K_word, (j, bits(x_j))) for the float32 bits of the input's values
+(with -0.0 made +0.0), then pair = threefry(K_cons, h); row (the baselines' randomness):
+pair(t) = threefry(K_row, t). Each Robust Privacy answer's selection, estimation and
+prediction streams use threefry(pair, purpose). No claim beyond this is made for the
+construction: distinct inputs (or nonces) get the same key only through a 64-bit collision.
 """
 
 from __future__ import annotations
@@ -47,8 +67,10 @@ import dataclasses
 import functools
 import hashlib
 import math
+import os
 import secrets as _secrets
-from collections.abc import Callable, Hashable, Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -62,6 +84,7 @@ from rpjax._src import stats
 from rpjax._src import validate as _validate
 from rpjax._src.certify import ABSTAIN
 from rpjax._src.privacy import leakage
+from rpjax._src.privacy import ledger as _ledger
 
 MODES = ("predict", "always_label", "certify")
 NOISE_MODES = ("fresh", "consistent")
@@ -76,7 +99,11 @@ class BudgetExceededError(RuntimeError):
 
 
 class Secret:
-    """The owner's 256-bit noise secret. Its value is never printed.
+    """The owner's noise secret: 32 bytes. Its value is never printed.
+
+    The release derives from it four 64-bit threefry2x32 sub-keys, one per noise stream (see
+    the module docstring), so each stream is keyed by 64 bits: no claim of 256-bit strength
+    is made.
 
     Args:
       value: exactly 32 bytes. Use `Secret.generate()` for a deployment; pass bytes only to
@@ -90,12 +117,12 @@ class Secret:
             raise TypeError(f"secret must be 32 bytes (use Secret.generate()), got "
                             f"{type(value).__name__}; integer seeds are refused.")
         if len(value) != 32:
-            raise ValueError(f"secret must be exactly 32 bytes (256 bits), got {len(value)}.")
+            raise ValueError(f"secret must be exactly 32 bytes, got {len(value)}.")
         self._value = bytes(value)
 
     @classmethod
     def generate(cls) -> Secret:
-        """256 bits from the operating system's CSPRNG (`secrets.token_bytes`)."""
+        """32 bytes from the operating system's CSPRNG (`secrets.token_bytes`)."""
         return cls(_secrets.token_bytes(32))
 
     def words(self) -> np.ndarray:
@@ -209,6 +236,10 @@ class ReleaseConfig:
 
     def __post_init__(self):
         _validate.positive("sigma", self.sigma)
+        # the engine's check (rpjax.certify refuses the same sigma); `query` checks again with
+        # the inputs' own magnitude
+        _validate.noise_fits("sigma", self.sigma, 0.0, np.float32,
+                             max_noise=_noise.MAX_ABS_UNIT_NOISE)
         _validate.integer("n", self.n, minimum=1)
         _validate.integer("num_classes", self.num_classes, minimum=2)
         _validate.open_unit_interval("alpha", self.alpha)
@@ -236,6 +267,10 @@ class ReleaseConfig:
 class Budget:
     """Per-subject limits of a release; refusing depends only on the number of answers.
 
+    At least one cap is required (`Budget()` is refused); `Budget.unlimited()` is the explicit
+    no-cap setting, for measurement (experiments, tests), not for deployment. A release's
+    default is `Budget(max_answers=1)`.
+
     Attributes:
       max_answers: answers per subject (None: no direct cap).
       max_alpha: largest union bound k * alpha on the probability that any of a subject's k
@@ -244,14 +279,28 @@ class Budget:
         over all inputs, fresh noise) between the subject's x and any x' within `delta`, after
         k answers (two-class models; None: no cap).
       delta: the protected l2 distance in input units, required with `max_advantage`.
+      uncapped: True only for `Budget.unlimited()` (no cap at all).
     """
 
     max_answers: int | None = None
     max_alpha: float | None = None
     max_advantage: float | None = None
     delta: float | None = None
+    uncapped: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.uncapped, bool):
+            raise TypeError(f"uncapped must be a bool, got {self.uncapped!r}.")
+        caps = (self.max_answers, self.max_alpha, self.max_advantage)
+        if self.uncapped:
+            if any(c is not None for c in caps) or self.delta is not None:
+                raise ValueError("uncapped=True takes no cap (max_answers, max_alpha, "
+                                 "max_advantage, delta); use Budget.unlimited().")
+            return
+        if all(c is None for c in caps):
+            raise ValueError(
+                "Budget() has no cap: give max_answers, max_alpha or max_advantage (with "
+                "delta). An uncapped release is Budget.unlimited(), for measurement only.")
         if self.max_answers is not None:
             _validate.integer("max_answers", self.max_answers, minimum=0)
         if self.max_alpha is not None:
@@ -264,10 +313,22 @@ class Budget:
         if self.delta is not None:
             _validate.positive("delta", self.delta)
 
+    @classmethod
+    def unlimited(cls) -> Budget:
+        """No cap at all: a measurement setting (attack experiments, tests), not a
+        deployment's. Without a ledger such a release draws its nonces from an in-process
+        counter starting at 0, so it reuses noise across restarts (reproducible runs)."""
+        return cls(uncapped=True)
+
+
+DEFAULT_BUDGET = Budget(max_answers=1)
+"""The budget of a release made without one: one answer per subject."""
+
 
 def answers_allowed(config: ReleaseConfig, budget: Budget | None) -> int | None:
-    """The largest number of answers per subject `budget` allows (None: unlimited)."""
-    if budget is None:
+    """The largest number of answers per subject `budget` allows (None: unlimited, for
+    `budget=None` or `Budget.unlimited()`)."""
+    if budget is None or budget.uncapped:
         return None
     caps = []
     if budget.max_answers is not None:
@@ -315,12 +376,13 @@ class LabelRelease(NamedTuple):
     Attributes:
       name: short name for reports ("none", "rp_predict", ...).
       fn: `fn(params, x [M, *input_shape], state) -> (labels [M] int32, state)`; `ABSTAIN`
-        (-1) = abstain. `state` is the release's answer counter, uint32 `[2]` (start from
-        `initial_state()`); the randomness comes from the release's own secret (its derived
-        keys are in `params`) and the counter, never from the caller. `fn` is hashable and
-        depends only on the release's static settings (model function, sample counts,
-        mode, number of classes), so releases that differ only in `params` have equal
-        `fn`s and share one compiled program.
+        (-1) = abstain. `state` is the release's answer (nonce) counter, uint32 `[2]` (start
+        from `initial_state()`; another dtype or shape is refused, naming `state`); answer
+        j of a batch uses nonce state + j. The randomness comes from the release's own secret
+        (its derived keys are in `params`) and the counter, never from the caller. `fn` is
+        hashable and depends only on the release's static settings (model function, sample
+        counts, mode, number of classes), so releases that differ only in `params` have
+        equal `fn`s and share one compiled program.
       forward_passes: base-model forward passes per answer.
       params: pytree of the release's traced values: the model's parameters (`"model"`),
         the keys derived from its secret (`"keys"`, hidden from `repr`), its float settings
@@ -335,12 +397,31 @@ class LabelRelease(NamedTuple):
 
     def __call__(self, x: jax.typing.ArrayLike, state: jax.Array) -> tuple[jax.Array, jax.Array]:
         """`(labels [M] int32, state)` for the batch `x` (compiled once per `fn` and shapes)."""
-        return _call_compiled(self.fn, self.params, jnp.asarray(x), state)
+        return _call_compiled(self.fn, self.params, jnp.asarray(x), check_state(state))
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _call_compiled(fn, params, x, state):
     return fn(params, x, state)
+
+
+def check_state(state: Any) -> jax.Array:
+    """`state` as a uint32 `[2]` array (a release's nonce counter: low, high words).
+
+    Works on traced values (dtype and shape are static). Raises TypeError naming `state` for
+    another dtype (an int32 counter would wrap and key other noise than the deployed release),
+    ValueError for another shape.
+    """
+    if not isinstance(state, (jax.Array, np.ndarray)):
+        raise TypeError(f"state must be a uint32 array of shape [2] (initial_state()), got "
+                        f"{type(state).__name__}.")
+    if state.dtype != np.uint32:
+        raise TypeError(f"state must have dtype uint32 (initial_state()), got dtype "
+                        f"{state.dtype}.")
+    if tuple(state.shape) != (2,):
+        raise ValueError(f"state must have shape [2] (low, high words), got shape "
+                         f"{tuple(state.shape)}.")
+    return jnp.asarray(state)
 
 
 def initial_state() -> jax.Array:
@@ -409,6 +490,7 @@ class _KeyedFn:
     stream: str
 
     def __call__(self, params, x, state):
+        state = check_state(state)
         pairs = _answer_key_pairs(params["keys"], self.stream, x, state)
         return self.rule(params, x, pairs).astype(jnp.int32), advance(state, x.shape[0])
 
@@ -430,7 +512,7 @@ def keyed_release(name: str, rule: Callable[[Any, jax.Array, jax.Array], jax.Arr
         Releases with equal rules share compiled programs.
       params: the rule's traced values (model parameters, float settings); a `"keys"` entry
         (the secret's derived keys) is added.
-      secret: the release's `Secret` (None: `Secret.generate()`, 256 bits from the OS).
+      secret: the release's `Secret` (None: `Secret.generate()`, 32 bytes from the OS).
       forward_passes: base-model forward passes per answer.
       stream: "row" (the baselines' per-answer randomness), "fresh" (Robust Privacy's fresh
         noise) or "consistent" (keyed by the input's bytes).
@@ -460,14 +542,18 @@ class AuditRecord(NamedTuple):
     """The owner's record of one call of `query` (NumPy arrays with leading axis M).
 
     Attributes:
-      answer_index: `[M]` int64 position of each answer in the release's life.
-      subjects: the subjects, as given.
+      answer_index: `[M]` int64 position of each answer in this release object's life.
+      subjects: the subjects (validated: str or int; None for an unbudgeted query without
+        subjects).
       label: `[M]` int32 released labels.
       counts: `[M, num_classes]` int32 votes (estimation samples for certify).
       selection_counts: `[M, num_classes]` int32 (certify) or None.
       pa_lower: `[M]` float64 Clopper-Pearson lower bound of the released class (certify)
         or None; radius: `[M]` float64 certified radius in input units (certify) or None.
       pvalue: `[M]` float64 PREDICT's p-value (predict) or None.
+      nonce: `[M]` uint64 each answer's nonce (from the ledger, or the in-process counter of
+        a measurement release); fresh noise is keyed by (secret, nonce), and the traced
+        release reproduces answer i at state `[nonce_i & 0xFFFFFFFF, nonce_i >> 32]` (uint32).
     """
 
     answer_index: np.ndarray
@@ -478,6 +564,56 @@ class AuditRecord(NamedTuple):
     pa_lower: np.ndarray | None
     radius: np.ndarray | None
     pvalue: np.ndarray | None
+    nonce: np.ndarray
+
+
+def _check_subject(value: Any, name: str) -> str | int:
+    """A subject id: a `str`, or an `int` (NumPy integers become `int`); bool, None, NaN,
+    floats, tuples and every other type are refused (TypeError naming `name`)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a str or an int, got a bool.")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    raise TypeError(f"{name} must be a str or an int (the owner's id of the person whose data "
+                    f"the input is), got {type(value).__name__}.")
+
+
+class _Counter:
+    """The nonces and per-subject counts of a release without a ledger (`Budget.unlimited()`
+    only): nonces 0, 1, 2, ... in this process, counts in memory. Nothing survives a restart,
+    and a new release object with the same secret reuses the same noise: measurement only."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._next = 0
+        self._counts: dict[str, int] = {}
+
+    def reserve(self, keys, cap, alpha_each):
+        del alpha_each
+        if cap is not None:  # never: a capped release requires a ledger
+            raise AssertionError("a capped release has a ledger")
+        with self._lock:
+            start, self._next = self._next, self._next + len(keys)
+            for k in keys:
+                if k is not None:
+                    self._counts[k] = self._counts.get(k, 0) + 1
+        return list(range(start, start + len(keys)))
+
+    def answered(self, nonces):
+        del nonces
+
+    def release(self, nonces, keys, alpha_each):
+        del nonces, alpha_each
+        with self._lock:
+            for k in keys:
+                if k is not None:
+                    self._counts[k] -= 1
+
+    def answers(self, key):
+        with self._lock:
+            return self._counts.get(key, 0)
 
 
 class RobustPrivacyRelease:
@@ -486,32 +622,59 @@ class RobustPrivacyRelease:
     Args:
       apply_fn, params: the base model (`apply_fn(params, x [b, ...]) -> logits [b, C]`).
       config: `ReleaseConfig`.
-      budget: per-subject `Budget` (None: unlimited, for measurement only).
-      secret: the owner's `Secret` (default: `Secret.generate()`, 256 bits from the OS).
+      budget: per-subject `Budget`; None (the default) is `Budget(max_answers=1)`: one answer
+        per subject, until the owner states another cap. `Budget.unlimited()` is the
+        measurement setting (experiments, tests), not a deployment's.
+      secret: the owner's `Secret` (default: `Secret.generate()`, 32 bytes from the OS).
+      ledger: path of the SQLite file that keeps the budget (created if missing; its
+        directory must exist); required unless `budget=Budget.unlimited()`. There is no
+        in-memory ledger: a budget that a restart resets is what the ledger exists to
+        prevent, and tests use a file in a temporary directory. A ledger records the secret's
+        fingerprint, the config and the budget, and refuses to open for a release that
+        differs in any of them. Several release objects (threads, processes, restarts) may
+        share one ledger; they then share its budgets.
+      durability: "full" (`synchronous=FULL`, the default: a committed reservation survives a
+        power loss) or "normal" (`synchronous=NORMAL`: survives a crash of the process, but
+        the last commits, and the counts they reserved, may be lost on a power loss or an OS
+        crash). See `rpjax._src.privacy.ledger`.
       batch_size: inputs per compiled call (None: all of a query at once).
       chunk_size, devices: as in `rpjax.sample_counts` (speed only; answers do not depend on
         them).
 
+    A release cannot be pickled or copied (it holds its secret and its ledger connection);
+    rebuild it in another process from (model, config, secret, ledger path).
+
     Examples:
+      >>> import os, tempfile
       >>> import jax.numpy as jnp
-      >>> from rpjax.privacy import ReleaseConfig, RobustPrivacyRelease
+      >>> from rpjax.privacy import Budget, ReleaseConfig, RobustPrivacyRelease
       >>> f = lambda w, x: jnp.stack([-x[:, 0] * w, x[:, 0] * w], axis=-1)
-      >>> rel = RobustPrivacyRelease(f, 1.0, ReleaseConfig(sigma=0.5, n=100, num_classes=2))
-      >>> rel.query(jnp.array([[3.0]]), ["alice"]).tolist()
+      >>> ledger = os.path.join(tempfile.mkdtemp(), "ledger.sqlite")
+      >>> rel = RobustPrivacyRelease(f, 1.0, ReleaseConfig(sigma=0.5, n=100, num_classes=2),
+      ...                            budget=Budget(max_answers=2), ledger=ledger)
+      >>> ask = rel.querier("alice")  # the owner binds a querier to its subject
+      >>> ask(jnp.array([[3.0]])).tolist()
       [1]
+      >>> rel.answers("alice")
+      1
     """
 
     def __init__(self, apply_fn: _smoothing.ApplyFn, params: Any, config: ReleaseConfig, *,
                  budget: Budget | None = None, secret: Secret | None = None,
+                 ledger: str | os.PathLike | None = None, durability: str = "full",
                  batch_size: int | None = None, chunk_size: int | None = None,
                  devices: Sequence[jax.Device] | None = None):
         if not isinstance(config, ReleaseConfig):
             raise TypeError(f"config must be a ReleaseConfig, got {type(config).__name__}.")
-        if budget is not None and not isinstance(budget, Budget):
+        budget = DEFAULT_BUDGET if budget is None else budget
+        if not isinstance(budget, Budget):
             raise TypeError(f"budget must be a Budget or None, got {type(budget).__name__}.")
         secret = _check_secret(secret)
         if batch_size is not None:
             _validate.integer("batch_size", batch_size, minimum=1)
+        if durability not in _ledger.DURABILITY:
+            raise ValueError(f"durability must be one of {_ledger.DURABILITY}, got "
+                             f"durability={durability!r}.")
         self._apply_fn, self._params, self._config = apply_fn, params, config
         self._budget, self._secret = budget, secret
         self._allowed = answers_allowed(config, budget)
@@ -522,19 +685,66 @@ class RobustPrivacyRelease:
                        if config.mode == "predict" else None)
         self._kstar = (leakage.certify_threshold(config.n, config.alpha)
                        if config.mode == "certify" else None)
+        self._book: _Counter | _ledger.Ledger
+        if ledger is None:
+            if self._allowed is not None:
+                raise ValueError(
+                    f"ledger is required: this release has a per-subject budget ({budget}; "
+                    "the default is Budget(max_answers=1)), kept in an SQLite file so that "
+                    "it survives restarts and holds across threads and processes: pass "
+                    "ledger=PATH. Only a measurement release (budget=Budget.unlimited()) "
+                    "runs without one.")
+            self._book = _Counter()
+        else:
+            self._book = _ledger.Ledger(_check_ledger_path(ledger), {
+                "secret_fingerprint": secret.fingerprint(),
+                "config": dataclasses.asdict(config),
+                "budget": dataclasses.asdict(budget)}, durability=durability)
+        self._lock = threading.Lock()
         self._answered = 0
-        self._per_subject: dict[Hashable, int] = {}
         self._audit: list[AuditRecord] = []
 
+    def __reduce__(self):
+        raise TypeError(
+            "a RobustPrivacyRelease cannot be pickled or copied: it holds its secret and its "
+            "ledger connection. Rebuild it where it is needed from (model, config, secret, "
+            "ledger path): RobustPrivacyRelease(apply_fn, params, config, secret=secret, "
+            "ledger=path).")
+
+    def __getstate__(self):
+        self.__reduce__()
+
     # ------------------------------------------------------------------ the querier's side
-    def query(self, xs: jax.typing.ArrayLike, subjects: Sequence[Hashable] | None = None
+    def querier(self, subject: str | int) -> Callable[[jax.typing.ArrayLike], np.ndarray]:
+        """What a querier is given: `fn(xs) -> labels`, bound by the owner to `subject`.
+
+        Every input of every call counts for `subject`; the function takes nothing else (no
+        subject, key, seed or id). A refusal (`BudgetExceededError`) names only `subject`.
+
+        Args:
+          subject: the owner's id of the person the querier asks about: a `str` or an `int`
+            (NumPy integers are converted; bool, None, NaN, floats and other types are
+            refused with a TypeError).
+        """
+        subject = _check_subject(subject, "subject")
+        query = self._query
+
+        def querier(xs):
+            xs = self._check_xs(xs)
+            return query(xs, (subject,) * xs.shape[0])
+
+        return querier
+
+    # ------------------------------------------------------------------- the owner's side
+    def query(self, xs: jax.typing.ArrayLike, subjects: Sequence[str | int] | None = None
               ) -> np.ndarray:
-        """Answers a batch of queries: labels only.
+        """The owner's front end's batch method: answers `xs`, input i counted for
+        `subjects[i]` (the owner attaches each input to its subject). Labels only.
 
         Args:
           xs: `[M, *input_shape]` floating, finite inputs.
-          subjects: `[M]` hashable subject of each query (whose data it is), for the budget;
-            required when the release has a budget.
+          subjects: `[M]` subject ids (str or int, as in `querier`); required unless the
+            budget is `Budget.unlimited()`.
 
         Returns:
           `[M]` int32 labels, `ABSTAIN` (-1) where the release abstains.
@@ -542,31 +752,15 @@ class RobustPrivacyRelease:
         Raises:
           BudgetExceededError: if any subject would pass its budget (nothing is answered).
         """
-        xs = _validate.inputs("xs", xs).astype(jnp.float32)
-        m = xs.shape[0]
-        subjects = self._check_subjects(subjects, m)
-        _smoothing.check_model(self._apply_fn, self._params, xs, self._config.num_classes)
-        pairs = self._key_pairs(xs, m)
-        labels, counts, selection = self._answer(xs, pairs)
-        self._record(subjects, labels, counts, selection)
-        return labels
+        xs = self._check_xs(xs)
+        return self._query(xs, self._check_subjects(subjects, xs.shape[0]))
 
-    def querier(self) -> Callable[..., np.ndarray]:
-        """What a querier is given: `querier(xs, subjects) -> labels`, nothing else."""
-        query = self.query
-
-        def querier(xs, subjects=None):
-            return query(xs, subjects)
-
-        return querier
-
-    # ------------------------------------------------------------------- the owner's side
     @property
     def config(self) -> ReleaseConfig:
         return self._config
 
     @property
-    def budget(self) -> Budget | None:
+    def budget(self) -> Budget:
         return self._budget
 
     @property
@@ -574,33 +768,33 @@ class RobustPrivacyRelease:
         """Answers per subject the budget allows (None: unlimited)."""
         return self._allowed
 
-    def answers(self, subject: Hashable) -> int:
-        """How many answers `subject` has had."""
-        return self._per_subject.get(subject, 0)
+    def answers(self, subject: str | int) -> int:
+        """How many answers `subject` has had (in the ledger: answered or reserved)."""
+        return self._book.answers(_ledger.subject_key(_check_subject(subject, "subject")))
 
-    def spent(self, subject: Hashable) -> dict[str, float]:
+    def spent(self, subject: str | int) -> dict[str, float]:
         """What a subject's answers have cost: answers, alpha (union bound) and, with a
         budget delta on a two-class model, the composed advantage bound."""
         k = self.answers(subject)
         out: dict[str, float] = {"answers": k}
         if self._config.mode != "always_label":
             out["alpha"] = k * self._config.alpha
-        if self._budget is not None and self._budget.delta is not None and (
-                self._config.num_classes == 2):
+        if self._budget.delta is not None and self._config.num_classes == 2:
             out["advantage_bound"] = composed_bound(self._config, self._budget.delta, k)
         return out
 
     def audit(self) -> list[AuditRecord]:
-        """The owner's audit log: one `AuditRecord` per call of `query`."""
-        return list(self._audit)
+        """The owner's audit log: one `AuditRecord` per answered query of this object."""
+        with self._lock:
+            return list(self._audit)
 
     def secret_fingerprint(self) -> str:
         return self._secret.fingerprint()
 
     def traced(self, name: str | None = None) -> LabelRelease:
-        """This release as a traceable `LabelRelease` (same secret, same answers for the same
-        query sequence from `initial_state()`); for compiled attack loops. No budget and no
-        audit inside a trace.
+        """This release as a traceable `LabelRelease` (same secret; the same answers for the
+        same nonces: from `initial_state()` those of a measurement release's query
+        sequence); for compiled attack loops. No budget and no audit inside a trace.
 
         Its `fn` depends on the model function, `mode`, `noise`, `n`, `n0` and
         `num_classes`; sigma, the alpha-derived threshold (PREDICT's table, CERTIFY's
@@ -618,35 +812,57 @@ class RobustPrivacyRelease:
                              stream=cfg.noise)
 
     # ------------------------------------------------------------------------ internals
+    def _check_xs(self, xs):
+        xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
+        xs = xs.astype(jnp.float32)
+        _validate.noise_fits("sigma", self._config.sigma, max_abs, np.float32,
+                             max_noise=_noise.MAX_ABS_UNIT_NOISE)
+        return xs
+
     def _check_subjects(self, subjects, m):
         if subjects is None:
             if self._allowed is not None:
                 raise ValueError("subjects are required: this release has a per-subject "
                                  "budget.")
             return (None,) * m
-        subjects = tuple(subjects)
+        if isinstance(subjects, (str, bytes)):
+            raise TypeError("subjects must be a sequence of subject ids, one per input, got "
+                            f"a {type(subjects).__name__}.")
+        subjects = tuple(_check_subject(s, "subjects") for s in subjects)
         if len(subjects) != m:
             raise ValueError(f"subjects must have one entry per input ({m}), got "
                              f"{len(subjects)}.")
-        for s in subjects:
-            if not isinstance(s, Hashable):
-                raise TypeError(f"subjects must be hashable, got {type(s).__name__}.")
-        if self._allowed is not None:
-            want: dict[Hashable, int] = {}
-            for s in subjects:
-                want[s] = want.get(s, 0) + 1
-            over = [s for s, c in want.items() if self.answers(s) + c > self._allowed]
-            if over:
-                raise BudgetExceededError(
-                    f"subject {over[0]!r} has had {self.answers(over[0])} answers and asks "
-                    f"for {want[over[0]]} more; the budget allows {self._allowed} per subject "
-                    f"({self._budget}). Nothing was answered.")
         return subjects
 
-    def _key_pairs(self, xs, m):
+    def _query(self, xs, subjects):
+        # a model that cannot take xs is refused before anything is reserved
+        _smoothing.check_model(self._apply_fn, self._params, xs, self._config.num_classes)
+        keys = [None if s is None else _ledger.subject_key(s) for s in subjects]
+        alpha_each = 0.0 if self._config.mode == "always_label" else self._config.alpha
+        try:
+            nonces = self._book.reserve(keys, self._allowed, alpha_each)
+        except _ledger.LedgerBudgetExceeded as err:
+            subject = subjects[keys.index(err.key)]
+            raise BudgetExceededError(
+                f"subject {subject!r} has had {err.had} answers and asks for {err.asked} "
+                f"more; the budget allows {self._allowed} per subject ({self._budget}). "
+                "Nothing was answered.") from None
+        try:
+            pairs = self._key_pairs(xs, nonces)
+            labels, counts, selection = self._answer(xs, pairs)
+            self._book.answered(nonces)
+        except BaseException:
+            self._book.release(nonces, keys, alpha_each)
+            raise
+        self._record(subjects, labels, counts, selection, nonces)
+        return labels
+
+    def _key_pairs(self, xs, nonces):
         if self._config.noise == "fresh":
-            start = np.array([self._answered & 0xFFFFFFFF, self._answered >> 32], np.uint32)
-            return _fresh_jit(self._keys.fresh, jnp.asarray(start), m)
+            n = np.asarray(nonces, np.uint64)
+            lo = (n & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+            hi = (n >> np.uint64(32)).astype(np.uint32)
+            return _nonce_jit(self._keys.fresh, jnp.asarray(lo), jnp.asarray(hi))
         return _consistent_jit(self._keys.word, self._keys.cons, xs)
 
     def _count(self, xs, pairs, n):
@@ -667,7 +883,7 @@ class RobustPrivacyRelease:
                                     else jnp.asarray(selection), self._table, self._kstar))
         return labels, counts, selection
 
-    def _record(self, subjects, labels, counts, selection):
+    def _record(self, subjects, labels, counts, selection, nonces):
         cfg = self._config
         m = labels.shape[0]
         pa_lower = radius = pvalue = None
@@ -681,16 +897,40 @@ class RobustPrivacyRelease:
             top = np.sort(counts, axis=1)[:, ::-1]
             pvalue = stats.binomial_test_pvalue(top[:, 0], np.maximum(top[:, 0] + top[:, 1],
                                                                       1))
-        index = self._answered + np.arange(m, dtype=np.int64)
-        self._audit.append(AuditRecord(index, subjects, labels, counts, selection, pa_lower,
-                                       radius, pvalue))
-        self._answered += m
-        for s in subjects:
-            if s is not None:
-                self._per_subject[s] = self._per_subject.get(s, 0) + 1
+        with self._lock:
+            index = self._answered + np.arange(m, dtype=np.int64)
+            self._answered += m
+            self._audit.append(AuditRecord(index, tuple(subjects), labels, counts, selection,
+                                           pa_lower, radius, pvalue,
+                                           np.asarray(nonces, np.uint64)))
 
 
-_fresh_jit = jax.jit(fresh_key_pairs, static_argnums=2)
+def _check_ledger_path(ledger: Any) -> str:
+    """`ledger` as a path whose directory exists (TypeError / ValueError naming `ledger`)."""
+    if not isinstance(ledger, (str, os.PathLike)):
+        raise TypeError(f"ledger must be a file path (str or os.PathLike), got "
+                        f"{type(ledger).__name__}.")
+    path = os.fspath(ledger)
+    if path in ("", ":memory:") or path.startswith("file:"):
+        raise ValueError(f"ledger must be the path of a file on disk, got ledger={path!r}: an "
+                         "in-memory ledger would reset the budgets at every restart.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"ledger={path!r}: its directory {folder!r} does not exist.")
+    if os.path.isdir(path):
+        raise ValueError(f"ledger must be a file path, but {path!r} is a directory.")
+    return path
+
+
+def _nonce_key_pairs(k_fresh: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
+    """`[M, 2]` fresh-noise key pairs of the answers with nonces (lo, hi): threefry(K_fresh,
+    nonce), exactly `fresh_key_pairs` at state = nonce for each answer."""
+    return _tf(k_fresh, lo, hi)
+
+
+_nonce_jit = jax.jit(_nonce_key_pairs)
+
+
 _consistent_jit = jax.jit(consistent_key_pairs)
 
 
@@ -726,7 +966,7 @@ def experiment_secret(*parts: Any) -> Secret:
     """A `Secret` derived deterministically from `parts` (e.g. seed, name, sigma, n).
 
     For reproducible experiments only: anyone who knows the parts knows the secret. A
-    deployment uses `Secret.generate()` (256 bits from the OS).
+    deployment uses `Secret.generate()` (32 bytes from the OS).
 
     Example: `experiment_secret(0, "rp_predict", 0.1, 10)` is
     `Secret(sha256(b"rpjax-experiment/0/rp_predict/0.1/10").digest())`.
@@ -742,6 +982,7 @@ class _ArgmaxFn:
     apply_fn: Callable
 
     def __call__(self, params, x, state):
+        state = check_state(state)
         labels = jnp.argmax(self.apply_fn(params["model"], x), axis=-1).astype(jnp.int32)
         return labels, advance(state, x.shape[0])
 
@@ -753,7 +994,8 @@ def base_release(apply_fn: _smoothing.ApplyFn, params: Any) -> LabelRelease:
 
 
 def _rp(apply_fn, params, name, secret, **config) -> LabelRelease:
-    release = RobustPrivacyRelease(apply_fn, params, ReleaseConfig(**config), secret=secret)
+    release = RobustPrivacyRelease(apply_fn, params, ReleaseConfig(**config),
+                                   budget=Budget.unlimited(), secret=secret)
     return release.traced(name)
 
 
@@ -764,7 +1006,7 @@ def rp_predict_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: floa
     unless significant.
 
     `RobustPrivacyRelease(apply_fn, params, ReleaseConfig(mode="predict", ...),
-    secret=secret).traced("rp_predict")`.
+    budget=Budget.unlimited(), secret=secret).traced("rp_predict")`.
 
     Args:
       apply_fn, params: the base model.
