@@ -21,11 +21,12 @@
   alone does not stop averaging; the budget does.
 - **Per-subject budget, kept in a durable ledger.** Answers are counted per subject; `Budget`
   caps them directly, by the alpha spent (union bound: k certified answers are all correct
-  with probability >= 1 - k alpha) and by the composed advantage bound of
-  `rpjax.privacy.advantage_bound` at a stated distance delta. The bound used is the worst case
-  over all inputs, so whether the release refuses depends only on how many answers the subject
-  has had, never on the input. The default is `Budget(max_answers=1)`; a budgeted release
-  keeps its counts in an SQLite ledger at a path the owner gives (`ledger=`,
+  with probability >= 1 - k alpha) and by the composed advantage bound
+  `rpjax.privacy.advantage_bound(..., adaptive=True)` at a stated distance delta, which holds
+  for an attacker who moves every query's input after seeing the earlier answers. That bound is
+  the worst case over all inputs, so whether the release refuses depends only on how many
+  answers the subject has had, never on the input. The default is `Budget(max_answers=1)`;
+  a budgeted release keeps its counts in an SQLite ledger at a path the owner gives (`ledger=`,
   `rpjax._src.privacy.ledger`): each query reserves its answers (cap checked, random 64-bit
   nonces drawn) in one transaction before any noise is drawn and marks them answered before
   the labels are returned, so threads and processes sharing the file cannot race past a cap,
@@ -275,9 +276,10 @@ class Budget:
       max_answers: answers per subject (None: no direct cap).
       max_alpha: largest union bound k * alpha on the probability that any of a subject's k
         answers is wrong (predict / certify only; None: no cap).
-      max_advantage: largest composed advantage bound (`rpjax.privacy.advantage_bound`, worst case
-        over all inputs, fresh noise) between the subject's x and any x' within `delta`, after
-        k answers (two-class models; None: no cap).
+      max_advantage: largest composed advantage bound (`rpjax.privacy.advantage_bound(...,
+        adaptive=True)`: worst case over all inputs, valid for an adaptive attacker) between
+        the subject's x and any x' within `delta`, after k answers (two-class models; None: no
+        cap).
       delta: the protected l2 distance in input units, required with `max_advantage`.
       uncapped: True only for `Budget.unlimited()` (no cap at all).
     """
@@ -344,26 +346,30 @@ def answers_allowed(config: ReleaseConfig, budget: Budget | None) -> int | None:
 
 
 def composed_bound(config: ReleaseConfig, delta: float, k: int) -> float:
-    """Worst-case (over all inputs) advantage bound after k fresh answers at distance delta."""
+    """The advantage bound after k answers at distance delta that holds for an adaptive
+    attacker, who chooses every query's input after seeing the earlier answers
+    (`advantage_bound(..., adaptive=True)`: worst case over all inputs)."""
     if config.num_classes != 2:
         raise ValueError("the advantage bound covers two-class models; num_classes="
                          f"{config.num_classes}. Cap the budget with max_answers / max_alpha.")
+    k = _validate.integer("k", k, minimum=0)
     if k == 0:
         return 0.0
     return leakage.advantage_bound(config.mode, sigma=config.sigma, delta=delta, n=config.n,
-                                   alpha=config.alpha, n0=config.n0, k=k).advantage
+                                   alpha=config.alpha, n0=config.n0, k=k,
+                                   adaptive=True).advantage
+
+
+_MAX_ALLOWED = 2**62  # "every k is within the cap" (delta so small that no count reaches it)
 
 
 def _answers_within_advantage(config: ReleaseConfig, max_advantage: float, delta: float) -> int:
-    lo, hi = 0, 1
-    while composed_bound(config, delta, hi) <= max_advantage:
-        lo, hi = hi, hi * 2
-        if hi > 2**20:
-            return lo
-    while hi - lo > 1:  # the bound is non-decreasing in k
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if composed_bound(config, delta, mid) <= max_advantage else (lo, mid)
-    return lo
+    """The largest k with `composed_bound(config, delta, k) <= max_advantage` (closed form
+    from t* and BC*, `leakage.answers_within`)."""
+    composed_bound(config, delta, 0)  # the two-class check
+    per = leakage.per_answer_bound(config.mode, sigma=config.sigma, delta=delta, n=config.n,
+                                   alpha=config.alpha, n0=config.n0)
+    return int(min(leakage.answers_within(per, max_advantage), _MAX_ALLOWED))
 
 
 class LabelRelease(NamedTuple):
