@@ -124,3 +124,45 @@ def test_huge_k_and_answers_within():
         "predict", sigma=1.0, delta=1e-12, n=100, alpha=1e-3), 0.5) > 10**15
     assert leakage.answers_within(per, 0.0) == 0
     assert math.isinf(leakage.answers_within(leakage.PerAnswerBound(0.0, 0.0), 0.5))
+
+
+def test_end_to_end_the_budget_stops_the_adaptive_attacker(tmp_path):
+    """The issue's attack through the deployed release: always-label, n = 100, sigma = 1,
+    `Budget(max_advantage=0.8, delta=0.25)`. The one-input bound allowed 2 answers and the
+    adaptive attacker reached 0.808 with them; the adaptive bound allows 1 (0.685 <= 0.8 <
+    0.849), the second query is refused, and the measured one-answer advantage of the best
+    test is within Monte Carlo error of the exact 0.682 and under the bound."""
+    import jax.numpy as jnp
+
+    from rpjax.privacy import (
+        Budget,
+        BudgetExceededError,
+        ReleaseConfig,
+        RobustPrivacyRelease,
+        Secret,
+        advantage_bound,
+    )
+
+    def linear(w, x):  # p1 = Phi(x_0 / sigma): z = x_0 at sigma = 1
+        return jnp.stack([-x[:, 0] * w, x[:, 0] * w], axis=-1)
+
+    config = ReleaseConfig(sigma=1.0, n=100, num_classes=2, mode="always_label")
+    release = RobustPrivacyRelease(linear, 1.0, config,
+                                   budget=Budget(max_advantage=0.8, delta=0.25),
+                                   secret=Secret(bytes(range(32))), ledger=tmp_path / "l.db",
+                                   durability="normal")
+    assert release.answers_allowed == 1
+    trials, says_x = 600, {0: 0, 1: 0}
+    for t in range(trials):
+        for world, x0 in ((0, -0.125), (1, 0.125)):  # the secret moves z by 0.25
+            ask = release.querier(f"person-{t}-{world}")
+            label = int(ask(np.array([[x0]], np.float32))[0])
+            with pytest.raises(BudgetExceededError):
+                ask(np.array([[x0 + 0.01]], np.float32))  # the adaptive second query
+            says_x[world] += label == 0  # the best one-answer test: label 0 means "x"
+    measured = (says_x[0] - says_x[1]) / trials
+    bound = advantage_bound("always_label", sigma=1.0, delta=0.25, n=100,
+                            adaptive=True).advantage
+    se = math.sqrt(0.5 / trials)
+    assert measured == pytest.approx(0.682, abs=4 * se)
+    assert measured <= bound + 4 * se
