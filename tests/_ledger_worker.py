@@ -5,7 +5,9 @@
 bound querier and prints one JSON line `{"answered": k, "refused": r, "nonces": [...]}`. With
 `BLOCK_FLAG`, the model writes that file on its first noisy evaluation and then sleeps (the
 parent kills the process there, between reservation and answer). The ledger's durability is
-`$RPJAX_TEST_DURABILITY` (default "full").
+`$RPJAX_TEST_DURABILITY` (default "full"). With `$RPJAX_TEST_GO` set to a path, the worker
+compiles (one answer about a subject of its own), writes `GO.<pid>` and waits for the file
+`GO` before its queries (so that the parent can start all workers' queries together).
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ def main(argv: list[str]) -> None:
                                  os.environ.get("RPJAX_TEST_DURABILITY", "full"))
     ask = release.querier("s")
     x = np.zeros((1, 3), np.float32)
+    go = os.environ.get("RPJAX_TEST_GO")
+    if go:  # compile on a subject of its own, say so, then wait for the common start
+        release.querier(f"warm-up-{os.getpid()}")(x)
+        with open(f"{go}.{os.getpid()}", "w", encoding="utf-8"):
+            pass
+        while not os.path.exists(go):
+            time.sleep(0.005)
     answered = refused = 0
     for _ in range(tries):
         try:
@@ -66,7 +75,8 @@ def main(argv: list[str]) -> None:
             answered += 1
         except BudgetExceededError:
             refused += 1
-    nonces = [int(n) for rec in release.audit() for n in rec.nonce]
+    nonces = [int(n) for rec in release.audit()
+              for n, who in zip(rec.nonce, rec.subjects, strict=True) if who == "s"]
     print(json.dumps({"answered": answered, "refused": refused, "nonces": nonces}))
 
 

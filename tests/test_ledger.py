@@ -101,10 +101,17 @@ def test_racing_answers_draw_distinct_noise():
 @pytest.mark.slow  # four processes import JAX and compile (about 25 s on 2 cores)
 def test_four_processes_on_one_ledger_get_exactly_the_cap(tmp_path):
     path = str(tmp_path / "l.sqlite")
+    go = str(tmp_path / "go")
     release_under_test(path, cap=5)  # creates the file (the workers would race to, safely)
     procs = [subprocess.Popen([sys.executable, _WORKER, path, "5", "4"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "RPJAX_TEST_GO": go})
              for _ in range(4)]
+    deadline = time.monotonic() + 240
+    while not all(os.path.exists(f"{go}.{p.pid}") for p in procs):  # all compiled
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+        time.sleep(0.05)
+    open(go, "w").close()  # the common start
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -114,8 +121,11 @@ def test_four_processes_on_one_ledger_get_exactly_the_cap(tmp_path):
     assert sum(r["refused"] for r in results) == 11
     nonces = [n for r in results for n in r["nonces"]]
     assert len(nonces) == len(set(nonces)) == 5
-    assert sorted(nonces) == sorted(_file_nonces(path))
-    assert _file_states(path) == {"answered": 5}
+    with sqlite3.connect(path) as conn:
+        stored = [int(r[0]) % 2**64 for r in conn.execute(
+            "SELECT nonce FROM answers WHERE subject = 's:s' AND state = 'answered'")]
+    assert sorted(nonces) == sorted(stored)
+    assert _file_states(path) == {"answered": 5 + 4}  # and one warm-up answer per worker
 
 
 def test_restarts_never_reset_a_budget(tmp_path):
