@@ -34,16 +34,16 @@ import numpy as np
 import scipy.stats
 
 from rpjax._src import confseq as _confseq
+from rpjax._src import decision as _decision
 from rpjax._src import noise as _noise
 from rpjax._src import sequential as _sequential
 from rpjax._src import smoothing as _smoothing
 from rpjax._src import stats as _stats
 from rpjax._src import validate as _validate
 
-ABSTAIN = -1
-"""Label released when the smoothed classifier abstains."""
-
-_SELECTION, _ESTIMATION, _PREDICTION = 0, 1, 2
+ABSTAIN = _decision.ABSTAIN
+_SELECTION, _ESTIMATION, _PREDICTION = (_decision.SELECTION, _decision.ESTIMATION,
+                                        _decision.PREDICTION)
 
 
 class Certificates(NamedTuple):
@@ -274,24 +274,14 @@ def certify(
     counts, invalid = _count(apply_fn, params, xs, _sub_key(key, _ESTIMATION), n,
                              **{**kw, "progress": _bar(progress, f"estimation (n={n})")})
     bad = _warn_invalid("certify", invalid0 + invalid, n0 + n)
-    top = counts0.argmax(axis=1)
-    n_top = np.take_along_axis(counts, top[:, None], axis=1)[:, 0]
-    pa_lower = _stats.clopper_pearson_lower(n_top, n, alpha)
-    certified = (pa_lower > 0.5) & ~bad
+    top, pa_lower, certified = _decision.certify_statistics(counts0, counts, n, alpha)
+    certified = certified & ~bad
     radius = np.where(certified, distribution.radius_from_pa(pa_lower, sigma), 0.0)
     label = np.where(certified, top, ABSTAIN).astype(np.int32)
     return Certificates(
         label=label, radius=radius.astype(np.float64), pa_lower=pa_lower, counts=counts,
         n=np.full(label.shape, n, np.int64), selection_counts=counts0,
     )
-
-
-def _top_two(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    order = np.argsort(-counts, axis=1, kind="stable")
-    top = order[:, 0]
-    n_a = np.take_along_axis(counts, order[:, :1], axis=1)[:, 0]
-    n_b = np.take_along_axis(counts, order[:, 1:2], axis=1)[:, 0]
-    return top, n_a, n_b
 
 
 def predict(
@@ -345,9 +335,8 @@ def predict(
                              ids=ids, devices=devices, batch_size=batch_size, progress=progress,
                              common_noise=common_noise, distribution=distribution)
     bad = _warn_invalid("predict", invalid, n)
-    top, n_a, n_b = _top_two(counts)
-    pvalue = _stats.binomial_test_pvalue(n_a, np.maximum(n_a + n_b, 1), 0.5)
-    ok = (pvalue <= alpha) & ~bad
+    top, pvalue, ok = _decision.predict_statistics(counts, alpha)
+    ok = ok & ~bad
     label = np.where(ok, top, ABSTAIN).astype(np.int32)
     return Prediction(label=label, counts=counts, pvalue=pvalue, certified=ok)
 
@@ -392,7 +381,7 @@ def always_label(
                              ids=ids, devices=devices, batch_size=batch_size, progress=progress,
                              common_noise=common_noise, distribution=distribution)
     bad = _warn_invalid("always_label", invalid, n)
-    label = np.where(bad, ABSTAIN, counts.argmax(axis=1)).astype(np.int32)
+    label = np.where(bad, ABSTAIN, _decision.always_label_statistics(counts)).astype(np.int32)
     return Prediction(
         label=label, counts=counts, pvalue=np.full(label.shape, np.nan),
         certified=np.zeros(label.shape, bool),

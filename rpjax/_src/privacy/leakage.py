@@ -74,9 +74,10 @@ from scipy import stats as _sps
 
 from rpjax._src import stats
 from rpjax._src import validate as _validate
-from rpjax._src.certify import ABSTAIN
+from rpjax._src.decision import ABSTAIN, certify_threshold, predict_thresholds
+from rpjax._src.decision import MODES as _decision_modes
 
-MODES = ("predict", "always_label", "certify", "certify_radius")
+MODES = (*_decision_modes, "certify_radius")
 _ROUNDING = 1e-12  # added to every bound: float64 rounding of the probabilities it combines
 _Z_MAX = 12.0  # cells cover z in [-12, 12]; two end cells reach 0 and 1 (Phi(-12) ~ 2e-33)
 
@@ -107,35 +108,6 @@ def _check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got mode={mode!r}.")
     return mode
-
-
-def predict_thresholds(n: int, alpha: float) -> tuple[int, int]:
-    """PREDICT on a two-class count: `(t0, t1)` with answer 1 iff N1 >= t1, 0 iff N1 <= t0.
-
-    N1 is the class-1 count of n samples; in between, PREDICT abstains. Ties go to class 0
-    (as `np.argsort(kind="stable")` in `rpjax.predict`). `t1 = n + 1` / `t0 = -1` where the
-    test can never pass.
-    """
-    n1 = np.arange(n + 1)
-    top_is_1 = 2 * n1 > n
-    n_a = np.where(top_is_1, n1, n - n1)
-    passes = stats.binomial_test_pvalue(n_a, np.full_like(n_a, n)) <= alpha
-    ones = np.nonzero(passes & top_is_1)[0]
-    zeros = np.nonzero(passes & ~top_is_1)[0]
-    t1 = int(ones[0]) if ones.size else n + 1
-    t0 = int(zeros[-1]) if zeros.size else -1
-    # the outcome sets are intervals: check it rather than assume it
-    assert ones.size == 0 or ones.size == n + 1 - t1
-    assert zeros.size == 0 or zeros.size == t0 + 1
-    return t0, t1
-
-
-def certify_threshold(n: int, alpha: float) -> int:
-    """Smallest count k of the selected class with Clopper-Pearson lower bound > 1/2 (n + 1 if
-    none): CERTIFY releases its class iff the class's count among n samples is >= this."""
-    k = np.arange(n + 1)
-    ok = np.nonzero(stats.clopper_pearson_lower(k, np.full_like(k, n), alpha) > 0.5)[0]
-    return int(ok[0]) if ok.size else n + 1
 
 
 def _sf(k, m, p, q=None):

@@ -77,22 +77,23 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats as _sps
 
+from rpjax._src import decision as _decision
 from rpjax._src import noise as _noise
 from rpjax._src import smoothing as _smoothing
 from rpjax._src import stats
 from rpjax._src import validate as _validate
-from rpjax._src.certify import ABSTAIN
+from rpjax._src.decision import ABSTAIN, predict_threshold_table
 from rpjax._src.privacy import leakage
 from rpjax._src.privacy import ledger as _ledger
 
-MODES = ("predict", "always_label", "certify")
+MODES = _decision.MODES
 NOISE_MODES = ("fresh", "consistent")
 SEQUENTIAL_METHODS = ("sequential", "certify_sequential", "decision", "budget")
 """Modes a release refuses: their cost would depend on the input (see `ReleaseConfig`)."""
 _TAG_FRESH, _TAG_WORD, _TAG_CONS, _TAG_ROW = 1, 2, 3, 4
-_SELECTION, _ESTIMATION, _PREDICTION = 0, 1, 2
+_SELECTION, _ESTIMATION, _PREDICTION = (_decision.SELECTION, _decision.ESTIMATION,
+                                        _decision.PREDICTION)
 
 
 class BudgetExceededError(RuntimeError):
@@ -183,34 +184,6 @@ def purpose_pairs(pairs: jax.Array, purpose: int) -> jax.Array:
                jnp.full(pairs.shape[:1], 0x53545245, jnp.uint32))
 
 
-def predict_threshold_table(n: int, alpha: float) -> np.ndarray:
-    """`[n + 1]` int32: for each total m = n_A + n_B, the smallest n_A that passes PREDICT.
-
-    PREDICT releases the top class iff the two-sided binomial test of n_A successes in m
-    trials at p = 1/2 has p-value <= alpha; entries of m + 1 mean "never passes". The p-value
-    decreases in n_A >= m / 2, so "n_A >= table[m]" is exactly "p-value <= alpha".
-    """
-    n = _validate.integer("n", n, minimum=1)
-    alpha = _validate.open_unit_interval("alpha", alpha)
-    m = np.arange(1, n + 1)
-    # the largest tail j = m - n_A with 2 cdf(j; m, 1/2) <= alpha is ppf(alpha / 2) - 1 or
-    # ppf(alpha / 2); candidates around it are checked with the exact p-value
-    j0 = _sps.binom.ppf(alpha / 2, m, 0.5).astype(np.int64)
-    best = m + 1
-    for dj in (2, 1, 0, -1):
-        k = m - (j0 + dj)
-        ok = (2 * k >= m) & (k <= m) & (stats.binomial_test_pvalue(
-            np.clip(k, 0, m), m) <= alpha)
-        best = np.where(ok, np.minimum(best, k), best)
-    # exactness: one fewer vote must fail (p-value decreases in n_A >= m / 2)
-    below = np.clip(best - 1, 0, m)
-    fails = (2 * below < m) | (stats.binomial_test_pvalue(below, m) > alpha) | (best > m)
-    if not np.all(fails):  # never seen; keeps the table exact if it happens
-        raise AssertionError("predict_threshold_table: candidate search missed a threshold")
-    table = np.concatenate([[1], best])  # m = 0: no votes for either class, never passes
-    return table.astype(np.int32)
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReleaseConfig:
     """Settings of a deployed release (write it verbatim into reports).
@@ -253,8 +226,7 @@ class ReleaseConfig:
                 "answer of a release costs exactly the same fixed number of forward passes "
                 "(ReleaseConfig.forward_passes). Use rpjax.certify_sequential for owner-side "
                 "benchmarks only.")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got mode={self.mode!r}.")
+        _decision.mode(self.mode)
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got noise={self.noise!r}.")
 
@@ -531,19 +503,6 @@ def keyed_release(name: str, rule: Callable[[Any, jax.Array, jax.Array], jax.Arr
     return LabelRelease(name, _KeyedFn(rule, stream), forward_passes, {**params, "keys": keys})
 
 
-def _decide(mode: str, counts, selection, table, kstar):
-    """Labels from counts: the decision rule of each mode (traceable, host and graph)."""
-    if mode == "always_label":
-        return jnp.argmax(counts, axis=-1).astype(jnp.int32)
-    if mode == "predict":
-        top, idx = jax.lax.top_k(counts, 2)  # ties: lower class index first
-        passes = top[:, 0] >= table[top[:, 0] + top[:, 1]]
-        return jnp.where(passes, idx[:, 0], ABSTAIN).astype(jnp.int32)
-    chosen = jnp.argmax(selection, axis=-1)
-    n_top = jnp.take_along_axis(counts, chosen[:, None], axis=1)[:, 0]
-    return jnp.where(n_top >= kstar, chosen, ABSTAIN).astype(jnp.int32)
-
-
 class AuditRecord(NamedTuple):
     """The owner's record of one call of `query` (NumPy arrays with leading axis M).
 
@@ -689,7 +648,7 @@ class RobustPrivacyRelease:
         self._keys = _SecretKeys.of(secret)
         self._table = (jnp.asarray(predict_threshold_table(config.n, config.alpha))
                        if config.mode == "predict" else None)
-        self._kstar = (leakage.certify_threshold(config.n, config.alpha)
+        self._kstar = (_decision.certify_threshold(config.n, config.alpha)
                        if config.mode == "certify" else None)
         self._book: _Counter | _ledger.Ledger
         if ledger is None:
@@ -856,11 +815,12 @@ class RobustPrivacyRelease:
         try:
             pairs = self._key_pairs(xs, nonces)
             labels, counts, selection = self._answer(xs, pairs)
+            owner = self._statistics(labels, counts, selection)
             self._book.answered(nonces)
         except BaseException:
             self._book.release(nonces, keys, alpha_each)
             raise
-        self._record(subjects, labels, counts, selection, nonces)
+        self._record(subjects, labels, counts, selection, owner, nonces)
         return labels
 
     def _key_pairs(self, xs, nonces):
@@ -885,24 +845,35 @@ class RobustPrivacyRelease:
             counts = self._count(xs, purpose_pairs(pairs, _ESTIMATION), cfg.n)
         else:
             counts = self._count(xs, purpose_pairs(pairs, _PREDICTION), cfg.n)
-        labels = np.asarray(_decide(cfg.mode, jnp.asarray(counts), None if selection is None
-                                    else jnp.asarray(selection), self._table, self._kstar))
+        labels = np.asarray(_decision.decide(
+            cfg.mode, jnp.asarray(counts), None if selection is None else jnp.asarray(selection),
+            self._table, self._kstar))
         return labels, counts, selection
 
-    def _record(self, subjects, labels, counts, selection, nonces):
+    def _statistics(self, labels, counts, selection):
+        """The owner's `(pa_lower, radius, pvalue)` of an answer, from the same rules
+        (`rpjax._src.decision`) as its labels; a label that differs from them is an
+        AssertionError (never seen: one rule, in its compiled and its host form)."""
         cfg = self._config
-        m = labels.shape[0]
         pa_lower = radius = pvalue = None
         if cfg.mode == "certify":
-            chosen = selection.argmax(axis=1)
-            n_top = np.take_along_axis(counts, chosen[:, None], axis=1)[:, 0]
-            pa_lower = stats.clopper_pearson_lower(n_top, cfg.n, cfg.alpha)
+            chosen, pa_lower, ok = _decision.certify_statistics(selection, counts, cfg.n,
+                                                                cfg.alpha)
             radius = np.where(labels != ABSTAIN, stats.certified_radius(pa_lower, cfg.sigma),
                               0.0)
         elif cfg.mode == "predict":
-            top = np.sort(counts, axis=1)[:, ::-1]
-            pvalue = stats.binomial_test_pvalue(top[:, 0], np.maximum(top[:, 0] + top[:, 1],
-                                                                      1))
+            chosen, pvalue, ok = _decision.predict_statistics(counts, cfg.alpha)
+        else:
+            chosen = _decision.always_label_statistics(counts)
+            ok = np.ones(chosen.shape, bool)
+        if not np.array_equal(np.where(ok, chosen, ABSTAIN), labels):
+            raise AssertionError("the release's compiled decision differs from its host "
+                                 "statistics; nothing is answered")
+        return pa_lower, radius, pvalue
+
+    def _record(self, subjects, labels, counts, selection, owner, nonces):
+        m = labels.shape[0]
+        pa_lower, radius, pvalue = owner
         with self._lock:
             index = self._answered + np.arange(m, dtype=np.int64)
             self._answered += m
@@ -964,7 +935,8 @@ class _RobustPrivacyRule:
             counts, selection = count(_ESTIMATION, self.n), count(_SELECTION, self.n0)
         else:
             counts, selection = count(_PREDICTION, self.n), None
-        return _decide(self.mode, counts, selection, params.get("table"), params.get("kstar"))
+        return _decision.decide(self.mode, counts, selection, params.get("table"),
+                                params.get("kstar"))
 
 
 # ---------------------------------------------------------------- releases for experiments

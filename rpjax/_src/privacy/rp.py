@@ -30,10 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rpjax._src import decision as _decision
 from rpjax._src.certify import always_label, certify, predict
 from rpjax._src.smoothing import ApplyFn
 
-MODES = ("certify", "predict", "always_label")
+MODES = _decision.MODES
 
 
 def base_labels(apply_fn: ApplyFn, params: Any):
@@ -88,8 +89,7 @@ def certified_labels(
     Returns:
       `labels_fn(xs [M, d], ids [M]) -> (labels [M] int64, radii [M] float64 input units)`.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got mode={mode!r}.")
+    _decision.mode(mode)
     common = dict(sigma=sigma, n=n, num_classes=num_classes, chunk_size=chunk_size)
 
     def labels_fn(xs: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
