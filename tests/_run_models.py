@@ -169,3 +169,12 @@ def waits_apply(params, x):
 def waits():
     """The linear model, held until RPJAX_TEST_GO exists (a run that stays in flight)."""
     return waits_apply, _weights()
+
+
+def _exits_when_traced(params, x):
+    raise SystemExit(4)
+
+
+def apply_exits():
+    """An apply_fn that calls sys.exit(4) when applied."""
+    return _exits_when_traced, _weights()

@@ -433,6 +433,7 @@ def _f64_overflow(tmp_path):
     ("FILE:interrupt", (), r"the model factory .*:interrupt raised KeyboardInterrupt\(\)"),
     ("EXIT:make", (), r"importing .*_run_models_exit.py raised SystemExit\(0\)"),
     ("FILE:unhashable", (), r"--model .*apply_fn must be hashable"),
+    ("FILE:apply_exits", (), r"the model's apply_fn raised SystemExit\(4\)"),
     ("FILE:linear", ("F64",), r"exceed float32's largest finite value .* at index 6"),
     ("FILE:linear", ("--n", str(2**31)), r"--n must be <= 2\*\*30"),
     ("FILE:linear", ("--seed", str(2**64)), r"--seed as an int seed must lie in \[0, 2\*\*64\)"),

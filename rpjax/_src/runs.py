@@ -394,6 +394,10 @@ def model_classes(spec: str, apply_fn: Callable, params: Any, input_shape: Seque
     x = jax.ShapeDtypeStruct((2, *input_shape), dtype)
     try:
         out = jax.eval_shape(apply_fn, params, x)
+    except (SystemExit, KeyboardInterrupt) as err:  # the user's code exiting, not rpjax
+        raise ValueError(f"--model {spec}: the model's apply_fn raised {_exit_repr(err)} when "
+                         "applied to the data's inputs; nothing was certified or "
+                         "written.") from None
     except Exception as err:  # noqa: BLE001
         raise ValueError(f"--model {spec}: cannot be applied to the data's inputs of shape "
                          f"[b, {', '.join(map(str, input_shape))}] ({type(err).__name__}: "
@@ -634,7 +638,11 @@ def lock_run(run_dir: str, process: int) -> int:
         to `run_dir`.
     """
     path = os.path.join(run_dir, f"{LOCK_PREFIX}{process:05d}")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise ValueError(f"--out {run_dir}: cannot create the lock file {path} "
+                         f"({err.strerror or err}).") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -804,7 +812,11 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
     log = log or (lambda _msg: None)
     pid = jax.process_index()
     devices = tuple(devices) if devices is not None else tuple(jax.local_devices())
-    prepare_run_dir(run_dir, config, write=False)  # refuse a foreign --out before the lock
+    if pid == 0:  # refuse a foreign --out before creating the lock in it (the other
+        # processes check after process 0 wrote config.json, as before)
+        prepare_run_dir(run_dir, config, write=False)
+    else:
+        run_dir = durable.check_output_dir("--out", run_dir)
     lock = lock_run(run_dir, pid)
     try:
         return _certify_locked(config, run_dir, apply_fn, params, inputs, labels,
