@@ -521,8 +521,8 @@ def make_config(*, model: str, data: str, sigma: float, n0: int, n: int, alpha: 
     _validate.key("--seed", seed)  # [0, 2**64), all bits kept: the same key as rpjax.certify
     for name, value in (("--n0", n0), ("--n", n)):
         if value > _smoothing.MAX_N:
-            raise ValueError(f"{name} must be <= 2**30, got {name} {value}; split the inputs "
-                             "over several runs with different --seed instead.")
+            raise ValueError(f"{name} must be <= 2**30 (the engine's most samples per input "
+                             f"and key), got {name} {value}.")
     block = _validate.integer("--block", block, minimum=1)
     if method not in METHODS:
         raise ValueError(f"--method must be one of {METHODS}, got {method!r}.")
