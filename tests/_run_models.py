@@ -96,3 +96,85 @@ def wide():
     """A two-class linear model on 512 features (the memory test's data)."""
     w = jnp.asarray(np.linspace(-1, 1, 512), jnp.float32)
     return (lambda p, x: jnp.stack([x @ p, -(x @ p)], axis=-1)), w
+
+
+def exit0():
+    """A factory that calls sys.exit(0) (a script's habit)."""
+    raise SystemExit(0)
+
+
+def exit3():
+    """A factory that exits with status 3."""
+    raise SystemExit(3)
+
+
+def interrupt():
+    """A factory that raises KeyboardInterrupt."""
+    raise KeyboardInterrupt
+
+
+class _Unhashable:
+    __hash__ = None  # type: ignore[assignment]
+
+    def __call__(self, params, x):
+        return linear_apply(params, x)
+
+
+def unhashable():
+    """A callable apply_fn that cannot key the compiled program."""
+    return _Unhashable(), _weights()
+
+
+def rewrites_now():
+    """A factory that rewrites the data file RPJAX_TEST_DATA (8 other inputs) while the run
+    is being set up."""
+    data(os.environ["RPJAX_TEST_DATA"], 8, seed=99)
+    return linear()
+
+
+def _rewrite_once(x):
+    done = os.environ["RPJAX_TEST_DATA"] + ".rewritten"
+    if os.path.exists(os.environ["RPJAX_TEST_PART"]) and not os.path.exists(done):
+        open(done, "w").close()
+        data(os.environ["RPJAX_TEST_DATA"], 30, seed=99)
+    return np.zeros((), np.float32)
+
+
+def rewrites_later_apply(params, x):
+    """`linear_apply` that rewrites RPJAX_TEST_DATA (30 other inputs) once the part file
+    RPJAX_TEST_PART exists: the data file changes after the first block was committed."""
+    pause = jax.pure_callback(_rewrite_once, jax.ShapeDtypeStruct((), jnp.float32), x[0, 0])
+    return linear_apply(params, x) + pause
+
+
+def rewrites_later():
+    """The linear model, rewriting the data file during the run's second block."""
+    return rewrites_later_apply, _weights()
+
+
+def _wait_for_go(x):
+    go = os.environ["RPJAX_TEST_GO"]
+    deadline = time.time() + 120
+    while not os.path.exists(go) and time.time() < deadline:
+        time.sleep(0.02)
+    return np.zeros((), np.float32)
+
+
+def waits_apply(params, x):
+    """`linear_apply` that waits (once per call) until the file RPJAX_TEST_GO exists."""
+    pause = jax.pure_callback(_wait_for_go, jax.ShapeDtypeStruct((), jnp.float32), x[0, 0])
+    return linear_apply(params, x) + pause
+
+
+def waits():
+    """The linear model, held until RPJAX_TEST_GO exists (a run that stays in flight)."""
+    return waits_apply, _weights()
+
+
+def _exits_when_traced(params, x):
+    raise SystemExit(4)
+
+
+def apply_exits():
+    """An apply_fn that calls sys.exit(4) when applied."""
+    return _exits_when_traced, _weights()

@@ -417,3 +417,143 @@ def test_a_memory_mapped_data_set_streams_with_bounded_memory(tmp_path):
     more = (100_000 - 20_000) * 512 * 4  # 164 MB more data, the same block size
     print("peak RSS, MB:", small / 2**20, large / 2**20)
     assert large - small < more / 2, (small, large)
+
+
+def _f64_overflow(tmp_path):
+    path = tmp_path / "f64.npz"
+    x = np.zeros((8, models.DIM), np.float64)
+    x[6, 1] = 1e39  # finite in float64, inf in float32 (the engine's dtype)
+    np.savez(path, x=x, y=np.zeros(8, np.int64))
+    return path
+
+
+@pytest.mark.parametrize("model, extra, pattern", [
+    ("FILE:exit0", (), r"the model factory .*:exit0 raised SystemExit\(0\)"),
+    ("FILE:exit3", (), r"the model factory .*:exit3 raised SystemExit\(3\)"),
+    ("FILE:interrupt", (), r"the model factory .*:interrupt raised KeyboardInterrupt\(\)"),
+    ("EXIT:make", (), r"importing .*_run_models_exit.py raised SystemExit\(0\)"),
+    ("FILE:unhashable", (), r"--model .*apply_fn must be hashable"),
+    ("FILE:apply_exits", (), r"the model's apply_fn raised SystemExit\(4\)"),
+    ("FILE:linear", ("F64",), r"exceed float32's largest finite value .* at index 6"),
+    ("FILE:linear", ("--n", str(2**31)), r"--n must be <= 2\*\*30"),
+    ("FILE:linear", ("--seed", str(2**64)), r"--seed as an int seed must lie in \[0, 2\*\*64\)"),
+    ("FILE:rewrites_now", (), r"--data .*rewritten or replaced"),
+])
+def test_refusals_come_before_anything_is_written(tmp_path, capsys, monkeypatch, model, extra,
+                                                  pattern):
+    """A factory or module that exits or is interrupted, an unhashable apply_fn, a float64
+    input beyond float32, an n or a seed out of range, a data file rewritten while the run is
+    set up: one line, exit 2, and no run directory."""
+    data = models.data(str(tmp_path / "d.npz"), 8)
+    if extra == ("F64",):
+        data, extra = _f64_overflow(tmp_path), ()
+    monkeypatch.setenv("RPJAX_TEST_DATA", str(data))
+    out = tmp_path / "run"
+    argv = _certify_args(data, out, *extra)
+    argv[2] = model.replace("FILE", MODEL).replace(
+        "EXIT", os.path.join(TESTS, "_run_models_exit.py"))
+    assert _cli(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("rpjax: error: ")
+    assert __import__("re").search(pattern, err), err
+    assert not out.exists()
+
+
+def test_a_seed_keeps_all_64_bits_as_in_the_api(tmp_path):
+    """`--seed 2**32` is `rpjax.certify(key=2**32)`, not seed 0 cut to 32 bits (2**63 too)."""
+    data = models.data(str(tmp_path / "d.npz"), 8)
+    x = np.load(data)["x"]
+    apply_fn, params = models.linear()
+    for seed in (2**32, 2**63 + 5):
+        out = tmp_path / f"s{seed}"
+        assert _cli(*_certify_args(data, out, "--seed", str(seed), block="8")) == 0
+        cert = rpjax.certify(apply_fn, params, x, seed, num_classes=3, sigma=0.5, n=400,
+                             n0=20, alpha=1e-3, ids=np.arange(8))
+        counts = [dict(r["counts"]) for r in _rows(out)]
+        assert counts == [{c: int(k) for c, k in enumerate(row) if k} for row in cert.counts]
+        zero = rpjax.certify(apply_fn, params, x, 0, num_classes=3, sigma=0.5, n=400, n0=20,
+                             alpha=1e-3, ids=np.arange(8))
+        assert not np.array_equal(cert.counts, zero.counts)
+
+
+def test_a_write_failure_is_one_line_and_the_run_resumes(data, reference, tmp_path):
+    """A file-size limit (as a full disk) hit mid-run: one line saying the committed blocks
+    are kept, then the same command resumes to the uninterrupted run's rows."""
+    out = tmp_path / "run"
+    argv = _certify_args(data, out)
+    limit = ("import resource, signal, sys, runpy; "
+             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+             "resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000)); "
+             "sys.argv = ['rpjax'] + sys.argv[1:]; "
+             "runpy.run_module('rpjax._src.cli', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", limit, *argv],
+                          env=_env(PYTHONDONTWRITEBYTECODE="1"), capture_output=True, text=True,
+                          timeout=300, check=False)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, err[-3000:]
+    assert len(err.splitlines()) == 1, err[-3000:]
+    assert "writing the run failed" in err and "committed blocks are kept" in err, err
+    config = runs.read_config(str(out))
+    assert 1 <= len(_committed(runs.part_path(str(out), 0), config)) < config.num_blocks
+    assert _cli(*argv) == 0
+    assert _deterministic(_rows(out)) == _deterministic(_rows(reference))
+
+
+def test_a_data_file_rewritten_during_the_run_is_refused(data, reference, tmp_path, capsys,
+                                                         monkeypatch):
+    """The data file is rewritten while block 1 is certified: the run stops with one line,
+    block 0 (certified from the old file) is kept, and a resume with the new file is refused
+    (its hash differs)."""
+    import shutil
+
+    copy = tmp_path / "d.npz"
+    shutil.copy(data, copy)
+    out = tmp_path / "run"
+    monkeypatch.setenv("RPJAX_TEST_DATA", str(copy))
+    monkeypatch.setenv("RPJAX_TEST_PART", runs.part_path(str(out), 0))
+    argv = _certify_args(copy, out, model="rewrites_later")
+    assert _cli(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "rewritten or replaced during the run" in err, err
+    config = runs.read_config(str(out))
+    part = runs.part_path(str(out), 0)
+    assert set(_committed(part, config)) == {0}
+    with open(part, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    assert _deterministic(rows) == _deterministic(_rows(reference))[:4]
+    assert _cli(*argv) == 2
+    assert "data_sha256" in capsys.readouterr().err
+
+
+def test_a_second_writer_on_the_same_out_is_refused(data, reference, tmp_path, capsys):
+    """Two `rpjax certify` on one --out: the second is refused with one line naming the run
+    directory and writes nothing; the first completes with the uninterrupted run's rows."""
+    out = tmp_path / "run"
+    go = tmp_path / "go"
+    argv = _certify_args(data, out, model="waits")
+    proc = subprocess.Popen([sys.executable, "-m", "rpjax._src.cli", *argv],
+                            env=_env(RPJAX_TEST_GO=str(go)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not os.path.isfile(out / "config.json") and time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.02)
+
+        def listing():
+            return sorted((os.path.relpath(os.path.join(d, f), out),
+                           os.path.getsize(os.path.join(d, f)))
+                          for d, _, fs in os.walk(out) for f in fs)
+
+        before = listing()
+        assert _cli(*argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert f"--out {out}: another rpjax certify is writing" in err, err
+        assert listing() == before
+    finally:
+        go.touch()
+        rc = proc.wait(timeout=300)
+    assert rc == 0, proc.stderr.read().decode()[-2000:]
+    assert _deterministic(_rows(out)) == _deterministic(_rows(reference))

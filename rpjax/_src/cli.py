@@ -264,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "sequential (default 100000)")
     cert.add_argument("--alpha", type=float, help="failure probability (default 0.001)")
     cert.add_argument("--num-classes", type=int, help="classes (default: the model's logits)")
-    cert.add_argument("--seed", type=int, help="PRNG seed of the noise (default 0)")
+    cert.add_argument("--seed", type=int, help="PRNG seed of the noise, an integer in "
+                      "[0, 2**64) kept at full width, the key of rpjax.certify(key=SEED) "
+                      "(default 0)")
     cert.add_argument("--method", choices=["cohen", "sequential"],
                       help="cohen: n samples per input (default); sequential: stop each input "
                            "once decided")

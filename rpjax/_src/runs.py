@@ -30,6 +30,7 @@ summarizes after a barrier.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import importlib
 import importlib.util
@@ -46,9 +47,11 @@ import jax
 import numpy as np
 
 from rpjax._src import durable
+from rpjax._src import smoothing as _smoothing
 from rpjax._src import stats as _stats
 from rpjax._src import validate as _validate
 from rpjax._src.certify import certify as _certify
+from rpjax._src.noise import MAX_ABS_UNIT_NOISE
 
 FORMAT = 1
 METHODS = ("cohen", "sequential")
@@ -86,6 +89,16 @@ class ArrayFile(NamedTuple):
     offset: int
     fortran: bool
     loaded: np.ndarray | None = None
+    identity: tuple[int, int, int, int] | None = None  # (device, inode, size, mtime_ns)
+
+    def check_unchanged(self) -> None:
+        """Raises ValueError naming `--data` if the file was replaced or rewritten since it was
+        opened (its device, inode, size or modification time changed)."""
+        if self.identity is not None and file_identity(self.path) != self.identity:
+            raise DataChanged(
+                f"--data {self.path}: the file was rewritten or replaced during the run; "
+                "refusing to mix its old and new contents (the committed blocks are kept; "
+                "rerun with the new file in a new --out, or restore the old one and rerun).")
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows `[start, stop)` as an in-memory array (the map is opened and closed here, so
@@ -98,6 +111,16 @@ class ArrayFile(NamedTuple):
             return np.array(mm[start:stop])
         finally:
             del mm
+
+
+class DataChanged(ValueError):
+    """The data file changed while a run was reading it."""
+
+
+def file_identity(path: str) -> tuple[int, int, int, int]:
+    """`(device, inode, size, mtime_ns)` of `path`: cheap to check before every block."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -152,34 +175,10 @@ def open_data(path: str, inputs_key: str | None = None,
     if not os.path.isfile(path):
         raise ValueError(f"--data {path}: no such file.")
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-                if inputs_key is None:
-                    found = [k for k in INPUT_KEYS if k in names]
-                    if len(names) == 1:
-                        inputs_key = names[0]
-                    elif found:
-                        inputs_key = found[0]
-                    else:
-                        raise ValueError(
-                            f"--data {path}: which array holds the inputs? It has {names}; "
-                            "pass --inputs-key.")
-                if inputs_key not in names:
-                    raise ValueError(f"--inputs-key {inputs_key!r} is not in {path} "
-                                     f"(it has {names}).")
-                if labels_key is None:
-                    labels_key = next((k for k in LABEL_KEYS if k in names), None)
-                elif labels_key not in names:
-                    raise ValueError(f"--labels-key {labels_key!r} is not in {path} "
-                                     f"(it has {names}).")
-                inputs = _open_npz_member(path, zf, inputs_key)
-                labels = None if labels_key is None else _open_npz_member(path, zf, labels_key)
-                return inputs, labels
-        if labels_key is not None:
-            raise ValueError(f"--labels-key {labels_key!r}: {path} is a .npy, which holds "
-                             "inputs only; save inputs and labels together with np.savez.")
-        return _open_npy(path, "x"), None
+        ident = file_identity(path)
+        inputs, labels = _open_data(path, inputs_key, labels_key)
+        return (inputs._replace(identity=ident),
+                None if labels is None else labels._replace(identity=ident))
     except (OSError, zipfile.BadZipFile, EOFError) as err:
         raise ValueError(f"--data {path}: cannot read it as .npy or .npz ({err}).") from None
     except ValueError as err:
@@ -188,15 +187,50 @@ def open_data(path: str, inputs_key: str | None = None,
         raise ValueError(f"--data {path}: cannot read it as .npy or .npz ({err}).") from None
 
 
+def _open_data(path: str, inputs_key: str | None,
+               labels_key: str | None) -> tuple[ArrayFile, ArrayFile | None]:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+            if inputs_key is None:
+                found = [k for k in INPUT_KEYS if k in names]
+                if len(names) == 1:
+                    inputs_key = names[0]
+                elif found:
+                    inputs_key = found[0]
+                else:
+                    raise ValueError(
+                        f"--data {path}: which array holds the inputs? It has {names}; "
+                        "pass --inputs-key.")
+            if inputs_key not in names:
+                raise ValueError(f"--inputs-key {inputs_key!r} is not in {path} "
+                                 f"(it has {names}).")
+            if labels_key is None:
+                labels_key = next((k for k in LABEL_KEYS if k in names), None)
+            elif labels_key not in names:
+                raise ValueError(f"--labels-key {labels_key!r} is not in {path} "
+                                 f"(it has {names}).")
+            inputs = _open_npz_member(path, zf, inputs_key)
+            labels = None if labels_key is None else _open_npz_member(path, zf, labels_key)
+            return inputs, labels
+    if labels_key is not None:
+        raise ValueError(f"--labels-key {labels_key!r}: {path} is a .npy, which holds "
+                         "inputs only; save inputs and labels together with np.savez.")
+    return _open_npy(path, "x"), None
+
+
 def check_data(inputs: ArrayFile, labels: ArrayFile | None, num_classes: int, *,
-               chunk: int = 4096) -> None:
+               chunk: int = 4096) -> float:
     """Checks the data before a run starts, streaming it `chunk` rows at a time.
+
+    Returns:
+      The largest `|x|` of the inputs (for the noise's overflow check).
 
     Raises:
       TypeError / ValueError naming `--data`: inputs that are not a floating array of rank
-      >= 2 with at least one row; any NaN or infinite entry (the first offending indices
-      named); labels that are not integers of shape `[N]` or fall outside
-      `[0, num_classes)`.
+      >= 2 with at least one row; any NaN or infinite entry, or one beyond float32's range
+      (the engine computes in float32; the first offending indices named); labels that are
+      not integers of shape `[N]` or fall outside `[0, num_classes)`.
     """
     where = f"--data {inputs.path}"
     if not np.issubdtype(inputs.dtype, np.floating):
@@ -206,16 +240,29 @@ def check_data(inputs: ArrayFile, labels: ArrayFile | None, num_classes: int, *,
         raise ValueError(f"{where}: inputs '{inputs.name}' must have shape [N, *input_shape] "
                          f"with N >= 1 and rank >= 2, got shape {inputs.shape}.")
     num = inputs.shape[0]
+    largest = float(np.finfo(np.float32).max)
+    max_abs = 0.0
     for start in range(0, num, chunk):
         block = inputs.read(start, min(start + chunk, num))
-        ok = np.isfinite(block.reshape(block.shape[0], -1)).all(axis=1)
+        flat = block.reshape(block.shape[0], -1)
+        ok = np.isfinite(flat).all(axis=1)
         if not ok.all():
             bad = start + np.flatnonzero(~ok)
             raise ValueError(f"{where}: inputs '{inputs.name}' are not finite (NaN or inf) at "
                              f"index {', '.join(map(str, bad[:5].tolist()))}"
                              f"{' and more' if bad.size > 5 else ''}.")
+        mags = np.abs(flat).max(axis=1) if flat.shape[1] else np.zeros(flat.shape[0])
+        over = mags > largest
+        if over.any():
+            bad = start + np.flatnonzero(over)
+            raise ValueError(f"{where}: inputs '{inputs.name}' exceed float32's largest finite "
+                             f"value {largest:.3g} (the engine computes in float32) at index "
+                             f"{', '.join(map(str, bad[:5].tolist()))}"
+                             f"{' and more' if bad.size > 5 else ''}.")
+        if mags.size:
+            max_abs = max(max_abs, float(mags.max()))
     if labels is None:
-        return
+        return max_abs
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"{where}: labels '{labels.name}' must be integers, got dtype "
                         f"{labels.dtype}.")
@@ -228,6 +275,7 @@ def check_data(inputs: ArrayFile, labels: ArrayFile | None, num_classes: int, *,
         raise ValueError(f"{where}: labels '{labels.name}' must lie in [0, {num_classes}), "
                          f"got {int(y[bad[0]])} at index {int(bad[0])}"
                          f"{f' ({bad.size} out of range)' if bad.size > 1 else ''}.")
+    return max_abs
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,6 +303,9 @@ def _import_factory(spec: str) -> Callable[[], Any]:
             module = importlib.import_module(module_name)
     except ValueError:
         raise
+    except (SystemExit, KeyboardInterrupt) as err:  # not an exit or a Ctrl-C of rpjax's own
+        raise ValueError(f"--model {spec}: importing {module_name} raised {_exit_repr(err)}; "
+                         "nothing was certified or written.") from None
     except Exception as err:  # noqa: BLE001 - any import failure is the user's to see
         raise ValueError(f"--model {spec}: cannot import {module_name} "
                          f"({type(err).__name__}: {_first_line(err)}).") from None
@@ -262,6 +313,13 @@ def _import_factory(spec: str) -> Callable[[], Any]:
     if not callable(factory):
         raise ValueError(f"--model {spec}: {module_name} has no callable {attr!r}.")
     return factory
+
+
+def _exit_repr(err: BaseException) -> str:
+    """`SystemExit(0)`, `SystemExit('msg')`, `KeyboardInterrupt()`: what was raised."""
+    if isinstance(err, SystemExit):
+        return f"SystemExit({err.code!r})"
+    return f"{type(err).__name__}()"
 
 
 def _first_line(err: BaseException) -> str:
@@ -297,6 +355,9 @@ def load_model(spec: str, checkpoint: str | None = None) -> tuple[Callable, Any]
     factory = _import_factory(spec)
     try:
         made = factory()
+    except (SystemExit, KeyboardInterrupt) as err:  # the user's code exiting, not rpjax
+        raise ValueError(f"--model {spec}: the model factory {spec} raised {_exit_repr(err)}; "
+                         "nothing was certified or written.") from None
     except Exception as err:  # noqa: BLE001
         raise ValueError(f"--model {spec}: the factory raised {type(err).__name__}: "
                          f"{_first_line(err)}") from None
@@ -333,6 +394,10 @@ def model_classes(spec: str, apply_fn: Callable, params: Any, input_shape: Seque
     x = jax.ShapeDtypeStruct((2, *input_shape), dtype)
     try:
         out = jax.eval_shape(apply_fn, params, x)
+    except (SystemExit, KeyboardInterrupt) as err:  # the user's code exiting, not rpjax
+        raise ValueError(f"--model {spec}: the model's apply_fn raised {_exit_repr(err)} when "
+                         "applied to the data's inputs; nothing was certified or "
+                         "written.") from None
     except Exception as err:  # noqa: BLE001
         raise ValueError(f"--model {spec}: cannot be applied to the data's inputs of shape "
                          f"[b, {', '.join(map(str, input_shape))}] ({type(err).__name__}: "
@@ -453,6 +518,11 @@ def make_config(*, model: str, data: str, sigma: float, n0: int, n: int, alpha: 
     n = _validate.integer("--n", n, minimum=1)
     alpha = _validate.open_unit_interval("--alpha", alpha)
     seed = _validate.integer("--seed", seed, minimum=0)
+    _validate.key("--seed", seed)  # [0, 2**64), all bits kept: the same key as rpjax.certify
+    for name, value in (("--n0", n0), ("--n", n)):
+        if value > _smoothing.MAX_N:
+            raise ValueError(f"{name} must be <= 2**30 (the engine's most samples per input "
+                             f"and key), got {name} {value}.")
     block = _validate.integer("--block", block, minimum=1)
     if method not in METHODS:
         raise ValueError(f"--method must be one of {METHODS}, got {method!r}.")
@@ -471,6 +541,10 @@ def make_config(*, model: str, data: str, sigma: float, n0: int, n: int, alpha: 
     if not np.issubdtype(inputs.dtype, np.floating) or len(inputs.shape) < 2:
         check_data(inputs, None, 2)  # raises the boundary's error
     apply_fn, params = load_model(model, checkpoint)
+    try:
+        _smoothing.check_hashable(apply_fn)
+    except TypeError as err:
+        raise TypeError(f"--model {model}: the factory's {err}") from None
     logits = model_classes(model, apply_fn, params, inputs.shape[1:], inputs.dtype)
     if num_classes is None:
         num_classes = logits
@@ -478,11 +552,14 @@ def make_config(*, model: str, data: str, sigma: float, n0: int, n: int, alpha: 
     if num_classes < logits:
         raise ValueError(f"--num-classes {num_classes} is smaller than the model's {logits} "
                          "logits.")
-    check_data(inputs, labels, num_classes)
+    max_abs = check_data(inputs, labels, num_classes)
+    _validate.noise_fits("--sigma", sigma, max_abs, inputs.dtype, max_noise=MAX_ABS_UNIT_NOISE)
+    data_sha256 = durable.file_sha256(data)
+    inputs.check_unchanged()  # e.g. rewritten by the model's factory: refuse, write nothing
     config = RunConfig(
         model=model, data=os.path.abspath(data), sigma=sigma, n0=n0, n=n, alpha=alpha,
         num_classes=num_classes, model_sha256=params_sha256(params),
-        data_sha256=durable.file_sha256(data), num_inputs=int(inputs.shape[0]),
+        data_sha256=data_sha256, num_inputs=int(inputs.shape[0]),
         input_shape=tuple(int(s) for s in inputs.shape[1:]), input_dtype=str(inputs.dtype),
         checkpoint=None if checkpoint is None else os.path.abspath(checkpoint),
         checkpoint_sha256=None if checkpoint is None else durable.tree_sha256(checkpoint),
@@ -535,7 +612,8 @@ def prepare_run_dir(run_dir: str, config: RunConfig, *, write: bool = True) -> b
                 f"--out {run_dir} holds a run with a different configuration ("
                 f"{'; '.join(diff)}); use another --out, or delete it to start over.")
         return True
-    others = [e for e in os.listdir(run_dir) if not e.startswith(".rpjax-probe")]
+    others = [e for e in os.listdir(run_dir)
+              if not e.startswith((".rpjax-probe", LOCK_PREFIX))]
     if others:
         raise ValueError(f"--out {run_dir} is not empty and holds no rpjax certify run "
                          f"({', '.join(sorted(others)[:3])}...); use an empty or new directory.")
@@ -546,6 +624,37 @@ def prepare_run_dir(run_dir: str, config: RunConfig, *, write: bool = True) -> b
 
 # --------------------------------------------------------------------------------------------
 # rows and committed blocks
+
+
+LOCK_PREFIX = "lock-"
+
+
+def lock_run(run_dir: str, process: int) -> int:
+    """Takes `RUN/lock-PPPPP` (`flock`, exclusive, non-blocking) for process `process`; returns
+    the open descriptor, which holds the lock until closed (or the process ends).
+
+    Raises:
+      ValueError naming `--out`: another `rpjax certify` (the same process index) is writing
+        to `run_dir`.
+    """
+    path = os.path.join(run_dir, f"{LOCK_PREFIX}{process:05d}")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise ValueError(f"--out {run_dir}: cannot create the lock file {path} "
+                         f"({err.strerror or err}).") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(f"--out {run_dir}: another rpjax certify is writing to this run "
+                         f"(it holds {path}); wait for it to finish, or use another "
+                         "--out.") from None
+    return fd
+
+
+class WriteFailed(ValueError):
+    """Writing the run failed (disk full, file-size limit, I/O error)."""
 
 
 def part_path(run_dir: str, process: int, kind: str = "rows") -> str:
@@ -701,8 +810,34 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
       The summary on process 0, None on the others.
     """
     log = log or (lambda _msg: None)
-    pid, nproc = jax.process_index(), jax.process_count()
+    pid = jax.process_index()
     devices = tuple(devices) if devices is not None else tuple(jax.local_devices())
+    if pid == 0:  # refuse a foreign --out before creating the lock in it (the other
+        # processes check after process 0 wrote config.json, as before)
+        prepare_run_dir(run_dir, config, write=False)
+    else:
+        run_dir = durable.check_output_dir("--out", run_dir)
+    lock = lock_run(run_dir, pid)
+    try:
+        return _certify_locked(config, run_dir, apply_fn, params, inputs, labels,
+                               devices=devices, batch_size=batch_size, chunk_size=chunk_size,
+                               progress=progress, should_stop=should_stop, log=log)
+    except OSError as err:
+        raise WriteFailed(
+            f"--out {run_dir}: writing the run failed ({err.strerror or err}"
+            f"{f': {err.filename}' if err.filename else ''}); the committed blocks are kept: "
+            "free space (or raise the limit) and rerun the same command to resume.") from None
+    finally:
+        os.close(lock)
+
+
+def _certify_locked(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any,
+                    inputs: ArrayFile, labels: ArrayFile | None, *,
+                    devices: tuple[jax.Device, ...], batch_size: int | None,
+                    chunk_size: int | None, progress: bool,
+                    should_stop: Callable[[], bool] | None,
+                    log: Callable[[str], None]) -> dict[str, Any] | None:
+    pid, nproc = jax.process_index(), jax.process_count()
     if pid == 0:
         existed = prepare_run_dir(run_dir, config, write=True)
     _barrier("rpjax-config")
@@ -722,7 +857,7 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
     if existed:
         log(f"resuming {run_dir}: {len(done)} of {config.num_blocks} blocks committed, "
             f"{len(todo)} to do" + (f" ({len(mine)} on process {pid})" if nproc > 1 else ""))
-    key = jax.random.key(config.seed)
+    key = _validate.key("--seed", config.seed)  # as rpjax.certify(key=seed): all 64 bits
     bar = None
     if progress and pid == 0 and mine:
         from tqdm.auto import tqdm
@@ -734,6 +869,7 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
     try:
         for b in mine:
             start, stop = config.block_range(b)
+            inputs.check_unchanged()
             xb = inputs.read(start, stop)
             yb = None if labels is None else labels.read(start, stop)
             t0 = time.perf_counter()
@@ -750,6 +886,7 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
             seconds = time.perf_counter() - t0
             fp = (int(cert.forward_passes) if config.method == "sequential"
                   else (stop - start) * (config.n0 + config.n))
+            inputs.check_unchanged()  # the rows' inputs were read from the file hashed
             durable.append_durably(own, _encode(_rows(config, b, cert, yb)))
             durable.append_durably(part_path(run_dir, pid, "times"), (json.dumps(
                 {"block": b, "seconds": seconds, "forward_passes": fp, "process": pid,
