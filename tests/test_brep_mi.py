@@ -42,6 +42,7 @@ class ReleaseTest(parameterized.TestCase):
             expect = stats.binomial_test_pvalue(k, np.full_like(k, m)) <= alpha
             np.testing.assert_array_equal(k >= table[m], expect)
 
+    @pytest.mark.slow
     def test_in_graph_predict_agrees_with_the_binomial_test_on_its_counts(self):
         """The traced release's labels are the deployed release's, and those are PREDICT's
         decision (exact binomial test) on the counts in the owner's audit record."""
@@ -66,6 +67,7 @@ class ReleaseTest(parameterized.TestCase):
         self.assertEqual(float(rel.params["sigma"]), 0.8)
         np.testing.assert_array_equal(rel.params["table"], predict_threshold_table(200, 1e-3))
 
+    @pytest.mark.slow
     def test_always_label_never_abstains(self):
         rel = rp_always_release(disc_apply, _CENTERS, sigma=2.0, n=20, num_classes=4)
         labels, _ = rel.fn(rel.params, jnp.zeros((50, 2)) + 0.95, initial_state())  # eager
@@ -89,6 +91,7 @@ class ReleaseTest(parameterized.TestCase):
 
 
 class BrepTest(parameterized.TestCase):
+    @pytest.mark.slow
     def test_walks_into_the_class_and_grows_its_radius(self):
         """Toy 2-D: the class region is the disc of radius 0.5 around 0 in latent space."""
         config = BrepConfig(r0=0.05, max_iters=60, init_candidates=4000)
@@ -147,6 +150,7 @@ class BrepTest(parameterized.TestCase):
             brep_mi(rel, lambda z: z, jnp.array([0]), 0, config, latent_dim=2,
                     release_state=np.zeros(2, np.int32))
 
+    @pytest.mark.slow
     def test_a_sweep_over_three_sigmas_compiles_the_attack_loop_once(self):
         """sigma, the alpha-derived table and the secret are traced params of the release,
         so the compiled walk (its `fn` static) is reused across a sigma sweep."""

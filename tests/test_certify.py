@@ -49,6 +49,7 @@ class SoundnessTest(parameterized.TestCase):
         self.assertTrue(ok, f"{wrong.sum()} wrong of {wrong.size} (p={p:.2e})")
         self.assertGreater(released.mean(), 0.9)  # the test is not passed by abstaining
 
+    @pytest.mark.slow
     def test_the_check_has_power(self):
         """Negative control: radii from the point estimate (no confidence bound) fail it."""
         xs, cert = self._certify()
@@ -59,6 +60,7 @@ class SoundnessTest(parameterized.TestCase):
         wrong = (p_hat > 0.5) & ((top != label) | (naive > dist * (1 + 1e-6)))
         self.assertFalse(self._error_rate_ok(wrong)[0])
 
+    @pytest.mark.slow
     def test_radii_approach_the_truth_as_n_grows(self):
         dist = np.full(16, 0.3)
         xs = _points_at_distances(dist, seed=3)
@@ -119,6 +121,7 @@ class SemanticsTest(parameterized.TestCase):
         self.assertTrue(np.isnan(always.pvalue).all())
         np.testing.assert_array_equal(always.counts, pred.counts)  # same noise stream
 
+    @pytest.mark.slow
     def test_predict_abstention_controls_error(self):
         """PREDICT's wrong-label rate is at most alpha, even right at the boundary."""
         xs = _points_at_distances(np.full(600, 0.02), seed=2)  # p_A just above 1/2
@@ -129,6 +132,7 @@ class SemanticsTest(parameterized.TestCase):
         p = sps.binomtest(int(wrong.sum()), wrong.size, 0.05, alternative="greater").pvalue
         self.assertGreater(p, 1e-3)
 
+    @pytest.mark.slow
     def test_too_small_n_warns(self):
         xs = _points_at_distances(np.array([3.0]), seed=0)
         with pytest.warns(rpjax.SampleSizeWarning):

@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 from scipy import stats as sps
 
@@ -56,6 +57,7 @@ class DeterminismTest(parameterized.TestCase):
     def test_batched_with_padding_and_progress(self):
         np.testing.assert_array_equal(_counts(batch_size=7, progress=True), _REFERENCE)
 
+    @pytest.mark.slow
     def test_remainder_is_masked(self):
         for n in (1, 9, 1001, 1999):
             c = _counts(n=n, chunk_size=64)
@@ -126,6 +128,7 @@ class NoiseDistributionTest(parameterized.TestCase):
         self.assertLess(self._pvalue(observed, 2 / 3), 1e-12)
         self.assertLess(self._pvalue(observed, 3 / 2), 1e-12)
 
+    @pytest.mark.slow
     def test_sample_noise_ks(self):
         pair = noise.example_keys(jax.random.key(3), jnp.arange(1, dtype=jnp.uint32))[0]
         draws = noise.sample_noise(pair, jnp.arange(4000, dtype=jnp.uint32), (5,))
@@ -134,6 +137,7 @@ class NoiseDistributionTest(parameterized.TestCase):
         self.assertLess(sps.kstest(draws, "norm", args=(0, 2 / 3)).pvalue, 1e-12)
         self.assertLess(sps.kstest(draws, "norm", args=(0, 3 / 2)).pvalue, 1e-12)
 
+    @pytest.mark.slow
     def test_gaussian_transform_matches_jax_random_normal(self):
         """Same transform as jax.random.normal: equal in distribution (two-sample KS)."""
         ours = noise.gaussian_from_bits(
@@ -147,6 +151,7 @@ class NoiseDistributionTest(parameterized.TestCase):
         self.assertLess(np.abs(extremes).max(), noise.MAX_ABS_UNIT_NOISE)
         self.assertGreater(np.abs(extremes).max(), noise.MAX_ABS_UNIT_NOISE - 1)
 
+    @pytest.mark.slow
     def test_samples_coordinates_and_examples_are_independent(self):
         """Noise of neighbouring samples, coordinates and ids is uncorrelated."""
         pairs = noise.example_keys(jax.random.key(0), jnp.arange(2, dtype=jnp.uint32))
@@ -159,6 +164,7 @@ class NoiseDistributionTest(parameterized.TestCase):
         self.assertLess(abs(np.corrcoef(a[:, 1], a[:, 2])[0, 1]), limit)  # across words
         self.assertLess(abs(np.corrcoef(a[:-1, 0], a[1:, 0])[0, 1]), limit)  # across samples
 
+    @pytest.mark.slow
     def test_noise_of_a_sample_does_not_depend_on_the_others(self):
         pair = noise.example_keys(jax.random.key(5), jnp.arange(1, dtype=jnp.uint32))[0]
         full = noise.sample_noise(pair, jnp.arange(100, dtype=jnp.uint32), (4, 3))
@@ -205,6 +211,7 @@ class CounterModeTest(parameterized.TestCase):
             np.testing.assert_array_equal(got, np.asarray(a, np.uint64) * np.uint64(b))
 
     @parameterized.parameters((11,), (4, 3), (32, 32, 3))
+    @pytest.mark.slow
     def test_flat_range_equals_per_sample_noise(self, *shape):
         pair = noise.example_keys(jax.random.key(5), jnp.arange(1, dtype=jnp.uint32))[0]
         for first in (0, 7, 2**20 + 3):
@@ -257,6 +264,7 @@ class CommonNoiseTest(parameterized.TestCase):
         got = _counts(common_noise=True, chunk_size=chunk_size, batch_size=9)
         np.testing.assert_array_equal(got, want)
 
+    @pytest.mark.slow
     def test_affine_split_equals_the_plain_model(self):
         """Same counts through `first(x) + (first(sigma eps) - first(0))` up to rounding."""
         plain = _counts(common_noise=True)
@@ -280,6 +288,7 @@ class CommonNoiseTest(parameterized.TestCase):
         pvals = [sps.binomtest(int(k), n, p).pvalue for k, p in zip(counts[:, 1], p1, strict=True)]
         self.assertGreater(min(pvals), 1e-3 / 50)
 
+    @pytest.mark.slow
     def test_inputs_share_their_noise(self):
         """Copies of one input: identical counts with common noise, not with independent."""
         xs = jnp.repeat(_XS[:1], 4, axis=0) * 0.01  # near the boundary: counts vary widely
@@ -330,6 +339,7 @@ class CacheAndProgramTest(parameterized.TestCase):
         memory = prog.lowered.compile().memory_analysis()
         self.assertGreater(memory.output_size_in_bytes, 0)
 
+    @pytest.mark.slow
     def test_invalid_column_leaves_finite_counts_unchanged(self):
         """The NaN/+inf column adds nothing for a finite model: the counts are those of the
         traced loop without it, bit for bit."""

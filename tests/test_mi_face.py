@@ -146,6 +146,7 @@ class StoppingRuleTest(parameterized.TestCase):
         dict(gamma=0.0, beta=3, min_cost=0.02),
         dict(gamma=2e-4, beta=10, min_cost=0.0),
     )
+    @pytest.mark.slow
     def test_matches_a_reference_loop_per_target(self, **kw):
         config = MIFaceConfig(max_iters=300, lr=0.1, **kw)
         init = gray(_K)
@@ -199,6 +200,7 @@ class SmoothingTest(parameterized.TestCase):
         self.assertLess(p_smooth.mean(), p_plain.mean() - 0.3)
         np.testing.assert_array_equal(smooth.forward_passes, np.full(_K, 16 * 31))
 
+    @pytest.mark.slow
     def test_tiny_sigma_matches_the_undefended_attack(self):
         config = MIFaceConfig(max_iters=40, m=4)
         plain = mi_face_pixels(linear_apply, _W, _ALL, 0, config, init=gray(_K))
@@ -303,6 +305,7 @@ if __name__ == "__main__":
 
 
 class EngineNoiseTest(parameterized.TestCase):
+    @pytest.mark.slow
     def test_noise_samples_is_the_noise_sample_counts_adds(self):
         """MI-Face's smoothing noise is `rpjax.noise_samples`: the engine's own stream. With a
         model that votes class 1 iff value 3 of the noisy input is positive, the engine's

@@ -88,6 +88,7 @@ class QuerierViewTest(parameterized.TestCase):
         with pytest.raises((TypeError, ValueError), match="secret"):
             Secret(b"\x00" * 16)
 
+    @pytest.mark.slow
     def test_secret_comes_from_the_os_and_is_not_printed(self):
         a, b = Secret.generate(), Secret.generate()
         self.assertNotEqual(a.fingerprint(), b.fingerprint())
@@ -101,6 +102,7 @@ class QuerierViewTest(parameterized.TestCase):
         self.assertNotEqual(r1.secret_fingerprint(), r2.secret_fingerprint())
         self.assertFalse(np.array_equal(r1.audit()[0].counts, r2.audit()[0].counts))
 
+    @pytest.mark.slow
     def test_different_secrets_give_different_noise(self):
         x = np.zeros((32, 3), np.float32)  # p1 = 1/2: the counts are pure noise
         r1, r2 = _release(), _release(secret=Secret(bytes(range(1, 33))))
@@ -134,6 +136,7 @@ class NoiseModeTest(parameterized.TestCase):
         counts = rel.audit()[0].counts[:, 1]
         self.assertGreater(len(set(counts.tolist())), 10)
 
+    @pytest.mark.slow
     def test_fresh_mode_repeats_draw_new_noise_with_the_right_law(self):
         """Fresh answers to one input: class-1 counts are Binomial(n, Phi(r / sigma))."""
         rel = _release("always_label", "fresh")
@@ -150,6 +153,7 @@ class NoiseModeTest(parameterized.TestCase):
         self.assertLess(abs(np.var(counts) / (100 * p * (1 - p)) - 1), 0.35)
 
     @parameterized.product(mode=MODES, noise=NOISE_MODES)
+    @pytest.mark.slow
     def test_traced_release_equals_deployed_release(self, mode, noise):
         """`release.query` and `release.traced()` agree, compiled and eager."""
         rel = _release(mode, noise)
@@ -182,6 +186,7 @@ class BudgetTest(parameterized.TestCase):
         with pytest.raises(ValueError, match="subjects"):
             rel.query(x)
 
+    @pytest.mark.slow
     def test_alpha_budget_is_a_union_bound(self):
         rel = _release(budget=Budget(max_alpha=0.0035), ledger=_ledger(self))
         self.assertEqual(rel.answers_allowed, 3)
@@ -228,7 +233,8 @@ class BudgetTest(parameterized.TestCase):
             _release().query(np.full((2, 3), np.nan, np.float32))
 
 
-@pytest.mark.parametrize("n,alpha", [(10, 0.01), (100, 1e-3), (257, 0.05), (40, 0.5)])
+@pytest.mark.parametrize("n,alpha", [(10, 0.01), (100, 1e-3),
+                                     pytest.param(257, 0.05, marks=pytest.mark.slow), (40, 0.5)])
 def test_predict_threshold_table_matches_the_binomial_test(n, alpha):
     """`n_A >= table[n_A + n_B]` is exactly PREDICT's "p-value <= alpha" (brute force)."""
     from rpjax._src import stats
@@ -252,6 +258,7 @@ def test_abstain_is_defined_once():
     assert "ABSTAIN =" not in inspect.getsource(leakage)
 
 
+@pytest.mark.slow
 def test_releases_differing_only_in_floats_share_fn():
     """sigma / p / q / scale, alpha-derived tables and the secret are traced `params`: equal
     `fn`s (one compiled program), equal params structure and shapes."""
@@ -297,7 +304,8 @@ def _counting_linear(params, x):
     return _linear(params, x)
 
 
-@pytest.mark.parametrize("mode", ["predict", "certify", "always_label"])
+@pytest.mark.parametrize("mode", ["predict", pytest.param("certify", marks=pytest.mark.slow),
+                                  pytest.param("always_label", marks=pytest.mark.slow)])
 def test_an_answer_costs_the_same_whatever_the_input(mode):
     """No cost side channel: an input the model decides under every noise draw (far from the
     boundary) and one on the boundary cost exactly `forward_passes` model evaluations each;
