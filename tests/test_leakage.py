@@ -96,8 +96,6 @@ def test_engine_matches_outcome_probabilities(r):
 @pytest.mark.parametrize("delta", [0.02, 0.1, 0.3])
 @pytest.mark.parametrize("r", [0.05, 0.2, 0.5])
 @pytest.mark.parametrize("mode", ["predict", "always_label", "certify"])
-
-
 def test_bound_covers_exact_advantage(mode, r, delta, k):
     """Sound, and tight: ratio bound / exact <= 1.01 for one answer, <= 2.5 for k."""
     exact = _exact_sup(mode, r, delta, k)

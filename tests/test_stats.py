@@ -57,8 +57,6 @@ def test_lower_bound_covers_p(n, p, alpha):
 
 
 @pytest.mark.parametrize("k,n", [(-1, 10), (11, 10), (1, 0), (0.5, 10)])
-
-
 def test_bad_counts(k, n):
     with pytest.raises((ValueError, TypeError), match="k|n"):
         stats.clopper_pearson_lower(k, n, 0.01)
