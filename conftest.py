@@ -37,8 +37,6 @@ MARKED_SLOW = frozenset({
     "tests/test_runs.py::test_two_processes_with_jax_distributed_equal_one",
     "tests/test_bad_inputs.py::test_bad_input[logits_inf_certify]",
     "tests/test_bad_inputs.py::test_bad_input[n_too_small_certify]",
-    "tests/test_engine.py::CommonNoiseTest::test_does_not_depend_on_chunking_or_batching0",
-    "tests/test_engine.py::CommonNoiseTest::test_does_not_depend_on_chunking_or_batching2",
     "tests/test_release.py::BudgetTest::test_advantage_budget_uses_the_worst_case_bound0",
     "tests/test_release.py::NoiseModeTest::test_consistent_mode_exact_repeats_identical0",
     "tests/test_release.py::QuerierViewTest::test_label_only0",
