@@ -24,10 +24,9 @@ os.environ.setdefault("RPJAX_CACHE", os.path.join(tempfile.gettempdir(),
 QUICK_MODELS = "quick-models"
 
 # The slow tests carry `@pytest.mark.slow` (or `pytest.param(..., marks=pytest.mark.slow)`)
-# themselves. The few node ids below cannot yet: a doctest (no decorator), tests of files
-# being edited on other branches (tests/test_runs.py, tests/test_bad_inputs.py: to move to
-# decorators after merging), and single cases of absltest `parameterized` methods (absl cannot
-# mark one case: they move to `pytest.param(..., marks=...)` when their file turns to pytest).
+# themselves. The few node ids below cannot yet: a doctest (no decorator; its source is in
+# rpjax/) and tests of files being edited on other branches (tests/test_runs.py,
+# tests/test_bad_inputs.py: their decorators come after merging, and then these go).
 # Each took >= 1.8 s in `pytest -n 2 -m "not slow" --durations=0` on 2 cores.
 MARKED_SLOW = frozenset({
     "rpjax/_src/attacks/mi_face.py::rpjax._src.attacks.mi_face.mi_face_pixels",
@@ -37,9 +36,6 @@ MARKED_SLOW = frozenset({
     "tests/test_runs.py::test_two_processes_with_jax_distributed_equal_one",
     "tests/test_bad_inputs.py::test_bad_input[logits_inf_certify]",
     "tests/test_bad_inputs.py::test_bad_input[n_too_small_certify]",
-    "tests/test_release.py::BudgetTest::test_advantage_budget_uses_the_worst_case_bound0",
-    "tests/test_release.py::NoiseModeTest::test_consistent_mode_exact_repeats_identical0",
-    "tests/test_release.py::QuerierViewTest::test_label_only0",
 })
 
 

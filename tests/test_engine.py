@@ -265,7 +265,6 @@ _SPLIT = rpjax.AffineFirst(linear_first, linear_rest)
 
 
 # `common_noise=True`: every input gets id 0's noise; each input's counts stay exact.
-
 def test_every_input_gets_the_noise_of_id_0():
     common = _counts(common_noise=True)
     for i in (0, 17, 49):
