@@ -167,8 +167,9 @@ def test_lower_layers_never_import_higher_ones():
 
 @pytest.mark.slow
 def test_every_test_marked_slow_by_name_exists():
-    """`conftest.MARKED_SLOW` names tests by node id: a renamed test would silently drop out
-    of it (and run in the fast set), so every id must name a collected test."""
+    """`conftest.MARKED_SLOW` names the few tests that cannot carry `@pytest.mark.slow` yet
+    (a doctest, tests edited on other branches) by node id: a renamed test would silently
+    drop out of it (and run in the fast set), so every id must name a collected test."""
     import importlib.util
     import subprocess
     import sys

@@ -39,7 +39,7 @@ def _answers(release, m=20_000):
     return out, np.asarray(x[:, 0]).astype(int)
 
 
-@pytest.mark.parametrize("p", [0.9, 0.5, 0.1])
+@pytest.mark.parametrize("p", [pytest.param(0.9, marks=pytest.mark.slow), 0.5, 0.1])
 def test_randomized_response_flips_at_the_configured_rate(p):
     out, base = _answers(labels.randomized_response_release(_fixed, None, p=p, num_classes=K,
                                                             secret=_secret("rr", p)))
@@ -54,6 +54,7 @@ def test_randomized_response_flips_at_the_configured_rate(p):
     assert out.min() >= 0 and out.max() < K
 
 
+@pytest.mark.slow
 def test_random_abstention_rate_and_output_noise():
     out, base = _answers(labels.random_abstain_release(_fixed, None, q=0.3,
                                                        secret=_secret("abstain")))
@@ -132,6 +133,7 @@ def test_dp_gradient_clips_each_example():
     assert abs(flat.std() / (2.0 * clip / 4.0) - 1.0) < 0.03
 
 
+@pytest.mark.slow
 def test_accountant_epsilon_falls_with_noise_and_calibration_hits_target():
     eps = [dpsgd.dpsgd_epsilon(nm, 0.1, 500, 1e-5) for nm in (0.8, 1.0, 2.0, 4.0)]
     assert all(a > b for a, b in zip(eps, eps[1:], strict=False))
@@ -166,6 +168,7 @@ def test_fit_dpsgd_reports_the_accountants_epsilon_and_learns():
     assert acc > 0.85
 
 
+@pytest.mark.slow
 def test_dp_grad_step_is_the_dp_gradient_of_the_indexed_batch():
     loss, params = _toy_loss_and_params()
     x = jnp.asarray(np.random.default_rng(1).normal(size=(6, 3)), jnp.float32)

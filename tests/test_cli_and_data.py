@@ -58,6 +58,7 @@ def test_bad_cli_value_is_a_clear_error(capsys):
     assert "sigma" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_help():
     proc = subprocess.run([sys.executable, "-m", "rpjax._src.cli", "--help"], capture_output=True,
                           text=True, check=True)

@@ -57,7 +57,8 @@ def _spy(release: LabelRelease, log: list) -> LabelRelease:
     return LabelRelease(release.name, fn, release.forward_passes, release.params)
 
 
-@pytest.mark.parametrize("noise", [pytest.param("fresh", marks=pytest.mark.slow), "consistent"])
+@pytest.mark.slow
+@pytest.mark.parametrize("noise", ["fresh", "consistent"])
 def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
     config = ReleaseConfig(sigma=0.4, n=16, alpha=0.05, num_classes=3, noise=noise)
     secret = experiment_secret("test_harness_protocol", noise)
@@ -134,10 +135,13 @@ def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
 
 
 @pytest.mark.parametrize("make", [
-    lambda s: labels.randomized_response_release(nearest_centre, _CENTERS, p=0.3,
-                                                 num_classes=3, secret=s),
+    pytest.param(lambda s: labels.randomized_response_release(nearest_centre, _CENTERS, p=0.3,
+                                                              num_classes=3, secret=s),
+                 marks=pytest.mark.slow),
     lambda s: labels.random_abstain_release(nearest_centre, _CENTERS, q=0.5, secret=s),
-    lambda s: labels.output_noise_release(nearest_centre, _CENTERS, scale=2.0, secret=s),
+    pytest.param(lambda s: labels.output_noise_release(nearest_centre, _CENTERS, scale=2.0,
+                                                       secret=s),
+                 marks=pytest.mark.slow),
 ], ids=["randomized_response", "abstain", "output_noise"])
 def test_baseline_randomness_comes_from_the_secret_and_the_counter(make):
     x = jnp.tile(jnp.eye(3), (100, 1))  # 300 inputs, each on one centre
@@ -155,7 +159,8 @@ def test_baseline_randomness_comes_from_the_secret_and_the_counter(make):
     assert np.mean(np.asarray(other) != np.asarray(la)) > 0.1
 
 
-@pytest.mark.parametrize("stream", release_lib.STREAMS)
+@pytest.mark.parametrize("stream", [pytest.param(s, marks=pytest.mark.slow) if s == "fresh" else s
+                                    for s in release_lib.STREAMS])
 def test_answer_keys_are_the_same_inside_jit(stream):
     keys = release_lib._SecretKeys.of(experiment_secret("row-keys"))
     state = advance(initial_state(), 2**32 - 2)  # across the low word's carry

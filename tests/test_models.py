@@ -13,10 +13,8 @@ from rpjax._src.models import cnn, train
 from rpjax.models import TabularMLP, TrainConfig, as_apply_fn, fit_classifier, optimize
 
 
-@pytest.mark.parametrize("size,channels", [
-    (31, 3), (8, 32),
-    *(pytest.param(s, c, marks=pytest.mark.slow) for s, c in [(32, 1), (8, 4), (5, 2)]),
-])
+@pytest.mark.slow
+@pytest.mark.parametrize("size,channels", [(31, 3), (8, 32), (32, 1), (8, 4), (5, 2)])
 def test_im2col_first_layer_equals_nnx_conv(size, channels):
     conv = nnx.Conv(channels, 8, (3, 3), strides=2, rngs=nnx.Rngs(0))
     conv.bias[...] = jax.random.normal(jax.random.key(1), conv.bias.shape)  # test the bias too
@@ -38,11 +36,12 @@ def test_face_cnn_im2col_layers_equal_nnx_conv(monkeypatch):
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(fast), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make,shape", [
     (lambda: TabularMLP(11, 2, rngs=nnx.Rngs(0)), (11,)),
     (lambda: TabularMLP(5, 3, hidden=(), rngs=nnx.Rngs(0)), (5,)),
-    pytest.param(lambda: cnn.FaceCNN(4, in_channels=1, channels=(8, 16), image_size=16,
-                                     rngs=nnx.Rngs(0)), (16, 16, 1), marks=pytest.mark.slow),
+    (lambda: cnn.FaceCNN(4, in_channels=1, channels=(8, 16), image_size=16,
+                         rngs=nnx.Rngs(0)), (16, 16, 1)),
 ])
 def test_models_split_into_an_affine_first_layer_and_the_rest(make, shape):
     model = make()
@@ -96,6 +95,7 @@ def test_optimize_without_batches_hands_each_step_its_index():
                  batches=jnp.zeros((2, 1)), steps=2)
 
 
+@pytest.mark.slow
 def test_fit_classifier_is_the_loop_with_a_cross_entropy_step():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 3)).astype(np.float32)

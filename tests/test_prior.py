@@ -48,6 +48,7 @@ def test_matches_a_numpy_covariance_reference(split_faces, prior):
     np.testing.assert_allclose(np.cov(z, rowvar=False), np.eye(40), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_encode_inverts_unclipped_decode(prior):
     z = prior_lib.sample(prior, jax.random.key(1), 32)
     np.testing.assert_allclose(prior_lib.encode(prior, prior_lib.decode(prior, z, clip=False)),
@@ -86,6 +87,7 @@ def test_samples_decode_to_images_in_the_unit_interval(prior, split_faces):
     assert gap < 0.05
 
 
+@pytest.mark.slow
 def test_decode_is_jittable_vmappable_and_differentiable(prior):
     z = prior_lib.sample(prior, 2, 5)
     jitted = jax.jit(functools.partial(prior_lib.decode, prior))

@@ -4,7 +4,6 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl.testing import parameterized
 
 import rpjax
 from rpjax._src.data import insurance
@@ -31,90 +30,92 @@ def _people(k=12, seed=0):
     return idx, _DATA.x[idx], _DATA.bmi[idx]
 
 
-class ThresholdModelTest(parameterized.TestCase):
-    def test_base_interval_is_exactly_10_to_t_below_and_t_to_60_above(self):
-        idx, x, bmi = _people(30)
-        sweep = rap.AttributeSweep(**_SWEEP, num_points=51, refine_steps=20)
-        iv = rap.attribute_intervals(rp.base_labels(threshold_apply, _T_STD), x, idx, bmi,
-                                     sweep)
-        below = bmi < _T
-        self.assertTrue(below.any() and (~below).any())
-        np.testing.assert_allclose(iv.preimage[below], np.tile([10.0, _T], (below.sum(), 1)),
-                                   atol=1e-4)
-        np.testing.assert_allclose(iv.preimage[~below],
-                                   np.tile([_T, 60.0], ((~below).sum(), 1)), atol=1e-4)
-        np.testing.assert_array_equal(iv.label, (bmi >= _T).astype(int))
-        np.testing.assert_allclose(iv.ape, iv.preimage)  # the base model has no radius
-
-    @parameterized.parameters(0.5, 1.0, 2.0)
-    def test_smoothed_radius_approaches_the_exact_one(self, sigma):
-        """pA = Phi(|bmi - t| / sigma): the certified radius tends to |bmi - t| (std units)."""
-        idx, x, bmi = _people(16, seed=1)
-        exact = np.abs(_DATA.standardize_bmi(bmi) - _T_STD)
-        gaps = []
-        for n in (100, 1_000, 10_000, 100_000):
-            cert = rpjax.certify(threshold_apply, _T_STD, x, 3, sigma=sigma, n=n, alpha=1e-3,
-                                 num_classes=2, ids=idx)
-            released = cert.label >= 0
-            self.assertTrue(np.all(cert.radius[released] <= exact[released] + 1e-6))
-            gaps.append(float(np.mean(np.minimum(exact, 3.5 * sigma) - cert.radius)))
-        self.assertTrue(all(a > b for a, b in zip(gaps, gaps[1:], strict=False)), gaps)
-        self.assertLess(gaps[-1], 0.06 * sigma)
-
-    @pytest.mark.slow
-    def test_lengths_stable_when_the_grid_changes(self):
-        idx, x, bmi = _people(10, seed=2)
-        release = rp.certified_labels(threshold_apply, _T_STD, 0, sigma=1.0, n=2_000,
-                                      alpha=1e-3, num_classes=2)
-        lengths = []
-        for points in (26, 51, 101):
-            sweep = rap.AttributeSweep(**_SWEEP, num_points=points, refine_steps=14)
-            iv = rap.attribute_intervals(release, x, idx, bmi, sweep)
-            lengths.append(np.stack([iv.length(r) for r in ("preimage", "not_excluded")]))
-        np.testing.assert_allclose(lengths[0], lengths[1], atol=2e-3)
-        np.testing.assert_allclose(lengths[1], lengths[2], atol=2e-3)
-        self.assertFalse(np.allclose(lengths[0][0], 23.4))  # smoothing changed something
+def test_base_interval_is_exactly_10_to_t_below_and_t_to_60_above():
+    idx, x, bmi = _people(30)
+    sweep = rap.AttributeSweep(**_SWEEP, num_points=51, refine_steps=20)
+    iv = rap.attribute_intervals(rp.base_labels(threshold_apply, _T_STD), x, idx, bmi,
+                                 sweep)
+    below = bmi < _T
+    assert below.any() and (~below).any()
+    np.testing.assert_allclose(iv.preimage[below], np.tile([10.0, _T], (below.sum(), 1)),
+                               atol=1e-4)
+    np.testing.assert_allclose(iv.preimage[~below],
+                               np.tile([_T, 60.0], ((~below).sum(), 1)), atol=1e-4)
+    np.testing.assert_array_equal(iv.label, (bmi >= _T).astype(int))
+    np.testing.assert_allclose(iv.ape, iv.preimage)  # the base model has no radius
 
 
-class ApeTest(parameterized.TestCase):
-    def test_ape_union_by_hand(self):
-        self.assertEqual(rap.ape_union([1.0, 2.0, 5.0], [0.6, 0.5, 1.0], 1.0), (0.4, 2.5))
-        self.assertEqual(rap.ape_union([1.0, 2.0, 5.0], [0.6, 0.5, 1.0], 4.5), (4.0, 6.0))
-        self.assertEqual(rap.ape_union([1.0, 2.0], [0.6, 0.5], 1.0, low=0.8), (0.8, 2.5))
-        with pytest.raises(ValueError, match="none of the segments"):
-            rap.ape_union([1.0], [0.1], 3.0)
-        with pytest.raises(ValueError, match="radii"):
-            rap.ape_union([1.0], [-0.1], 1.0)
+@pytest.mark.parametrize("sigma", [pytest.param(0.5, marks=pytest.mark.slow), 1.0, 2.0])
+def test_smoothed_radius_approaches_the_exact_one(sigma):
+    """pA = Phi(|bmi - t| / sigma): the certified radius tends to |bmi - t| (std units)."""
+    idx, x, bmi = _people(16, seed=1)
+    exact = np.abs(_DATA.standardize_bmi(bmi) - _T_STD)
+    gaps = []
+    for n in (100, 1_000, 10_000, 100_000):
+        cert = rpjax.certify(threshold_apply, _T_STD, x, 3, sigma=sigma, n=n, alpha=1e-3,
+                             num_classes=2, ids=idx)
+        released = cert.label >= 0
+        assert np.all(cert.radius[released] <= exact[released] + 1e-6)
+        gaps.append(float(np.mean(np.minimum(exact, 3.5 * sigma) - cert.radius)))
+    assert all(a > b for a, b in zip(gaps, gaps[1:], strict=False)), gaps
+    assert gaps[-1] < (0.06 * sigma)
 
-    def test_ape_from_given_radii(self):
-        """A release with a known constant radius widens the preimage by R * std each side."""
-        radius = 0.5  # input (standardized) units
 
-        def release(xs, ids):
-            labels = (np.asarray(xs)[:, 1] >= _T_STD).astype(np.int64)
-            return labels, np.full(len(xs), radius)
-
-        idx, x, bmi = _people(8, seed=3)
-        sweep = rap.AttributeSweep(**_SWEEP, num_points=101, refine_steps=16)
+@pytest.mark.slow
+def test_lengths_stable_when_the_grid_changes():
+    idx, x, bmi = _people(10, seed=2)
+    release = rp.certified_labels(threshold_apply, _T_STD, 0, sigma=1.0, n=2_000,
+                                  alpha=1e-3, num_classes=2)
+    lengths = []
+    for points in (26, 51, 101):
+        sweep = rap.AttributeSweep(**_SWEEP, num_points=points, refine_steps=14)
         iv = rap.attribute_intervals(release, x, idx, bmi, sweep)
-        widen = radius * _DATA.bmi_std
-        below = bmi < _T
-        np.testing.assert_allclose(iv.ape_unclipped[below, 0], 10.0 - widen, atol=1e-3)
-        np.testing.assert_allclose(iv.ape_unclipped[below, 1], _T + widen, atol=1e-3)
-        np.testing.assert_allclose(iv.ape[below], np.tile([10.0, _T + widen], (below.sum(), 1)),
-                                   atol=1e-3)
-        np.testing.assert_allclose(iv.ape[~below],
-                                   np.tile([_T - widen, 60.0], ((~below).sum(), 1)), atol=1e-3)
+        lengths.append(np.stack([iv.length(r) for r in ("preimage", "not_excluded")]))
+    np.testing.assert_allclose(lengths[0], lengths[1], atol=2e-3)
+    np.testing.assert_allclose(lengths[1], lengths[2], atol=2e-3)
+    assert not np.allclose(lengths[0][0], 23.4)  # smoothing changed something
 
-    def test_bad_sweep(self):
-        with pytest.raises(ValueError, match="low must be < high"):
-            rap.AttributeSweep(index=1, low=60, high=10)
-        with pytest.raises(ValueError, match="scale"):
-            rap.AttributeSweep(index=1, scale=0.0)
-        idx, x, bmi = _people(2)
-        with pytest.raises(ValueError, match="sweep range"):
-            rap.attribute_intervals(rp.base_labels(threshold_apply, _T_STD), x, idx,
-                                    np.array([5.0, 30.0]), rap.AttributeSweep(index=1))
+
+def test_ape_union_by_hand():
+    assert rap.ape_union([1.0, 2.0, 5.0], [0.6, 0.5, 1.0], 1.0) == (0.4, 2.5)
+    assert rap.ape_union([1.0, 2.0, 5.0], [0.6, 0.5, 1.0], 4.5) == (4.0, 6.0)
+    assert rap.ape_union([1.0, 2.0], [0.6, 0.5], 1.0, low=0.8) == (0.8, 2.5)
+    with pytest.raises(ValueError, match="none of the segments"):
+        rap.ape_union([1.0], [0.1], 3.0)
+    with pytest.raises(ValueError, match="radii"):
+        rap.ape_union([1.0], [-0.1], 1.0)
+
+
+def test_ape_from_given_radii():
+    """A release with a known constant radius widens the preimage by R * std each side."""
+    radius = 0.5  # input (standardized) units
+
+    def release(xs, ids):
+        labels = (np.asarray(xs)[:, 1] >= _T_STD).astype(np.int64)
+        return labels, np.full(len(xs), radius)
+
+    idx, x, bmi = _people(8, seed=3)
+    sweep = rap.AttributeSweep(**_SWEEP, num_points=101, refine_steps=16)
+    iv = rap.attribute_intervals(release, x, idx, bmi, sweep)
+    widen = radius * _DATA.bmi_std
+    below = bmi < _T
+    np.testing.assert_allclose(iv.ape_unclipped[below, 0], 10.0 - widen, atol=1e-3)
+    np.testing.assert_allclose(iv.ape_unclipped[below, 1], _T + widen, atol=1e-3)
+    np.testing.assert_allclose(iv.ape[below], np.tile([10.0, _T + widen], (below.sum(), 1)),
+                               atol=1e-3)
+    np.testing.assert_allclose(iv.ape[~below],
+                               np.tile([_T - widen, 60.0], ((~below).sum(), 1)), atol=1e-3)
+
+
+def test_bad_sweep():
+    with pytest.raises(ValueError, match="low must be < high"):
+        rap.AttributeSweep(index=1, low=60, high=10)
+    with pytest.raises(ValueError, match="scale"):
+        rap.AttributeSweep(index=1, scale=0.0)
+    idx, x, bmi = _people(2)
+    with pytest.raises(ValueError, match="sweep range"):
+        rap.attribute_intervals(rp.base_labels(threshold_apply, _T_STD), x, idx,
+                                np.array([5.0, 30.0]), rap.AttributeSweep(index=1))
 
 
 @pytest.mark.slow

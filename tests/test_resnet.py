@@ -34,6 +34,7 @@ def _n_params(make):
     return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
 
 
+@pytest.mark.slow
 def test_full_size_parameter_counts_match_the_reference_architectures():
     # torchvision's resnet50 has 25,557,032 parameters; the CIFAR ResNet-110 of Cohen et al.
     # (bearpaw/pytorch-classification's resnet with depth 110) 1,730,714
@@ -43,7 +44,7 @@ def test_full_size_parameter_counts_match_the_reference_architectures():
 
 @pytest.mark.parametrize("name,shape,classes", [
     ("cifar", (16, 16, 3), 10),
-    ("imagenet", (32, 32, 3), 7),
+    pytest.param("imagenet", (32, 32, 3), 7, marks=pytest.mark.slow),
 ])
 def test_logits_shape_and_rows_are_independent(request, name, shape, classes):
     model = request.getfixturevalue("tiny_cifar") if name == "cifar" else _tiny_imagenet()
@@ -68,6 +69,7 @@ def test_logits_shape_and_rows_are_independent(request, name, shape, classes):
     assert np.abs(together[0] - one[0]).max() > 1e-3 * np.abs(together).max()
 
 
+@pytest.mark.slow
 def test_normalization_is_the_first_operation():
     """Cohen et al.'s normalization layer: the model sees `(x - mean) / std` per channel."""
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
@@ -80,6 +82,7 @@ def test_normalization_is_the_first_operation():
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_zero_init_residual_blocks_start_as_their_shortcut():
     model = _tiny_cifar(zero_init_residual=True)
     block = model.blocks[0]  # 4 -> 4 channels, stride 1: identity shortcut

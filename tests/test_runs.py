@@ -115,6 +115,7 @@ def _committed(part, config):
     return runs.scan_part(part, config).blocks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_sigkill_then_resume_equals_an_uninterrupted_run(data, reference, tmp_path, sig):
     """kill -9 (or SIGTERM) after some blocks are committed; rerunning the same command
@@ -351,6 +352,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_with_jax_distributed_equal_one(data, reference, tmp_path):
     """2 CPU processes (2 simulated devices each) on jax.distributed: each certifies its share
     of blocks into its own part file; process 0 merges. Rows equal the single-process run's."""
@@ -394,6 +396,7 @@ print(next(int(line.split()[1]) for line in open("/proc/self/status")
 """
 
 
+@pytest.mark.slow
 def test_a_memory_mapped_data_set_streams_with_bounded_memory(tmp_path):
     """10^5 inputs of 512 float32 (205 MB) stream through a run (blocks of 5000) whose peak RSS
     exceeds that of a run on 2 * 10^4 inputs by less than half the extra data: a block at a
@@ -460,6 +463,7 @@ def test_refusals_come_before_anything_is_written(tmp_path, capsys, monkeypatch,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_seed_keeps_all_64_bits_as_in_the_api(tmp_path):
     """`--seed 2**32` is `rpjax.certify(key=2**32)`, not seed 0 cut to 32 bits (2**63 too)."""
     data = models.data(str(tmp_path / "d.npz"), 8)
@@ -477,6 +481,7 @@ def test_a_seed_keeps_all_64_bits_as_in_the_api(tmp_path):
         assert not np.array_equal(cert.counts, zero.counts)
 
 
+@pytest.mark.slow
 def test_a_write_failure_is_one_line_and_the_run_resumes(data, reference, tmp_path):
     """A file-size limit (as a full disk) hit mid-run: one line saying the committed blocks
     are kept, then the same command resumes to the uninterrupted run's rows."""
@@ -526,6 +531,7 @@ def test_a_data_file_rewritten_during_the_run_is_refused(data, reference, tmp_pa
     assert "data_sha256" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_second_writer_on_the_same_out_is_refused(data, reference, tmp_path, capsys):
     """Two `rpjax certify` on one --out: the second is refused with one line naming the run
     directory and writes nothing; the first completes with the uninterrupted run's rows."""

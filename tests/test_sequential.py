@@ -64,6 +64,7 @@ def _run(**kw):
 
 
 class TestScheduler:
+    @pytest.mark.slow
     def test_counts_equal_the_fixed_n_kernel_over_the_same_samples(self):
         out = _run(chunk_size=64, slots=5)
         assert (out.n < 3000).any() and (out.n > 10).all()  # inputs stopped at different times
@@ -75,6 +76,7 @@ class TestScheduler:
             chex.assert_trees_all_equal(np.asarray(ref), out.counts[rows])
         chex.assert_trees_all_equal(out.counts.sum(axis=1) + out.invalid, out.n)
 
+    @pytest.mark.slow
     def test_a_rule_that_never_stops_early_is_sample_counts(self):
         out = _run(rule=rpjax.StopRule.fixed(777), chunk_size=100)
         ref = rpjax.sample_counts(linear_apply, (_W, _B), _XS, 7, sigma=1.0, n=777,
@@ -83,7 +85,8 @@ class TestScheduler:
         assert (out.n == 777).all()
 
     # (64, 29): more slots than lane groups (4 of 16), capped; (160, 3): blocks of 3, 3, 4 groups
-    @pytest.mark.parametrize("chunk_size,slots", [(None, None), (7, 3), (300, 29), (33, 1),
+    @pytest.mark.parametrize("chunk_size,slots", [pytest.param(None, None, marks=pytest.mark.slow),
+                                                  (7, 3), (300, 29), (33, 1),
                                                   (64, 29), (160, 3)])
     def test_results_do_not_depend_on_lanes_or_slots(self, chunk_size, slots):
         ref = _run(chunk_size=64, slots=5)
@@ -166,6 +169,7 @@ class TestCertifySequential:
         p = sps.binomtest(int(wrong.sum()), wrong.size, self.ALPHA, alternative="greater").pvalue
         return p > 1e-3
 
+    @pytest.mark.slow
     @pytest.mark.parametrize("radius", [None, 0.25])
     def test_wrong_certificates_within_alpha(self, radius):
         xs = self._inputs()
@@ -186,6 +190,7 @@ class TestCertifySequential:
             assert self._ok(decided_below & (label == cert.selection_counts.argmax(1))
                             & (dist > radius))
 
+    @pytest.mark.slow
     def test_adversarial_stopping_through_the_scheduler(self):
         """The scheduler stops each input the first time the fixed-n Clopper-Pearson bound
         excludes the true p_A (an attacker's rule): that bound is then wrong far more often
@@ -211,6 +216,7 @@ class TestCertifySequential:
         assert self._ok(reported > p_true), (reported > p_true).mean()
         assert (out.n == n_max).any()  # the fixed-n part was exercised
 
+    @pytest.mark.slow
     def test_decision_uses_far_fewer_samples_than_fixed_n(self):
         xs = _points_at_distances(np.linspace(-3, 3, 40) * self.SIGMA, seed=5)
         seq = rpjax.certify(linear_apply, (_W, _B), xs, 2, sigma=self.SIGMA, n=20_000,
@@ -224,6 +230,7 @@ class TestCertifySequential:
         assert abs((seq.decision == 1).mean() - fixed_at_r) <= 0.1
         chex.assert_trees_all_equal(seq.selection_counts, fixed.selection_counts)
 
+    @pytest.mark.slow
     def test_method_cohen_is_the_default_and_unchanged(self):
         a = rpjax.certify(linear_apply, (_W, _B), _XS, 3, sigma=0.5, n=500, alpha=1e-3,
                           num_classes=2)
@@ -248,6 +255,7 @@ class TestCertifySequential:
         with pytest.raises(ValueError, match="tolerance"):
             rpjax.certify_sequential(linear_apply, (_W, _B), _XS, 0, tolerance=1.5, **kw)
 
+    @pytest.mark.slow
     def test_nan_logits_abstain_with_a_warning(self):
         def nan_fn(p, x):
             return jnp.where(x[:, :1] > 0, jnp.nan, linear_apply(p, x))

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from absl.testing import parameterized
 
 import rpjax
 from rpjax.models import as_apply_fn
@@ -13,23 +12,24 @@ _PARAMS = random_linear(3, seed=0)
 _XS = np.ones((4, 3), np.float32)
 
 
-class BadInputTest(parameterized.TestCase):
-    """The table of bad inputs (certify's arguments, model outputs, statistics, the CLI) is
-    `tests/test_bad_inputs.py`; these are the checks shared by the other entry points."""
+# The table of bad inputs (certify's arguments, model outputs, statistics, the CLI) is
+# `tests/test_bad_inputs.py`; these are the checks shared by the other entry points.
 
-    @parameterized.parameters("predict", "sample_counts", "always_label")
-    def test_other_entry_points_validate(self, name):
-        fn = getattr(rpjax, name)
-        kw = dict(sigma=0.5, n=100, num_classes=2)
-        if name == "predict":
-            kw["alpha"] = 1e-3
-        with pytest.raises(ValueError, match="sigma"):
-            fn(linear_apply, _PARAMS, _XS, 0, **{**kw, "sigma": 0.0})
-        with pytest.raises(ValueError, match="xs"):
-            fn(linear_apply, _PARAMS, np.zeros((0, 3), np.float32), 0, **kw)
-        with pytest.raises(TypeError, match="n must be an integer"):
-            fn(linear_apply, _PARAMS, _XS, 0, **{**kw, "n": 10.5})
 
-    def test_as_apply_fn_needs_a_module(self):
-        with pytest.raises(TypeError, match="model"):
-            as_apply_fn(lambda x: x)
+@pytest.mark.parametrize("name", ["predict", "sample_counts", "always_label"])
+def test_other_entry_points_validate(name):
+    fn = getattr(rpjax, name)
+    kw = dict(sigma=0.5, n=100, num_classes=2)
+    if name == "predict":
+        kw["alpha"] = 1e-3
+    with pytest.raises(ValueError, match="sigma"):
+        fn(linear_apply, _PARAMS, _XS, 0, **{**kw, "sigma": 0.0})
+    with pytest.raises(ValueError, match="xs"):
+        fn(linear_apply, _PARAMS, np.zeros((0, 3), np.float32), 0, **kw)
+    with pytest.raises(TypeError, match="n must be an integer"):
+        fn(linear_apply, _PARAMS, _XS, 0, **{**kw, "n": 10.5})
+
+
+def test_as_apply_fn_needs_a_module():
+    with pytest.raises(TypeError, match="model"):
+        as_apply_fn(lambda x: x)
