@@ -23,6 +23,10 @@ os.environ.setdefault("RPJAX_CACHE", os.path.join(tempfile.gettempdir(),
 
 QUICK_MODELS = "quick-models"
 
+# a model module that exits when imported (tests/test_runs.py checks that `rpjax certify`
+# reports it): never imported by the doctest collection
+collect_ignore = ["tests/_run_models_exit.py"]
+
 # The slow tests carry `@pytest.mark.slow` (or `pytest.param(..., marks=pytest.mark.slow)`)
 # themselves. The one node id below cannot: a doctest (no decorator; its source is in rpjax/),
 # which took >= 1.8 s in `pytest -n 2 -m "not slow" --durations=0` on 2 cores.
