@@ -4,24 +4,17 @@ The public API is what this package and its public subpackages (`rpjax.stats`,
 `rpjax.privacy`, `rpjax.attacks`, `rpjax.baselines`, `rpjax.models`, `rpjax.data`,
 `rpjax.experiments`) list in their `__all__`; everything under `rpjax._src` is private and may
 change. See `docs/design.md`.
+
+One certification is one typed plan: a `SmoothingConfig` (the statistics), a rule (`Fixed()`,
+`DecideAt(radius)`, `RadiusBudget(tolerance)`: the question) and a `Placement` (devices, chunk
+and batch sizes, progress: speed only).
 """
 
 from rpjax import stats
-from rpjax._src.certify import (
-    ABSTAIN,
-    Certificates,
-    Prediction,
-    SequentialCertificates,
-    SmoothingConfig,
-    always_label,
-    certify,
-    certify_sequential,
-    predict,
-)
+from rpjax._src.certify import ABSTAIN, Certificates, Prediction, always_label, certify, predict
 from rpjax._src.noise import GAUSSIAN, NoiseDistribution, noise_samples
-from rpjax._src.sequential import SequentialCounts, StopRule, sequential_counts
-from rpjax._src.smoothing import AffineFirst, ApplyFn, counting_program, sample_counts
-from rpjax._src.stats import SampleSizeWarning
+from rpjax._src.plan import DecideAt, Fixed, Placement, RadiusBudget, SmoothingConfig
+from rpjax._src.smoothing import AffineFirst, ApplyFn, sample_counts
 
 __version__ = "0.1.0"
 
@@ -31,21 +24,18 @@ __all__ = [
     "AffineFirst",
     "ApplyFn",
     "Certificates",
+    "DecideAt",
+    "Fixed",
     "NoiseDistribution",
+    "Placement",
     "Prediction",
-    "SampleSizeWarning",
-    "SequentialCertificates",
-    "SequentialCounts",
+    "RadiusBudget",
     "SmoothingConfig",
-    "StopRule",
     "__version__",
     "always_label",
     "certify",
-    "certify_sequential",
-    "counting_program",
     "noise_samples",
     "predict",
     "sample_counts",
-    "sequential_counts",
     "stats",
 ]

@@ -52,6 +52,7 @@ from rpjax._src import stats as _stats
 from rpjax._src import validate as _validate
 from rpjax._src.certify import certify as _certify
 from rpjax._src.noise import MAX_ABS_UNIT_NOISE
+from rpjax._src.plan import DecideAt, Fixed, Placement, RadiusBudget, SmoothingConfig
 
 FORMAT = 1
 METHODS = ("cohen", "sequential")
@@ -873,19 +874,21 @@ def _certify_locked(config: RunConfig, run_dir: str, apply_fn: Callable, params:
             xb = inputs.read(start, stop)
             yb = None if labels is None else labels.read(start, stop)
             t0 = time.perf_counter()
-            kw: dict[str, Any] = dict(num_classes=config.num_classes, sigma=config.sigma,
-                                      n=config.n, alpha=config.alpha, n0=config.n0,
-                                      ids=np.arange(start, stop), devices=devices,
-                                      method=config.method)
+            smoothing = SmoothingConfig(sigma=config.sigma, n0=config.n0, n=config.n,
+                                        alpha=config.alpha, common_noise=config.common_noise)
             if config.method == "sequential":
-                kw.update(radius=config.radius, tolerance=config.tolerance)
+                rule = (DecideAt(config.radius) if config.radius is not None else
+                        RadiusBudget(*([] if config.tolerance is None else [config.tolerance])))
+                placement = Placement(devices=devices)
             else:
-                kw.update(batch_size=batch_size, chunk_size=chunk_size,
-                          common_noise=config.common_noise)
-            cert = _certify(apply_fn, params, xb, key, **kw)
+                rule = Fixed()
+                placement = Placement(devices=devices, batch_size=batch_size,
+                                      chunk_size=chunk_size)
+            cert = _certify(apply_fn, params, xb, key, num_classes=config.num_classes,
+                            config=smoothing, rule=rule, placement=placement,
+                            ids=None if config.common_noise else np.arange(start, stop))
             seconds = time.perf_counter() - t0
-            fp = (int(cert.forward_passes) if config.method == "sequential"
-                  else (stop - start) * (config.n0 + config.n))
+            fp = int(cert.forward_passes)
             inputs.check_unchanged()  # the rows' inputs were read from the file hashed
             durable.append_durably(own, _encode(_rows(config, b, cert, yb)))
             durable.append_durably(part_path(run_dir, pid, "times"), (json.dumps(

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -46,15 +45,15 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from rpjax._src import noise as _noise
+from rpjax._src import plan as _plan
 from rpjax._src import smoothing as _smoothing
-from rpjax._src import validate as _validate
 
 PyTree = Any
 _AXIS = _smoothing._AXIS
 _TARGET_ELEMENTS_PER_STEP = 2**18  # as sample_counts
 _MAX_AUTO_LANES = 8192
 _GROUP = 16
-_MAX_LANES = 2**23
+_MAX_LANES = _plan.MAX_LANES
 _STEPS_PER_CALL_WITH_PROGRESS = 256
 _NEVER = np.iinfo(np.int32).max
 
@@ -360,32 +359,29 @@ def sequential_counts(
     watched: jax.typing.ArrayLike,
     rule: StopRule,
     *,
-    sigma: float,
     num_classes: int,
-    chunk_size: int | None = None,
-    slots: int | None = None,
+    config: _plan.SmoothingConfig,
+    placement: _plan.Placement | None = None,
     ids: jax.typing.ArrayLike | None = None,
-    devices: Sequence[jax.Device] | None = None,
-    progress: bool | str = False,
-    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
 ) -> SequentialCounts:
     """Counts votes on noisy copies of each input until its `rule` stops it (see module doc).
 
+    The scheduler with a hand-made `StopRule` (tests, benchmarks); `rpjax.certify` with a
+    sequential rule builds its own and calls `run`.
+
     Args:
-      apply_fn, params, xs, key, sigma, num_classes, ids, devices, distribution: as in
-        `rpjax.sample_counts` (the noise of sample `s` of input `i` is the same).
+      apply_fn, params, xs, key, num_classes, ids: as in `rpjax.sample_counts` (the noise of
+        sample `s` of input `i` is the same).
       watched: `[B]` int, the class whose votes `S` the rule looks at, per input.
       rule: a `StopRule` with tables of length n_max + 1; no input uses more than n_max
-        samples.
-      chunk_size: lanes, the noisy samples evaluated per compiled step over all slots and
-        devices (rounded up to a multiple of the number of devices). Default: about 256k input
-        values per step, at most 8192; at most 2^23. Speed and memory only: results never
-        depend on it.
-      slots: inputs under test at once (default `min(B, max(1, lanes // 8))`, at most the
-        number of lane groups, lanes / 16 for 16 | lanes per device). Speed only: results
-        never depend on it.
-      progress: a tqdm bar over finished inputs (a string labels it); the loop then returns
-        to the host every 256 steps.
+        samples (`config.n` is not used).
+      config: `sigma`, `distribution` and `common_noise` are used.
+      placement: `chunk_size` = lanes, noisy samples per compiled step over all slots and
+        devices (rounded up to a multiple of the number of devices; default about 256k input
+        values per step, at most 8192; at most 2^23); `batch_size` = slots, inputs under test
+        at once (default `min(B, max(1, lanes // 8))`, at most the number of lane groups);
+        `progress`: a tqdm bar over finished inputs (the loop then returns to the host every
+        256 steps). Speed only: results never depend on it.
 
     Returns:
       `SequentialCounts(counts, invalid, n, forward_passes, steps)`. The counts of input `i`
@@ -393,13 +389,23 @@ def sequential_counts(
       (given the same base predictions: XLA evaluates the model on batches of another
       composition).
     """
-    xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
-    key = _validate.key("key", key)
-    sigma = _validate.positive("sigma", sigma)
-    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_noise.MAX_ABS_UNIT_NOISE)
-    num_classes = _validate.integer("num_classes", num_classes, minimum=2)
-    batch = xs.shape[0]
+    plan = _plan.resolve(config, num_classes=num_classes, placement=placement)
+    check_lanes(plan)
     rule = check_rule(rule)
+    prepared = _smoothing.prepare(apply_fn, params, xs, key, ids, plan)
+    watched = check_watched(watched, prepared.xs.shape[0], plan.num_classes)
+    return run(apply_fn, params, prepared.xs, prepared.key_pairs(), watched, rule, plan)
+
+
+def check_lanes(plan: _plan.Plan) -> None:
+    """Refuses a `chunk_size` above 2**23 lanes."""
+    if plan.chunk_size is not None and plan.chunk_size > _MAX_LANES:
+        # the step's sums are float32 matmuls, exact below 2^24
+        raise ValueError(f"chunk_size must be <= 2**23, got chunk_size={plan.chunk_size}.")
+
+
+def check_watched(watched: Any, batch: int, num_classes: int) -> np.ndarray:
+    """`watched` as a `[B]` integer array of classes in [0, num_classes)."""
     watched = np.asarray(watched)
     if watched.shape != (batch,) or watched.dtype == bool or not np.issubdtype(watched.dtype,
                                                                                 np.integer):
@@ -407,50 +413,38 @@ def sequential_counts(
                          f"{watched.shape} and dtype {watched.dtype}.")
     if (watched < 0).any() or (watched >= num_classes).any():
         raise ValueError(f"watched classes must lie in [0, num_classes={num_classes}).")
-    if chunk_size is not None:
-        chunk_size = _validate.integer("chunk_size", chunk_size, minimum=1)
-        if chunk_size > _MAX_LANES:  # the step's sums are float32 matmuls, exact below 2^24
-            raise ValueError(f"chunk_size must be <= 2**23, got chunk_size={chunk_size}.")
-    if slots is not None:
-        slots = _validate.integer("slots", slots, minimum=1)
-    if not isinstance(progress, (bool, str)):
-        raise TypeError(f"progress must be a bool or a str label, got {progress!r}.")
-    if not isinstance(distribution, _noise.NoiseDistribution):
-        raise TypeError(f"distribution must be a rpjax.NoiseDistribution, got {distribution!r}.")
-    ids_np = np.arange(batch, dtype=np.uint32) if ids is None else _validate.ids("ids", ids,
-                                                                                   batch)
-    devices = _smoothing.validate_devices(devices)
-    _smoothing.check_model(apply_fn, params, xs, num_classes)
-    key_pairs = _noise.example_keys(key, jnp.asarray(ids_np))
-    return counts_for_key_pairs(apply_fn, params, xs, key_pairs, watched, rule, sigma=sigma,
-                                num_classes=num_classes, chunk_size=chunk_size, slots=slots,
-                                devices=devices, progress=progress, distribution=distribution)
+    return watched
 
 
-def counts_for_key_pairs(apply_fn, params, xs, key_pairs, watched, rule, *, sigma, num_classes,
-                         chunk_size, slots, devices, progress, distribution) -> SequentialCounts:
-    """`sequential_counts` after validation, with each input's key pair given directly."""
+def run(apply_fn: _smoothing.ApplyFn, params: PyTree, xs: jax.Array, key_pairs: jax.Array,
+        watched: np.ndarray, rule: StopRule, plan: _plan.Plan) -> SequentialCounts:
+    """The scheduler on checked inputs (`rpjax._src.smoothing.prepare`), with each input's
+    threefry key pair given directly; `plan.chunk_size` is the lanes, `plan.batch_size` the
+    slots."""
     batch = xs.shape[0]
+    num_classes, devices = plan.num_classes, plan.devices
     n_max = int(np.shape(rule.lo)[0]) - 1
-    lanes = resolve_lanes(chunk_size, math.prod(xs.shape[1:]), len(devices))
+    lanes = resolve_lanes(plan.chunk_size, math.prod(xs.shape[1:]), len(devices))
+    slots = plan.batch_size
     slots = min(batch, max(1, lanes // 8)) if slots is None else min(slots, batch)
     slots = min(slots, max_slots(lanes, len(devices)))
     columns = num_classes + 1
-    run = functools.partial(
+    advance = functools.partial(
         _advance, apply_fn, params, xs, key_pairs, jnp.asarray(watched, jnp.int32),
-        jnp.float32(sigma), StopRule(*(jnp.asarray(t) for t in rule)), lanes=lanes,
+        jnp.float32(plan.sigma), StopRule(*(jnp.asarray(t) for t in rule)), lanes=lanes,
         num_classes=num_classes, n_max=n_max, mesh=_smoothing._mesh(tuple(devices)),
-        distribution=distribution)
+        distribution=plan.distribution)
     state = _initial_state(batch, slots, columns)
+    progress = plan.progress
     if not progress:
-        state = run(state, jnp.int32(np.iinfo(np.int32).max))
+        state = advance(state, jnp.int32(np.iinfo(np.int32).max))
     else:
         from tqdm.auto import tqdm
 
         desc = progress if isinstance(progress, str) else "sequential"
         with tqdm(total=batch, desc=desc, unit="input") as bar:
             while True:
-                state = run(state, jnp.int32(_STEPS_PER_CALL_WITH_PROGRESS))
+                state = advance(state, jnp.int32(_STEPS_PER_CALL_WITH_PROGRESS))
                 finished = int(state.finished)
                 bar.update(finished - bar.n)
                 if finished >= batch:

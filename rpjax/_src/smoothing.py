@@ -45,10 +45,11 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from rpjax._src import noise as _noise
+from rpjax._src import plan as _plan
 from rpjax._src import validate as _validate
 
 PyTree = Any
-MAX_N = 2**30
+MAX_N = _plan.MAX_N
 _AXIS = "samples"
 _TARGET_ELEMENTS_PER_STEP = 2**18  # noise values per compiled step when chunk_size is None
 # with common noise the first layer's batch work is shared and what stays per row is the rest
@@ -410,80 +411,102 @@ def resolve_chunk_size(chunk_size: int | None, n: int, batch: int, input_size: i
     return -(-per_device // steps)
 
 
+class Prepared(NamedTuple):
+    """The checked inputs of one public call (internal): the batch, the key and the ids."""
+
+    xs: jax.Array
+    key: jax.Array
+    ids: np.ndarray  # [B] uint32; all 0 with common noise
+
+    def key_pairs(self, purpose: int | None = None) -> jax.Array:
+        """`[B, 2]` uint32 threefry key pairs of the inputs, for the noise stream `purpose`
+        (`fold_in(key, purpose)`; None: the key itself)."""
+        key = self.key if purpose is None else jax.random.fold_in(self.key, purpose)
+        return _noise.example_keys(key, jnp.asarray(self.ids))
+
+
+def prepare(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike, key: Any,
+            ids: jax.typing.ArrayLike | None, plan: _plan.Plan) -> Prepared:
+    """Checks the inputs, the key, the ids and the model against `plan`, once per public call.
+
+    Raises:
+      TypeError, ValueError: naming the parameter (`xs`, `key`, `ids`, `sigma`, `apply_fn`,
+        `num_classes`).
+    """
+    xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
+    key = _validate.key("key", key)
+    _validate.noise_fits("sigma", plan.sigma, max_abs, xs.dtype,
+                         max_noise=_noise.MAX_ABS_UNIT_NOISE)
+    batch = xs.shape[0]
+    if plan.common_noise and ids is not None:
+        raise ValueError("ids must be None when common_noise=True: every input then gets the "
+                         "noise of id 0, whatever its id.")
+    if plan.common_noise:
+        ids_np = np.zeros(batch, dtype=np.uint32)
+    else:
+        ids_np = np.arange(batch, dtype=np.uint32) if ids is None else _validate.ids(
+            "ids", ids, batch)
+    check_model(apply_fn, params, xs, plan.num_classes)
+    if plan.common_noise and not plan.sequential and isinstance(apply_fn, AffineFirst):
+        check_affine(apply_fn, params, xs)
+    return Prepared(xs=xs, key=key, ids=ids_np)
+
+
 def sample_counts(
     apply_fn: ApplyFn,
     params: PyTree,
     xs: jax.typing.ArrayLike,
     key: jax.Array | int,
     *,
-    sigma: float,
-    n: int,
     num_classes: int,
-    chunk_size: int | None = None,
+    config: _plan.SmoothingConfig,
+    placement: _plan.Placement | None = None,
     ids: jax.typing.ArrayLike | None = None,
-    devices: Sequence[jax.Device] | None = None,
-    batch_size: int | None = None,
-    progress: bool | str = False,
-    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
-    common_noise: bool = False,
 ) -> jax.Array:
-    """Counts base-classifier votes on `n` Gaussian-noised copies of each input.
+    """Counts base-classifier votes on `config.n` noisy copies of each input.
 
     Args:
       apply_fn: pure, hashable `apply_fn(params, x) -> logits`; x `[b, *input_shape]`,
         logits `[b, C]` with `2 <= C <= num_classes` (a sigmoid score needs two columns).
         For a Flax NNX model use `rpjax.models.as_apply_fn(model)`.
       params: the parameters (any pytree), passed unchanged to `apply_fn`.
-      xs: inputs, `[B, *input_shape]`, floating, finite.
-      key: typed key (`jax.random.key(...)`) or int seed. The noise of sample `s` of input `i`
-        is threefry counter-mode output for counter `s` under the key `fold_in(key, ids[i])`
-        (see `rpjax._src.noise`).
-      sigma: noise standard deviation, in the units of `xs` (> 0); `max |xs| + 6 sigma`
-        must be finite in the dtype of `xs` (and float32).
-      n: noisy samples per input (1 <= n <= 2**30).
+      xs: inputs, `[B, *input_shape]`, floating, finite; `max |xs| + 6 sigma` must be finite
+        in the dtype of `xs` (and float32).
+      key: typed key (`jax.random.key(...)`) or int seed in [0, 2**64). The noise of sample
+        `s` of input `i` is threefry counter-mode output for counter `s` under the key
+        `fold_in(key, ids[i])` (see `rpjax.noise_samples`).
       num_classes: length of each count vector (>= 2 and >= the model's number of logits).
-      chunk_size: noisy copies of each input per compiled step; changes speed and memory,
-        never the counts. Default: chosen so a step holds about 256k noise values.
+      config: the statistics; `sigma`, `n`, `distribution` and `common_noise` are used (with
+        `common_noise` every input gets the noise of id 0, and an `AffineFirst` model's first
+        layer of the noise is computed once per sample for the whole batch).
+      placement: devices, `chunk_size` (noisy copies of each input per compiled step),
+        `batch_size` (inputs at a time; the last batch is padded so one compilation serves
+        all) and `progress` (a tqdm bar over batches). Never changes the counts.
       ids: `[B]` non-negative example ids (default `0..B-1`). An input gets the same counts
         alone or in any batch as long as it keeps its id.
-      devices: distinct devices to split the sample axis over (default:
-        `jax.local_devices()`). The counts do not depend on the number of devices.
-      batch_size: if given, inputs are processed `batch_size` at a time (the last batch padded,
-        so one compilation serves all); bounds memory and drives the progress bar.
-      progress: show a tqdm progress bar over input batches (a string labels the bar).
-      distribution: smoothing distribution (Gaussian by default).
-      common_noise: perturb every input with the same noise draws, those an input of id 0
-        gets without it (common random numbers). Each input's counts keep their exact
-        distribution (its samples are still i.i.d.), so every per-input certificate holds,
-        but the counts of different inputs become dependent: fine for certifying a test set,
-        wrong for a release whose answers to different queries must be independent. With an
-        `AffineFirst` model the first layer of the noise is then computed once per sample for
-        the whole batch (much faster for large B). `ids` must be None with it.
 
     Returns:
-      `[B, num_classes]` int32 counts; each row sums to `n`.
+      `[B, num_classes]` int32 counts; each row sums to `config.n`.
 
     Raises:
       TypeError, ValueError: for bad arguments, naming the parameter; ValueError also if
-        `apply_fn` returns NaN or +inf logits on any noisy sample (see `rpjax.certify` for
-        the entry points that warn and abstain instead), or if `sigma` is so large that the
-        noise (up to about 5.4 sigma) overflows the dtype of `xs`.
+        `apply_fn` returns NaN or +inf logits on any noisy sample (`rpjax.certify`,
+        `predict` and `always_label` warn and abstain instead).
 
     Examples:
       >>> import jax.numpy as jnp, rpjax
       >>> apply_fn = lambda w, x: jnp.stack([-x[:, 0] * w, x[:, 0] * w], axis=-1)
-      >>> counts = rpjax.sample_counts(apply_fn, 1.0, jnp.array([[3.0]]), 0, sigma=1.0,
-      ...                              n=1000, num_classes=2)
+      >>> counts = rpjax.sample_counts(apply_fn, 1.0, jnp.array([[3.0]]), 0, num_classes=2,
+      ...                              config=rpjax.SmoothingConfig(sigma=1.0, n=1000))
       >>> int(counts.sum()), bool(counts[0, 1] > 990)
       (1000, True)
     """
-    counts, invalid = sample_counts_and_invalid(
-        apply_fn, params, xs, key, sigma=sigma, n=n, num_classes=num_classes,
-        chunk_size=chunk_size, ids=ids, devices=devices, batch_size=batch_size,
-        progress=progress, distribution=distribution, common_noise=common_noise)
+    plan = _plan.resolve(config, num_classes=num_classes, placement=placement)
+    prepared = prepare(apply_fn, params, xs, key, ids, plan)
+    counts, invalid = count(apply_fn, params, prepared.xs, prepared.key_pairs(), plan.n, plan)
     if bool(jnp.any(invalid > 0)):
         bad = np.flatnonzero(np.asarray(invalid))
-        raise ValueError(nonfinite_message(bad, np.asarray(invalid)[bad], n))
+        raise ValueError(nonfinite_message(bad, np.asarray(invalid)[bad], plan.n))
     return counts
 
 
@@ -496,84 +519,6 @@ def nonfinite_message(bad: np.ndarray, how_many: np.ndarray, n: int) -> str:
         "meaningless. Check the model (overflow at this sigma, a log of 0, uninitialized "
         "parameters)."
     )
-
-
-def validate_devices(devices: Sequence[jax.Device] | None) -> tuple[jax.Device, ...]:
-    """`devices` as a tuple of distinct `jax.Device`s (default: `jax.local_devices()`)."""
-    if devices is None:
-        return tuple(jax.local_devices())
-    if isinstance(devices, (str, bytes, jax.Device)):
-        raise TypeError(f"devices must be a non-empty sequence of jax.Device, got {devices!r}.")
-    devices = tuple(devices)
-    if not devices or not all(isinstance(d, jax.Device) for d in devices):
-        raise TypeError(f"devices must be a non-empty sequence of jax.Device, got {devices!r}.")
-    if len(set(devices)) != len(devices):
-        raise ValueError(f"devices must be distinct, got {list(devices)!r}: a device listed twice "
-                         "would count its samples twice.")
-    return devices
-
-
-def sample_counts_and_invalid(
-    apply_fn: ApplyFn,
-    params: PyTree,
-    xs: jax.typing.ArrayLike,
-    key: jax.Array | int,
-    *,
-    sigma: float,
-    n: int,
-    num_classes: int,
-    chunk_size: int | None = None,
-    ids: jax.typing.ArrayLike | None = None,
-    devices: Sequence[jax.Device] | None = None,
-    batch_size: int | None = None,
-    progress: bool | str = False,
-    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
-    common_noise: bool = False,
-) -> tuple[jax.Array, jax.Array]:
-    """`sample_counts` with the samples whose logits were NaN / +inf counted, not refused.
-
-    Returns:
-      `([B, num_classes] int32 counts of the valid samples, [B] int32 invalid samples)`; each
-      input's counts and invalid samples sum to `n`.
-    """
-    xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
-    key = _validate.key("key", key)
-    sigma = _validate.positive("sigma", sigma)
-    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_noise.MAX_ABS_UNIT_NOISE)
-    n = _validate.integer("n", n, minimum=1)
-    if n > MAX_N:
-        raise ValueError(f"n must be <= 2**30, got n={n}; split the work over several keys.")
-    num_classes = _validate.integer("num_classes", num_classes, minimum=2)
-    if chunk_size is not None:
-        chunk_size = _validate.integer("chunk_size", chunk_size, minimum=1)
-    if batch_size is not None:
-        batch_size = _validate.integer("batch_size", batch_size, minimum=1)
-    if not isinstance(common_noise, bool):
-        raise TypeError(f"common_noise must be a bool, got {common_noise!r}.")
-    if not isinstance(progress, (bool, str)):
-        raise TypeError(f"progress must be a bool or a str label, got {progress!r}.")
-    if not isinstance(distribution, _noise.NoiseDistribution):
-        raise TypeError(f"distribution must be a rpjax.NoiseDistribution, got {distribution!r}.")
-    batch = xs.shape[0]
-    if common_noise and ids is not None:
-        raise ValueError("ids must be None when common_noise=True: every input then gets the "
-                         "noise of id 0, whatever its id.")
-    if common_noise:
-        ids_np = np.zeros(batch, dtype=np.uint32)
-    else:
-        ids_np = np.arange(batch, dtype=np.uint32) if ids is None else _validate.ids(
-            "ids", ids, batch)
-    devices = validate_devices(devices)
-    check_model(apply_fn, params, xs, num_classes)
-    if common_noise and isinstance(apply_fn, AffineFirst):
-        check_affine(apply_fn, params, xs)
-
-    key_pairs = _noise.example_keys(key, jnp.asarray(ids_np))
-    return counts_for_key_pairs(apply_fn, params, xs, key_pairs, sigma=sigma, n=n,
-                                num_classes=num_classes, chunk_size=chunk_size,
-                                devices=devices, batch_size=batch_size, progress=progress,
-                                distribution=distribution, common_noise=common_noise,
-                                with_invalid=True)
 
 
 class CountingProgram(NamedTuple):
@@ -592,97 +537,57 @@ class CountingProgram(NamedTuple):
     lowered: jax.stages.Lowered
 
 
-def counting_program(
-    apply_fn: ApplyFn,
-    params: PyTree,
-    xs: jax.typing.ArrayLike,
-    *,
-    sigma: float,
-    n: int,
-    num_classes: int,
-    chunk_size: int | None = None,
-    devices: Sequence[jax.Device] | None = None,
-    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
-    common_noise: bool = False,
-) -> CountingProgram:
+def counting_program(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike, *,
+                     num_classes: int, config: _plan.SmoothingConfig,
+                     placement: _plan.Placement | None = None) -> CountingProgram:
     """The program `sample_counts` compiles for the batch `xs` (same arguments), lowered but
     not run: its chunk size, its steps and its XLA memory and cost analyses. For benchmarks
-    and capacity planning; it counts nothing.
-
-    Args:
-      apply_fn, params, xs, sigma, n, num_classes, chunk_size, devices, distribution,
-        common_noise: as in `sample_counts` (the whole of `xs` is one batch).
-
-    Returns:
-      `CountingProgram(chunk, steps, lowered)`.
-    """
-    xs, max_abs = _validate.inputs_and_max_abs("xs", xs)
-    sigma = _validate.positive("sigma", sigma)
-    _validate.noise_fits("sigma", sigma, max_abs, xs.dtype, max_noise=_noise.MAX_ABS_UNIT_NOISE)
-    n = _validate.integer("n", n, minimum=1)
-    num_classes = _validate.integer("num_classes", num_classes, minimum=2)
-    if chunk_size is not None:
-        chunk_size = _validate.integer("chunk_size", chunk_size, minimum=1)
-    devices = validate_devices(devices)
-    check_model(apply_fn, params, xs, num_classes)
-    target = _TARGET_ELEMENTS_PER_STEP_COMMON if common_noise else _TARGET_ELEMENTS_PER_STEP
-    chunk = resolve_chunk_size(chunk_size, n, xs.shape[0], math.prod(xs.shape[1:]),
-                               len(devices), elements_per_step=target)
+    and capacity planning; it counts nothing (the whole of `xs` is one batch)."""
+    plan = _plan.resolve(config, num_classes=num_classes, placement=placement)
+    prepared = prepare(apply_fn, params, xs, 0, None, plan._replace(common_noise=False))
+    xs, n, devices = prepared.xs, plan.n, plan.devices
+    chunk = _chunk(plan, n, xs.shape[0], xs.shape)
     key_pairs = jnp.zeros((xs.shape[0], 2), jnp.uint32)
     lowered = _sharded_counts.lower(
-        apply_fn, params, xs, key_pairs, jnp.float32(sigma), n=n, num_classes=num_classes,
-        chunk=chunk, mesh=_mesh(devices), distribution=distribution, common_noise=common_noise)
+        apply_fn, params, xs, key_pairs, jnp.float32(plan.sigma), n=n,
+        num_classes=plan.num_classes, chunk=chunk, mesh=_mesh(devices),
+        distribution=plan.distribution, common_noise=plan.common_noise)
     return CountingProgram(chunk=chunk, steps=-(-n // (len(devices) * chunk)), lowered=lowered)
 
 
-def counts_for_key_pairs(
-    apply_fn: ApplyFn,
-    params: PyTree,
-    xs: jax.Array,
-    key_pairs: jax.Array,
-    *,
-    sigma: float,
-    n: int,
-    num_classes: int,
-    chunk_size: int | None,
-    devices: tuple[jax.Device, ...],
-    batch_size: int | None,
-    progress: bool | str = False,
-    distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
-    common_noise: bool = False,
-    with_invalid: bool = False,
-) -> jax.Array | tuple[jax.Array, jax.Array]:
-    """`sample_counts` after validation, with each input's threefry key pair given directly.
+def _chunk(plan: _plan.Plan, n: int, batch: int, shape: Sequence[int]) -> int:
+    target = _TARGET_ELEMENTS_PER_STEP_COMMON if plan.common_noise else _TARGET_ELEMENTS_PER_STEP
+    return resolve_chunk_size(plan.chunk_size, n, batch, _plan.input_size(shape),
+                              len(plan.devices), elements_per_step=target)
 
-    For internal callers that derive per-input key pairs themselves (the deployed release of
-    `rpjax._src.privacy.release` derives them from the owner's secret); arguments are not checked.
+
+def count(apply_fn: ApplyFn, params: PyTree, xs: jax.Array, key_pairs: jax.Array, n: int,
+          plan: _plan.Plan) -> tuple[jax.Array, jax.Array]:
+    """The counting kernel on checked inputs (`prepare`), with each input's threefry key pair
+    given directly (the deployed release derives them from the owner's secret).
 
     Args:
-      xs: `[B, *input_shape]` validated inputs; key_pairs: `[B, 2]` uint32.
-      with_invalid: also return the `[B]` int32 number of samples whose logits were NaN /
-        +inf (those vote for no class).
+      xs: `[B, *input_shape]` checked inputs; key_pairs: `[B, 2]` uint32; n: samples per
+        input; plan: the checked plan (sigma, num_classes, distribution, common noise,
+        devices, chunk and batch sizes, progress).
 
     Returns:
-      `[B, num_classes]` int32 counts, bit-identical to `counts_traced` with the same pairs
-      (for finite logits); with `with_invalid`, `(counts, invalid)`.
+      `([B, num_classes] int32 counts of the valid samples, [B] int32 samples whose logits
+      were NaN / +inf)`, bit-identical to `counts_traced` with the same pairs.
     """
     batch = xs.shape[0]
-    mesh = _mesh(devices)
-    step_batch = batch if batch_size is None else min(batch_size, batch)
-    target = _TARGET_ELEMENTS_PER_STEP_COMMON if common_noise else _TARGET_ELEMENTS_PER_STEP
-    chunk = resolve_chunk_size(chunk_size, n, step_batch, math.prod(xs.shape[1:]), len(devices),
-                               elements_per_step=target)
+    step_batch = batch if plan.batch_size is None else min(plan.batch_size, batch)
+    chunk = _chunk(plan, n, step_batch, xs.shape)
     run = functools.partial(
-        _sharded_counts, apply_fn, params, sigma=jnp.float32(sigma), n=n,
-        num_classes=num_classes, chunk=chunk, mesh=mesh, distribution=distribution,
-        common_noise=common_noise,
+        _sharded_counts, apply_fn, params, sigma=jnp.float32(plan.sigma), n=n,
+        num_classes=plan.num_classes, chunk=chunk, mesh=_mesh(plan.devices),
+        distribution=plan.distribution, common_noise=plan.common_noise,
     )
-    if batch_size is None and not progress:
+    if plan.batch_size is None and not plan.progress:
         full = run(xs=xs, key_pairs=key_pairs)
     else:
-        full = _run_batched(run, xs, key_pairs, step_batch, progress)
-    counts = full[:, :num_classes]
-    return (counts, full[:, num_classes]) if with_invalid else counts
+        full = _run_batched(run, xs, key_pairs, step_batch, plan.progress)
+    return full[:, :plan.num_classes], full[:, plan.num_classes]
 
 
 def _run_batched(run, xs, key_pairs, step_batch, progress):

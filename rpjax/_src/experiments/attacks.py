@@ -160,9 +160,10 @@ class _Task:
 
     def p1(self, xs: np.ndarray, samples: int, key: int) -> np.ndarray:
         """The attacker's estimate of p_1 at `xs` (its own noise; Jeffreys-smoothed)."""
-        counts = np.asarray(rpjax.sample_counts(self.apply_fn, self.params, xs, key,
-                                                sigma=self.sigma, n=samples, num_classes=2,
-                                                batch_size=min(len(xs), 512)))
+        counts = np.asarray(rpjax.sample_counts(
+            self.apply_fn, self.params, xs, key, num_classes=2,
+            config=rpjax.SmoothingConfig(sigma=self.sigma, n=samples),
+            placement=rpjax.Placement(batch_size=min(len(xs), 512))))
         return (counts[:, 1] + 0.5) / (samples + 1.0)
 
 
@@ -261,8 +262,9 @@ def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None
     curves = np.stack([task.p1(task.with_bmi(x, task.grid), config.attacker_samples,
                                1000 + config.seed) for x in task.x])  # [P, G]
     cert = rpjax.certify(task.apply_fn, task.params, task.x, jax.random.key(config.seed + 7),
-                         sigma=config.sigma, n0=config.n0, n=config.n_certify,
-                         alpha=config.alpha, num_classes=2)
+                         num_classes=2, config=rpjax.SmoothingConfig(
+                             sigma=config.sigma, n0=config.n0, n=config.n_certify,
+                             alpha=config.alpha))
     radius_bmi = cert.radius * task.scale
     rows: list[dict[str, Any]] = []
     jobs = [(m, nm) for m in MODES for nm in NOISE_MODES]
@@ -385,7 +387,8 @@ def _advantage(task, config, progress) -> list[dict[str, Any]]:
         p_points = task.p1(points, 200_000, 2000 + config.seed)  # for the attacker's LR test
         owner = np.asarray(rpjax.sample_counts(task.apply_fn, task.params, points[:1],
                                                jax.random.key(3000 + config.seed),
-                                               sigma=config.sigma, n=200_000, num_classes=2))
+                                               num_classes=2, config=rpjax.SmoothingConfig(
+                                                   sigma=config.sigma, n=200_000)))
         interval = p1_interval_from_counts(int(owner[0, 1]), 200_000, config.beta)
         release_mode = "certify" if mode == "certify_radius" else mode
         rel = _release(task, config, release_mode, "fresh")

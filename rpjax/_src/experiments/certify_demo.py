@@ -86,18 +86,18 @@ def run(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str
     fit = fit_classifier(model, data.x[train], y[train], config.seed,
                          TrainConfig(steps=config.train_steps))
     people = test[: config.num_people]
+    smoothing = rpjax.SmoothingConfig(sigma=config.sigma, n0=config.n0, n=config.n,
+                                      alpha=config.alpha)
     if config.method == "cohen":
-        cert = rpjax.certify(fit.apply_fn, fit.params, data.x[people], config.seed,
-                             sigma=config.sigma, n0=config.n0, n=config.n, alpha=config.alpha,
-                             num_classes=2, ids=people, batch_size=config.batch_size,
-                             progress=progress)
-        forward_passes = len(people) * (config.n0 + config.n)
+        rule, placement = rpjax.Fixed(), rpjax.Placement(batch_size=config.batch_size,
+                                                         progress=progress)
     else:
-        cert = rpjax.certify_sequential(
-            fit.apply_fn, fit.params, data.x[people], config.seed, sigma=config.sigma,
-            n0=config.n0, n=config.n, alpha=config.alpha, num_classes=2, ids=people,
-            radius=config.radius, tolerance=config.tolerance, progress=progress)
-        forward_passes = cert.forward_passes
+        rule = (rpjax.DecideAt(config.radius) if config.radius is not None else
+                rpjax.RadiusBudget(*([] if config.tolerance is None else [config.tolerance])))
+        placement = rpjax.Placement(progress=progress)
+    cert = rpjax.certify(fit.apply_fn, fit.params, data.x[people], config.seed, num_classes=2,
+                         config=smoothing, rule=rule, placement=placement, ids=people)
+    forward_passes = cert.forward_passes
     rows = [
         {
             "person": int(p), "bmi": float(data.bmi[p]), "true_label": int(y[p]),

@@ -227,8 +227,8 @@ def run(config: InversionConfig = InversionConfig(), *, faces: Faces | None = No
 
     def utility(apply_fn, params, sigma, n):
         labels = None if sigma is None else rpjax.predict(
-            apply_fn, params, xte, config.seed, sigma=sigma, n=n, alpha=config.alpha,
-            num_classes=num_classes).label
+            apply_fn, params, xte, config.seed, num_classes=num_classes,
+            config=rpjax.SmoothingConfig(sigma=sigma, n=n, alpha=config.alpha)).label
         return ctx.utility(apply_fn, params, labels)
 
     settings = [(None, None)] + [(s, n) for n in config.ns for s in config.sigmas]

@@ -298,12 +298,13 @@ def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> RapResult:
         smoothed = (apply_fn, params)
         if config.augment_at_sigma:
             smoothed = _augmented(config, data, train_idx, sigma, augmented)
-        cert = rpjax.certify(*smoothed, x, key, sigma=sigma, n0=config.n0, n=n,
-                             alpha=config.alpha, num_classes=2, ids=people,
-                             batch_size=min(config.batch_size_certify, len(people)))
-        release = certified_labels(*smoothed, key, sigma=sigma, n=n, alpha=config.alpha,
-                                   num_classes=2, n0=config.n0,
-                                   batch_size=config.batch_size_certify)
+        smoothing = rpjax.SmoothingConfig(sigma=sigma, n0=config.n0, n=n, alpha=config.alpha)
+        cert = rpjax.certify(*smoothed, x, key, num_classes=2, config=smoothing, ids=people,
+                             placement=rpjax.Placement(
+                                 batch_size=min(config.batch_size_certify, len(people))))
+        release = certified_labels(*smoothed, key, num_classes=2, config=smoothing,
+                                   placement=rpjax.Placement(
+                                       batch_size=config.batch_size_certify))
         iv = attribute_intervals(release, x, people, true_bmi, sweep)
         rec = _rp_record(cert, iv, base_iv, y, sigma, n, scale)
         rec["base_model"] = (f"trained with Gaussian augmentation at sigma={sigma}"

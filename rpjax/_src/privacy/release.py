@@ -80,6 +80,7 @@ import numpy as np
 
 from rpjax._src import decision as _decision
 from rpjax._src import noise as _noise
+from rpjax._src import plan as _plan
 from rpjax._src import smoothing as _smoothing
 from rpjax._src import stats
 from rpjax._src import validate as _validate
@@ -224,7 +225,8 @@ class ReleaseConfig:
                 "an input needs before it is decided reveal its p_A (so where it lies), and "
                 "the cost or latency of an answer would carry them to the querier; every "
                 "answer of a release costs exactly the same fixed number of forward passes "
-                "(ReleaseConfig.forward_passes). Use rpjax.certify_sequential for owner-side "
+                "(ReleaseConfig.forward_passes). Use rpjax.certify(rule=rpjax.DecideAt(r)) "
+                "(or rpjax.RadiusBudget()) for owner-side "
                 "benchmarks only.")
         _decision.mode(self.mode)
         if self.noise not in NOISE_MODES:
@@ -635,16 +637,18 @@ class RobustPrivacyRelease:
         if not isinstance(budget, Budget):
             raise TypeError(f"budget must be a Budget or None, got {type(budget).__name__}.")
         secret = _check_secret(secret)
-        if batch_size is not None:
-            _validate.integer("batch_size", batch_size, minimum=1)
         if durability not in _ledger.DURABILITY:
             raise ValueError(f"durability must be one of {_ledger.DURABILITY}, got "
                              f"durability={durability!r}.")
         self._apply_fn, self._params, self._config = apply_fn, params, config
         self._budget, self._secret = budget, secret
         self._allowed = answers_allowed(config, budget)
-        self._batch_size, self._chunk_size = batch_size, chunk_size
-        self._devices = tuple(jax.local_devices() if devices is None else devices)
+        self._plan = _plan.resolve(
+            _plan.SmoothingConfig(sigma=config.sigma, n0=config.n0, n=config.n,
+                                  alpha=config.alpha),
+            num_classes=config.num_classes,
+            placement=_plan.Placement(devices=devices, chunk_size=chunk_size,
+                                      batch_size=batch_size))
         self._keys = _SecretKeys.of(secret)
         self._table = (jnp.asarray(predict_threshold_table(config.n, config.alpha))
                        if config.mode == "predict" else None)
@@ -832,10 +836,8 @@ class RobustPrivacyRelease:
         return _consistent_jit(self._keys.word, self._keys.cons, xs)
 
     def _count(self, xs, pairs, n):
-        return np.asarray(_smoothing.counts_for_key_pairs(
-            self._apply_fn, self._params, xs, pairs, sigma=self._config.sigma, n=n,
-            num_classes=self._config.num_classes, chunk_size=self._chunk_size,
-            devices=self._devices, batch_size=self._batch_size))
+        return np.asarray(_smoothing.count(self._apply_fn, self._params, xs, pairs, n,
+                                           self._plan)[0])
 
     def _answer(self, xs, pairs):
         cfg = self._config

@@ -24,6 +24,7 @@ Never expose them to a querier; to release labels use `RobustPrivacyRelease` (or
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -32,6 +33,7 @@ import numpy as np
 
 from rpjax._src import decision as _decision
 from rpjax._src.certify import always_label, certify, predict
+from rpjax._src.plan import Placement, SmoothingConfig
 from rpjax._src.smoothing import ApplyFn
 
 MODES = _decision.MODES
@@ -61,14 +63,10 @@ def certified_labels(
     params: Any,
     key: jax.Array | int,
     *,
-    sigma: float,
-    n: int,
-    alpha: float,
     num_classes: int,
-    n0: int = 100,
+    config: SmoothingConfig,
     mode: str = "certify",
-    batch_size: int | None = 4096,
-    chunk_size: int | None = None,
+    placement: Placement | None = None,
 ):
     """The smoothed classifier's Monte Carlo labels (and radii) as an owner's analysis function.
 
@@ -80,30 +78,26 @@ def certified_labels(
     Args:
       apply_fn, params: the base model.
       key: typed key or int seed, used with the caller's ids.
-      sigma, n, alpha, num_classes, n0: smoothing settings (see `rpjax.certify`).
+      num_classes, config: as in `rpjax.certify`.
       mode: "certify" (label and radius), "predict" (label, radius 0) or "always_label"
         (Monte Carlo top class, uncertified, radius 0).
-      batch_size: inputs per compiled call (padding keeps one compilation).
-      chunk_size: noisy copies per input per step (see `rpjax.sample_counts`).
+      placement: as in `rpjax.certify` (default `Placement(batch_size=4096)`: inputs per
+        compiled call, padding keeps one compilation); never changes a label.
 
     Returns:
       `labels_fn(xs [M, d], ids [M]) -> (labels [M] int64, radii [M] float64 input units)`.
     """
     _decision.mode(mode)
-    common = dict(sigma=sigma, n=n, num_classes=num_classes, chunk_size=chunk_size)
+    placement = Placement(batch_size=4096) if placement is None else placement
+    entry = {"certify": certify, "predict": predict, "always_label": always_label}[mode]
 
     def labels_fn(xs: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        bs = None if batch_size is None else min(batch_size, len(xs))
-        if mode == "certify":
-            cert = certify(apply_fn, params, xs, key, alpha=alpha, n0=n0, ids=ids,
-                           batch_size=bs, **common)
-            return cert.label.astype(np.int64), cert.radius
-        if mode == "predict":
-            labels = predict(apply_fn, params, xs, key, alpha=alpha, ids=ids, batch_size=bs,
-                             **common).label
-        else:
-            labels = always_label(apply_fn, params, xs, key, ids=ids, batch_size=bs,
-                                  **common).label
-        return np.asarray(labels, np.int64), np.zeros(len(xs), np.float64)
+        batch = placement.batch_size
+        place = placement if batch is None else dataclasses.replace(
+            placement, batch_size=min(batch, len(xs)))
+        out = entry(apply_fn, params, xs, key, num_classes=num_classes, config=config,
+                    placement=place, ids=ids)
+        radii = out.radius if mode == "certify" else np.zeros(len(xs), np.float64)
+        return np.asarray(out.label, np.int64), radii
 
     return labels_fn
