@@ -140,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--queries and --block must be >= 1 (got {queries}, {block})")
     folder = args.ledger_dir or tempfile.mkdtemp(prefix="rpjax-bench-ledger-")
     os.makedirs(folder, exist_ok=True)
-    config = ReleaseConfig(sigma=1.0, n=1000, num_classes=2, mode="predict", noise="fresh")
+    config = ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=1.0, n=1000),
+                           num_classes=2, mode="predict", noise="fresh")
     secret = Secret.generate()
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((queries, 1, 11)).astype(np.float32)

@@ -21,7 +21,7 @@ import json
 import os
 import time
 
-from rpjax import privacy
+from rpjax import SmoothingConfig, privacy
 from rpjax.attacks import best_adaptive_advantage
 
 BMI_STD = 6.0959  # BMI points per standardized unit on the bundled insurance data
@@ -38,8 +38,8 @@ def _attacker_limit(curve: dict[int, float], cap: float) -> int:
 def row(mode: str, n: int, delta_bmi: float, cap: float, kmax: int) -> dict:
     d = delta_bmi / BMI_STD
     t0 = time.perf_counter()
-    config = privacy.ReleaseConfig(sigma=1.0, n=n, n0=100, alpha=1e-3, num_classes=2,
-                                   mode=mode)
+    config = privacy.ReleaseConfig(smoothing=SmoothingConfig(sigma=1.0, n=n, n0=100, alpha=1e-3),
+                                   num_classes=2, mode=mode)
     allowed = int(privacy.answers_allowed(config, privacy.Budget(max_advantage=cap, delta=d)))
     ks = sorted(set(range(1, kmax + 1)) | {allowed})
     curve = best_adaptive_advantage(mode, d=d, n=n, ks=ks, n0=100)

@@ -21,10 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rpjax import SmoothingConfig
 from rpjax.privacy import Budget, BudgetExceededError, ReleaseConfig, RobustPrivacyRelease, Secret
 
 SECRET = Secret(bytes(range(32)))
-CONFIG = ReleaseConfig(sigma=0.5, n=16, num_classes=2, mode="always_label")
+CONFIG = ReleaseConfig(smoothing=SmoothingConfig(sigma=0.5, n=16),
+                       num_classes=2, mode="always_label")
 _FLAG: list[str] = []
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from rpjax import SmoothingConfig
 from rpjax._src.attacks.adaptive import (
     answer_probabilities,
     best_adaptive_advantage,
@@ -146,7 +147,8 @@ def test_end_to_end_the_budget_stops_the_adaptive_attacker(tmp_path):
     def linear(w, x):  # p1 = Phi(x_0 / sigma): z = x_0 at sigma = 1
         return jnp.stack([-x[:, 0] * w, x[:, 0] * w], axis=-1)
 
-    config = ReleaseConfig(sigma=1.0, n=100, num_classes=2, mode="always_label")
+    config = ReleaseConfig(smoothing=SmoothingConfig(sigma=1.0, n=100),
+                           num_classes=2, mode="always_label")
     release = RobustPrivacyRelease(linear, 1.0, config,
                                    budget=Budget(max_advantage=0.8, delta=0.25),
                                    secret=Secret(bytes(range(32))), ledger=tmp_path / "l.db",

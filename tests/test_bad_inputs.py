@@ -121,7 +121,7 @@ _ALL = lambda result: np.ones(len(result.label), bool)  # noqa: E731
 _NONE = lambda result: np.zeros(len(result.label), bool)  # noqa: E731
 
 _CPU = jax.devices("cpu")[0]
-_RELEASE_CONFIG = ReleaseConfig(sigma=0.5, n=100, num_classes=2)
+_RELEASE_CONFIG = ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=0.5, n=100), num_classes=2)
 
 
 def _release(**kw):
@@ -295,10 +295,11 @@ API_ROWS = [
         linear_apply, _PARAMS, _RELEASE_CONFIG, ledger=":memory:"),
      Raises(ValueError, "ledger must be the path of a file")),
     ("release_sigma_overflows_float32",
-     lambda: ReleaseConfig(sigma=1e39, n=100, num_classes=2),
+     lambda: ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=1e39, n=100), num_classes=2),
      Raises(ValueError, "sigma=1e.39 is too large for inputs of dtype float32")),
     ("release_sigma_plus_inputs_overflow", lambda: RobustPrivacyRelease(
-        linear_apply, _PARAMS, ReleaseConfig(sigma=1e37, n=100, num_classes=2),
+        linear_apply, _PARAMS, ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=1e37, n=100),
+                                             num_classes=2),
         budget=Budget.unlimited()).query(np.full((1, 3), 3e38, np.float32)),
      Raises(ValueError, "sigma.*max \\|xs\\| is 3e\\+38")),
     ("release_traced_state_int32", lambda: _traced_at(jnp.zeros(2, jnp.int32)),

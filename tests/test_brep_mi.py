@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rpjax import SmoothingConfig
 from rpjax._src import stats
 from rpjax._src.attacks import metrics
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
@@ -52,9 +53,9 @@ def test_in_graph_predict_agrees_with_the_binomial_test_on_its_counts():
     labels, state = rel(x, initial_state())  # compiled
     labels = np.asarray(labels)
     np.testing.assert_array_equal(np.asarray(state), [5, 0])
-    deployed = RobustPrivacyRelease(disc_apply, _CENTERS, ReleaseConfig(
-        sigma=0.8, n=200, alpha=1e-3, num_classes=4), secret=secret,
-        budget=Budget.unlimited())
+    config = ReleaseConfig(smoothing=SmoothingConfig(sigma=0.8, n=200, alpha=1e-3), num_classes=4)
+    deployed = RobustPrivacyRelease(disc_apply, _CENTERS, config, secret=secret,
+                                    budget=Budget.unlimited())
     np.testing.assert_array_equal(deployed.query(x), labels)
     counts = deployed.audit()[0].counts
     top = np.sort(counts, axis=1)[:, ::-1]
@@ -81,9 +82,10 @@ def test_certify_release_matches_the_deployed_release():
                              num_classes=4, secret=secret)
     assert (rel.name, rel.forward_passes) == ("rp_certify", 60)
     x = jnp.array([[0.0, 0.0], [0.9, 0.0], [8.0, 8.0]])
-    deployed = RobustPrivacyRelease(disc_apply, _CENTERS, ReleaseConfig(
-        sigma=0.5, n=50, n0=10, alpha=1e-2, num_classes=4, mode="certify"), secret=secret,
-        budget=Budget.unlimited())
+    config = ReleaseConfig(smoothing=SmoothingConfig(sigma=0.5, n=50, n0=10, alpha=1e-2),
+                           num_classes=4, mode="certify")
+    deployed = RobustPrivacyRelease(disc_apply, _CENTERS, config, secret=secret,
+                                    budget=Budget.unlimited())
     state = initial_state()
     for _ in range(2):  # a second batch continues the counter
         labels, state = rel(x, state)

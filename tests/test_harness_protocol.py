@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rpjax import SmoothingConfig
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
 from rpjax._src.baselines import labels
 from rpjax._src.privacy import release as release_lib
@@ -60,7 +61,8 @@ def _spy(release: LabelRelease, log: list) -> LabelRelease:
 @pytest.mark.slow
 @pytest.mark.parametrize("noise", ["fresh", "consistent"])
 def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
-    config = ReleaseConfig(sigma=0.4, n=16, alpha=0.05, num_classes=3, noise=noise)
+    config = ReleaseConfig(smoothing=SmoothingConfig(sigma=0.4, n=16, alpha=0.05),
+                           num_classes=3, noise=noise)
     secret = experiment_secret("test_harness_protocol", noise)
     traced = RobustPrivacyRelease(nearest_centre, _CENTERS, config, secret=secret,
                                   budget=Budget.unlimited()).traced()
@@ -125,9 +127,10 @@ def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
     # two secrets: different votes for the same query (owner's audit record)
     counts = []
     for s in (sa, sb):
-        deployed = RobustPrivacyRelease(nearest_centre, _CENTERS, ReleaseConfig(
-            sigma=0.5, n=20, num_classes=3, mode="always_label"), secret=s,
-            budget=Budget.unlimited())
+        config = ReleaseConfig(smoothing=SmoothingConfig(sigma=0.5, n=20), num_classes=3,
+                               mode="always_label")
+        deployed = RobustPrivacyRelease(nearest_centre, _CENTERS, config, secret=s,
+                                        budget=Budget.unlimited())
         np.testing.assert_array_equal(deployed.query(x),
                                       np.asarray(first if s is sa else other))
         counts.append(deployed.audit()[0].counts)

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from _ledger_worker import CONFIG, SECRET, linear, release_under_test
 
+from rpjax import SmoothingConfig
 from rpjax._src.privacy import ledger as ledger_lib
 from rpjax.privacy import (
     Budget,
@@ -275,7 +276,8 @@ def test_every_known_bypass_answers_at_most_the_cap(tmp_path):
 def test_answer_i_is_the_traced_release_at_its_nonce(tmp_path):
     """A ledgered release's answer i equals `traced()` on that input at state = nonce_i."""
     for mode in ("predict", "always_label", "certify"):
-        cfg = ReleaseConfig(sigma=0.5, n=64, n0=8, num_classes=2, mode=mode)
+        cfg = ReleaseConfig(smoothing=SmoothingConfig(sigma=0.5, n=64, n0=8),
+                            num_classes=2, mode=mode)
         rel = RobustPrivacyRelease(linear, 1.0, cfg, budget=Budget(max_answers=10),
                                    secret=SECRET, ledger=str(tmp_path / f"{mode}.sqlite"))
         xs = np.linspace(-0.3, 0.3, 6, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
@@ -297,9 +299,10 @@ def test_a_ledger_refuses_another_release(tmp_path):
     with pytest.raises(ValueError, match="ledger=.*secret_fingerprint"):
         RobustPrivacyRelease(linear, 1.0, CONFIG, budget=Budget(max_answers=2),
                              secret=Secret(bytes(32)), ledger=path)
-    with pytest.raises(ValueError, match=r"ledger=.*config\.n \(16 in the ledger, 17 here\)"):
-        RobustPrivacyRelease(linear, 1.0, ReleaseConfig(sigma=0.5, n=17, num_classes=2,
-                                                        mode="always_label"),
+    with pytest.raises(ValueError,
+                       match=r"ledger=.*config\.smoothing\.n \(16 in the ledger, 17 here\)"):
+        RobustPrivacyRelease(linear, 1.0, ReleaseConfig(smoothing=SmoothingConfig(sigma=0.5, n=17),
+                                                        num_classes=2, mode="always_label"),
                              budget=Budget(max_answers=2), secret=SECRET, ledger=path)
     with pytest.raises(ValueError, match=r"ledger=.*budget\.max_answers"):
         release_under_test(path, cap=3)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+import rpjax
 from rpjax._src.privacy import leakage
 from rpjax._src.privacy.release import (
     ABSTAIN,
@@ -40,7 +41,8 @@ def _xs(m=12, seed=0):
 
 def _release(mode="predict", noise="fresh", secret=_SECRET, **kw):
     """A measurement release (`Budget.unlimited()`, no ledger) unless `budget` is given."""
-    cfg = ReleaseConfig(sigma=SIGMA, n=100, n0=10, num_classes=2, mode=mode, noise=noise)
+    cfg = ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=SIGMA, n=100, n0=10),
+                        num_classes=2, mode=mode, noise=noise)
     kw.setdefault("budget", Budget.unlimited())
     return RobustPrivacyRelease(_linear, 1.0, cfg, secret=secret, **kw)
 
@@ -221,7 +223,7 @@ def test_advantage_budget_uses_the_worst_case_bound(mode, new_ledger):
 
 
 def test_advantage_budget_needs_two_classes():
-    cfg = ReleaseConfig(sigma=SIGMA, n=100, num_classes=3)
+    cfg = ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=SIGMA, n=100), num_classes=3)
     with pytest.raises(ValueError, match="two-class"):
         RobustPrivacyRelease(lambda p, x: jnp.zeros((x.shape[0], 3)), None, cfg,
                              budget=Budget(max_advantage=0.5, delta=0.1))
@@ -229,9 +231,11 @@ def test_advantage_budget_needs_two_classes():
 
 def test_bad_config():
     with pytest.raises(ValueError, match="mode"):
-        ReleaseConfig(sigma=1.0, n=10, num_classes=2, mode="certify_radius")
+        ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=1.0, n=10),
+                      num_classes=2, mode="certify_radius")
     with pytest.raises(ValueError, match="noise"):
-        ReleaseConfig(sigma=1.0, n=10, num_classes=2, noise="caller")
+        ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=1.0, n=10),
+                      num_classes=2, noise="caller")
     with pytest.raises(ValueError, match="delta"):
         Budget(max_advantage=0.5)
     with pytest.raises(ValueError, match="xs"):
@@ -315,7 +319,8 @@ def test_an_answer_costs_the_same_whatever_the_input(mode):
     """No cost side channel: an input the model decides under every noise draw (far from the
     boundary) and one on the boundary cost exactly `forward_passes` model evaluations each;
     the sequential methods, whose cost would depend on p_A, are refused."""
-    cfg = ReleaseConfig(sigma=SIGMA, n=300, num_classes=2, mode=mode, n0=20)
+    cfg = ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=SIGMA, n=300, n0=20),
+                        num_classes=2, mode=mode)
     costs = []
     for x0 in (50.0, 0.0):  # p_A = 1 and p_A = 1/2
         rel = RobustPrivacyRelease(_counting_linear, 1.0, cfg, secret=_SECRET, chunk_size=64,
@@ -331,4 +336,4 @@ def test_an_answer_costs_the_same_whatever_the_input(mode):
 @pytest.mark.parametrize("mode", ["sequential", "certify_sequential", "decision", "budget"])
 def test_a_release_refuses_the_sequential_methods(mode):
     with pytest.raises(ValueError, match="refuses the sequential methods"):
-        ReleaseConfig(sigma=SIGMA, n=300, num_classes=2, mode=mode)
+        ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=SIGMA, n=300), num_classes=2, mode=mode)

@@ -305,12 +305,16 @@ def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None
         seconds=time.perf_counter() - t0, versions=report.versions())
 
 
+def _smoothing(config) -> rpjax.SmoothingConfig:
+    """The release's statistics."""
+    return rpjax.SmoothingConfig(sigma=config.sigma, n0=config.n0, n=config.n, alpha=config.alpha)
+
+
 def _release(task, config, mode, noise):
     """A measurement release: `Budget.unlimited()` and no ledger (nonces 0, 1, 2, ... so the
     report is reproducible; the attacker is simulated, so no budget is enforced here: what
     a budget allows is `_budget_rows`)."""
-    cfg = ReleaseConfig(sigma=config.sigma, n=config.n, n0=config.n0, alpha=config.alpha,
-                        num_classes=2, mode=mode, noise=noise)
+    cfg = ReleaseConfig(smoothing=_smoothing(config), num_classes=2, mode=mode, noise=noise)
     return RobustPrivacyRelease(task.apply_fn, task.params, cfg, budget=Budget.unlimited(),
                                 secret=_secret(config, f"{mode}/{noise}"), batch_size=4096)
 
@@ -448,8 +452,7 @@ def _budget_rows(task, config, curves, answers, radius_bmi) -> list[dict[str, An
     delta = config.budget_delta_bmi / task.scale
     out = []
     for mode in MODES:
-        cfg = ReleaseConfig(sigma=config.sigma, n=config.n, n0=config.n0, alpha=config.alpha,
-                            num_classes=2, mode=mode)
+        cfg = ReleaseConfig(smoothing=_smoothing(config), num_classes=2, mode=mode)
         k = answers_allowed(cfg, Budget(max_advantage=config.budget_advantage, delta=delta))
         one = advantage_bound(mode, sigma=config.sigma, delta=delta, n=config.n,
                               alpha=config.alpha, n0=config.n0).advantage

@@ -187,38 +187,43 @@ def purpose_pairs(pairs: jax.Array, purpose: int) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReleaseConfig:
-    """Settings of a deployed release (write it verbatim into reports).
+    """Settings of a deployed release (write `to_dict()` verbatim into reports).
 
     Attributes:
-      sigma: noise std, in the units of the model input (> 0).
-      n: samples per answer (estimation samples for "certify").
-      alpha: PREDICT's test level / CERTIFY's failure probability (unused by always_label).
+      smoothing: the statistics, a `rpjax.SmoothingConfig`: `sigma` (noise std, in the units
+        of the model input), `n` (samples per answer; estimation samples for "certify"),
+        `alpha` (PREDICT's test level / CERTIFY's failure probability; unused by
+        always_label), `n0` (selection samples, "certify"). A release draws Gaussian noise,
+        independently for every answer: `distribution` must be `GAUSSIAN` and `common_noise`
+        False.
       num_classes: number of classes.
       mode: "predict" (label or ABSTAIN, the default), "certify" (CERTIFY's label or ABSTAIN;
         its radius goes to the audit record only) or "always_label" (Monte Carlo top class,
         uncertified).
-      n0: selection samples ("certify").
       noise: "fresh" (new noise for every answer) or "consistent" (noise keyed by the input).
     """
 
-    sigma: float
-    n: int
+    smoothing: _plan.SmoothingConfig
     num_classes: int
-    alpha: float = 1e-3
     mode: str = "predict"
-    n0: int = 100
     noise: str = "fresh"
 
     def __post_init__(self):
-        _validate.positive("sigma", self.sigma)
+        if not isinstance(self.smoothing, _plan.SmoothingConfig):
+            raise TypeError("smoothing must be a rpjax.SmoothingConfig, got "
+                            f"{self.smoothing!r}.")
+        if self.smoothing.distribution is not _noise.GAUSSIAN:
+            raise ValueError("smoothing.distribution must be rpjax.GAUSSIAN in a release (its "
+                             "answers and its leakage bound are those of Gaussian noise), got "
+                             f"{self.smoothing.distribution.name!r}.")
+        if self.smoothing.common_noise:
+            raise ValueError("smoothing.common_noise must be False in a release: answers to "
+                             "different queries must use independent noise.")
         # the engine's check (rpjax.certify refuses the same sigma); `query` checks again with
         # the inputs' own magnitude
         _validate.noise_fits("sigma", self.sigma, 0.0, np.float32,
                              max_noise=_noise.MAX_ABS_UNIT_NOISE)
-        _validate.integer("n", self.n, minimum=1)
         _validate.integer("num_classes", self.num_classes, minimum=2)
-        _validate.open_unit_interval("alpha", self.alpha)
-        _validate.integer("n0", self.n0, minimum=1)
         if self.mode in SEQUENTIAL_METHODS:
             raise ValueError(
                 f"mode={self.mode!r}: a release refuses the sequential methods. The samples "
@@ -226,16 +231,40 @@ class ReleaseConfig:
                 "the cost or latency of an answer would carry them to the querier; every "
                 "answer of a release costs exactly the same fixed number of forward passes "
                 "(ReleaseConfig.forward_passes). Use rpjax.certify(rule=rpjax.DecideAt(r)) "
-                "(or rpjax.RadiusBudget()) for owner-side "
-                "benchmarks only.")
+                "(or rpjax.RadiusBudget()) for owner-side benchmarks only.")
         _decision.mode(self.mode)
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got noise={self.noise!r}.")
 
     @property
+    def sigma(self) -> float:
+        """`smoothing.sigma`."""
+        return self.smoothing.sigma
+
+    @property
+    def n(self) -> int:
+        """`smoothing.n`."""
+        return self.smoothing.n
+
+    @property
+    def n0(self) -> int:
+        """`smoothing.n0`."""
+        return self.smoothing.n0
+
+    @property
+    def alpha(self) -> float:
+        """`smoothing.alpha`."""
+        return self.smoothing.alpha
+
+    @property
     def forward_passes(self) -> int:
         """Base-model forward passes per answer."""
         return self.n + (self.n0 if self.mode == "certify" else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values."""
+        return {"smoothing": self.smoothing.to_dict(), "num_classes": self.num_classes,
+                "mode": self.mode, "noise": self.noise}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -617,7 +646,9 @@ class RobustPrivacyRelease:
       >>> from rpjax.privacy import Budget, ReleaseConfig, RobustPrivacyRelease
       >>> f = lambda w, x: jnp.stack([-x[:, 0] * w, x[:, 0] * w], axis=-1)
       >>> ledger = os.path.join(tempfile.mkdtemp(), "ledger.sqlite")
-      >>> rel = RobustPrivacyRelease(f, 1.0, ReleaseConfig(sigma=0.5, n=100, num_classes=2),
+      >>> from rpjax import SmoothingConfig
+      >>> config = ReleaseConfig(smoothing=SmoothingConfig(sigma=0.5, n=100), num_classes=2)
+      >>> rel = RobustPrivacyRelease(f, 1.0, config,
       ...                            budget=Budget(max_answers=2), ledger=ledger)
       >>> ask = rel.querier("alice")  # the owner binds a querier to its subject
       >>> ask(jnp.array([[3.0]])).tolist()
@@ -644,9 +675,7 @@ class RobustPrivacyRelease:
         self._budget, self._secret = budget, secret
         self._allowed = answers_allowed(config, budget)
         self._plan = _plan.resolve(
-            _plan.SmoothingConfig(sigma=config.sigma, n0=config.n0, n=config.n,
-                                  alpha=config.alpha),
-            num_classes=config.num_classes,
+            config.smoothing, num_classes=config.num_classes,
             placement=_plan.Placement(devices=devices, chunk_size=chunk_size,
                                       batch_size=batch_size))
         self._keys = _SecretKeys.of(secret)
@@ -667,7 +696,7 @@ class RobustPrivacyRelease:
         else:
             self._book = _ledger.Ledger(_check_ledger_path(ledger), {
                 "secret_fingerprint": secret.fingerprint(),
-                "config": dataclasses.asdict(config),
+                "config": config.to_dict(),
                 "budget": dataclasses.asdict(budget)}, durability=durability)
         self._lock = threading.Lock()
         self._answered = 0
@@ -973,8 +1002,11 @@ def base_release(apply_fn: _smoothing.ApplyFn, params: Any) -> LabelRelease:
     return LabelRelease("none", _ArgmaxFn(apply_fn), 1, {"model": params})
 
 
-def _rp(apply_fn, params, name, secret, **config) -> LabelRelease:
-    release = RobustPrivacyRelease(apply_fn, params, ReleaseConfig(**config),
+def _rp(apply_fn, params, name, secret, *, num_classes, mode, noise, **smoothing
+        ) -> LabelRelease:
+    config = ReleaseConfig(smoothing=_plan.SmoothingConfig(**smoothing), num_classes=num_classes,
+                           mode=mode, noise=noise)
+    release = RobustPrivacyRelease(apply_fn, params, config,
                                    budget=Budget.unlimited(), secret=secret)
     return release.traced(name)
 
