@@ -31,7 +31,7 @@ from rpjax._src.experiments import inversion, paper, report
 from rpjax._src.experiments.faces import Faces, prepare
 from rpjax.attacks import prior as prior_lib
 from rpjax.models import FaceCNN, TrainConfig, fit_classifier
-from rpjax.privacy import base_release, experiment_secret, initial_state, rp_predict_release
+from rpjax.privacy import base_release, initial_state
 
 QUERY_SET = ("public identities' images (flips, brightness/contrast jitter, N(0, 0.05^2) pixel "
              "noise) and generator-prior samples, half each")
@@ -190,10 +190,9 @@ def run(config: DistillationConfig = DistillationConfig(), *, faces: Faces | Non
     bar.update(1)
     rp = []
     for sigma in config.sigmas:
-        release = rp_predict_release(
-            apply_fn, params, sigma=sigma, n=config.n, alpha=config.inversion.alpha,
-            num_classes=ctx.num_classes,
-            secret=experiment_secret(config.seed, "distillation/rp_predict", sigma, config.n))
+        release = inversion._release_for(apply_fn, params, sigma, config.n,
+                                         config.inversion.alpha, ctx.num_classes,
+                                         seed=config.seed, name="distillation/rp_predict")
         rp.append({"sigma": sigma, "n": config.n,
                    **_measure(ctx, release, xq, config, target_labels)})
         bar.update(1)

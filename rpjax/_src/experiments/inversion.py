@@ -33,7 +33,14 @@ from rpjax._src.experiments import paper, report
 from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
 from rpjax.attacks import BrepConfig, MIFaceConfig, mi_face_pixels
 from rpjax.attacks import prior as prior_lib
-from rpjax.privacy import base_release, experiment_secret, initial_state, rp_predict_release
+from rpjax.privacy import (
+    Budget,
+    ReleaseConfig,
+    RobustPrivacyRelease,
+    base_release,
+    experiment_secret,
+    initial_state,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -131,9 +138,10 @@ def _release_for(apply_fn, params, sigma, n, alpha, num_classes, *, seed, name):
     `experiment_secret(seed, name, sigma, n)` (a deployment draws `Secret.generate()`)."""
     if sigma is None:
         return base_release(apply_fn, params)
-    return rp_predict_release(apply_fn, params, sigma=sigma, n=n, alpha=alpha,
-                              num_classes=num_classes,
-                              secret=experiment_secret(seed, name, sigma, n))
+    config = ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=sigma, n=n, alpha=alpha),
+                           num_classes=num_classes)
+    return RobustPrivacyRelease(apply_fn, params, config, budget=Budget.unlimited(),
+                                secret=experiment_secret(seed, name, sigma, n)).traced()
 
 
 class Grid(NamedTuple):

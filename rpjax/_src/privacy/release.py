@@ -761,11 +761,6 @@ class RobustPrivacyRelease:
     def budget(self) -> Budget:
         return self._budget
 
-    @property
-    def answers_allowed(self) -> int | None:
-        """Answers per subject the budget allows (None: unlimited)."""
-        return self._allowed
-
     def answers(self, subject: str | int) -> int:
         """How many answers `subject` has had (in the ledger: answered or reserved)."""
         return self._book.answers(_ledger.subject_key(_check_subject(subject, "subject")))
@@ -1001,50 +996,3 @@ def base_release(apply_fn: _smoothing.ApplyFn, params: Any) -> LabelRelease:
     (no randomness, no secret; the counter is advanced like any release's)."""
     return LabelRelease("none", _ArgmaxFn(apply_fn), 1, {"model": params})
 
-
-def _rp(apply_fn, params, name, secret, *, num_classes, mode, noise, **smoothing
-        ) -> LabelRelease:
-    config = ReleaseConfig(smoothing=_plan.SmoothingConfig(**smoothing), num_classes=num_classes,
-                           mode=mode, noise=noise)
-    release = RobustPrivacyRelease(apply_fn, params, config,
-                                   budget=Budget.unlimited(), secret=secret)
-    return release.traced(name)
-
-
-def rp_predict_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
-                       alpha: float, num_classes: int, secret: Secret | None = None,
-                       noise: str = "fresh") -> LabelRelease:
-    """Robust Privacy via PREDICT as a `LabelRelease`: n noisy passes per query, abstain (-1)
-    unless significant.
-
-    `RobustPrivacyRelease(apply_fn, params, ReleaseConfig(mode="predict", ...),
-    budget=Budget.unlimited(), secret=secret).traced("rp_predict")`.
-
-    Args:
-      apply_fn, params: the base model.
-      sigma: noise std in input units (pixels in [0, 1] for images).
-      n: samples per query; alpha: the test's level; num_classes: length of the counts.
-      secret: the release's noise secret (None: `Secret.generate()`, from the OS).
-      noise: "fresh" (new noise for every answer) or "consistent" (keyed by the input).
-    """
-    return _rp(apply_fn, params, "rp_predict", secret, sigma=sigma, n=n, alpha=alpha,
-               num_classes=num_classes, mode="predict", noise=noise)
-
-
-def rp_always_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
-                      num_classes: int, secret: Secret | None = None,
-                      noise: str = "fresh") -> LabelRelease:
-    """Robust Privacy, always-label mode, as a `LabelRelease`: the Monte Carlo top class,
-    never abstains (no certificate). Arguments as `rp_predict_release`."""
-    return _rp(apply_fn, params, "rp_always", secret, sigma=sigma, n=n,
-               num_classes=num_classes, mode="always_label", noise=noise)
-
-
-def rp_certify_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
-                       n0: int, alpha: float, num_classes: int, secret: Secret | None = None,
-                       noise: str = "fresh") -> LabelRelease:
-    """Robust Privacy via CERTIFY as a `LabelRelease`: n0 selection and n estimation samples
-    per query; the selected class if its certificate holds at level alpha, else abstain (-1).
-    The radius is not released. Other arguments as `rp_predict_release`."""
-    return _rp(apply_fn, params, "rp_certify", secret, sigma=sigma, n=n, n0=n0, alpha=alpha,
-               num_classes=num_classes, mode="certify", noise=noise)
