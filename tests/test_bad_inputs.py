@@ -27,6 +27,7 @@ import pytest
 import rpjax
 from rpjax import privacy, stats
 from rpjax._src import cli
+from rpjax._src import stats as _stats
 from rpjax._src.privacy import leakage
 from rpjax.privacy import Budget, ReleaseConfig, RobustPrivacyRelease
 
@@ -310,7 +311,7 @@ API_ROWS = [
     ("release_pickle", lambda: pickle.dumps(_release()),
      Raises(TypeError, "cannot be pickled.*its secret and its ledger connection.*ledger path")),
     ("check_sample_size_radius_nan",
-     lambda: stats.check_sample_size(1000, 1e-3, sigma=1.0, radius=float("nan")),
+     lambda: _stats.check_sample_size(1000, 1e-3, sigma=1.0, radius=float("nan")),
      Raises(ValueError, "radius")),
 ]
 

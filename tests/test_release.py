@@ -21,7 +21,6 @@ from rpjax._src.privacy.release import (
     ReleaseConfig,
     RobustPrivacyRelease,
     Secret,
-    answers_allowed,
     composed_bound,
     initial_state,
 )
@@ -196,7 +195,7 @@ def test_refuses_past_the_budget_and_answers_nothing(new_ledger):
 @pytest.mark.slow
 def test_alpha_budget_is_a_union_bound(new_ledger):
     rel = _release(budget=Budget(max_alpha=0.0035), ledger=new_ledger())
-    assert answers_allowed(rel.config, rel.budget) == 3
+    assert rel.budget.answers_allowed(rel.config) == 3
     rel.query(_xs(3), ["a"] * 3)
     assert round(abs(rel.spent("a")["alpha"] - 0.003), 7) == 0
     with pytest.raises(BudgetExceededError):
@@ -210,7 +209,7 @@ def test_advantage_budget_uses_the_worst_case_bound(mode, new_ledger):
     delta = 0.05
     rel = _release(mode, budget=Budget(max_advantage=0.6, delta=delta),
                    ledger=new_ledger())
-    k = answers_allowed(rel.config, rel.budget)
+    k = rel.budget.answers_allowed(rel.config)
     cfg = rel.config
     assert composed_bound(cfg, delta, k) <= 0.6
     assert composed_bound(cfg, delta, k + 1) > 0.6

@@ -29,7 +29,6 @@ from flax import nnx
 from rpjax._src import validate as _validate
 from rpjax._src.experiments import inversion, paper, report
 from rpjax._src.experiments.faces import Faces, prepare
-from rpjax.attacks import prior as prior_lib
 from rpjax.models import FaceCNN, TrainConfig, fit_classifier
 from rpjax.privacy import base_release, initial_state
 
@@ -88,7 +87,7 @@ def query_set(ctx: Faces, budget: int, seed: int) -> np.ndarray:
     x = (x - mean) * contrast + mean + bright + 0.05 * rng.standard_normal(x.shape)
     z = rng.standard_normal((budget - m, ctx.config.prior_k)).astype(np.float32)
     z = np.clip(z, -ctx.config.brep.latent_clip, ctx.config.brep.latent_clip)
-    samples = np.asarray(prior_lib.decode(ctx.prior, jnp.asarray(z)))
+    samples = np.asarray(ctx.prior.decode(jnp.asarray(z)))
     return np.clip(np.concatenate([x, samples]), 0.0, 1.0).astype(np.float32)
 
 

@@ -32,7 +32,6 @@ from rpjax._src import validate as _validate
 from rpjax._src.experiments import paper, report
 from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
 from rpjax.attacks import BrepConfig, MIFaceConfig, mi_face_pixels
-from rpjax.attacks import prior as prior_lib
 from rpjax.privacy import (
     Budget,
     ReleaseConfig,
@@ -317,13 +316,13 @@ def _mi_face_pixels(ctx: Faces, config: InversionConfig) -> dict[str, float]:
     """Pixel-space MI-Face on the undefended target, judged raw and projected on the prior."""
     prior, judge, targets = ctx.prior, ctx.judge, ctx.targets
     cfg = MIFaceConfig(max_iters=config.mi_face_iters, lr=config.mi_face_lr)
-    start = jnp.broadcast_to(prior_lib.decode(prior, jnp.zeros(config.prior_k)),
+    start = jnp.broadcast_to(prior.decode(jnp.zeros(config.prior_k)),
                              (len(targets), *prior.image_shape))
     runs = []
     for seed in config.seeds:
         res = mi_face_pixels(*ctx.target, targets, seed, cfg, init=start)
         raw = judge.score(res.images, targets)
-        projected = judge.score(prior_lib.decode(prior, prior_lib.encode(prior, res.images)),
+        projected = judge.score(prior.decode(prior.encode(res.images)),
                                 targets)
         runs.append({"asr": float(raw["top1"].mean()),
                      "asr_projected": float(projected["top1"].mean()),

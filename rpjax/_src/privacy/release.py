@@ -325,27 +325,34 @@ class Budget:
         counter starting at 0, so it reuses noise across restarts (reproducible runs)."""
         return cls(uncapped=True)
 
+    def answers_allowed(self, config: ReleaseConfig) -> int | None:
+        """The largest number of answers per subject this budget allows a release with
+        `config` (None: unlimited, for `Budget.unlimited()`).
+
+        Raises:
+          TypeError: if `config` is not a `ReleaseConfig`.
+          ValueError: for `max_alpha` with an always_label config (its answers carry no
+            certificate), or `max_advantage` with more than two classes.
+        """
+        if not isinstance(config, ReleaseConfig):
+            raise TypeError(f"config must be a ReleaseConfig, got {type(config).__name__}.")
+        if self.uncapped:
+            return None
+        caps = []
+        if self.max_answers is not None:
+            caps.append(self.max_answers)
+        if self.max_alpha is not None:
+            if config.mode == "always_label":
+                raise ValueError("max_alpha applies to predict / certify; always_label answers "
+                                 "carry no certificate.")
+            caps.append(int(math.floor(self.max_alpha / config.alpha * (1 + 1e-12))))
+        if self.max_advantage is not None:
+            caps.append(_answers_within_advantage(config, self.max_advantage, self.delta))
+        return min(caps) if caps else None
+
 
 DEFAULT_BUDGET = Budget(max_answers=1)
 """The budget of a release made without one: one answer per subject."""
-
-
-def answers_allowed(config: ReleaseConfig, budget: Budget | None) -> int | None:
-    """The largest number of answers per subject `budget` allows (None: unlimited, for
-    `budget=None` or `Budget.unlimited()`)."""
-    if budget is None or budget.uncapped:
-        return None
-    caps = []
-    if budget.max_answers is not None:
-        caps.append(budget.max_answers)
-    if budget.max_alpha is not None:
-        if config.mode == "always_label":
-            raise ValueError("max_alpha applies to predict / certify; always_label answers "
-                             "carry no certificate.")
-        caps.append(int(math.floor(budget.max_alpha / config.alpha * (1 + 1e-12))))
-    if budget.max_advantage is not None:
-        caps.append(_answers_within_advantage(config, budget.max_advantage, budget.delta))
-    return min(caps) if caps else None
 
 
 def composed_bound(config: ReleaseConfig, delta: float, k: int) -> float:
@@ -673,7 +680,7 @@ class RobustPrivacyRelease:
                              f"durability={durability!r}.")
         self._apply_fn, self._params, self._config = apply_fn, params, config
         self._budget, self._secret = budget, secret
-        self._allowed = answers_allowed(config, budget)
+        self._allowed = budget.answers_allowed(config)
         self._plan = _plan.resolve(
             config.smoothing, num_classes=config.num_classes,
             placement=_plan.Placement(devices=devices, chunk_size=chunk_size,
