@@ -60,7 +60,7 @@ class InversionConfig:
       prior: "pca" (fast default) or "vae" (a learned dense VAE decoder, Gaussian latent).
       sigmas: RP noise stds (pixels); ns: samples per query; alpha: PREDICT's level per query
         (0.01: at n = 10 only a unanimous vote is released; at alpha = 0.001 PREDICT can never
-        answer with n = 10, see `rpjax.stats.min_samples_predict`).
+        answer with n = 10, see `rpjax.stats.min_samples(alpha, mode="predict")`).
       seeds: attack seeds.
       brep: BREP-MI settings (paper defaults with a CPU iteration cap).
       mi_face_iters, mi_face_lr: MI-Face budget in latent space.
