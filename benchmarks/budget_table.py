@@ -40,7 +40,7 @@ def row(mode: str, n: int, delta_bmi: float, cap: float, kmax: int) -> dict:
     t0 = time.perf_counter()
     config = privacy.ReleaseConfig(smoothing=SmoothingConfig(sigma=1.0, n=n, n0=100, alpha=1e-3),
                                    num_classes=2, mode=mode)
-    allowed = int(privacy.answers_allowed(config, privacy.Budget(max_advantage=cap, delta=d)))
+    allowed = int(privacy.Budget(max_advantage=cap, delta=d).answers_allowed(config))
     ks = sorted(set(range(1, kmax + 1)) | {allowed})
     curve = best_adaptive_advantage(mode, d=d, n=n, ks=ks, n0=100)
     return {"mode": mode, "n": n, "delta_bmi": delta_bmi, "delta": d, "cap": cap,

@@ -74,3 +74,17 @@ def run_on_four_devices(script: str) -> dict:
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def traced_release(apply_fn, params, mode, *, num_classes, secret=None, noise="fresh",
+                   **smoothing):
+    """A measurement release (`Budget.unlimited()`) of `mode` in its traceable form, the one
+    way the library makes it: `RobustPrivacyRelease(...).traced()`; `smoothing` are the
+    `SmoothingConfig` settings (sigma, n, n0, alpha)."""
+    from rpjax import SmoothingConfig
+    from rpjax.privacy import Budget, ReleaseConfig, RobustPrivacyRelease
+
+    config = ReleaseConfig(smoothing=SmoothingConfig(**smoothing), num_classes=num_classes,
+                           mode=mode, noise=noise)
+    return RobustPrivacyRelease(apply_fn, params, config, budget=Budget.unlimited(),
+                                secret=secret).traced()

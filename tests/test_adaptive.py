@@ -153,7 +153,7 @@ def test_end_to_end_the_budget_stops_the_adaptive_attacker(tmp_path):
                                    budget=Budget(max_advantage=0.8, delta=0.25),
                                    secret=Secret(bytes(range(32))), ledger=tmp_path / "l.db",
                                    durability="normal")
-    assert release.answers_allowed == 1
+    assert release.budget.answers_allowed(release.config) == 1
     trials, says_x = 600, {0: 0, 1: 0}
     for t in range(trials):
         for world, x0 in ((0, -0.125), (1, 0.125)):  # the secret moves z by 0.25

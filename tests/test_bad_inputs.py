@@ -27,6 +27,8 @@ import pytest
 import rpjax
 from rpjax import privacy, stats
 from rpjax._src import cli
+from rpjax._src import stats as _stats
+from rpjax._src.privacy import leakage
 from rpjax.privacy import Budget, ReleaseConfig, RobustPrivacyRelease
 
 from _models import linear_apply, random_linear
@@ -272,11 +274,11 @@ API_ROWS = [
      Raises(ValueError, "pa_lower")),
     ("certified_radius_sigma_nan", lambda: stats.certified_radius(0.9, float("nan")),
      Raises(ValueError, "sigma")),
-    ("min_samples_overflow", lambda: stats.min_samples_certify(1e-3, radius=1e6, sigma=1e-6),
+    ("min_samples_overflow", lambda: stats.min_samples(1e-3, radius=1e6, sigma=1e-6),
      Raises(ValueError, "radius=1000000.0 at sigma=1e-06.*needs more than")),
-    ("min_samples_far_tail", lambda: stats.min_samples_certify(1e-3, radius=40.0, sigma=1.0),
+    ("min_samples_far_tail", lambda: stats.min_samples(1e-3, radius=40.0, sigma=1.0),
      Raises(ValueError, "radius=40.0 at sigma=1.0")),
-    ("min_samples_radius_nan", lambda: stats.min_samples_certify(1e-3, radius=float("nan")),
+    ("min_samples_radius_nan", lambda: stats.min_samples(1e-3, radius=float("nan")),
      Raises(ValueError, "radius")),
     # the deployed release (rpjax.privacy.RobustPrivacyRelease)
     ("release_subject_none", lambda: _release().query(_XS[:1], [None]),
@@ -309,7 +311,7 @@ API_ROWS = [
     ("release_pickle", lambda: pickle.dumps(_release()),
      Raises(TypeError, "cannot be pickled.*its secret and its ledger connection.*ledger path")),
     ("check_sample_size_radius_nan",
-     lambda: stats.check_sample_size(1000, 1e-3, sigma=1.0, radius=float("nan")),
+     lambda: _stats.check_sample_size(1000, 1e-3, sigma=1.0, radius=float("nan")),
      Raises(ValueError, "radius")),
 ]
 
@@ -368,17 +370,17 @@ PRIVACY_ROWS = [
     ("outcome_probabilities_p1_nan",
      lambda: privacy.outcome_probabilities("always_label", float("nan"), n=100),
      Raises(ValueError, "p1 must lie in")),
-    ("binomial_tv_negative_m", lambda: privacy.binomial_tv(-3, 0.2, 0.4),
+    ("binomial_tv_negative_m", lambda: leakage.binomial_tv(-3, 0.2, 0.4),
      Raises(ValueError, "m must be an integer >= 0")),
-    ("binomial_tv_p_above_one", lambda: privacy.binomial_tv(10, 1.5, 0.4),
+    ("binomial_tv_p_above_one", lambda: leakage.binomial_tv(10, 1.5, 0.4),
      Raises(ValueError, "p must lie in")),
-    ("binomial_tv_q_nan", lambda: privacy.binomial_tv(10, 0.5, float("nan")),
+    ("binomial_tv_q_nan", lambda: leakage.binomial_tv(10, 0.5, float("nan")),
      Raises(ValueError, "q must lie in")),
-    ("composed_advantage_bc_above_one", lambda: privacy.composed_advantage(0.1, 1.5, 3),
+    ("composed_advantage_bc_above_one", lambda: leakage.composed_advantage(0.1, 1.5, 3),
      Raises(ValueError, "per_answer_bc must lie in")),
-    ("composed_advantage_negative_tv", lambda: privacy.composed_advantage(-0.5, None, 3),
+    ("composed_advantage_negative_tv", lambda: leakage.composed_advantage(-0.5, None, 3),
      Raises(ValueError, "per_answer_tv must lie in")),
-    ("composed_advantage_negative_k", lambda: privacy.composed_advantage(0.1, None, -1),
+    ("composed_advantage_negative_k", lambda: leakage.composed_advantage(0.1, None, -1),
      Raises(ValueError, "k must be")),
     ("advantage_bound_huge_delta_is_one_at_once",
      _fast(lambda: privacy.advantage_bound("predict", delta=1e5, k=3, **_LB)),

@@ -27,13 +27,13 @@ def _csv(tmp_path, *lines, raw: bytes | None = None):
     """Writes `lines` (or `raw` bytes) to `tmp_path/bad.csv` and loads it."""
     path = tmp_path / "bad.csv"
     path.write_bytes(raw if raw is not None else ("\n".join(lines) + "\n").encode("utf-8"))
-    return insurance.load_insurance_csv(path)
+    return insurance.load_insurance(path)
 
 
 def _npz(tmp_path, layout=None, **arrays):
     """Saves `arrays` to `tmp_path/bad.npz` and loads it with `layout`."""
     np.savez(tmp_path / "bad.npz", **arrays)
-    return rdata.load_faces_npz(tmp_path / "bad.npz", layout=layout)
+    return rdata.load_faces(tmp_path / "bad.npz", layout=layout)
 
 
 def _faces(images, labels=None, **kw):
@@ -59,14 +59,14 @@ def _folder(tmp_path, files):
             path.write_bytes(content)
         else:
             Image.fromarray(np.asarray(content, np.uint8)).save(path)
-    return rdata.load_faces_folder(root)
+    return rdata.load_faces(root)
 
 
 U8 = np.zeros((4, 8, 8), np.uint8)
 LABELS = np.arange(4)
 
 CASES = [
-    # --- load_insurance_csv ------------------------------------------------------------------
+    # --- load_insurance(path) ---------------------------------------------------------------
     ("csv: extra field in a row",
      lambda t: _csv(t, HEADER, ROW_A, ROW_B + ",EXTRA"),
      ValueError, r"{tmp}/bad\.csv, line 3: 8 fields for 7 columns \(extra fields\)"),
@@ -125,10 +125,10 @@ CASES = [
      lambda t: _csv(t, HEADER, ROW_A, '33,"male,22.705,2,no,northwest,1'),
      ValueError, r"{tmp}/bad\.csv, line \d+: malformed CSV"),
     ("csv: path of the wrong type",
-     lambda t: insurance.load_insurance_csv(3),
+     lambda t: insurance.load_insurance(3),
      TypeError, r"path must be a str or os\.PathLike, got path=3"),
     ("csv: missing file",
-     lambda t: insurance.load_insurance_csv(t / "absent.csv"),
+     lambda t: insurance.load_insurance(t / "absent.csv"),
      FileNotFoundError, r"absent\.csv"),
     # --- faces: layout ---------------------------------------------------------------------
     ("npz: NCHW read with the default layout",
@@ -197,17 +197,17 @@ CASES = [
      ValueError, r"faces: images must be an array"),
     # --- faces: files ------------------------------------------------------------------------
     ("npz: a .npy file, not an archive",
-     lambda t: (_write(t / "bad.npz", np.save, U8), rdata.load_faces_npz(t / "bad.npz")),
+     lambda t: (_write(t / "bad.npz", np.save, U8), rdata.load_faces(t / "bad.npz")),
      ValueError, r"{tmp}/bad\.npz: not an \.npz archive"),
     ("npz: not a numpy file",
      lambda t: ((t / "bad.npz").write_bytes(b"\x89PNG garbage"),
-                rdata.load_faces_npz(t / "bad.npz")),
+                rdata.load_faces(t / "bad.npz")),
      ValueError, r"{tmp}/bad\.npz: not a readable \.npz archive"),
     ("npz: object array",
      lambda t: _npz(t, images=np.array([U8[0], None], dtype=object), labels=np.arange(2)),
      ValueError, r"{tmp}/bad\.npz: array 'images' cannot be read"),
     ("npz: path of the wrong type",
-     lambda t: rdata.load_faces_npz(None),
+     lambda t: rdata.load_faces(None),
      TypeError, r"path must be a str or os\.PathLike, got path=None"),
     ("folder: corrupt image file",
      lambda t: _folder(t, {"a/0.png": np.zeros((4, 4)), "b/0.png": b"\x89PNG\r\n\x1a\nbroken"}),
@@ -221,9 +221,12 @@ CASES = [
     ("folder: no sub-folders",
      lambda t: _folder(t, {"0.png": np.zeros((4, 4))}),
      ValueError, r"{tmp}/faces: no sub-folders"),
-    ("folder: missing folder",
-     lambda t: rdata.load_faces_folder(t / "missing"),
-     FileNotFoundError, r"{tmp}/missing.* is not a folder"),
+    ("faces: missing path",
+     lambda t: rdata.load_faces(t / "missing"),
+     FileNotFoundError, r"{tmp}/missing.* does not exist"),
+    ("folder: a layout given",
+     lambda t: rdata.load_faces(t, layout="NHWC"),
+     ValueError, r"layout applies to an \.npz file; {tmp} is a folder"),
 ]
 
 
@@ -239,18 +242,18 @@ def test_csv_with_utf8_bom_or_crlf_is_read_like_the_plain_file(tmp_path):
     (tmp_path / "bom.csv").write_bytes(text.encode("utf-8-sig"))
     (tmp_path / "crlf.csv").write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
     assert (tmp_path / "bom.csv").read_bytes()[:3] == b"\xef\xbb\xbf"
-    plain = insurance.load_insurance_csv(tmp_path / "plain.csv")
+    plain = insurance.load_insurance(tmp_path / "plain.csv")
     np.testing.assert_allclose(plain.x[:, 0], (np.array([19, 33, 28]) - 80 / 3)
                                / np.std([19, 33, 28]), rtol=1e-6)  # 'age' read as the age
     for name in ("bom.csv", "crlf.csv"):
-        other = insurance.load_insurance_csv(tmp_path / name)
+        other = insurance.load_insurance(tmp_path / name)
         for field in ("x", "mean", "std", "bmi", "charges"):
             np.testing.assert_array_equal(getattr(other, field), getattr(plain, field))
 
 
 def test_bundled_csv_through_the_user_loader_gives_the_bundled_data():
     path = resources.files("rpjax.data").joinpath("_files/insurance.csv")
-    user, bundled = insurance.load_insurance_csv(str(path)), insurance.load_insurance()
+    user, bundled = insurance.load_insurance(str(path)), insurance.load_insurance()
     for field in ("x", "mean", "std", "bmi", "charges"):
         np.testing.assert_array_equal(getattr(user, field), getattr(bundled, field))
 
@@ -262,9 +265,9 @@ def test_nchw_with_layout_nchw_gives_the_nhwc_images(tmp_path, channels):
     labels = np.array([0, 0, 1, 1, 2])
     np.savez(tmp_path / "nhwc.npz", images=nhwc, labels=labels)
     np.savez(tmp_path / "nchw.npz", images=nhwc.transpose(0, 3, 1, 2), labels=labels)
-    ref = rdata.load_faces_npz(tmp_path / "nhwc.npz")
-    explicit = rdata.load_faces_npz(tmp_path / "nhwc.npz", layout="NHWC")
-    got = rdata.load_faces_npz(tmp_path / "nchw.npz", layout="NCHW")
+    ref = rdata.load_faces(tmp_path / "nhwc.npz")
+    explicit = rdata.load_faces(tmp_path / "nhwc.npz", layout="NHWC")
+    got = rdata.load_faces(tmp_path / "nchw.npz", layout="NCHW")
     assert ref.images.shape == got.images.shape == (5, 6, 7, channels)
     assert got.images.flags.c_contiguous and got.images.dtype == np.float32
     np.testing.assert_allclose(ref.images, nhwc / 255.0, atol=1e-7)

@@ -11,16 +11,11 @@ from rpjax import SmoothingConfig
 from rpjax._src import stats
 from rpjax._src.attacks import metrics
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
+from rpjax._src.decision import predict_threshold_table
 from rpjax._src.privacy.release import Budget, ReleaseConfig, RobustPrivacyRelease
-from rpjax.privacy import (
-    base_release,
-    experiment_secret,
-    initial_state,
-    predict_threshold_table,
-    rp_always_release,
-    rp_certify_release,
-    rp_predict_release,
-)
+from rpjax.privacy import base_release, experiment_secret, initial_state
+
+from _models import traced_release
 
 _CENTERS = jnp.array([[0.0, 0.0], [3.0, 3.0], [-3.0, 3.0]])
 
@@ -47,8 +42,8 @@ def test_in_graph_predict_agrees_with_the_binomial_test_on_its_counts():
     """The traced release's labels are the deployed release's, and those are PREDICT's
     decision (exact binomial test) on the counts in the owner's audit record."""
     secret = experiment_secret("test", "predict-decisions")
-    rel = rp_predict_release(disc_apply, _CENTERS, sigma=0.8, n=200, alpha=1e-3,
-                             num_classes=4, secret=secret)
+    rel = traced_release(disc_apply, _CENTERS, "predict", sigma=0.8, n=200, alpha=1e-3,
+                         num_classes=4, secret=secret)
     x = jnp.array([[0.0, 0.0], [0.9, 0.0], [1.5, 1.5], [3.0, 3.0], [8.0, 8.0]])
     labels, state = rel(x, initial_state())  # compiled
     labels = np.asarray(labels)
@@ -70,7 +65,7 @@ def test_in_graph_predict_agrees_with_the_binomial_test_on_its_counts():
 
 @pytest.mark.slow
 def test_always_label_never_abstains():
-    rel = rp_always_release(disc_apply, _CENTERS, sigma=2.0, n=20, num_classes=4)
+    rel = traced_release(disc_apply, _CENTERS, "always_label", sigma=2.0, n=20, num_classes=4)
     labels, _ = rel.fn(rel.params, jnp.zeros((50, 2)) + 0.95, initial_state())  # eager
     assert -1 not in np.asarray(labels).tolist()
 
@@ -78,8 +73,8 @@ def test_always_label_never_abstains():
 @pytest.mark.slow
 def test_certify_release_matches_the_deployed_release():
     secret = experiment_secret("test", "certify")
-    rel = rp_certify_release(disc_apply, _CENTERS, sigma=0.5, n=50, n0=10, alpha=1e-2,
-                             num_classes=4, secret=secret)
+    rel = traced_release(disc_apply, _CENTERS, "certify", sigma=0.5, n=50, n0=10, alpha=1e-2,
+                         num_classes=4, secret=secret)
     assert (rel.name, rel.forward_passes) == ("rp_certify", 60)
     x = jnp.array([[0.0, 0.0], [0.9, 0.0], [8.0, 8.0]])
     config = ReleaseConfig(smoothing=SmoothingConfig(sigma=0.5, n=50, n0=10, alpha=1e-2),
@@ -131,8 +126,8 @@ def test_queries_and_forward_passes_scale_with_n():
     config = BrepConfig(r0=0.05, max_iters=5, init_candidates=200)
     out = {}
     for n in (10, 40):
-        rel = rp_always_release(disc_apply, _CENTERS, sigma=0.05, n=n, num_classes=4,
-                                secret=experiment_secret("test", n))
+        rel = traced_release(disc_apply, _CENTERS, "always_label", sigma=0.05, n=n, num_classes=4,
+                             secret=experiment_secret("test", n))
         out[n] = brep_mi(rel, lambda z: 2.0 * z, jnp.array([0]), 0, config, latent_dim=2)
     np.testing.assert_array_equal(out[10].queries, out[40].queries)
     np.testing.assert_allclose(out[40].forward_passes, 4 * out[10].forward_passes)
@@ -170,8 +165,8 @@ def test_a_sweep_over_three_sigmas_compiles_the_attack_loop_once():
         return 2.0 * z
 
     config = BrepConfig(r0=0.05, num_points=5, max_iters=3, init_candidates=30)
-    releases = [rp_predict_release(disc_apply, _CENTERS, sigma=s, n=12, alpha=0.05,
-                                   num_classes=4, secret=experiment_secret("sweep", s))
+    releases = [traced_release(disc_apply, _CENTERS, "predict", sigma=s, n=12, alpha=0.05,
+                               num_classes=4, secret=experiment_secret("sweep", s))
                 for s in (0.1, 0.2, 0.4)]
     assert all(r.fn == releases[0].fn and hash(r.fn) == hash(releases[0].fn)
                for r in releases)

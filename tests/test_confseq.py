@@ -15,6 +15,7 @@ import scipy.integrate
 import scipy.stats
 
 from rpjax import stats
+from rpjax._src import confseq
 
 RUNS = 10_000
 ALPHA = 0.05
@@ -38,7 +39,7 @@ _SLOW = pytest.mark.slow  # about 2 s each; p = 0.5 stays in the fast set
 @pytest.mark.parametrize("side", ["lower", "upper"])
 def test_betting_bound_holds_at_every_look(p, side):
     k = _streams(p, seed=int(p * 1000) + (side == "upper"))
-    bound = stats.betting_bound(k, CHUNKS, ALPHA, side=side)
+    bound = confseq.betting_bound(k, CHUNKS, ALPHA, side=side)
     wrong = (bound > p).any(axis=1) if side == "lower" else (bound < p).any(axis=1)
     assert _consistent_with_alpha(int(wrong.sum())), wrong.mean()
     assert np.all(np.diff(bound, axis=1) >= 0 if side == "lower" else np.diff(bound, axis=1) <= 0)
@@ -49,8 +50,8 @@ def test_betting_bound_holds_at_every_look(p, side):
 def test_staged_clopper_pearson_holds_at_every_look(p):
     k = np.cumsum(_streams(p, seed=7), axis=1)
     n = np.cumsum(CHUNKS)
-    lower = stats.staged_clopper_pearson(k, n, ALPHA)
-    upper = stats.staged_clopper_pearson(k, n, ALPHA, side="upper")
+    lower = confseq.staged_clopper_pearson(k, n, ALPHA)
+    upper = confseq.staged_clopper_pearson(k, n, ALPHA, side="upper")
     assert _consistent_with_alpha(int((lower > p).any(axis=1).sum()))
     assert _consistent_with_alpha(int((upper < p).any(axis=1).sum()))
 
@@ -67,7 +68,7 @@ def test_a_fixed_n_bound_at_every_look_fails_the_same_test():
 def test_sequential_test_rejects_a_true_null_at_most_alpha(p):
     """H0: p <= p* = 0.75, at p* itself and below it."""
     looks = np.cumsum(CHUNKS)
-    table = stats.sequential_test_table(0.75, ALPHA, looks)
+    table = confseq.sequential_test_table(0.75, ALPHA, looks)
     s = np.cumsum(_streams(p, seed=int(p * 100)), axis=1)
     rejected = (s >= table).any(axis=1)
     assert _consistent_with_alpha(int(rejected.sum())), rejected.mean()
@@ -78,32 +79,32 @@ def test_sequential_test_spends_alpha_exactly_at_the_boundary():
     and spends most of it; and above p* the test rejects often."""
     looks = np.array([5, 10, 20])
     p_star, alpha = 0.6, 0.1
-    table = stats.sequential_test_table(p_star, alpha, looks)
+    table = confseq.sequential_test_table(p_star, alpha, looks)
     paths = (np.arange(2**20)[:, None] >> np.arange(20)) & 1  # every sequence of 20 samples
     weight = np.where(paths == 1, p_star, 1 - p_star).prod(axis=1)
     s = np.cumsum(paths, axis=1)[:, looks - 1]
     exact = weight[(s >= table).any(axis=1)].sum()
     assert exact <= alpha and exact > 0.5 * alpha, exact
-    power = (np.cumsum(_streams(0.9, seed=3), axis=1) >= stats.sequential_test_table(
+    power = (np.cumsum(_streams(0.9, seed=3), axis=1) >= confseq.sequential_test_table(
         0.6, ALPHA, np.cumsum(CHUNKS))).any(axis=1).mean()
     assert power > 0.99
 
 
 def test_betting_bound_converges_to_p():
     k = _streams(0.9, seed=5, chunks=np.full(20, 1000))[:50]
-    lower = stats.betting_bound(k, np.full(20, 1000), 1e-3)
-    upper = stats.betting_bound(k, np.full(20, 1000), 1e-3, side="upper")
+    lower = confseq.betting_bound(k, np.full(20, 1000), 1e-3)
+    upper = confseq.betting_bound(k, np.full(20, 1000), 1e-3, side="upper")
     assert np.all(lower[:, -1] > 0.87) and np.all(upper[:, -1] < 0.93)
     assert np.all(lower <= upper)
 
 
 @pytest.mark.parametrize("call, error", [
-    (lambda: stats.betting_bound([[3]], [2], 0.05), ValueError),
-    (lambda: stats.betting_bound([[1.0]], [2], 0.05), TypeError),
-    (lambda: stats.betting_bound([[1]], [2], 1.5), ValueError),
-    (lambda: stats.betting_bound([[1]], [2], 0.05, side="both"), ValueError),
-    (lambda: stats.sequential_test_table(0.5, 0.05, [10, 5]), ValueError),
-    (lambda: stats.sequential_test_table(1.0, 0.05, [10]), ValueError),
+    (lambda: confseq.betting_bound([[3]], [2], 0.05), ValueError),
+    (lambda: confseq.betting_bound([[1.0]], [2], 0.05), TypeError),
+    (lambda: confseq.betting_bound([[1]], [2], 1.5), ValueError),
+    (lambda: confseq.betting_bound([[1]], [2], 0.05, side="both"), ValueError),
+    (lambda: confseq.sequential_test_table(0.5, 0.05, [10, 5]), ValueError),
+    (lambda: confseq.sequential_test_table(1.0, 0.05, [10]), ValueError),
 ])
 def test_bad_arguments(call, error):
     with pytest.raises(error):
@@ -138,7 +139,7 @@ def _at_every_count(k: np.ndarray, bound) -> np.ndarray:
 @pytest.mark.parametrize("side", ["lower", "upper"])
 def test_mixture_bound_holds_at_every_sample_count(p, n, side):
     k = _cumulative(p, seed=int(p * 1000) + 17 * (side == "upper"), n=n)
-    bound = _at_every_count(k, lambda kk, mm: stats.mixture_bound(kk, mm, ALPHA, side=side))
+    bound = _at_every_count(k, lambda kk, mm: confseq.mixture_bound(kk, mm, ALPHA, side=side))
     wrong = (bound > p).any(axis=1) if side == "lower" else (bound < p).any(axis=1)
     assert _consistent_with_alpha(int(wrong.sum())), wrong.mean()
     assert wrong.sum() > 0  # the attacker does win sometimes: the check is not vacuous
@@ -161,12 +162,11 @@ def _mixture_by_quadrature(k: int, m: int, p: float) -> float:
 def test_mixture_bound_is_the_end_of_the_rejected_interval():
     """The closed form (by quadrature here) at the bound and just above it; the rejected set
     {p : M_p >= 1/alpha} is the interval (0, L], over a grid of p on all of (0, 1)."""
-    from rpjax._src import confseq
 
     log_threshold = np.log(1 / ALPHA)
     for m in (1, 2, 7, 40, 300, 5000):
         for k in sorted({0, 1, m // 3, m // 2, (9 * m) // 10, m - 1, m}):
-            lower = float(stats.mixture_bound(k, m, ALPHA))
+            lower = float(confseq.mixture_bound(k, m, ALPHA))
             assert 0.0 <= lower <= k / (m + 1)
             grid = np.linspace(0.0, 1.0, 4001)[1:-1]
             rejected = confseq._log_mixture(float(k), float(m), grid) >= log_threshold
@@ -182,12 +182,12 @@ def test_mixture_bound_is_the_end_of_the_rejected_interval():
 def test_mixture_bound_is_monotone_and_symmetric():
     m = np.arange(1, 200)[:, None]
     k = np.minimum(np.arange(200)[None, :], m)
-    lower = stats.mixture_bound(k, m, ALPHA)
-    upper = stats.mixture_bound(k, m, ALPHA, side="upper")
+    lower = confseq.mixture_bound(k, m, ALPHA)
+    upper = confseq.mixture_bound(k, m, ALPHA, side="upper")
     assert np.all(np.diff(lower, axis=1) >= 0)  # non-decreasing in the successes
     same_k = (k[1:] == k[:-1])  # (k, m + 1) against (k, m): a failure never raises it
     assert np.all(lower[1:][same_k] <= lower[:-1][same_k] + 1e-12)
-    np.testing.assert_allclose(upper, 1 - stats.mixture_bound(m - k, m, ALPHA), atol=0)
+    np.testing.assert_allclose(upper, 1 - confseq.mixture_bound(m - k, m, ALPHA), atol=0)
     assert np.all(lower < upper)
 
 
@@ -198,7 +198,7 @@ def test_mixture_bound_is_monotone_and_symmetric():
                                        pytest.param(0.3, 0.31, marks=_SLOW)])
 def test_decision_table_errs_at_most_alpha(p_star, p):
     """A wrong answer ever (certified while p <= p*, or "<" while p >= p*), at any count."""
-    reject, accept = stats.decision_table(p_star, ALPHA, N_SEQ)
+    reject, accept = confseq.decision_table(p_star, ALPHA, N_SEQ)
     s = _cumulative(p, seed=int(p * 1000) + int(p_star * 10))
     if p <= p_star:
         certified = (s >= reject[1:]).any(axis=1)
@@ -209,7 +209,7 @@ def test_decision_table_errs_at_most_alpha(p_star, p):
 
 
 def test_decision_table_has_power_far_from_the_threshold():
-    reject, accept = stats.decision_table(0.75, ALPHA, N_SEQ)
+    reject, accept = confseq.decision_table(0.75, ALPHA, N_SEQ)
     for p, table, decided in ((0.9, reject, lambda s, t: s >= t),
                               (0.6, accept, lambda s, t: s <= t)):
         s = _cumulative(p, seed=31, runs=1000)
@@ -222,10 +222,9 @@ def test_decision_table_is_the_mixture_test():
     """S >= reject[m] iff the lower mixture test rejects p*, which gives mixture_bound >= p*;
     S <= accept[m] iff the upper bound is <= p*; at every S of every m <= 300, and near the
     thresholds up to m = n_max."""
-    from rpjax._src import confseq
 
     p_star, n_max = 0.75, 5000
-    reject, accept = stats.decision_table(p_star, ALPHA, n_max)
+    reject, accept = confseq.decision_table(p_star, ALPHA, n_max)
     assert reject.dtype == accept.dtype == np.int32 and reject.shape == (n_max + 1,)
     assert reject[0] == 1 and accept[0] == -1
     assert set(np.diff(reject)) <= {0, 1} and set(np.diff(accept)) <= {0, 1}
@@ -239,11 +238,11 @@ def test_decision_table_is_the_mixture_test():
         certify = s >= reject[m]
         np.testing.assert_array_equal(
             certify, confseq._mixture_rejects(s, m, p_star, np.log(1 / ALPHA)))
-        lower = stats.mixture_bound(s, m, ALPHA)
+        lower = confseq.mixture_bound(s, m, ALPHA)
         assert np.all(lower[certify] >= p_star - 1e-12)
         assert np.all(lower[~certify] <= p_star + 1e-12)
         below = s <= accept[m]
-        upper = stats.mixture_bound(s, m, ALPHA, side="upper")
+        upper = confseq.mixture_bound(s, m, ALPHA, side="upper")
         assert np.all(upper[below] <= p_star + 1e-12)
         assert np.all(upper[~below] >= p_star - 1e-12)
     with pytest.raises(ValueError):
@@ -258,9 +257,8 @@ def _budget_stop(s: np.ndarray, m: int, hopeless, band_lo, band_hi) -> np.ndarra
     (600, 0.1), pytest.param(N_SEQ, 0.02, marks=_SLOW), pytest.param(N_SEQ, 0.2, marks=_SLOW)])
 def test_budget_table_is_the_rule_at_every_s(n_max, tolerance):
     """Brute force: the rule evaluated at every S of every default look."""
-    from rpjax._src import confseq
 
-    tables = stats.budget_table(ALPHA, n_max, tolerance)
+    tables = confseq.budget_table(ALPHA, n_max, tolerance)
     for table in tables:
         assert table.dtype == np.int32 and table.shape == (n_max + 1,)
     hopeless, band_lo, band_hi = tables
@@ -271,8 +269,8 @@ def test_budget_table_is_the_rule_at_every_s(n_max, tolerance):
     bands = 0
     for m in default:
         s = np.arange(m + 1)
-        upper = stats.mixture_bound(s, m, ALPHA, side="upper")
-        lower = stats.mixture_bound(s, m, ALPHA)
+        upper = confseq.mixture_bound(s, m, ALPHA, side="upper")
+        lower = confseq.mixture_bound(s, m, ALPHA)
         assert np.array_equal(s <= hopeless[m], upper <= 0.5) or np.all(
             np.abs(upper[(s <= hopeless[m]) != (upper <= 0.5)] - 0.5) < 1e-12)
         k_end = s * (n_max / m)
@@ -293,40 +291,40 @@ def test_budget_table_is_the_rule_at_every_s(n_max, tolerance):
 def test_the_bound_at_the_budget_rules_stopping_time_holds(p):
     """Stop by the budget rule (else at n_max), report the lower bound there."""
     n_max = N_SEQ
-    hopeless, band_lo, band_hi = stats.budget_table(ALPHA, n_max, 0.1)
+    hopeless, band_lo, band_hi = confseq.budget_table(ALPHA, n_max, 0.1)
     s = _cumulative(p, seed=int(p * 1000) + 41)
     looks = np.flatnonzero((hopeless >= 0) | (band_lo <= band_hi))
     stop = np.full(RUNS, n_max)
     for m in looks[::-1]:  # the first look that stops, per run
         stop = np.where(_budget_stop(s[:, m - 1], m, hopeless, band_lo, band_hi), m, stop)
-    lower = stats.mixture_bound(s[np.arange(RUNS), stop - 1], stop, ALPHA)
+    lower = confseq.mixture_bound(s[np.arange(RUNS), stop - 1], stop, ALPHA)
     assert _consistent_with_alpha(int((lower > p).sum()))
     assert np.mean(stop < n_max) > 0.5  # the rule does stop early: the check is not vacuous
 
 
 def test_tables_are_cached():
-    assert stats.decision_table(0.6, 0.01, 300)[0] is stats.decision_table(0.6, 0.01, 300)[0]
-    assert stats.budget_table(0.01, 300, 0.1)[1] is stats.budget_table(0.01, 300, 0.1)[1]
+    assert confseq.decision_table(0.6, 0.01, 300)[0] is confseq.decision_table(0.6, 0.01, 300)[0]
+    assert confseq.budget_table(0.01, 300, 0.1)[1] is confseq.budget_table(0.01, 300, 0.1)[1]
 
 
 @pytest.mark.parametrize("call, error, name", [
-    (lambda: stats.mixture_bound(3, 2, 0.05), ValueError, "k"),
-    (lambda: stats.mixture_bound(-1, 2, 0.05), ValueError, "k"),
-    (lambda: stats.mixture_bound(0, 0, 0.05), ValueError, "m"),
-    (lambda: stats.mixture_bound(1.0, 2, 0.05), TypeError, "k"),
-    (lambda: stats.mixture_bound(1, np.array([2.0]), 0.05), TypeError, "m"),
-    (lambda: stats.mixture_bound(1, 2, 0.0), ValueError, "alpha"),
-    (lambda: stats.mixture_bound(1, 2, 0.05, side="both"), ValueError, "side"),
-    (lambda: stats.mixture_bound([1, 2], [2, 3, 4], 0.05), ValueError, "k and m"),
-    (lambda: stats.decision_table(1.0, 0.05, 10), ValueError, "p_star"),
-    (lambda: stats.decision_table(0.5, 1.0, 10), ValueError, "alpha"),
-    (lambda: stats.decision_table(0.5, 0.05, 0), ValueError, "n_max"),
-    (lambda: stats.decision_table(0.5, 0.05, 10.0), TypeError, "n_max"),
-    (lambda: stats.budget_table(0.05, 100, 1.0), ValueError, "tolerance"),
-    (lambda: stats.budget_table(0.05, 100, 0.1, looks=[50, 40]), ValueError, "looks"),
-    (lambda: stats.budget_table(0.05, 100, 0.1, looks=[50, 101]), ValueError, "looks"),
-    (lambda: stats.budget_table(0.05, 100, 0.1, looks=[5.0]), TypeError, "looks"),
-    (lambda: stats.budget_table(0.05, 100, 0.1, radius_from_pa=3), TypeError, "radius_from_pa"),
+    (lambda: confseq.mixture_bound(3, 2, 0.05), ValueError, "k"),
+    (lambda: confseq.mixture_bound(-1, 2, 0.05), ValueError, "k"),
+    (lambda: confseq.mixture_bound(0, 0, 0.05), ValueError, "m"),
+    (lambda: confseq.mixture_bound(1.0, 2, 0.05), TypeError, "k"),
+    (lambda: confseq.mixture_bound(1, np.array([2.0]), 0.05), TypeError, "m"),
+    (lambda: confseq.mixture_bound(1, 2, 0.0), ValueError, "alpha"),
+    (lambda: confseq.mixture_bound(1, 2, 0.05, side="both"), ValueError, "side"),
+    (lambda: confseq.mixture_bound([1, 2], [2, 3, 4], 0.05), ValueError, "k and m"),
+    (lambda: confseq.decision_table(1.0, 0.05, 10), ValueError, "p_star"),
+    (lambda: confseq.decision_table(0.5, 1.0, 10), ValueError, "alpha"),
+    (lambda: confseq.decision_table(0.5, 0.05, 0), ValueError, "n_max"),
+    (lambda: confseq.decision_table(0.5, 0.05, 10.0), TypeError, "n_max"),
+    (lambda: confseq.budget_table(0.05, 100, 1.0), ValueError, "tolerance"),
+    (lambda: confseq.budget_table(0.05, 100, 0.1, looks=[50, 40]), ValueError, "looks"),
+    (lambda: confseq.budget_table(0.05, 100, 0.1, looks=[50, 101]), ValueError, "looks"),
+    (lambda: confseq.budget_table(0.05, 100, 0.1, looks=[5.0]), TypeError, "looks"),
+    (lambda: confseq.budget_table(0.05, 100, 0.1, radius_from_pa=3), TypeError, "radius_from_pa"),
 ])
 def test_bad_arguments_name_the_parameter(call, error, name):
     with pytest.raises(error, match=name):
@@ -340,9 +338,9 @@ def test_bad_arguments_name_the_parameter(call, error, name):
 def test_staged_budget_table_is_the_rule_at_every_s(tolerance):
     """Brute force: at every look and every S the tables stop exactly where the rule holds."""
     n_max = 2000
-    looks = stats.staged_looks(n_max)
+    looks = confseq.staged_looks(n_max)
     assert looks[-1] == n_max and looks.size == 6 and (np.diff(looks) > 0).all()
-    hopeless, band_lo, band_hi = stats.staged_budget_table(ALPHA, n_max, tolerance)
+    hopeless, band_lo, band_hi = confseq.staged_budget_table(ALPHA, n_max, tolerance)
     level = ALPHA / looks.size
     for m in looks[:-1]:
         s = np.arange(m + 1)
@@ -366,8 +364,8 @@ def test_staged_budget_rule_reports_a_sound_bound(p):
     """Run the staged rule on 10^4 streams; the bound at the look where each stopped
     (Clopper-Pearson at alpha / J) exceeds p at most at rate alpha."""
     n_max, tolerance = 4000, 0.1
-    looks = stats.staged_looks(n_max)
-    hopeless, band_lo, band_hi = stats.staged_budget_table(ALPHA, n_max, tolerance)
+    looks = confseq.staged_looks(n_max)
+    hopeless, band_lo, band_hi = confseq.staged_budget_table(ALPHA, n_max, tolerance)
     rng = np.random.default_rng(int(p * 1000))
     s = np.cumsum(rng.binomial(np.diff(np.concatenate([[0], looks])), p,
                                size=(RUNS, looks.size)), axis=1)
@@ -383,8 +381,8 @@ def test_staged_budget_rule_reports_a_sound_bound(p):
 
 def test_staged_budget_table_bad_inputs():
     with pytest.raises(ValueError, match="looks"):
-        stats.staged_budget_table(0.05, 100, 0.1, looks=[50, 90])
+        confseq.staged_budget_table(0.05, 100, 0.1, looks=[50, 90])
     with pytest.raises(ValueError, match="tolerance"):
-        stats.staged_budget_table(0.05, 100, 1.5)
+        confseq.staged_budget_table(0.05, 100, 1.5)
     with pytest.raises(ValueError, match="n_max"):
-        stats.staged_looks(0)
+        confseq.staged_looks(0)

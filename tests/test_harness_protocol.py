@@ -16,20 +16,19 @@ from rpjax import SmoothingConfig
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
 from rpjax._src.baselines import labels
 from rpjax._src.privacy import release as release_lib
+from rpjax._src.privacy.release import advance
 from rpjax.privacy import (
     Budget,
     LabelRelease,
     ReleaseConfig,
     RobustPrivacyRelease,
     Secret,
-    advance,
     base_release,
     experiment_secret,
     initial_state,
-    rp_always_release,
-    rp_certify_release,
-    rp_predict_release,
 )
+
+from _models import traced_release
 
 _CENTERS = jnp.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 _DECODE_W = jnp.array([[0.8, 0.1, 0.0], [-0.1, 0.7, 0.2]])  # latent 2 -> input 3
@@ -87,11 +86,11 @@ def test_brep_mi_gets_exactly_the_deployed_releases_answers(noise):
 
 @pytest.mark.slow
 def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
-    rp = [rp_predict_release(nearest_centre, _CENTERS, sigma=0.5, n=20, alpha=0.05,
-                             num_classes=3),
-          rp_always_release(nearest_centre, _CENTERS, sigma=0.5, n=20, num_classes=3),
-          rp_certify_release(nearest_centre, _CENTERS, sigma=0.5, n=20, n0=5, alpha=0.05,
-                             num_classes=3)]
+    rp = [traced_release(nearest_centre, _CENTERS, "predict", sigma=0.5, n=20, alpha=0.05,
+                         num_classes=3),
+          traced_release(nearest_centre, _CENTERS, "always_label", sigma=0.5, n=20, num_classes=3),
+          traced_release(nearest_centre, _CENTERS, "certify", sigma=0.5, n=20, n0=5, alpha=0.05,
+                         num_classes=3)]
     baselines = [base_release(nearest_centre, _CENTERS),
                  labels.randomized_response_release(nearest_centre, _CENTERS, p=0.5,
                                                     num_classes=3),
@@ -99,7 +98,7 @@ def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
                  labels.output_noise_release(nearest_centre, _CENTERS, scale=1.0)]
     for rel in rp + baselines:
         assert list(inspect.signature(rel.fn).parameters) == ["params", "x", "state"], rel.name
-    assert [r.name for r in rp] == ["rp_predict", "rp_always", "rp_certify"]
+    assert [r.name for r in rp] == ["rp_predict", "rp_always_label", "rp_certify"]
     assert {"model", "keys", "sigma", "table"} == set(rp[0].params)
     for rel in rp + baselines[1:]:  # the secret's keys travel in params but are not printed
         assert "hidden" in repr(rel.params["keys"]), rel.name
@@ -107,8 +106,8 @@ def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
     # a borderline input (equidistant from classes 0 and 1), many copies
     x = jnp.tile(jnp.array([[0.5, 0.0, 0.0]]), (64, 1))
     sa, sb = experiment_secret("a"), experiment_secret("b")
-    rel_a = rp_always_release(nearest_centre, _CENTERS, sigma=0.5, n=20, num_classes=3,
-                              secret=sa)
+    rel_a = traced_release(nearest_centre, _CENTERS, "always_label", sigma=0.5, n=20, num_classes=3,
+                           secret=sa)
     fn = rel_a  # compiled
     first, s1 = fn(x, initial_state())
     # an attacker running its own sampling in between changes nothing: same (x, state), same
@@ -121,8 +120,8 @@ def test_a_release_takes_no_key_and_its_noise_is_its_secrets():
     assert set(np.asarray(first).tolist()) == {0, 1}  # borderline: both labels occur
     later, _ = fn(x, s1)  # fresh noise: the next answers are new draws
     assert np.any(np.asarray(later) != np.asarray(first))
-    other, _ = rp_always_release(nearest_centre, _CENTERS, sigma=0.5, n=20, num_classes=3,
-                                 secret=sb)(x, initial_state())
+    other, _ = traced_release(nearest_centre, _CENTERS, "always_label", sigma=0.5, n=20,
+                              num_classes=3, secret=sb)(x, initial_state())
     assert np.any(np.asarray(other) != np.asarray(first))
     # two secrets: different votes for the same query (owner's audit record)
     counts = []

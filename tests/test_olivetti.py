@@ -121,7 +121,7 @@ def test_npz_round_trip(tmp_path):
     images = rng.integers(0, 256, size=(6, 8, 5), dtype=np.uint8)
     labels = np.array([0, 0, 1, 1, 2, 2])
     np.savez(tmp_path / "f.npz", images=images, labels=labels)
-    data = olivetti.load_faces_npz(tmp_path / "f.npz")
+    data = olivetti.load_faces(tmp_path / "f.npz")
     assert data.images.shape == (6, 8, 5, 1) and data.images.dtype == np.float32
     np.testing.assert_allclose(data.images[..., 0], images / 255.0, atol=1e-7)
     np.testing.assert_array_equal(data.labels, labels)
@@ -129,7 +129,7 @@ def test_npz_round_trip(tmp_path):
     # Float images in [0, 1] with a channel axis are kept as they are.
     rgb = rng.uniform(size=(3, 4, 4, 3)).astype(np.float64)
     np.savez(tmp_path / "g.npz", images=rgb, labels=np.arange(3))
-    np.testing.assert_allclose(olivetti.load_faces_npz(tmp_path / "g.npz").images, rgb,
+    np.testing.assert_allclose(olivetti.load_faces(tmp_path / "g.npz").images, rgb,
                                rtol=1e-6)
 
 
@@ -145,7 +145,7 @@ def test_folder_loader(tmp_path):
     (tmp_path / "alice" / "notes.txt").write_text("ignored")
     rgb = rng.uniform(size=(6, 5, 3)).astype(np.float32)
     plt.imsave(tmp_path / "bob" / "rgb.png", rgb)
-    data = olivetti.load_faces_folder(tmp_path)
+    data = olivetti.load_faces(tmp_path)
     assert data.images.shape == (6, 6, 5, 1) and data.images.dtype == np.float32
     np.testing.assert_array_equal(data.labels, [0, 0, 0, 1, 1, 1])  # alice < bob (sorted)
     # 8-bit PNGs through a 256-entry colormap: pixels match to within two grey levels.

@@ -1,7 +1,5 @@
 """The attacker's generator prior (PCA, and the optional VAE) fitted on public identities."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,44 +41,44 @@ def test_matches_a_numpy_covariance_reference(split_faces, prior):
     cov = np.cov(proj, rowvar=False) / np.outer(prior.scales, prior.scales)
     np.testing.assert_allclose(cov, np.eye(40), atol=1e-4)
     # Encoded training images are whitened: mean 0, covariance I.
-    z = np.asarray(prior_lib.encode(prior, split_faces[0]), np.float64)
+    z = np.asarray(prior.encode(split_faces[0]), np.float64)
     np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-4)
     np.testing.assert_allclose(np.cov(z, rowvar=False), np.eye(40), atol=1e-3)
 
 
 @pytest.mark.slow
 def test_encode_inverts_unclipped_decode(prior):
-    z = prior_lib.sample(prior, jax.random.key(1), 32)
-    np.testing.assert_allclose(prior_lib.encode(prior, prior_lib.decode(prior, z, clip=False)),
+    z = prior.sample(jax.random.key(1), 32)
+    np.testing.assert_allclose(prior.encode(prior.decode(z, clip=False)),
                                z, atol=2e-3)
     zz = z.reshape(4, 8, 40)  # arbitrary leading axes
-    assert prior_lib.decode(prior, zz).shape == (4, 8, 64, 64, 1)
-    assert prior_lib.encode(prior, prior_lib.decode(prior, zz, clip=False)).shape == (4, 8, 40)
+    assert prior.decode(zz).shape == (4, 8, 64, 64, 1)
+    assert prior.encode(prior.decode(zz, clip=False)).shape == (4, 8, 40)
 
 
 @pytest.mark.slow
 def test_reconstructs_held_out_private_faces_far_better_than_the_mean(split_faces, prior):
     test = split_faces[1]
-    recon = prior_lib.decode(prior, prior_lib.encode(prior, test), clip=False)
+    recon = prior.decode(prior.encode(test), clip=False)
     err = float(jnp.mean(jnp.sum((recon - test) ** 2, axis=(1, 2, 3))))
     mean_err = float(np.mean(np.sum((prior.mean.reshape(64, 64, 1) - test) ** 2, axis=(1, 2, 3))))
     assert err < 0.4 * mean_err  # measured: 20.4 vs 74.4 (ratio 0.27)
     # More components reconstruct better (nested subspaces).
     small = prior_lib.fit_pca_prior(split_faces[0], k=10)
     err10 = float(jnp.mean(jnp.sum(
-        (prior_lib.decode(small, prior_lib.encode(small, test), clip=False) - test) ** 2,
+        (small.decode(small.encode(test), clip=False) - test) ** 2,
         axis=(1, 2, 3))))
     assert err < err10 < mean_err
 
 
 def test_samples_decode_to_images_in_the_unit_interval(prior, split_faces):
-    z = prior_lib.sample(prior, 0, 64)
+    z = prior.sample(0, 64)
     assert z.shape == (64, 40) and z.dtype == jnp.float32
-    np.testing.assert_array_equal(z, prior_lib.sample(prior, jax.random.key(0), 64))
-    images = prior_lib.decode(prior, z)
+    np.testing.assert_array_equal(z, prior.sample(jax.random.key(0), 64))
+    images = prior.decode(z)
     assert images.shape == (64, 64, 64, 1) and images.dtype == jnp.float32
     assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
-    raw = prior_lib.decode(prior, z, clip=False)
+    raw = prior.decode(z, clip=False)
     assert float(raw.min()) < 0.0 or float(raw.max()) > 1.0  # clipping did something
     # Samples look like the public faces on average: per-pixel mean close to the data mean.
     gap = np.abs(np.asarray(images).mean(0) - split_faces[0].mean(0)).mean()
@@ -89,19 +87,19 @@ def test_samples_decode_to_images_in_the_unit_interval(prior, split_faces):
 
 @pytest.mark.slow
 def test_decode_is_jittable_vmappable_and_differentiable(prior):
-    z = prior_lib.sample(prior, 2, 5)
-    jitted = jax.jit(functools.partial(prior_lib.decode, prior))
-    np.testing.assert_allclose(jitted(z), prior_lib.decode(prior, z), atol=1e-6)
-    vmapped = jax.vmap(lambda zi: prior_lib.decode(prior, zi, clip=False))(z)
-    np.testing.assert_allclose(vmapped, prior_lib.decode(prior, z, clip=False), atol=1e-6)
+    z = prior.sample(2, 5)
+    jitted = jax.jit(lambda zi: prior.decode(zi))
+    np.testing.assert_allclose(jitted(z), prior.decode(z), atol=1e-6)
+    vmapped = jax.vmap(lambda zi: prior.decode(zi, clip=False))(z)
+    np.testing.assert_allclose(vmapped, prior.decode(z, clip=False), atol=1e-6)
 
     def brightness(zi):
-        return prior_lib.decode(prior, zi, clip=False).mean()
+        return prior.decode(zi, clip=False).mean()
 
     grad = jax.jit(jax.grad(brightness))(z[0])
     assert grad.shape == (40,) and bool(jnp.all(jnp.isfinite(grad)))
     with pytest.raises(TypeError, match="close over the prior"):
-        jax.jit(prior_lib.decode)(prior, z)
+        jax.jit(prior_lib.PCAPrior.decode)(prior, z)
     # The image is linear in z, so the gradient is the scaled mean of each component.
     expected = prior.scales * prior.components.mean(axis=1)
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-7)
@@ -119,11 +117,11 @@ def test_bad_arguments_name_the_parameter(split_faces, prior):
     with pytest.raises(TypeError, match="images"):
         prior_lib.fit_pca_prior((public * 255).astype(np.uint8), k=5)
     with pytest.raises(ValueError, match="z"):
-        prior_lib.decode(prior, jnp.zeros((3, 39)))
+        prior.decode(jnp.zeros((3, 39)))
     with pytest.raises(ValueError, match="images"):
-        prior_lib.encode(prior, jnp.zeros((3, 32, 32, 1)))
+        prior.encode(jnp.zeros((3, 32, 32, 1)))
     with pytest.raises(ValueError, match="num"):
-        prior_lib.sample(prior, 0, 0)
+        prior.sample(0, 0)
 
 
 @pytest.mark.slow
@@ -134,14 +132,14 @@ def test_vae_prior_trains_and_decodes(split_faces):
     assert vae.losses[-30:].mean() < vae.losses[:30].mean() - 20.0  # nats per image
     # It has learned something: its reconstructions beat the mean face (measured 0.0088 vs
     # 0.0155 mean squared error per pixel).
-    recon = prior_lib.decode(vae, prior_lib.encode(vae, public))
+    recon = vae.decode(vae.encode(public))
     assert float(jnp.mean((recon - public) ** 2)) < 0.75 * np.mean((public - public.mean(0)) ** 2)
-    z = prior_lib.sample(vae, 1, 6)
-    images = prior_lib.decode(vae, z)
+    z = vae.sample(1, 6)
+    images = vae.decode(z)
     assert images.shape == (6, 32, 32, 1)
     assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
-    assert prior_lib.encode(vae, public[:4]).shape == (4, 8)
-    grad = jax.grad(lambda zi: prior_lib.decode(vae, zi, clip=False).mean())(z[0])
+    assert vae.encode(public[:4]).shape == (4, 8)
+    grad = jax.grad(lambda zi: vae.decode(zi, clip=False).mean())(z[0])
     assert grad.shape == (8,) and bool(jnp.all(jnp.isfinite(grad)))
     # Deterministic given the key.
     again = prior_lib.fit_vae_prior(public, 8, 0, steps=300, hidden=64)

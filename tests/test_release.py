@@ -25,6 +25,8 @@ from rpjax._src.privacy.release import (
     initial_state,
 )
 
+from _models import traced_release
+
 SIGMA = 0.5
 _SECRET = Secret(bytes(range(32)))
 
@@ -193,7 +195,7 @@ def test_refuses_past_the_budget_and_answers_nothing(new_ledger):
 @pytest.mark.slow
 def test_alpha_budget_is_a_union_bound(new_ledger):
     rel = _release(budget=Budget(max_alpha=0.0035), ledger=new_ledger())
-    assert rel.answers_allowed == 3
+    assert rel.budget.answers_allowed(rel.config) == 3
     rel.query(_xs(3), ["a"] * 3)
     assert round(abs(rel.spent("a")["alpha"] - 0.003), 7) == 0
     with pytest.raises(BudgetExceededError):
@@ -207,7 +209,7 @@ def test_advantage_budget_uses_the_worst_case_bound(mode, new_ledger):
     delta = 0.05
     rel = _release(mode, budget=Budget(max_advantage=0.6, delta=delta),
                    ledger=new_ledger())
-    k = rel.answers_allowed
+    k = rel.budget.answers_allowed(rel.config)
     cfg = rel.config
     assert composed_bound(cfg, delta, k) <= 0.6
     assert composed_bound(cfg, delta, k + 1) > 0.6
@@ -272,7 +274,7 @@ def test_releases_differing_only_in_floats_share_fn():
     """sigma / p / q / scale, alpha-derived tables and the secret are traced `params`: equal
     `fn`s (one compiled program), equal params structure and shapes."""
     from rpjax._src.baselines import labels
-    from rpjax.privacy import experiment_secret, rp_certify_release, rp_predict_release
+    from rpjax.privacy import experiment_secret
 
     def same(a, b):
         assert a.fn == b.fn and hash(a.fn) == hash(b.fn)
@@ -284,14 +286,14 @@ def test_releases_differing_only_in_floats_share_fn():
     def sec(*p):
         return experiment_secret("share", *p)
 
-    same(rp_predict_release(_linear, 1.0, sigma=0.1, n=50, alpha=1e-3, num_classes=2,
-                            secret=sec(1)),
-         rp_predict_release(_linear, 2.0, sigma=0.7, n=50, alpha=0.05, num_classes=2,
-                            secret=sec(2)))
-    same(rp_certify_release(_linear, 1.0, sigma=0.1, n=50, n0=5, alpha=1e-3, num_classes=2,
-                            secret=sec(1)),
-         rp_certify_release(_linear, 1.0, sigma=0.3, n=50, n0=5, alpha=0.01, num_classes=2,
-                            secret=sec(2)))
+    same(traced_release(_linear, 1.0, "predict", sigma=0.1, n=50, alpha=1e-3, num_classes=2,
+                        secret=sec(1)),
+         traced_release(_linear, 2.0, "predict", sigma=0.7, n=50, alpha=0.05, num_classes=2,
+                        secret=sec(2)))
+    same(traced_release(_linear, 1.0, "certify", sigma=0.1, n=50, n0=5, alpha=1e-3, num_classes=2,
+                        secret=sec(1)),
+         traced_release(_linear, 1.0, "certify", sigma=0.3, n=50, n0=5, alpha=0.01, num_classes=2,
+                        secret=sec(2)))
     same(labels.randomized_response_release(_linear, 1.0, p=0.1, num_classes=2, secret=sec(1)),
          labels.randomized_response_release(_linear, 1.0, p=0.9, num_classes=2, secret=sec(2)))
     same(labels.random_abstain_release(_linear, 1.0, q=0.1, secret=sec(1)),
@@ -299,8 +301,11 @@ def test_releases_differing_only_in_floats_share_fn():
     same(labels.output_noise_release(_linear, 1.0, scale=0.1, secret=sec(1)),
          labels.output_noise_release(_linear, 1.0, scale=3.0, secret=sec(2)))
     # a static setting (n: the shapes of the noise) gives another fn
-    assert (rp_predict_release(_linear, 1.0, sigma=0.1, n=50, alpha=1e-3, num_classes=2).fn
-            != rp_predict_release(_linear, 1.0, sigma=0.1, n=60, alpha=1e-3, num_classes=2).fn)
+    def predict_fn(n):
+        return traced_release(_linear, 1.0, "predict", sigma=0.1, n=n, alpha=1e-3,
+                              num_classes=2).fn
+
+    assert predict_fn(50) != predict_fn(60)
 
 
 _EVALUATED: list[int] = []

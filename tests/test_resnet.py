@@ -7,7 +7,8 @@ import pytest
 from flax import nnx
 
 import rpjax
-from rpjax.models import ResNet, as_apply_fn, cifar_resnet, imagenet_resnet
+from rpjax._src.models.resnet import ResNet
+from rpjax.models import as_apply_fn, cifar_resnet, imagenet_resnet
 
 
 def _rngs():

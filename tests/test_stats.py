@@ -123,19 +123,26 @@ def test_bad_sigma():
 
 
 def test_min_samples_certify():
-    n = stats.min_samples_certify(1e-3)
+    n = stats.min_samples(1e-3)
     assert n == 10  # 0.001 ** (1/10) = 0.501 > 1/2; 0.001 ** (1/9) = 0.464
     assert stats.max_radius(n, 1e-3, 1.0) > 0
     assert float(stats.max_radius(n - 1, 1e-3, 1.0)) == 0.0
-    m = stats.min_samples_certify(1e-3, radius=2.46, sigma=1.0)
+    m = stats.min_samples(1e-3, radius=2.46, sigma=1.0)
     assert float(stats.max_radius(m, 1e-3, 1.0)) >= 2.46
     assert float(stats.max_radius(m - 1, 1e-3, 1.0)) < 2.46
 
 
 def test_min_samples_predict():
-    n = stats.min_samples_predict(1e-3)
+    n = stats.min_samples(1e-3, mode="predict")
     assert stats.binomial_test_pvalue(n, n) <= 1e-3
     assert stats.binomial_test_pvalue(n - 1, n - 1) > 1e-3
+
+
+def test_min_samples_refuses_a_radius_for_predict_and_an_unknown_mode():
+    with pytest.raises(ValueError, match="mode='certify' only"):
+        stats.min_samples(1e-3, mode="predict", radius=0.5, sigma=0.25)
+    with pytest.raises(ValueError, match="mode must be 'certify' or 'predict'"):
+        stats.min_samples(1e-3, mode="always_label")
 
 
 def test_warns_on_the_all_abstain_trap():

@@ -154,13 +154,41 @@ def max_radius(n, alpha, sigma: float) -> np.ndarray:
     return np.where(q < 0.5, r, 0.0)
 
 
-def min_samples_certify(alpha: float, radius: float = 0.0, sigma: float = 1.0) -> int:
-    """Smallest `n` for which a unanimous vote certifies more than `radius` at `alpha`.
+_MODES = ("certify", "predict")
 
-    Solves `alpha ** (1 / n) > Phi(radius / sigma)`. With `radius = 0` this is the smallest
-    `n` that can avoid abstaining at all.
+
+def _mode(mode: str) -> str:
+    if mode not in _MODES:
+        raise ValueError(f"mode must be 'certify' or 'predict', got mode={mode!r}.")
+    return mode
+
+
+def min_samples(alpha: float, *, mode: str = "certify", radius: float = 0.0,
+                sigma: float = 1.0) -> int:
+    """Smallest sample count `n` that can give an answer at level `alpha`.
+
+    Args:
+      alpha: failure probability (CERTIFY) or test level (PREDICT), in (0, 1).
+      mode: "certify": the smallest `n` for which a unanimous vote certifies more than
+        `radius`, solving `alpha ** (1 / n) > Phi(radius / sigma)` (with `radius = 0`, the
+        smallest `n` that can avoid abstaining at all); "predict": the smallest `n` for which
+        PREDICT can answer at all, `2 * 0.5 ** n <= alpha`.
+      radius: l2 radius in input units, >= 0 (mode "certify" only).
+      sigma: noise std in input units, > 0 (mode "certify" only).
+
+    Returns:
+      `n` (estimation samples per input).
+
+    Raises:
+      ValueError: on a bad argument, a radius given with mode "predict", or a radius that no
+        feasible `n` (at most 1e18) certifies.
     """
     alpha = _validate.open_unit_interval("alpha", alpha)
+    if _mode(mode) == "predict":
+        if radius != 0.0 or sigma != 1.0:
+            raise ValueError("radius and sigma apply to mode='certify' only; PREDICT "
+                             "certifies no radius.")
+        return max(1, int(math.ceil(math.log2(2.0 / alpha))))
     sigma = _validate.positive("sigma", sigma)
     radius = _validate.real("radius", radius)
     if radius < 0:
@@ -173,12 +201,6 @@ def min_samples_certify(alpha: float, radius: float = 0.0, sigma: float = 1.0) -
             f"more than {_MAX_PLANNED_SAMPLES:.0e} samples at alpha={alpha!r}; no run can "
             "certify it. Ask for a smaller radius / sigma.")
     return int(math.floor(need)) + 1
-
-
-def min_samples_predict(alpha: float) -> int:
-    """Smallest `n` for which PREDICT can answer at all: `2 * 0.5 ** n <= alpha`."""
-    alpha = _validate.open_unit_interval("alpha", alpha)
-    return max(1, int(math.ceil(math.log2(2.0 / alpha))))
 
 
 def check_sample_size(
@@ -203,17 +225,15 @@ def check_sample_size(
     """
     n = _validate.integer("n", n, minimum=1)
     alpha = _validate.open_unit_interval("alpha", alpha)
-    if mode not in ("certify", "predict"):
-        raise ValueError(f"mode must be 'certify' or 'predict', got mode={mode!r}.")
-    if mode == "predict":
-        need = min_samples_predict(alpha)
+    if _mode(mode) == "predict":
+        need = min_samples(alpha, mode="predict")
         if n < need:
             warnings.warn(
                 f"n={n} can never pass PREDICT's binomial test at alpha={alpha}: every input "
                 f"will abstain. Use n >= {need}.", SampleSizeWarning, stacklevel=2)
             return False
         return True
-    need = min_samples_certify(alpha)
+    need = min_samples(alpha)
     if n < need:
         warnings.warn(
             f"n={n} cannot certify anything at alpha={alpha}: even a unanimous vote gives "
@@ -228,7 +248,7 @@ def check_sample_size(
             raise ValueError(f"radius must be >= 0, got radius={radius!r}.")
         ceiling = float(max_radius(n, alpha, sigma))
         if ceiling < radius:
-            need = min_samples_certify(alpha, radius, sigma)
+            need = min_samples(alpha, radius=radius, sigma=sigma)
             warnings.warn(
                 f"n={n} cannot certify radius {radius} at sigma={sigma}, alpha={alpha}: the "
                 f"largest certifiable radius is {ceiling:.4f}. Use n >= {need}.",

@@ -3,10 +3,7 @@ releases (randomized response, random abstention, output noise)."""
 
 from rpjax._src.baselines.dpsgd import (
     DPSGDConfig,
-    DPSGDResult,
     calibrate_noise_multiplier,
-    dp_grad_step,
-    dp_gradient,
     dpsgd_epsilon,
     fit_dpsgd,
 )
@@ -18,10 +15,7 @@ from rpjax._src.baselines.labels import (
 
 __all__ = [
     "DPSGDConfig",
-    "DPSGDResult",
     "calibrate_noise_multiplier",
-    "dp_grad_step",
-    "dp_gradient",
     "dpsgd_epsilon",
     "fit_dpsgd",
     "output_noise_release",

@@ -6,23 +6,13 @@ with."""
 from rpjax._src.models.cnn import FaceCNN
 from rpjax._src.models.functional import as_apply_fn
 from rpjax._src.models.mlp import TabularMLP
-from rpjax._src.models.resnet import ResNet, cifar_resnet, imagenet_resnet
-from rpjax._src.models.train import (
-    GradStep,
-    TrainConfig,
-    TrainResult,
-    accuracy,
-    fit_classifier,
-    optimize,
-)
+from rpjax._src.models.resnet import cifar_resnet, imagenet_resnet
+from rpjax._src.models.train import TrainConfig, accuracy, fit_classifier, optimize
 
 __all__ = [
     "FaceCNN",
-    "GradStep",
-    "ResNet",
     "TabularMLP",
     "TrainConfig",
-    "TrainResult",
     "accuracy",
     "as_apply_fn",
     "cifar_resnet",

@@ -429,7 +429,7 @@ def mi_face_latent(
       key: typed key or int seed (see `mi_face_pixels`).
       config: attack settings.
       decode: pure, differentiable `decode(z [b, k]) -> images [b, *image_shape]` (e.g.
-        `lambda z: prior.decode(pca, z, clip=False)`); static under `jit`.
+        `lambda z: pca.decode(z, clip=False)`); static under `jit`.
       z_init: `[T, k]` floating start latents (e.g. zeros, the prior's mean).
 
     Returns:

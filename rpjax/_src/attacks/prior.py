@@ -7,12 +7,13 @@ used to reconstruct. With latents `z ~ N(0, I_k)`,
     image = clip(mean + (z * scales) @ components, 0, 1)
 
 is a realistic face: `components` are the top-k principal directions of the public images and
-`scales` the data's standard deviation along each, so the latent is whitened. `decode` is pure
-`jax.numpy` (jit / vmap / grad); pass `clip=False` for gradients through the unclipped image.
+`scales` the data's standard deviation along each, so the latent is whitened.
+`prior.decode(z)` is pure `jax.numpy` (jit / vmap / grad); pass `clip=False` for gradients
+through the unclipped image.
 
 `fit_vae_prior` trains a small dense variational autoencoder (Flax NNX, optax, with the
-training loop `rpjax.models.optimize`) as a learned alternative; `decode`, `encode` and
-`sample` accept either prior.
+training loop `rpjax.models.optimize`) as a learned alternative. Both priors have the same
+methods: `decode(z)`, `encode(images)` and `sample(key, num)`.
 """
 
 from __future__ import annotations
@@ -29,11 +30,93 @@ from rpjax._src import validate as _validate
 from rpjax.models import optimize
 
 
-class PCAPrior(NamedTuple):
-    """A whitened PCA generator, `decode(prior, z)`; see the module docstring.
+def _shape(prior) -> tuple[int, ...]:
+    shape = tuple(prior.image_shape)
+    if not all(isinstance(s, int | np.integer) for s in shape):
+        raise TypeError("prior.image_shape must be Python ints, got a traced value: close over "
+                        "the prior, e.g. jax.jit(lambda z: prior.decode(z)), instead of passing "
+                        "it as a jit argument.")
+    return tuple(int(s) for s in shape)
 
-    Under `jit`, close over the prior (`jax.jit(functools.partial(decode, prior))`) rather
-    than passing it as an argument: `image_shape` is static metadata, not an array.
+
+def _check_latent(prior, z) -> jax.Array:
+    z = jnp.asarray(z)
+    k = prior.latent_dim
+    if z.ndim < 1 or z.shape[-1] != k:
+        raise ValueError(f"z must have shape [..., k] with k={k}, got shape {z.shape}.")
+    if not jnp.issubdtype(z.dtype, jnp.floating):
+        z = z.astype(jnp.float32)
+    return z
+
+
+def _decode(prior: PCAPrior | VAEPrior, z: jax.typing.ArrayLike, *,
+            clip: bool = True) -> jax.Array:
+    """Latents -> images; pure `jax.numpy`, so it can be jitted, vmapped and differentiated.
+
+    Under `jit`, close over the prior (`jax.jit(lambda z: prior.decode(z))`) rather than
+    passing it as an argument: `image_shape` is static metadata, not an array.
+
+    Args:
+      z: `[..., k]` floating latents; `z ~ N(0, I_k)` gives realistic faces.
+      clip: clip pixels to [0, 1] (for release and display). With `clip=False` the PCA image
+        is the unclipped linear map, whose gradient never vanishes. A `VAEPrior` ends in a
+        sigmoid, always in (0, 1), so `clip` changes nothing for it.
+
+    Returns:
+      `[..., *image_shape]` images, pixels in [0, 1] when `clip` (float32 for float32 z).
+
+    Raises:
+      ValueError: if the last axis of `z` is not k.
+      TypeError: if the prior itself was passed through `jit` (close over it instead).
+    """
+    if isinstance(prior, VAEPrior):
+        return _vae_decode(prior, z, clip)
+    z = _check_latent(prior, z)
+    flat = prior.mean + jnp.matmul(z * prior.scales, prior.components)
+    if clip:
+        flat = jnp.clip(flat, 0.0, 1.0)
+    return flat.reshape(*z.shape[:-1], *_shape(prior))
+
+
+def _encode(prior: PCAPrior | VAEPrior, images: jax.typing.ArrayLike) -> jax.Array:
+    """Images -> latents: the whitened projection, `encode(decode(z, clip=False)) == z` (a
+    `VAEPrior` returns its encoder's mean).
+
+    Args:
+      images: `[..., *image_shape]` floating, pixels in [0, 1].
+
+    Returns:
+      `[..., k]` latents; for a `PCAPrior`, `prior.decode(prior.encode(x), clip=False)` is
+      the orthogonal projection of `x` onto the prior's affine subspace (its best rank-k
+      reconstruction).
+
+    Raises:
+      ValueError: if the trailing axes of `images` are not `image_shape`.
+    """
+    x = jnp.asarray(images)
+    shape = _shape(prior)
+    nd = len(shape)
+    if x.ndim < nd or tuple(x.shape[x.ndim - nd:]) != shape:
+        raise ValueError(f"images must have shape [..., *image_shape] with image_shape={shape}, "
+                         f"got shape {x.shape}.")
+    flat = x.reshape(*x.shape[:x.ndim - nd], -1)
+    if isinstance(prior, VAEPrior):
+        return _vae_encode(prior, flat)
+    return jnp.matmul(flat - prior.mean, prior.components.T) / prior.scales
+
+
+def _sample(prior: PCAPrior | VAEPrior, key: jax.Array | int, num: int) -> jax.Array:
+    """Draws `num` standard-normal latents `[num, k]` float32 from `key` (typed key or seed)."""
+    key = _validate.key("key", key)
+    num = _validate.integer("num", num, minimum=1)
+    return jax.random.normal(key, (num, prior.latent_dim), jnp.float32)
+
+
+class PCAPrior(NamedTuple):
+    """A whitened PCA generator, `prior.decode(z)`; see the module docstring.
+
+    Under `jit`, close over the prior (`jax.jit(lambda z: prior.decode(z))`) rather than
+    passing it as an argument: `image_shape` is static metadata, not an array.
 
     Attributes:
       mean: `[D]` float32 mean image, flattened (pixels in [0, 1]).
@@ -53,6 +136,10 @@ class PCAPrior(NamedTuple):
     def latent_dim(self) -> int:
         """The latent dimension k."""
         return int(self.components.shape[0])
+
+    decode = _decode
+    encode = _encode
+    sample = _sample
 
 
 def _images(name: str, images: Any) -> np.ndarray:
@@ -109,88 +196,10 @@ def fit_pca_prior(images: Any, k: int) -> PCAPrior:
                     scales=(s / np.sqrt(n - 1)).astype(np.float32), image_shape=image_shape)
 
 
-def _shape(prior) -> tuple[int, ...]:
-    shape = tuple(prior.image_shape)
-    if not all(isinstance(s, int | np.integer) for s in shape):
-        raise TypeError("prior.image_shape must be Python ints, got a traced value: close over "
-                        "the prior, e.g. jax.jit(functools.partial(decode, prior)), instead of "
-                        "passing it as a jit argument.")
-    return tuple(int(s) for s in shape)
-
-
-def _check_latent(prior, z) -> jax.Array:
-    z = jnp.asarray(z)
-    k = prior.latent_dim
-    if z.ndim < 1 or z.shape[-1] != k:
-        raise ValueError(f"z must have shape [..., k] with k={k}, got shape {z.shape}.")
-    if not jnp.issubdtype(z.dtype, jnp.floating):
-        z = z.astype(jnp.float32)
-    return z
-
-
-def decode(prior: PCAPrior | VAEPrior, z: jax.typing.ArrayLike, *,
-           clip: bool = True) -> jax.Array:
-    """Latents -> images; pure `jax.numpy`, so it can be jitted, vmapped and differentiated.
-
-    Args:
-      prior: a `PCAPrior` (or a `VAEPrior`).
-      z: `[..., k]` floating latents; `z ~ N(0, I_k)` gives realistic faces.
-      clip: clip pixels to [0, 1] (for release and display). With `clip=False` the PCA image
-        is the unclipped linear map, whose gradient never vanishes. A `VAEPrior` ends in a
-        sigmoid, always in (0, 1), so `clip` changes nothing for it.
-
-    Returns:
-      `[..., *image_shape]` images, pixels in [0, 1] when `clip` (float32 for float32 z).
-
-    Raises:
-      ValueError: if the last axis of `z` is not k.
-      TypeError: if the prior itself was passed through `jit` (close over it instead).
-    """
-    if isinstance(prior, VAEPrior):
-        return _vae_decode(prior, z, clip)
-    z = _check_latent(prior, z)
-    flat = prior.mean + jnp.matmul(z * prior.scales, prior.components)
-    if clip:
-        flat = jnp.clip(flat, 0.0, 1.0)
-    return flat.reshape(*z.shape[:-1], *_shape(prior))
-
-
-def encode(prior: PCAPrior | VAEPrior, images: jax.typing.ArrayLike) -> jax.Array:
-    """Images -> latents: the whitened projection, `encode(decode(z, clip=False)) == z`.
-
-    Args:
-      prior: a `PCAPrior` (or a `VAEPrior`, whose encoder mean is returned).
-      images: `[..., *image_shape]` floating, pixels in [0, 1].
-
-    Returns:
-      `[..., k]` latents; `decode(prior, encode(prior, x), clip=False)` is the orthogonal
-      projection of `x` onto the prior's affine subspace (its best rank-k reconstruction).
-
-    Raises:
-      ValueError: if the trailing axes of `images` are not `image_shape`.
-    """
-    x = jnp.asarray(images)
-    shape = _shape(prior)
-    nd = len(shape)
-    if x.ndim < nd or tuple(x.shape[x.ndim - nd:]) != shape:
-        raise ValueError(f"images must have shape [..., *image_shape] with image_shape={shape}, "
-                         f"got shape {x.shape}.")
-    flat = x.reshape(*x.shape[:x.ndim - nd], -1)
-    if isinstance(prior, VAEPrior):
-        return _vae_encode(prior, flat)
-    return jnp.matmul(flat - prior.mean, prior.components.T) / prior.scales
-
-
-def sample(prior: PCAPrior | VAEPrior, key: jax.Array | int, num: int) -> jax.Array:
-    """Draws `num` standard-normal latents `[num, k]` float32 from `key` (typed key or seed)."""
-    key = _validate.key("key", key)
-    num = _validate.integer("num", num, minimum=1)
-    return jax.random.normal(key, (num, prior.latent_dim), jnp.float32)
-
 
 # A learned alternative: a small dense VAE.
 class VAEPrior(NamedTuple):
-    """A trained VAE generator; `decode(prior, z)` maps `z ~ N(0, I_k)` to faces.
+    """A trained VAE generator; `prior.decode(z)` maps `z ~ N(0, I_k)` to faces.
 
     Attributes:
       graphdef: the `nnx.GraphDef` of the `_VAE` module (static).
@@ -206,6 +215,10 @@ class VAEPrior(NamedTuple):
     image_shape: tuple[int, ...]
     latent_dim: int
     losses: np.ndarray
+
+    decode = _decode
+    encode = _encode
+    sample = _sample
 
 
 class _VAE(nnx.Module):
@@ -255,7 +268,7 @@ def fit_vae_prior(images: Any, k: int, key: jax.Array | int, *, steps: int = 200
       batch_size: images per step (capped at N); learning_rate: Adam's step size.
 
     Returns:
-      `VAEPrior`; decode with `decode(prior, z)`.
+      `VAEPrior`; decode with `prior.decode(z)`.
 
     Raises:
       TypeError, ValueError: on a bad argument, naming it.

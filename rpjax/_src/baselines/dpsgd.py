@@ -33,7 +33,7 @@ from flax import nnx
 from jax_privacy import batch_selection
 
 from rpjax._src import validate as _validate
-from rpjax.models import GradStep, as_apply_fn, optimize
+from rpjax.models import as_apply_fn, optimize
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -168,7 +168,7 @@ def dp_gradient(loss: Callable[..., jax.Array], params: Any, x: jax.Array, y: ja
 
 def dp_grad_step(example_loss: Callable[..., jax.Array], x: jax.Array, y: jax.Array, *,
                  l2_clip_norm: float, noise_multiplier: float,
-                 denominator: float) -> GradStep:
+                 denominator: float) -> Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]:
     """DP-SGD as a gradient step of `rpjax.models.optimize`.
 
     Args:

@@ -201,40 +201,42 @@ def _encode(parsed, source) -> InsuranceData:
     )
 
 
-def load_insurance_csv(path: str | os.PathLike) -> InsuranceData:
-    """Loads a user CSV with the columns `age,sex,bmi,children,smoker,region,charges`.
+def load_insurance(path: str | os.PathLike | None = None) -> InsuranceData:
+    """Loads the bundled Medical Cost Personal dataset, or a user CSV of the same schema.
 
-    The file is UTF-8 text (a leading UTF-8 byte-order mark, as Excel writes, is stripped);
-    other columns are allowed and ignored; blank lines are skipped. Every row has exactly as
-    many fields as the header. Numeric values must lie in the generous bounds `RANGES`
-    (age in years [0, 130], bmi in kg/m^2 [5, 250], children [0, 30] a whole number, charges in
-    USD [0, 1e9]), which catch typos and sentinel values such as 1e308 or -1, not outliers.
+    `path=None` loads the bundled file (1,338 rows), after checking its sha256. A user CSV
+    has the columns `age,sex,bmi,children,smoker,region,charges`: UTF-8 text (a leading UTF-8
+    byte-order mark, as Excel writes, is stripped); other columns are allowed and ignored;
+    blank lines are skipped. Every row has exactly as many fields as the header. Numeric
+    values must lie in the generous bounds `RANGES` (age in years [0, 130], bmi in kg/m^2
+    [5, 250], children [0, 30] a whole number, charges in USD [0, 1e9]), which catch typos and
+    sentinel values such as 1e308 or -1, not outliers.
 
     Args:
-      path: the CSV file.
+      path: the CSV file, or None for the bundled data.
 
     Returns:
-      `InsuranceData` with the numeric features standardized by this file's mean and std.
+      `InsuranceData` with the numeric features standardized by the loaded file's mean and
+      std.
 
     Raises:
-      TypeError: if `path` is not a str or os.PathLike.
+      TypeError: if `path` is not None, a str or os.PathLike.
       FileNotFoundError: if `path` does not exist.
+      RuntimeError: if the bundled file does not match its recorded sha256.
       ValueError: on undecodable bytes, a missing or duplicated column, a row with extra or
         missing fields, a non-numeric, non-finite or out-of-range value, a constant numeric
         column or an unknown category; the message names the path, the line and the column.
     """
-    source = _path(path)
-    with open(source, "rb") as f:
-        raw = f.read()
+    if path is None:
+        source = "insurance.csv"
+        raw = resources.files("rpjax.data").joinpath("_files/insurance.csv").read_bytes()
+        if hashlib.sha256(raw).hexdigest() != SHA256:
+            raise RuntimeError("the bundled insurance.csv does not match its recorded sha256.")
+    else:
+        source = _path(path)
+        with open(source, "rb") as f:
+            raw = f.read()
     return _encode(_parse(_decode(raw, source), source), source)
-
-
-def load_insurance() -> InsuranceData:
-    """Loads the bundled Medical Cost Personal dataset (1,338 rows), checking its sha256."""
-    raw = resources.files("rpjax.data").joinpath("_files/insurance.csv").read_bytes()
-    if hashlib.sha256(raw).hexdigest() != SHA256:
-        raise RuntimeError("the bundled insurance.csv does not match its recorded sha256.")
-    return _encode(_parse(_decode(raw, "insurance.csv"), "insurance.csv"), "insurance.csv")
 
 
 def train_test_split(num: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

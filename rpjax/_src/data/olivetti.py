@@ -208,28 +208,49 @@ def faces_from_arrays(images: Any, labels: Any, *, layout: str | None = None,
     return FaceData(images=images, labels=_check_labels(arrays["labels"], len(images), source))
 
 
-def load_faces_npz(path: str | os.PathLike, *, layout: str | None = None) -> FaceData:
-    """Loads user faces from an `.npz` with arrays `images` and `labels`.
+def load_faces(path: str | os.PathLike, *, layout: str | None = None) -> FaceData:
+    """Loads user faces from an `.npz` file or from a folder of identity sub-folders.
 
     Args:
-      path: an `.npz` file (`np.savez`) holding `images` (`[N, H, W]`, `[N, H, W, C]` or, with
-        `layout="NCHW"`, `[N, C, H, W]`; C in {1, 3}; uint8 0..255 or float in [0, 1]) and
-        `labels` (`[N]` non-negative integers).
-      layout: "NHWC", "NCHW" or None; see `faces_from_arrays`.
+      path: either an `.npz` file (`np.savez`) holding `images` (`[N, H, W]`,
+        `[N, H, W, C]` or, with `layout="NCHW"`, `[N, C, H, W]`; C in {1, 3}; uint8 0..255
+        or float in [0, 1]) and `labels` (`[N]` non-negative integers); or a folder whose
+        sub-folders (one per identity) hold `.png`, `.jpg`, `.jpeg` or `.pgm` files (other
+        files are ignored; colour images become grayscale by the mean of R, G and B; all
+        images must share one height and width).
+      layout: for an `.npz` file, "NHWC", "NCHW" or None (see `faces_from_arrays`); a folder
+        takes None.
 
     Returns:
-      `FaceData` with float32 images `[N, H, W, C]` in [0, 1] and int32 labels `[N]`.
+      `FaceData` with float32 images `[N, H, W, C]` in [0, 1] and int32 labels `[N]`. From a
+      folder, C = 1, label i is the i-th sub-folder in sorted name order, and images are in
+      sorted file-name order.
 
     Raises:
       TypeError: if `path` is not a str or os.PathLike; see also `faces_from_arrays`.
       FileNotFoundError: if `path` does not exist.
       ValueError: if the file is not an `.npz` archive or cannot be read (an object array),
-        on a missing array or a bad shape, layout or range, naming the path and the array.
+        on a missing array or a bad shape, layout or range, naming the path and the array;
+        for a folder, if it has no sub-folder, a sub-folder has no image, an image file cannot
+        be read (naming it), shapes differ, pixels fall outside [0, 1], or a layout is given.
     """
     if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got path={path!r} "
                         f"({type(path).__name__}).")
     source = os.fsdecode(path)
+    if os.path.isdir(source):
+        if layout is not None:
+            raise ValueError(f"layout applies to an .npz file; {source} is a folder, whose "
+                             f"images are read as [H, W] grayscale (got layout={layout!r}).")
+        return _load_folder(source)
+    if not os.path.exists(source):
+        raise FileNotFoundError(f"path={source!r} does not exist (give an .npz file or a "
+                                f"folder with one sub-folder of images per identity).")
+    return _load_npz(source, layout)
+
+
+def _load_npz(source: str, layout: str | None) -> FaceData:
+    """`load_faces` of an `.npz` file."""
     try:
         npz = np.load(source, allow_pickle=False)
     except FileNotFoundError:
@@ -273,26 +294,8 @@ def _read_gray(path: str) -> np.ndarray:
     return rgb.mean(axis=-1)
 
 
-def load_faces_folder(path: str | os.PathLike) -> FaceData:
-    """Loads user faces from a folder with one sub-folder of images per identity.
-
-    Args:
-      path: a folder whose sub-folders (one per identity) hold `.png`, `.jpg`, `.jpeg` or
-        `.pgm` files; other files are ignored. Colour images become grayscale by the mean of
-        R, G and B. All images must share one height and width.
-
-    Returns:
-      `FaceData` with float32 images `[N, H, W, 1]` in [0, 1] and int32 labels `[N]`: label i
-      is the i-th sub-folder in sorted name order; images are in sorted file-name order.
-
-    Raises:
-      FileNotFoundError: if `path` is not a folder.
-      ValueError: if there is no sub-folder, a sub-folder has no image, an image file cannot
-        be read (naming it), shapes differ, or pixels fall outside [0, 1].
-    """
-    root = os.fspath(path)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"path={root!r} is not a folder.")
+def _load_folder(root: str) -> FaceData:
+    """`load_faces` of a folder with one sub-folder of images per identity."""
     identities = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not identities:
         raise ValueError(f"{root}: no sub-folders; expected one sub-folder per identity.")

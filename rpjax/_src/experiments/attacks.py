@@ -45,7 +45,6 @@ from rpjax.privacy import (
     RobustPrivacyRelease,
     Secret,
     advantage_bound,
-    answers_allowed,
     outcome_probabilities,
     p1_interval_from_counts,
 )
@@ -453,7 +452,7 @@ def _budget_rows(task, config, curves, answers, radius_bmi) -> list[dict[str, An
     out = []
     for mode in MODES:
         cfg = ReleaseConfig(smoothing=_smoothing(config), num_classes=2, mode=mode)
-        k = answers_allowed(cfg, Budget(max_advantage=config.budget_advantage, delta=delta))
+        k = Budget(max_advantage=config.budget_advantage, delta=delta).answers_allowed(cfg)
         one = advantage_bound(mode, sigma=config.sigma, delta=delta, n=config.n,
                               alpha=config.alpha, n0=config.n0).advantage
         row = {"mode": mode, "max_advantage": config.budget_advantage,

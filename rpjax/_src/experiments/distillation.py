@@ -29,9 +29,8 @@ from flax import nnx
 from rpjax._src import validate as _validate
 from rpjax._src.experiments import inversion, paper, report
 from rpjax._src.experiments.faces import Faces, prepare
-from rpjax.attacks import prior as prior_lib
 from rpjax.models import FaceCNN, TrainConfig, fit_classifier
-from rpjax.privacy import base_release, experiment_secret, initial_state, rp_predict_release
+from rpjax.privacy import base_release, initial_state
 
 QUERY_SET = ("public identities' images (flips, brightness/contrast jitter, N(0, 0.05^2) pixel "
              "noise) and generator-prior samples, half each")
@@ -88,7 +87,7 @@ def query_set(ctx: Faces, budget: int, seed: int) -> np.ndarray:
     x = (x - mean) * contrast + mean + bright + 0.05 * rng.standard_normal(x.shape)
     z = rng.standard_normal((budget - m, ctx.config.prior_k)).astype(np.float32)
     z = np.clip(z, -ctx.config.brep.latent_clip, ctx.config.brep.latent_clip)
-    samples = np.asarray(prior_lib.decode(ctx.prior, jnp.asarray(z)))
+    samples = np.asarray(ctx.prior.decode(jnp.asarray(z)))
     return np.clip(np.concatenate([x, samples]), 0.0, 1.0).astype(np.float32)
 
 
@@ -190,10 +189,9 @@ def run(config: DistillationConfig = DistillationConfig(), *, faces: Faces | Non
     bar.update(1)
     rp = []
     for sigma in config.sigmas:
-        release = rp_predict_release(
-            apply_fn, params, sigma=sigma, n=config.n, alpha=config.inversion.alpha,
-            num_classes=ctx.num_classes,
-            secret=experiment_secret(config.seed, "distillation/rp_predict", sigma, config.n))
+        release = inversion._release_for(apply_fn, params, sigma, config.n,
+                                         config.inversion.alpha, ctx.num_classes,
+                                         seed=config.seed, name="distillation/rp_predict")
         rp.append({"sigma": sigma, "n": config.n,
                    **_measure(ctx, release, xq, config, target_labels)})
         bar.update(1)

@@ -25,12 +25,13 @@ from rpjax.attacks import (
     MIFaceConfig,
     attack_success,
     brep_mi,
+    fit_pca_prior,
+    fit_vae_prior,
     mi_face_latent,
     nearest_private_distance,
     release_utility,
 )
-from rpjax.attacks import prior as prior_lib
-from rpjax.data import OLIVETTI_SHA256, FaceSplit, load_olivetti, split_identities
+from rpjax.data import BUNDLED_SHA256, FaceSplit, load_olivetti, split_identities
 from rpjax.models import FaceCNN, TrainConfig, as_apply_fn, fit_classifier
 from rpjax.privacy import initial_state
 
@@ -55,9 +56,10 @@ def train_face_model(config: InversionConfig, name: str, channels: tuple[int, ..
                     image_size=config.image_size, rngs=nnx.Rngs(seed))
     apply_fn, template = as_apply_fn(model)
     tcfg = TrainConfig(steps=steps, batch_size=32, learning_rate=1e-3, noise_sigma=noise)
-    tag = {"name": name, "data": OLIVETTI_SHA256, "channels": list(channels), "dense": dense,
-           "train": dataclasses.asdict(tcfg), "seed": seed, "num_private": config.num_private,
-           "held_out": config.held_out, "image_size": config.image_size,
+    tag = {"name": name, "data": BUNDLED_SHA256["olivetti"], "channels": list(channels),
+           "dense": dense, "train": dataclasses.asdict(tcfg), "seed": seed,
+           "num_private": config.num_private, "held_out": config.held_out,
+           "image_size": config.image_size,
            "split_seed": config.seed, "jax": jax.__version__}
     params, _ = checkpoint.load_or_train(
         config.cache_dir, tag, template,
@@ -237,8 +239,8 @@ def prepare(config: InversionConfig) -> Faces:
     judge = Judge(evaluator, _features_fn(config, config.evaluator_channels,
                                           config.evaluator_dense, ev_params), xtr, ytr)
     public = images[split.public_idx]
-    prior = (prior_lib.fit_pca_prior(public, config.prior_k) if config.prior == "pca" else
-             prior_lib.fit_vae_prior(public, config.prior_k, config.seed))
-    decode = jax.jit(lambda z: prior_lib.decode(prior, z))
+    prior = (fit_pca_prior(public, config.prior_k) if config.prior == "pca" else
+             fit_vae_prior(public, config.prior_k, config.seed))
+    decode = jax.jit(lambda z: prior.decode(z))
     return Faces(config, split, xtr, ytr, xte, yte, public, target, evaluator, judge, prior,
                  decode, np.arange(config.num_private))

@@ -46,7 +46,7 @@ from rpjax.baselines import (
     random_abstain_release,
     randomized_response_release,
 )
-from rpjax.data import OLIVETTI_SHA256
+from rpjax.data import BUNDLED_SHA256
 from rpjax.models import FaceCNN, as_apply_fn
 from rpjax.privacy import base_release, experiment_secret
 
@@ -140,7 +140,8 @@ def _dpsgd_model(ctx: Faces, config: FrontierConfig, epsilon: float):
                              l2_clip_norm=config.dpsgd_clip,
                              expected_batch_size=config.dpsgd_batch, steps=config.dpsgd_steps,
                              learning_rate=config.dpsgd_lr, accountant=config.accountant)
-    tag = {"name": "olivetti-dpsgd", "data": OLIVETTI_SHA256, "dpsgd": dataclasses.asdict(dcfg),
+    tag = {"name": "olivetti-dpsgd", "data": BUNDLED_SHA256["olivetti"],
+           "dpsgd": dataclasses.asdict(dcfg),
            "channels": list(c.target_channels), "dense": c.target_dense, "seed": c.seed,
            "num_private": c.num_private, "held_out": c.held_out, "image_size": c.image_size,
            "split_seed": c.seed}

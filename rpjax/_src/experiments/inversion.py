@@ -32,8 +32,14 @@ from rpjax._src import validate as _validate
 from rpjax._src.experiments import paper, report
 from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
 from rpjax.attacks import BrepConfig, MIFaceConfig, mi_face_pixels
-from rpjax.attacks import prior as prior_lib
-from rpjax.privacy import base_release, experiment_secret, initial_state, rp_predict_release
+from rpjax.privacy import (
+    Budget,
+    ReleaseConfig,
+    RobustPrivacyRelease,
+    base_release,
+    experiment_secret,
+    initial_state,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -54,7 +60,7 @@ class InversionConfig:
       prior: "pca" (fast default) or "vae" (a learned dense VAE decoder, Gaussian latent).
       sigmas: RP noise stds (pixels); ns: samples per query; alpha: PREDICT's level per query
         (0.01: at n = 10 only a unanimous vote is released; at alpha = 0.001 PREDICT can never
-        answer with n = 10, see `rpjax.stats.min_samples_predict`).
+        answer with n = 10, see `rpjax.stats.min_samples(alpha, mode="predict")`).
       seeds: attack seeds.
       brep: BREP-MI settings (paper defaults with a CPU iteration cap).
       mi_face_iters, mi_face_lr: MI-Face budget in latent space.
@@ -131,9 +137,10 @@ def _release_for(apply_fn, params, sigma, n, alpha, num_classes, *, seed, name):
     `experiment_secret(seed, name, sigma, n)` (a deployment draws `Secret.generate()`)."""
     if sigma is None:
         return base_release(apply_fn, params)
-    return rp_predict_release(apply_fn, params, sigma=sigma, n=n, alpha=alpha,
-                              num_classes=num_classes,
-                              secret=experiment_secret(seed, name, sigma, n))
+    config = ReleaseConfig(smoothing=rpjax.SmoothingConfig(sigma=sigma, n=n, alpha=alpha),
+                           num_classes=num_classes)
+    return RobustPrivacyRelease(apply_fn, params, config, budget=Budget.unlimited(),
+                                secret=experiment_secret(seed, name, sigma, n)).traced()
 
 
 class Grid(NamedTuple):
@@ -309,13 +316,13 @@ def _mi_face_pixels(ctx: Faces, config: InversionConfig) -> dict[str, float]:
     """Pixel-space MI-Face on the undefended target, judged raw and projected on the prior."""
     prior, judge, targets = ctx.prior, ctx.judge, ctx.targets
     cfg = MIFaceConfig(max_iters=config.mi_face_iters, lr=config.mi_face_lr)
-    start = jnp.broadcast_to(prior_lib.decode(prior, jnp.zeros(config.prior_k)),
+    start = jnp.broadcast_to(prior.decode(jnp.zeros(config.prior_k)),
                              (len(targets), *prior.image_shape))
     runs = []
     for seed in config.seeds:
         res = mi_face_pixels(*ctx.target, targets, seed, cfg, init=start)
         raw = judge.score(res.images, targets)
-        projected = judge.score(prior_lib.decode(prior, prior_lib.encode(prior, res.images)),
+        projected = judge.score(prior.decode(prior.encode(res.images)),
                                 targets)
         runs.append({"asr": float(raw["top1"].mean()),
                      "asr_projected": float(projected["top1"].mean()),

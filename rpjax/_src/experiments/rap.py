@@ -24,8 +24,8 @@ import rpjax
 from rpjax._src import validate as _validate
 from rpjax._src.experiments import checkpoint, paper, report
 from rpjax.data import (
+    BUNDLED_SHA256,
     DEFAULT_BMI_THRESHOLD,
-    INSURANCE_SHA256,
     InsuranceData,
     load_insurance,
     train_test_split,
@@ -128,7 +128,8 @@ def train_base_model(config: RapConfig, data: InsuranceData, train_idx: np.ndarr
     apply_fn, template = as_apply_fn(model)
     tcfg = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
                        learning_rate=config.learning_rate, noise_sigma=noise_sigma)
-    tag = {"name": "insurance-mlp", "data": INSURANCE_SHA256, "threshold": config.threshold,
+    tag = {"name": "insurance-mlp", "data": BUNDLED_SHA256["insurance"],
+           "threshold": config.threshold,
            "l1": config.l1, "hidden": list(config.hidden), "train": dataclasses.asdict(tcfg),
            "seed": config.seed, "test_fraction": config.test_fraction,
            "jax": jax.__version__}

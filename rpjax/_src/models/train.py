@@ -4,7 +4,7 @@
 `rpjax.baselines`, the attacker's VAE prior in `rpjax.attacks`): one compiled `lax.scan` over
 steps, each step asks a pluggable gradient step `grad_step(params, batch, key) -> (loss,
 grads)` for its gradient and applies an optax update: `jax.value_and_grad(loss)` is the plain
-step; DP-SGD supplies a clipped and noised one (`rpjax.baselines.dp_grad_step`).
+step; DP-SGD (`rpjax.baselines.fit_dpsgd`) supplies a clipped and noised one.
 
 `fit_classifier` trains any NNX classifier with softmax cross-entropy, an optional parameter
 penalty (e.g. an l1 penalty on selected first-layer weights) and optional Gaussian noise
@@ -80,7 +80,8 @@ def optimize(params: Any, grad_step: GradStep, optimizer: optax.GradientTransfor
     Args:
       params: the initial parameters (pytree).
       grad_step: `(params, batch, key) -> (loss scalar, grads like params)`; e.g.
-        `jax.value_and_grad(loss)`, or DP-SGD's (`rpjax.baselines.dp_grad_step`).
+        `jax.value_and_grad(loss)`, or DP-SGD's clipped and noised step (the one
+        `rpjax.baselines.fit_dpsgd` trains with).
       optimizer: the optax transformation (e.g. `optax.adam(1e-3)`).
       key: typed PRNG key of the per-step keys.
       batches: a pytree whose leaves have leading axis `steps` (e.g. `[steps, B]` example

@@ -325,27 +325,34 @@ class Budget:
         counter starting at 0, so it reuses noise across restarts (reproducible runs)."""
         return cls(uncapped=True)
 
+    def answers_allowed(self, config: ReleaseConfig) -> int | None:
+        """The largest number of answers per subject this budget allows a release with
+        `config` (None: unlimited, for `Budget.unlimited()`).
+
+        Raises:
+          TypeError: if `config` is not a `ReleaseConfig`.
+          ValueError: for `max_alpha` with an always_label config (its answers carry no
+            certificate), or `max_advantage` with more than two classes.
+        """
+        if not isinstance(config, ReleaseConfig):
+            raise TypeError(f"config must be a ReleaseConfig, got {type(config).__name__}.")
+        if self.uncapped:
+            return None
+        caps = []
+        if self.max_answers is not None:
+            caps.append(self.max_answers)
+        if self.max_alpha is not None:
+            if config.mode == "always_label":
+                raise ValueError("max_alpha applies to predict / certify; always_label answers "
+                                 "carry no certificate.")
+            caps.append(int(math.floor(self.max_alpha / config.alpha * (1 + 1e-12))))
+        if self.max_advantage is not None:
+            caps.append(_answers_within_advantage(config, self.max_advantage, self.delta))
+        return min(caps) if caps else None
+
 
 DEFAULT_BUDGET = Budget(max_answers=1)
 """The budget of a release made without one: one answer per subject."""
-
-
-def answers_allowed(config: ReleaseConfig, budget: Budget | None) -> int | None:
-    """The largest number of answers per subject `budget` allows (None: unlimited, for
-    `budget=None` or `Budget.unlimited()`)."""
-    if budget is None or budget.uncapped:
-        return None
-    caps = []
-    if budget.max_answers is not None:
-        caps.append(budget.max_answers)
-    if budget.max_alpha is not None:
-        if config.mode == "always_label":
-            raise ValueError("max_alpha applies to predict / certify; always_label answers "
-                             "carry no certificate.")
-        caps.append(int(math.floor(budget.max_alpha / config.alpha * (1 + 1e-12))))
-    if budget.max_advantage is not None:
-        caps.append(_answers_within_advantage(config, budget.max_advantage, budget.delta))
-    return min(caps) if caps else None
 
 
 def composed_bound(config: ReleaseConfig, delta: float, k: int) -> float:
@@ -673,7 +680,7 @@ class RobustPrivacyRelease:
                              f"durability={durability!r}.")
         self._apply_fn, self._params, self._config = apply_fn, params, config
         self._budget, self._secret = budget, secret
-        self._allowed = answers_allowed(config, budget)
+        self._allowed = budget.answers_allowed(config)
         self._plan = _plan.resolve(
             config.smoothing, num_classes=config.num_classes,
             placement=_plan.Placement(devices=devices, chunk_size=chunk_size,
@@ -760,11 +767,6 @@ class RobustPrivacyRelease:
     @property
     def budget(self) -> Budget:
         return self._budget
-
-    @property
-    def answers_allowed(self) -> int | None:
-        """Answers per subject the budget allows (None: unlimited)."""
-        return self._allowed
 
     def answers(self, subject: str | int) -> int:
         """How many answers `subject` has had (in the ledger: answered or reserved)."""
@@ -1001,50 +1003,3 @@ def base_release(apply_fn: _smoothing.ApplyFn, params: Any) -> LabelRelease:
     (no randomness, no secret; the counter is advanced like any release's)."""
     return LabelRelease("none", _ArgmaxFn(apply_fn), 1, {"model": params})
 
-
-def _rp(apply_fn, params, name, secret, *, num_classes, mode, noise, **smoothing
-        ) -> LabelRelease:
-    config = ReleaseConfig(smoothing=_plan.SmoothingConfig(**smoothing), num_classes=num_classes,
-                           mode=mode, noise=noise)
-    release = RobustPrivacyRelease(apply_fn, params, config,
-                                   budget=Budget.unlimited(), secret=secret)
-    return release.traced(name)
-
-
-def rp_predict_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
-                       alpha: float, num_classes: int, secret: Secret | None = None,
-                       noise: str = "fresh") -> LabelRelease:
-    """Robust Privacy via PREDICT as a `LabelRelease`: n noisy passes per query, abstain (-1)
-    unless significant.
-
-    `RobustPrivacyRelease(apply_fn, params, ReleaseConfig(mode="predict", ...),
-    budget=Budget.unlimited(), secret=secret).traced("rp_predict")`.
-
-    Args:
-      apply_fn, params: the base model.
-      sigma: noise std in input units (pixels in [0, 1] for images).
-      n: samples per query; alpha: the test's level; num_classes: length of the counts.
-      secret: the release's noise secret (None: `Secret.generate()`, from the OS).
-      noise: "fresh" (new noise for every answer) or "consistent" (keyed by the input).
-    """
-    return _rp(apply_fn, params, "rp_predict", secret, sigma=sigma, n=n, alpha=alpha,
-               num_classes=num_classes, mode="predict", noise=noise)
-
-
-def rp_always_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
-                      num_classes: int, secret: Secret | None = None,
-                      noise: str = "fresh") -> LabelRelease:
-    """Robust Privacy, always-label mode, as a `LabelRelease`: the Monte Carlo top class,
-    never abstains (no certificate). Arguments as `rp_predict_release`."""
-    return _rp(apply_fn, params, "rp_always", secret, sigma=sigma, n=n,
-               num_classes=num_classes, mode="always_label", noise=noise)
-
-
-def rp_certify_release(apply_fn: _smoothing.ApplyFn, params: Any, *, sigma: float, n: int,
-                       n0: int, alpha: float, num_classes: int, secret: Secret | None = None,
-                       noise: str = "fresh") -> LabelRelease:
-    """Robust Privacy via CERTIFY as a `LabelRelease`: n0 selection and n estimation samples
-    per query; the selected class if its certificate holds at level alpha, else abstain (-1).
-    The radius is not released. Other arguments as `rp_predict_release`."""
-    return _rp(apply_fn, params, "rp_certify", secret, sigma=sigma, n=n, n0=n0, alpha=alpha,
-               num_classes=num_classes, mode="certify", noise=noise)

@@ -19,7 +19,7 @@ The two functions here are analysis tools of the model owner (the RAP / APE inte
 (`rpjax.privacy.LabelRelease`: noise from the release's secret and answer counter), since
 `certified_labels` takes its key and example ids from its caller and returns certified radii.
 Never expose them to a querier; to release labels use `RobustPrivacyRelease` (or its
-`traced()` form, `rp_predict_release` etc., for attack loops).
+`traced()` form for attack loops).
 """
 
 from __future__ import annotations
