@@ -29,8 +29,8 @@ def _certify():
     # distances where the true p_A ranges from ~0.6 to ~0.999: hard and easy cases
     dist = rng.uniform(0.1, 1.5, _COUNT) * rng.choice([-1, 1], _COUNT)
     xs = _points_at_distances(dist * _SIGMA, seed=12)
-    cert = rpjax.certify(linear_apply, (_W, _B), xs, 0, sigma=_SIGMA, n0=50, n=_N,
-                         alpha=_ALPHA, num_classes=2)
+    cert = rpjax.certify(linear_apply, (_W, _B), xs, 0, num_classes=2,
+                         config=rpjax.SmoothingConfig(sigma=_SIGMA, n0=50, n=_N, alpha=_ALPHA))
     return xs, cert
 
 
@@ -68,8 +68,8 @@ def test_radii_approach_the_truth_as_n_grows():
     xs = _points_at_distances(dist, seed=3)
     gaps = []
     for n in (100, 1_000, 10_000, 100_000):
-        cert = rpjax.certify(linear_apply, (_W, _B), xs, n, sigma=0.5, n=n, alpha=1e-3,
-                             num_classes=2)
+        cert = rpjax.certify(linear_apply, (_W, _B), xs, n, num_classes=2,
+                             config=rpjax.SmoothingConfig(sigma=0.5, n=n, alpha=1e-3))
         gaps.append(float(np.mean(0.3 - cert.radius)))
     assert all(g >= 0 for g in gaps), gaps
     assert all(a > b for a, b in zip(gaps, gaps[1:], strict=False)), gaps
@@ -78,8 +78,8 @@ def test_radii_approach_the_truth_as_n_grows():
 
 def test_certificates_fields():
     xs = _points_at_distances(np.array([2.0, -2.0, 0.0]), seed=0)
-    cert = rpjax.certify(linear_apply, (_W, _B), xs, 1, sigma=0.5, n=1000, alpha=1e-3,
-                         num_classes=2)
+    cert = rpjax.certify(linear_apply, (_W, _B), xs, 1, num_classes=2,
+                         config=rpjax.SmoothingConfig(sigma=0.5, n=1000, alpha=1e-3))
     label, _ = _truth(xs)
     np.testing.assert_array_equal(cert.label[:2], label[:2])
     assert cert.label[2] == rpjax.ABSTAIN  # on the boundary: p_A = 1/2
@@ -95,16 +95,16 @@ def test_certificates_fields():
 
 def test_selection_and_estimation_use_independent_noise():
     xs = _points_at_distances(np.array([0.01]), seed=0)
-    cert = rpjax.certify(linear_apply, (_W, _B), xs, 1, sigma=0.5, n0=1000, n=1000,
-                         alpha=1e-3, num_classes=2)
+    cert = rpjax.certify(linear_apply, (_W, _B), xs, 1, num_classes=2,
+                         config=rpjax.SmoothingConfig(sigma=0.5, n0=1000, n=1000, alpha=1e-3))
     assert not np.array_equal(cert.counts, cert.selection_counts)
 
 
 def test_predict_and_always_label():
     xs = _points_at_distances(np.array([1.0, -1.0, 0.0]), seed=1)
     label, _ = _truth(xs)
-    pred = rpjax.predict(linear_apply, (_W, _B), xs, 2, sigma=0.5, n=1000, alpha=1e-3,
-                         num_classes=2)
+    pred = rpjax.predict(linear_apply, (_W, _B), xs, 2, num_classes=2,
+                         config=rpjax.SmoothingConfig(sigma=0.5, n=1000, alpha=1e-3))
     assert isinstance(pred, rpjax.Prediction)
     np.testing.assert_array_equal(pred.label[:2], label[:2])
     assert pred.label[2] == rpjax.ABSTAIN
@@ -117,8 +117,8 @@ def test_predict_and_always_label():
     via_config = rpjax.predict(linear_apply, (_W, _B), xs, 2, config=cfg, num_classes=2)
     for field in ("label", "counts", "pvalue", "certified"):
         np.testing.assert_array_equal(getattr(via_config, field), getattr(pred, field))
-    always = rpjax.always_label(linear_apply, (_W, _B), xs, 2, sigma=0.5, n=1000,
-                                num_classes=2)
+    always = rpjax.always_label(linear_apply, (_W, _B), xs, 2, num_classes=2,
+                                config=rpjax.SmoothingConfig(sigma=0.5, n=1000))
     assert rpjax.ABSTAIN not in always.label.tolist()
     assert not always.certified.any()
     assert np.isnan(always.pvalue).all()
@@ -130,8 +130,8 @@ def test_predict_abstention_controls_error():
     """PREDICT's wrong-label rate is at most alpha, even right at the boundary."""
     xs = _points_at_distances(np.full(600, 0.02), seed=2)  # p_A just above 1/2
     label, _ = _truth(xs)
-    pred = rpjax.predict(linear_apply, (_W, _B), xs, 9, sigma=0.5, n=200, alpha=0.05,
-                         num_classes=2).label
+    pred = rpjax.predict(linear_apply, (_W, _B), xs, 9, num_classes=2,
+                         config=rpjax.SmoothingConfig(sigma=0.5, n=200, alpha=0.05)).label
     wrong = (pred != rpjax.ABSTAIN) & (pred != label)
     p = sps.binomtest(int(wrong.sum()), wrong.size, 0.05, alternative="greater").pvalue
     assert p > 1e-3
@@ -141,12 +141,12 @@ def test_predict_abstention_controls_error():
 def test_too_small_n_warns():
     xs = _points_at_distances(np.array([3.0]), seed=0)
     with pytest.warns(rpjax.SampleSizeWarning):
-        cert = rpjax.certify(linear_apply, (_W, _B), xs, 0, sigma=0.5, n=9, alpha=1e-3,
-                             num_classes=2)
+        cert = rpjax.certify(linear_apply, (_W, _B), xs, 0, num_classes=2,
+                             config=rpjax.SmoothingConfig(sigma=0.5, n=9, alpha=1e-3))
     assert cert.label[0] == rpjax.ABSTAIN
     with pytest.warns(rpjax.SampleSizeWarning):
-        rpjax.predict(linear_apply, (_W, _B), xs, 0, sigma=0.5, n=5, alpha=1e-3,
-                      num_classes=2)
+        rpjax.predict(linear_apply, (_W, _B), xs, 0, num_classes=2,
+                      config=rpjax.SmoothingConfig(sigma=0.5, n=5, alpha=1e-3))
 
 
 def test_smoothing_config_round_trips():
@@ -188,8 +188,9 @@ def test_common_noise_means_the_same_everywhere():
 
 def test_gaussian_distribution_gives_the_certificate_radius():
     xs = _points_at_distances(np.array([1.0, -1.0]), seed=0)
-    cert = rpjax.certify(linear_apply, (_W, _B), xs, 1, sigma=0.5, n=1000, alpha=1e-3,
-                         num_classes=2, distribution=rpjax.GAUSSIAN)
+    cert = rpjax.certify(
+        linear_apply, (_W, _B), xs, 1, num_classes=2,
+        config=rpjax.SmoothingConfig(sigma=0.5, n=1000, alpha=1e-3, distribution=rpjax.GAUSSIAN))
     np.testing.assert_array_equal(cert.radius,
                                   rpjax.GAUSSIAN.radius_from_pa(cert.pa_lower, 0.5))
     assert rpjax.GAUSSIAN.norm == "l2"

@@ -21,13 +21,16 @@ _SCRIPT = textwrap.dedent("""
     xs = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)
     out = {{}}
     for label, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
-        c = rpjax.sample_counts(linear_apply, params, xs, 5, sigma=0.7, n=1003,
-                                num_classes=2, chunk_size=64, devices=devices)
-        cert = rpjax.certify(linear_apply, params, xs, 5, sigma=0.7, n=1003, alpha=1e-3,
-                             num_classes=2, devices=devices)
-        common = rpjax.sample_counts(linear_apply, params, xs, 5, sigma=0.7, n=1003,
-                                     num_classes=2, chunk_size=64, devices=devices,
-                                     common_noise=True)
+        c = rpjax.sample_counts(linear_apply, params, xs, 5, num_classes=2,
+                                config=rpjax.SmoothingConfig(sigma=0.7, n=1003),
+                                placement=rpjax.Placement(chunk_size=64, devices=devices))
+        cert = rpjax.certify(linear_apply, params, xs, 5, num_classes=2,
+                             config=rpjax.SmoothingConfig(sigma=0.7, n=1003, alpha=1e-3),
+                             placement=rpjax.Placement(devices=devices))
+        common = rpjax.sample_counts(
+            linear_apply, params, xs, 5, num_classes=2,
+            config=rpjax.SmoothingConfig(sigma=0.7, n=1003, common_noise=True),
+            placement=rpjax.Placement(chunk_size=64, devices=devices))
         # a model with NaN logits where x[:, 0] > 0: the NaN samples are counted on every
         # device and summed across devices with the votes
         nan_fn = lambda p, x: jnp.where(x[:, :1] > 0, jnp.nan, linear_apply(p, x))
@@ -50,10 +53,12 @@ def test_one_vs_four_devices():
     # and the same as this (single-device) process computes
     params = random_linear(3, seed=0)
     xs = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)
-    here = rpjax.sample_counts(linear_apply, params, xs, 5, sigma=0.7, n=1003, num_classes=2,
-                               chunk_size=1000)
+    here = rpjax.sample_counts(linear_apply, params, xs, 5, num_classes=2,
+                               config=rpjax.SmoothingConfig(sigma=0.7, n=1003),
+                               placement=rpjax.Placement(chunk_size=1000))
     np.testing.assert_array_equal(np.asarray(here), np.array(out["four"]["counts"]))
     np.testing.assert_array_equal(np.asarray(here).sum(axis=1), 1003)
-    common = rpjax.sample_counts(linear_apply, params, xs, 5, sigma=0.7, n=1003, num_classes=2,
-                                 chunk_size=1000, common_noise=True)
+    common = rpjax.sample_counts(linear_apply, params, xs, 5, num_classes=2,
+                                 config=rpjax.SmoothingConfig(sigma=0.7, n=1003, common_noise=True),
+                                 placement=rpjax.Placement(chunk_size=1000))
     np.testing.assert_array_equal(np.asarray(common), np.array(out["four"]["common"]))

@@ -71,8 +71,8 @@ def test_remainder_is_masked():
 
 
 def test_different_keys_and_ids_differ():
-    other = np.asarray(rpjax.sample_counts(linear_apply, _PARAMS, _XS, 124, sigma=0.7,
-                                           n=_N, num_classes=2))
+    other = np.asarray(rpjax.sample_counts(linear_apply, _PARAMS, _XS, 124, num_classes=2,
+                                           config=rpjax.SmoothingConfig(sigma=0.7, n=_N)))
     assert not np.array_equal(other, _REFERENCE)
     shifted = _counts(ids=np.arange(50) + 1000)
     assert not np.array_equal(shifted, _REFERENCE)
@@ -80,8 +80,8 @@ def test_different_keys_and_ids_differ():
 
 def test_key_forms_agree():
     for key in (jax.random.key(123), jax.random.key_data(jax.random.key(123))):
-        got = rpjax.sample_counts(linear_apply, _PARAMS, _XS, key, sigma=0.7, n=_N,
-                                  num_classes=2)
+        got = rpjax.sample_counts(linear_apply, _PARAMS, _XS, key, num_classes=2,
+                                  config=rpjax.SmoothingConfig(sigma=0.7, n=_N))
         np.testing.assert_array_equal(np.asarray(got), _REFERENCE)
 
 
@@ -118,8 +118,8 @@ _EDGES = jnp.asarray(np.linspace(-2.5, 2.5, 21), jnp.float32)
 
 
 def _histogram(sigma, n=60_000):
-    counts = rpjax.sample_counts(bucket_apply, _EDGES, jnp.zeros((1, 2)), 7,
-                                 sigma=sigma, n=n, num_classes=22)
+    counts = rpjax.sample_counts(bucket_apply, _EDGES, jnp.zeros((1, 2)), 7, num_classes=22,
+                                 config=rpjax.SmoothingConfig(sigma=sigma, n=n))
     return np.asarray(counts)[0]
 
 
@@ -186,8 +186,8 @@ def test_noise_of_a_sample_does_not_depend_on_the_others():
 
 def test_other_prng_implementations_work():
     key = jax.random.key(0, impl="rbg")
-    c = rpjax.sample_counts(linear_apply, _PARAMS, _XS, key, sigma=0.7, n=300,
-                            num_classes=2)
+    c = rpjax.sample_counts(linear_apply, _PARAMS, _XS, key, num_classes=2,
+                            config=rpjax.SmoothingConfig(sigma=0.7, n=300))
     np.testing.assert_array_equal(np.asarray(c).sum(axis=1), 300)
 
 
@@ -196,8 +196,8 @@ def test_bfloat16_base_model():
     float32 (the same noise, rounded)."""
     params16 = jax.tree.map(lambda a: jnp.asarray(a, jnp.bfloat16), _PARAMS)
     xs16 = _XS.astype(jnp.bfloat16)
-    c16 = np.asarray(rpjax.sample_counts(linear_apply, params16, xs16, 123, sigma=0.7,
-                                         n=_N, num_classes=2))
+    c16 = np.asarray(rpjax.sample_counts(linear_apply, params16, xs16, 123, num_classes=2,
+                                         config=rpjax.SmoothingConfig(sigma=0.7, n=_N)))
     assert c16.dtype == np.int32
     np.testing.assert_array_equal(c16.sum(axis=1), _N)
     agreement = np.minimum(c16, _REFERENCE).sum() / _REFERENCE.sum()
@@ -285,23 +285,25 @@ def test_does_not_depend_on_chunking_or_batching(chunk_size):
 def test_affine_split_equals_the_plain_model():
     """Same counts through `first(x) + (first(sigma eps) - first(0))` up to rounding."""
     plain = _counts(common_noise=True)
-    split = np.asarray(rpjax.sample_counts(_SPLIT, _PARAMS, _XS, 123, sigma=0.7, n=_N,
-                                           num_classes=2, common_noise=True))
+    split = np.asarray(rpjax.sample_counts(
+        _SPLIT, _PARAMS, _XS, 123, num_classes=2,
+        config=rpjax.SmoothingConfig(sigma=0.7, n=_N, common_noise=True)))
     np.testing.assert_array_equal(split.sum(axis=1), _N)
     # a vote can only flip where w.(x + eps) + b is within float rounding of 0
     assert np.abs(split - plain).max() <= 2
     # without common noise an AffineFirst is an ordinary apply_fn
     np.testing.assert_array_equal(
-        np.asarray(rpjax.sample_counts(_SPLIT, _PARAMS, _XS, 123, sigma=0.7, n=_N,
-                                       num_classes=2)), _REFERENCE)
+        np.asarray(rpjax.sample_counts(_SPLIT, _PARAMS, _XS, 123, num_classes=2,
+                                       config=rpjax.SmoothingConfig(sigma=0.7, n=_N))), _REFERENCE)
 
 
 def test_split_counts_match_analytic_probability():
     """Each input's counts are Binomial(n, Phi((w.x + b) / (sigma ||w||)))."""
     w, b = _PARAMS
     n = 20_000
-    counts = np.asarray(rpjax.sample_counts(_SPLIT, _PARAMS, _XS, 7, sigma=0.7, n=n,
-                                            num_classes=2, common_noise=True))
+    counts = np.asarray(rpjax.sample_counts(
+        _SPLIT, _PARAMS, _XS, 7, num_classes=2,
+        config=rpjax.SmoothingConfig(sigma=0.7, n=n, common_noise=True)))
     p1 = sps.norm.cdf(np.asarray(_XS @ w + b) / (0.7 * float(jnp.linalg.norm(w))))
     pvals = [sps.binomtest(int(k), n, p).pvalue for k, p in zip(counts[:, 1], p1, strict=True)]
     assert min(pvals) > (1e-3 / 50)
@@ -318,10 +320,12 @@ def test_inputs_share_their_noise():
 
 
 def test_certify_with_common_noise():
-    cert = rpjax.certify(_SPLIT, _PARAMS, _XS, 3, sigma=0.7, n=_N, alpha=1e-3,
-                         num_classes=2, common_noise=True)
-    plain = rpjax.certify(linear_apply, _PARAMS, _XS, 3, sigma=0.7, n=_N, alpha=1e-3,
-                          num_classes=2, common_noise=True)
+    cert = rpjax.certify(
+        _SPLIT, _PARAMS, _XS, 3, num_classes=2,
+        config=rpjax.SmoothingConfig(sigma=0.7, n=_N, alpha=1e-3, common_noise=True))
+    plain = rpjax.certify(
+        linear_apply, _PARAMS, _XS, 3, num_classes=2,
+        config=rpjax.SmoothingConfig(sigma=0.7, n=_N, alpha=1e-3, common_noise=True))
     assert np.mean(cert.label == plain.label) >= 0.96
     np.testing.assert_array_equal(cert.counts.sum(axis=1), _N)
 
@@ -333,8 +337,8 @@ def test_bad_arguments():
         _counts(common_noise=1)
     bad = rpjax.AffineFirst(relu_first, linear_rest)
     with pytest.raises(ValueError, match="not affine"):
-        rpjax.sample_counts(bad, _PARAMS, _XS, 0, sigma=0.7, n=10, num_classes=2,
-                            common_noise=True)
+        rpjax.sample_counts(bad, _PARAMS, _XS, 0, num_classes=2,
+                            config=rpjax.SmoothingConfig(sigma=0.7, n=10, common_noise=True))
 
 
 def test_model_check_caches_are_bounded():

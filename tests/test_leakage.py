@@ -73,12 +73,13 @@ def test_engine_matches_outcome_probabilities(r):
     xs = np.zeros((reps, 1), np.float32) + r
     p1 = sps.norm.cdf(r / SIGMA)
     runs = {
-        "predict": rpjax.predict(_linear, 1.0, xs, 7, sigma=SIGMA, n=100, alpha=1e-3,
-                                 num_classes=2).label,
-        "always_label": rpjax.always_label(_linear, 1.0, xs, 7, sigma=SIGMA, n=100,
-                                           num_classes=2).label,
-        "certify": rpjax.certify(_linear, 1.0, xs, 7, sigma=SIGMA, n0=10, n=100,
-                                 alpha=1e-3, num_classes=2).label,
+        "predict": rpjax.predict(_linear, 1.0, xs, 7, num_classes=2,
+                                 config=rpjax.SmoothingConfig(sigma=SIGMA, n=100, alpha=1e-3)).label,
+        "always_label": rpjax.always_label(_linear, 1.0, xs, 7, num_classes=2,
+                                           config=rpjax.SmoothingConfig(sigma=SIGMA, n=100)).label,
+        "certify": rpjax.certify(
+            _linear, 1.0, xs, 7, num_classes=2,
+            config=rpjax.SmoothingConfig(sigma=SIGMA, n0=10, n=100, alpha=1e-3)).label,
     }
     for mode, labels in runs.items():
         probs, outcomes = leakage.outcome_probabilities(mode, [p1], **SETTINGS)

@@ -52,8 +52,8 @@ def test_smoothed_radius_approaches_the_exact_one(sigma):
     exact = np.abs(_DATA.standardize_bmi(bmi) - _T_STD)
     gaps = []
     for n in (100, 1_000, 10_000, 100_000):
-        cert = rpjax.certify(threshold_apply, _T_STD, x, 3, sigma=sigma, n=n, alpha=1e-3,
-                             num_classes=2, ids=idx)
+        cert = rpjax.certify(threshold_apply, _T_STD, x, 3, num_classes=2, ids=idx,
+                             config=rpjax.SmoothingConfig(sigma=sigma, n=n, alpha=1e-3))
         released = cert.label >= 0
         assert np.all(cert.radius[released] <= exact[released] + 1e-6)
         gaps.append(float(np.mean(np.minimum(exact, 3.5 * sigma) - cert.radius)))

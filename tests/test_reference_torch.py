@@ -156,8 +156,8 @@ def test_certify_reference_agrees_with_rpjax():
     apply_fn, params = as_apply_fn(model)
     pool = np.random.default_rng(1).standard_normal((128, 11)).astype(np.float32)
     # Screen with a stream neither certifier uses for inputs with pA well inside (0.5, 1).
-    screen = np.asarray(rpjax.sample_counts(apply_fn, params, pool, 12345, sigma=SIGMA, n=n,
-                                            num_classes=2))
+    screen = np.asarray(rpjax.sample_counts(apply_fn, params, pool, 12345, num_classes=2,
+                                            config=rpjax.SmoothingConfig(sigma=SIGMA, n=n)))
     p_hat = screen.max(axis=1) / n
     inside = np.flatnonzero((p_hat >= 0.75) & (p_hat <= 0.95))[:16]
     assert len(inside) == 16
@@ -171,8 +171,8 @@ def test_certify_reference_agrees_with_rpjax():
 
     mine = ref.certify_reference(ref.from_flax(params), xs, sigma=SIGMA, n0=n0, n=n,
                                  alpha=alpha, batch_size=512, seed=0)
-    theirs = rpjax.certify(apply_fn, params, xs, 0, sigma=SIGMA, n0=n0, n=n, alpha=alpha,
-                           num_classes=2)
+    theirs = rpjax.certify(apply_fn, params, xs, 0, num_classes=2,
+                           config=rpjax.SmoothingConfig(sigma=SIGMA, n0=n0, n=n, alpha=alpha))
 
     b = len(xs)
     assert mine["counts"].shape == (b, 2) and mine["selection_counts"].shape == (b, 2)

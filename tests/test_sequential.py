@@ -1,4 +1,4 @@
-"""Sequential certification: the on-device scheduler and `certify_sequential`.
+"""Sequential certification: the on-device scheduler and `certify` with `DecideAt` / `RadiusBudget`.
 
 - the scheduler's counts are those of the fixed-n kernel over the same samples (bit-identical),
   whatever the lanes, slots, input order or devices (1 vs 4 simulated, in a subprocess);
@@ -50,7 +50,7 @@ def _simple_rule(n_max, width=3.0, start=10):
     hi = np.ceil(m / 2 + width * np.sqrt(m)).astype(np.int32)
     lo = np.floor(m / 2 - width * np.sqrt(m)).astype(np.int32)
     hi[:start], lo[:start] = m[:start] + 1, -1
-    return rpjax.StopRule.thresholds(lo, hi)
+    return _sequential.StopRule.thresholds(lo, hi)
 
 
 _XS = _points_at_distances(np.random.default_rng(3).uniform(-2, 2, 29), seed=4)
@@ -59,9 +59,14 @@ _WATCHED = np.ones(29, np.int32)
 
 
 def _run(**kw):
-    return rpjax.sequential_counts(linear_apply, (_W, _B), kw.pop("xs", _XS), 7,
-                                   kw.pop("watched", _WATCHED), kw.pop("rule", _RULE),
-                                   sigma=1.0, num_classes=2, **kw)
+    """The scheduler on the module's inputs; `chunk_size`, `slots`, `progress` go to Placement."""
+    placement = rpjax.Placement(chunk_size=kw.pop("chunk_size", None),
+                                batch_size=kw.pop("slots", None),
+                                progress=kw.pop("progress", False))
+    return _sequential.sequential_counts(linear_apply, (_W, _B), kw.pop("xs", _XS), 7,
+                                         kw.pop("watched", _WATCHED), kw.pop("rule", _RULE),
+                                         num_classes=2, config=rpjax.SmoothingConfig(sigma=1.0),
+                                         placement=placement, **kw)
 
 
 class TestScheduler:
@@ -72,16 +77,16 @@ class TestScheduler:
         stops = np.unique(out.n)
         for n in stops[np.linspace(0, stops.size - 1, 4).astype(int)]:  # 4 compiles, not 29
             rows = np.flatnonzero(out.n == n)
-            ref = rpjax.sample_counts(linear_apply, (_W, _B), _XS[rows], 7, sigma=1.0, n=int(n),
-                                      num_classes=2, ids=rows)
+            ref = rpjax.sample_counts(linear_apply, (_W, _B), _XS[rows], 7, num_classes=2, ids=rows,
+                                      config=rpjax.SmoothingConfig(sigma=1.0, n=int(n)))
             chex.assert_trees_all_equal(np.asarray(ref), out.counts[rows])
         chex.assert_trees_all_equal(out.counts.sum(axis=1) + out.invalid, out.n)
 
     @pytest.mark.slow
     def test_a_rule_that_never_stops_early_is_sample_counts(self):
-        out = _run(rule=rpjax.StopRule.fixed(777), chunk_size=100)
-        ref = rpjax.sample_counts(linear_apply, (_W, _B), _XS, 7, sigma=1.0, n=777,
-                                  num_classes=2)
+        out = _run(rule=_sequential.StopRule.fixed(777), chunk_size=100)
+        ref = rpjax.sample_counts(linear_apply, (_W, _B), _XS, 7, num_classes=2,
+                                  config=rpjax.SmoothingConfig(sigma=1.0, n=777))
         chex.assert_trees_all_equal(out.counts, np.asarray(ref))
         assert (out.n == 777).all()
 
@@ -121,8 +126,8 @@ class TestScheduler:
             _run(rule=(1, 2, 3, 4))
         with pytest.raises(ValueError, match="same length"):
             z = np.zeros(5, np.int32)
-            _run(rule=rpjax.StopRule(z, z, z, z[:4]))
-        with pytest.raises(ValueError, match="slots"):
+            _run(rule=_sequential.StopRule(z, z, z, z[:4]))
+        with pytest.raises(ValueError, match="batch_size"):
             _run(slots=0)
 
 
@@ -131,16 +136,20 @@ _DEVICES_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     sys.path.insert(0, {tests!r})
     import rpjax
+    from rpjax._src import sequential as _sequential
     from test_sequential import _XS, _WATCHED, _RULE, _W, _B
     from _models import linear_apply
     assert len(jax.devices()) == 4, jax.devices()
     out = {{}}
     for label, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
-        r = rpjax.sequential_counts(linear_apply, (_W, _B), _XS, 7, _WATCHED, _RULE, sigma=1.0,
-                                    num_classes=2, chunk_size=36, slots=5, devices=devices)
-        cert = rpjax.certify_sequential(linear_apply, (_W, _B), _XS, 7, sigma=1.0, n=2000,
-                                        alpha=1e-3, num_classes=2, radius=0.5,
-                                        devices=devices, chunk_size=40)
+        r = _sequential.sequential_counts(
+            linear_apply, (_W, _B), _XS, 7, _WATCHED, _RULE, num_classes=2,
+            config=rpjax.SmoothingConfig(sigma=1.0),
+            placement=rpjax.Placement(chunk_size=36, batch_size=5, devices=devices))
+        cert = rpjax.certify(linear_apply, (_W, _B), _XS, 7, num_classes=2,
+                             config=rpjax.SmoothingConfig(sigma=1.0, n=2000, alpha=1e-3),
+                             rule=rpjax.DecideAt(0.5),
+                             placement=rpjax.Placement(devices=devices, chunk_size=40))
         out[label] = dict(counts=r.counts.tolist(), n=r.n.tolist(), cert_n=cert.n.tolist(),
                           radius=cert.radius.tolist(), decision=cert.decision.tolist())
     print(json.dumps(out))
@@ -174,9 +183,10 @@ class TestCertifySequential:
     @pytest.mark.parametrize("radius", [None, 0.25])
     def test_wrong_certificates_within_alpha(self, radius):
         xs = self._inputs()
-        cert = rpjax.certify_sequential(linear_apply, (_W, _B), xs, 1, sigma=self.SIGMA,
-                                        n=self.N_MAX, n0=30, alpha=self.ALPHA, num_classes=2,
-                                        radius=radius, tolerance=None if radius else 0.3)
+        cert = rpjax.certify(
+            linear_apply, (_W, _B), xs, 1, num_classes=2,
+            config=rpjax.SmoothingConfig(sigma=self.SIGMA, n=self.N_MAX, n0=30, alpha=self.ALPHA),
+            rule=rpjax.DecideAt(radius) if radius else rpjax.RadiusBudget(0.3))
         label, dist = _truth(xs)
         released = cert.label != rpjax.ABSTAIN
         wrong = released & ((cert.label != label) | (cert.radius > dist * (1 + 1e-6)))
@@ -204,9 +214,10 @@ class TestCertifySequential:
         # < alpha
         hi = (sps.binom.isf(alpha, m, p_true) + 1).astype(np.int32)
         hi[0] = 1
-        rule = rpjax.StopRule.thresholds(np.full(n_max + 1, -1, np.int32), hi)
-        out = rpjax.sequential_counts(linear_apply, (_W, _B), xs, 9, np.ones(count, np.int32),
-                                      rule, sigma=self.SIGMA, num_classes=2)
+        rule = _sequential.StopRule.thresholds(np.full(n_max + 1, -1, np.int32), hi)
+        out = _sequential.sequential_counts(linear_apply, (_W, _B), xs, 9, np.ones(count, np.int32),
+                                            rule, num_classes=2,
+                                            config=rpjax.SmoothingConfig(sigma=self.SIGMA))
         s = out.counts[:, 1]
         naive = rpjax.stats.clopper_pearson_lower(s, out.n, alpha)
         assert not self._ok(naive > p_true), (naive > p_true).mean()
@@ -220,11 +231,12 @@ class TestCertifySequential:
     @pytest.mark.slow
     def test_decision_uses_far_fewer_samples_than_fixed_n(self):
         xs = _points_at_distances(np.linspace(-3, 3, 40) * self.SIGMA, seed=5)
-        seq = rpjax.certify(linear_apply, (_W, _B), xs, 2, sigma=self.SIGMA, n=20_000,
-                            alpha=1e-3, num_classes=2, method="sequential", radius=0.25)
-        fixed = rpjax.certify(linear_apply, (_W, _B), xs, 2, sigma=self.SIGMA, n=20_000,
-                              alpha=1e-3, num_classes=2)
-        assert isinstance(seq, rpjax.SequentialCertificates)
+        seq = rpjax.certify(linear_apply, (_W, _B), xs, 2, num_classes=2,
+                            config=rpjax.SmoothingConfig(sigma=self.SIGMA, n=20_000, alpha=1e-3),
+                            rule=rpjax.DecideAt(0.25))
+        fixed = rpjax.certify(linear_apply, (_W, _B), xs, 2, num_classes=2,
+                              config=rpjax.SmoothingConfig(sigma=self.SIGMA, n=20_000, alpha=1e-3))
+        assert type(seq) is rpjax.Certificates
         assert seq.forward_passes < 0.2 * 40 * (100 + 20_000)
         assert seq.forward_passes >= seq.n.sum() + 40 * 100
         fixed_at_r = (fixed.radius >= 0.25).mean()
@@ -232,29 +244,22 @@ class TestCertifySequential:
         chex.assert_trees_all_equal(seq.selection_counts, fixed.selection_counts)
 
     @pytest.mark.slow
-    def test_method_cohen_is_the_default_and_unchanged(self):
-        a = rpjax.certify(linear_apply, (_W, _B), _XS, 3, sigma=0.5, n=500, alpha=1e-3,
-                          num_classes=2)
-        b = rpjax.certify(linear_apply, (_W, _B), _XS, 3, sigma=0.5, n=500, alpha=1e-3,
-                          num_classes=2, method="cohen")
+    def test_fixed_is_the_default_and_unchanged(self):
+        cfg = rpjax.SmoothingConfig(sigma=0.5, n=500, alpha=1e-3)
+        a = rpjax.certify(linear_apply, (_W, _B), _XS, 3, num_classes=2, config=cfg)
+        b = rpjax.certify(linear_apply, (_W, _B), _XS, 3, num_classes=2, config=cfg,
+                          rule=rpjax.Fixed())
         assert type(a) is rpjax.Certificates
         chex.assert_trees_all_equal(tuple(a), tuple(b))
 
-    def test_bad_inputs(self):
-        kw = dict(sigma=0.5, n=500, alpha=1e-3, num_classes=2)
-        with pytest.raises(ValueError, match="method"):
-            rpjax.certify(linear_apply, (_W, _B), _XS, 0, method="staged", **kw)
-        with pytest.raises(ValueError, match="radius"):
-            rpjax.certify(linear_apply, (_W, _B), _XS, 0, radius=0.3, **kw)
-        with pytest.raises(ValueError, match="batch_size"):
-            rpjax.certify(linear_apply, (_W, _B), _XS, 0, method="sequential", batch_size=4, **kw)
-        with pytest.raises(ValueError, match="radius"):
-            rpjax.certify_sequential(linear_apply, (_W, _B), _XS, 0, radius=-1.0, **kw)
-        with pytest.raises(ValueError, match="tolerance"):
-            rpjax.certify_sequential(linear_apply, (_W, _B), _XS, 0, radius=0.3, tolerance=0.1,
-                                     **kw)
-        with pytest.raises(ValueError, match="tolerance"):
-            rpjax.certify_sequential(linear_apply, (_W, _B), _XS, 0, tolerance=1.5, **kw)
+    @pytest.mark.parametrize("rule", [rpjax.DecideAt(0.3), rpjax.RadiusBudget(0.1)])
+    def test_the_batch_size_of_a_sequential_rule_is_its_slots(self, rule):
+        """`Placement(batch_size=)` is the inputs under test at once: speed only."""
+        cfg = rpjax.SmoothingConfig(sigma=0.5, n=600, alpha=1e-3)
+        a = rpjax.certify(linear_apply, (_W, _B), _XS, 3, num_classes=2, config=cfg, rule=rule)
+        b = rpjax.certify(linear_apply, (_W, _B), _XS, 3, num_classes=2, config=cfg, rule=rule,
+                          placement=rpjax.Placement(batch_size=3, chunk_size=48))
+        chex.assert_trees_all_equal(tuple(a)[:-1], tuple(b)[:-1])
 
     @pytest.mark.slow
     def test_nan_logits_abstain_with_a_warning(self):
@@ -264,8 +269,9 @@ class TestCertifySequential:
         xs = np.array([[50.0, 0, 0, 0], [-50.0, 0, 0, 0]], np.float32)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cert = rpjax.certify_sequential(nan_fn, (_W, _B), xs, 0, sigma=0.5, n=500,
-                                            alpha=1e-3, num_classes=2)
+            cert = rpjax.certify(nan_fn, (_W, _B), xs, 0, num_classes=2,
+                                 config=rpjax.SmoothingConfig(sigma=0.5, n=500, alpha=1e-3),
+                                 rule=rpjax.RadiusBudget())
         assert any(issubclass(w.category, RuntimeWarning) for w in caught)
         assert cert.label[0] == rpjax.ABSTAIN and cert.decision[0] == -1
 
