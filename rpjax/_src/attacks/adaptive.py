@@ -1,4 +1,4 @@
-"""The best adaptive attacker on the linear model, independent of `rpjax.privacy.leakage`
+"""The best adaptive attacker on the linear model, independent of `rpjax._src.privacy.leakage`
 (the reference that tests and `benchmarks/budget_table.py` hold the adaptive bound to).
 
 On f(x) = 1[<w, x> > 0] the smoothed class-1 probability is Phi(z), z the signed distance to
