@@ -88,3 +88,21 @@ def traced_release(apply_fn, params, mode, *, num_classes, secret=None, noise="f
                            mode=mode, noise=noise)
     return RobustPrivacyRelease(apply_fn, params, config, budget=Budget.unlimited(),
                                 secret=secret).traced()
+
+
+_CONFIG_FIELDS = ("sigma", "n0", "n", "alpha", "distribution", "common_noise")
+_PLACEMENT_FIELDS = ("devices", "chunk_size", "batch_size", "progress")
+
+
+def plan(**kw):
+    """Keyword settings split into the typed plan: `config=SmoothingConfig(...)`,
+    `placement=Placement(...)` (when any placement knob is given) and the rest unchanged. For
+    tests that build their settings as dicts."""
+    import rpjax
+
+    out = {k: v for k, v in kw.items() if k not in _CONFIG_FIELDS + _PLACEMENT_FIELDS}
+    out["config"] = rpjax.SmoothingConfig(**{k: kw[k] for k in _CONFIG_FIELDS if k in kw})
+    placement = {k: kw[k] for k in _PLACEMENT_FIELDS if k in kw}
+    if placement:
+        out["placement"] = rpjax.Placement(**placement)
+    return out

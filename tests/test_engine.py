@@ -17,6 +17,7 @@ from _models import (
     linear_apply,
     linear_first,
     linear_rest,
+    plan,
     random_linear,
     relu_first,
 )
@@ -28,7 +29,7 @@ _N = 2_000
 
 def _counts(xs=_XS, **kw):
     kw = {"sigma": 0.7, "n": _N, "num_classes": 2, **kw}
-    return np.asarray(rpjax.sample_counts(linear_apply, _PARAMS, xs, 123, **kw))
+    return np.asarray(rpjax.sample_counts(linear_apply, _PARAMS, xs, 123, **plan(**kw)))
 
 
 _REFERENCE = _counts(chunk_size=_N)
@@ -106,10 +107,10 @@ def test_no_retrace_on_second_call():
         return linear_apply(params, x)
 
     kw = dict(n=500, num_classes=2, chunk_size=100)
-    rpjax.sample_counts(apply_fn, _PARAMS, _XS, 0, sigma=0.5, **kw)
+    rpjax.sample_counts(apply_fn, _PARAMS, _XS, 0, **plan(sigma=0.5, **kw))
     after_first = len(traces)
-    rpjax.sample_counts(apply_fn, _PARAMS, _XS + 1.0, 1, sigma=0.9, **kw)
-    rpjax.sample_counts(apply_fn, (_PARAMS[0] * 2, _PARAMS[1]), _XS, 2, sigma=0.1, **kw)
+    rpjax.sample_counts(apply_fn, _PARAMS, _XS + 1.0, 1, **plan(sigma=0.9, **kw))
+    rpjax.sample_counts(apply_fn, (_PARAMS[0] * 2, _PARAMS[1]), _XS, 2, **plan(sigma=0.1, **kw))
     assert len(traces) == after_first
 
 
@@ -356,8 +357,9 @@ def test_model_check_caches_are_bounded():
 
 def test_counting_program_is_what_sample_counts_runs():
     xs = jnp.ones((4, 3), jnp.float32)
-    prog = rpjax.counting_program(linear_apply, _PARAMS, xs, sigma=0.5, n=1000,
-                                  num_classes=2, chunk_size=300)
+    prog = smoothing.counting_program(linear_apply, _PARAMS, xs, num_classes=2,
+                                      config=rpjax.SmoothingConfig(sigma=0.5, n=1000),
+                                      placement=rpjax.Placement(chunk_size=300))
     assert prog.chunk == smoothing.resolve_chunk_size(300, 1000, 4, 3,
                                                       len(jax.local_devices()))
     assert prog.steps * prog.chunk * len(jax.local_devices()) >= 1000
