@@ -6,7 +6,7 @@ from scipy import stats as sps
 
 import rpjax
 
-from _models import linear_apply, linear_truth, points_at_distances, random_linear
+from _models import linear_apply, linear_truth, plan, points_at_distances, random_linear
 
 _D = 5
 _W, _B = random_linear(_D, seed=5)
@@ -150,12 +150,12 @@ def test_too_small_n_warns():
 
 
 def test_smoothing_config_round_trips():
+    """A config rebuilt from its dict gives the same certificates."""
     cfg = rpjax.SmoothingConfig(sigma=0.5, n0=50, n=500, alpha=0.01)
     xs = _points_at_distances(np.array([1.0, 0.1, -0.4]), seed=0)
-    import dataclasses
-
-    cert = rpjax.certify(linear_apply, (_W, _B), xs, 0, num_classes=2,
-                         **dataclasses.asdict(cfg))
+    again = rpjax.SmoothingConfig(**{**cfg.to_dict(), "distribution": rpjax.GAUSSIAN})
+    assert again == cfg
+    cert = rpjax.certify(linear_apply, (_W, _B), xs, 0, num_classes=2, config=again)
     assert cert.n[0] == 500
     via_config = rpjax.certify(linear_apply, (_W, _B), xs, 0, num_classes=2, config=cfg)
     for a, b in zip(cert, via_config, strict=True):
@@ -164,25 +164,27 @@ def test_smoothing_config_round_trips():
         rpjax.SmoothingConfig(sigma=0.5, alpha=1.5)
 
 
-def test_config_and_keywords_are_exclusive():
+def test_the_statistics_have_one_way_in():
+    """The old keyword settings are gone: config= is required and the keywords are refused."""
     cfg = rpjax.SmoothingConfig(sigma=0.5, n=500)
     xs = _points_at_distances(np.array([1.0]), seed=0)
-    for fn in (rpjax.certify, rpjax.predict, rpjax.always_label):
-        with pytest.raises(ValueError, match="either config= or the settings n, sigma"):
-            fn(linear_apply, (_W, _B), xs, 0, num_classes=2, config=cfg, sigma=0.5, n=9)
-        with pytest.raises(TypeError, match="needs sigma"):
-            fn(linear_apply, (_W, _B), xs, 0, num_classes=2, n=100)
+    for fn in (rpjax.certify, rpjax.predict, rpjax.always_label, rpjax.sample_counts):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'sigma'"):
+            fn(linear_apply, (_W, _B), xs, 0, num_classes=2, config=cfg, sigma=0.5)
+        with pytest.raises(TypeError, match="config"):
+            fn(linear_apply, (_W, _B), xs, 0, num_classes=2)
 
 
 def test_common_noise_means_the_same_everywhere():
     """common_noise on predict / always_label: every input gets the noise of id 0."""
     xs = _points_at_distances(np.array([0.05, 0.05, -0.3]), seed=4)
     kw = dict(sigma=0.5, n=300, num_classes=2)
-    common = rpjax.always_label(linear_apply, (_W, _B), xs, 3, common_noise=True, **kw)
+    common = rpjax.always_label(linear_apply, (_W, _B), xs, 3, **plan(common_noise=True, **kw))
     for i in range(3):
-        alone = rpjax.always_label(linear_apply, (_W, _B), xs[i:i + 1], 3, **kw)
+        alone = rpjax.always_label(linear_apply, (_W, _B), xs[i:i + 1], 3, **plan(**kw))
         np.testing.assert_array_equal(common.counts[i], alone.counts[0])
-    pred = rpjax.predict(linear_apply, (_W, _B), xs, 3, common_noise=True, alpha=1e-3, **kw)
+    pred = rpjax.predict(linear_apply, (_W, _B), xs, 3,
+                         **plan(common_noise=True, alpha=1e-3, **kw))
     np.testing.assert_array_equal(pred.counts, common.counts)
 
 

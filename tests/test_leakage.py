@@ -73,8 +73,9 @@ def test_engine_matches_outcome_probabilities(r):
     xs = np.zeros((reps, 1), np.float32) + r
     p1 = sps.norm.cdf(r / SIGMA)
     runs = {
-        "predict": rpjax.predict(_linear, 1.0, xs, 7, num_classes=2,
-                                 config=rpjax.SmoothingConfig(sigma=SIGMA, n=100, alpha=1e-3)).label,
+        "predict": rpjax.predict(
+            _linear, 1.0, xs, 7, num_classes=2,
+            config=rpjax.SmoothingConfig(sigma=SIGMA, n=100, alpha=1e-3)).label,
         "always_label": rpjax.always_label(_linear, 1.0, xs, 7, num_classes=2,
                                            config=rpjax.SmoothingConfig(sigma=SIGMA, n=100)).label,
         "certify": rpjax.certify(

@@ -321,7 +321,7 @@ def test_noise_samples_is_the_noise_sample_counts_adds():
     ids = np.array([0, 7, 2**31, 5], np.uint32)
     key = jax.random.key(11)
     counts = rpjax.sample_counts(sign_apply, 1.0, xs, key, num_classes=2, ids=ids,
-                                 config=SmoothingConfig(sigma=0.3, n=257))
+                                 config=rpjax.SmoothingConfig(sigma=0.3, n=257))
     eps = rpjax.noise_samples(key, ids, np.arange(257), (2, 3, 1))
     assert eps.shape == (4, 257, 2, 3, 1)
     positive = np.sum(np.asarray(eps).reshape(4, 257, -1)[:, :, 3] > 0, axis=1)

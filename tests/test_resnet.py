@@ -109,7 +109,8 @@ def test_certify_runs_on_a_tiny_resnet_and_an_input_keeps_its_certificate_in_a_b
     # one compiled program per architecture: other weights, the same hashable apply_fn
     assert as_apply_fn(_tiny_cifar(zero_init_residual=True))[0] is apply_fn
     xs = jax.random.uniform(jax.random.key(3), (3, 16, 16, 3))
-    kw = dict(num_classes=10, sigma=0.25, n0=16, n=200, alpha=0.01, batch_size=1)
+    kw = dict(num_classes=10, config=rpjax.SmoothingConfig(sigma=0.25, n0=16, n=200, alpha=0.01),
+              placement=rpjax.Placement(batch_size=1))
     cert = rpjax.certify(apply_fn, params, xs, 7, **kw)
     np.testing.assert_array_equal(cert.counts.sum(axis=1), 200)
     np.testing.assert_array_equal(cert.selection_counts.sum(axis=1), 16)

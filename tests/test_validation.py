@@ -6,7 +6,7 @@ import pytest
 import rpjax
 from rpjax.models import as_apply_fn
 
-from _models import linear_apply, random_linear
+from _models import linear_apply, plan, random_linear
 
 _PARAMS = random_linear(3, seed=0)
 _XS = np.ones((4, 3), np.float32)
@@ -23,11 +23,11 @@ def test_other_entry_points_validate(name):
     if name == "predict":
         kw["alpha"] = 1e-3
     with pytest.raises(ValueError, match="sigma"):
-        fn(linear_apply, _PARAMS, _XS, 0, **{**kw, "sigma": 0.0})
+        fn(linear_apply, _PARAMS, _XS, 0, **plan(**{**kw, "sigma": 0.0}))
     with pytest.raises(ValueError, match="xs"):
-        fn(linear_apply, _PARAMS, np.zeros((0, 3), np.float32), 0, **kw)
+        fn(linear_apply, _PARAMS, np.zeros((0, 3), np.float32), 0, **plan(**kw))
     with pytest.raises(TypeError, match="n must be an integer"):
-        fn(linear_apply, _PARAMS, _XS, 0, **{**kw, "n": 10.5})
+        fn(linear_apply, _PARAMS, _XS, 0, **plan(**{**kw, "n": 10.5}))
 
 
 def test_as_apply_fn_needs_a_module():
