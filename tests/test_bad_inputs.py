@@ -31,7 +31,7 @@ from rpjax._src import stats as _stats
 from rpjax._src.privacy import leakage
 from rpjax.privacy import Budget, ReleaseConfig, RobustPrivacyRelease
 
-from _models import linear_apply, random_linear
+from _models import linear_apply, plan, random_linear
 
 _PARAMS = random_linear(3, seed=0)
 _XS = np.ones((4, 3), np.float32)
@@ -57,24 +57,22 @@ class Exits(NamedTuple):
     pattern: str
 
 
+# The rows name each setting as a keyword; `plan` builds the SmoothingConfig / Placement it
+# belongs to (so a bad value is refused where the library checks it: by the dataclass).
 def _certify(xs=_XS, key=0, apply_fn=linear_apply, params=_PARAMS, **kw):
-    return rpjax.certify(apply_fn, params, xs, key, **{**_GOOD, **kw})
+    return rpjax.certify(apply_fn, params, xs, key, **plan(**{**_GOOD, **kw}))
 
 
 def _predict(xs=_XS, key=0, apply_fn=linear_apply, params=_PARAMS, **kw):
-    return rpjax.predict(apply_fn, params, xs, key, **{**_GOOD, **kw})
+    return rpjax.predict(apply_fn, params, xs, key, **plan(**{**_GOOD, **kw}))
 
 
 def _always(xs=_XS, key=0, apply_fn=linear_apply, params=_PARAMS, **kw):
-    kw = {**_GOOD, **kw}
-    kw.pop("alpha")
-    return rpjax.always_label(apply_fn, params, xs, key, **kw)
+    return rpjax.always_label(apply_fn, params, xs, key, **plan(**{**_GOOD, **kw}))
 
 
 def _counts(xs=_XS, key=0, apply_fn=linear_apply, params=_PARAMS, **kw):
-    kw = {**_GOOD, **kw}
-    kw.pop("alpha")
-    return rpjax.sample_counts(apply_fn, params, xs, key, **kw)
+    return rpjax.sample_counts(apply_fn, params, xs, key, **plan(**{**_GOOD, **kw}))
 
 
 def _one_logit(params, x):  # sigmoid style: a single score column
@@ -168,9 +166,9 @@ API_ROWS = [
     ("n0_float", lambda: _certify(n0=1.5), Raises(TypeError, "n0 must be an integer")),
     ("n0_negative", lambda: _certify(n0=-1), Raises(ValueError, "n0")),
     ("n_too_small_certify", lambda: _certify(xs=_SIDES, n=5),
-     WarnsAbstains(rpjax.SampleSizeWarning, "cannot certify anything", _ALL)),
+     WarnsAbstains(stats.SampleSizeWarning, "cannot certify anything", _ALL)),
     ("n_too_small_predict", lambda: _predict(xs=_SIDES, n=5),
-     WarnsAbstains(rpjax.SampleSizeWarning, "can never pass", _ALL)),
+     WarnsAbstains(stats.SampleSizeWarning, "can never pass", _ALL)),
     # sigma
     ("sigma_zero", lambda: _certify(sigma=0.0), Raises(ValueError, "sigma")),
     ("sigma_negative", lambda: _certify(sigma=-2.0), Raises(ValueError, r"sigma=-2\.0")),
@@ -241,18 +239,28 @@ API_ROWS = [
     ("progress_not_bool", lambda: _counts(progress=3), Raises(TypeError, "progress")),
     ("distribution_wrong", lambda: _certify(distribution="gaussian"),
      Raises(TypeError, "distribution")),
-    # one configuration object
-    ("config_and_keywords", lambda: rpjax.certify(
+    # one typed plan: SmoothingConfig, a rule, Placement
+    ("keywords_instead_of_config", lambda: rpjax.certify(
         linear_apply, _PARAMS, _XS, 0, num_classes=2, sigma=0.5,
         config=rpjax.SmoothingConfig(sigma=0.5)),
-     Raises(ValueError, "either config= or the settings sigma")),
+     Raises(TypeError, "unexpected keyword argument 'sigma'")),
     ("config_wrong_type", lambda: rpjax.predict(linear_apply, _PARAMS, _XS, 0, num_classes=2,
                                                 config={"sigma": 0.5}),
      Raises(TypeError, "config must be a rpjax.SmoothingConfig")),
-    ("no_sigma", lambda: rpjax.always_label(linear_apply, _PARAMS, _XS, 0, num_classes=2, n=10),
-     Raises(TypeError, "needs sigma")),
+    ("no_config", lambda: rpjax.always_label(linear_apply, _PARAMS, _XS, 0, num_classes=2),
+     Raises(TypeError, "config")),
     ("config_bad_alpha", lambda: rpjax.SmoothingConfig(sigma=0.5, alpha=1.5),
      Raises(ValueError, "alpha")),
+    ("rule_wrong_type", lambda: _certify(rule="sequential"),
+     Raises(TypeError, "rule must be rpjax.Fixed")),
+    ("rule_radius_negative", lambda: rpjax.DecideAt(-1.0),
+     Raises(ValueError, "radius must be finite and >= 0")),
+    ("rule_tolerance_out_of_range", lambda: rpjax.RadiusBudget(1.5),
+     Raises(ValueError, "tolerance must lie in the open interval")),
+    ("placement_wrong_type", lambda: _certify(placement={"batch_size": 2}),
+     Raises(TypeError, "placement must be a rpjax.Placement")),
+    ("lanes_too_many", lambda: _certify(rule=rpjax.DecideAt(0.1), chunk_size=2**23 + 1),
+     Raises(ValueError, "chunk_size must be <= 2\\*\\*23")),
     # statistics
     ("max_radius_n_nan", lambda: stats.max_radius(float("nan"), 1e-3, 1.0),
      Raises(ValueError, "n must be finite")),
@@ -456,4 +464,4 @@ def test_every_engine_entry_point_checks_sigma_overflow():
         if fn in (rpjax.certify, rpjax.predict):
             kw["alpha"] = 1e-3
         with pytest.raises(ValueError, match="sigma.*too large"):
-            fn(linear_apply, _PARAMS, _XS, 0, **kw)
+            fn(linear_apply, _PARAMS, _XS, 0, **plan(**kw))
