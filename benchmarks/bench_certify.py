@@ -45,6 +45,7 @@ import reference_torch  # noqa: E402
 
 import rpjax  # noqa: E402
 import rpjax.experiments  # noqa: E402
+from rpjax._src.smoothing import counting_program  # noqa: E402
 from rpjax.data import load_insurance  # noqa: E402
 from rpjax.models import (  # noqa: E402
     FaceCNN,
@@ -127,9 +128,11 @@ def _rpjax_certify(apply_fn, params, xs, seed, *, sigma, n, num_classes, chunk_s
                    common_noise=False):
     time.sleep(SETTLE_S)
     t = time.perf_counter()
-    cert = rpjax.certify(apply_fn, params, xs, seed, sigma=sigma, n0=100, n=n, alpha=1e-3,
-                         num_classes=num_classes, chunk_size=chunk_size,
-                         common_noise=common_noise)
+    cert = rpjax.certify(
+        apply_fn, params, xs, seed, num_classes=num_classes,
+        config=rpjax.SmoothingConfig(sigma=sigma, n0=100, n=n, alpha=1e-3,
+                                     common_noise=common_noise),
+        placement=rpjax.Placement(chunk_size=chunk_size))
     return time.perf_counter() - t, cert
 
 
@@ -208,9 +211,11 @@ from flax import nnx
 from rpjax.models import TabularMLP, as_apply_fn
 apply_fn, params = as_apply_fn(TabularMLP(11, 2, rngs=nnx.Rngs(0)))
 xs = np.random.default_rng(0).standard_normal((8, 11)).astype(np.float32)
-rpjax.sample_counts(apply_fn, params, xs, 0, sigma=0.5, n=1000, num_classes=2)
+rpjax.sample_counts(apply_fn, params, xs, 0, num_classes=2,
+                    config=SmoothingConfig(sigma=0.5, n=1000))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-c = rpjax.sample_counts(apply_fn, params, xs, 1, sigma=0.5, n=int(sys.argv[1]), num_classes=2)
+c = rpjax.sample_counts(apply_fn, params, xs, 1, num_classes=2,
+                        config=SmoothingConfig(sigma=0.5, n=int(sys.argv[1])))
 assert int(np.asarray(c).sum()) == 8 * int(sys.argv[1])
 print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
@@ -225,8 +230,8 @@ def memory(ns=MEMORY_NS) -> dict[str, Any]:
         apply_fn, params = as_apply_fn(model)
         sizes = []
         for n in ns:
-            lowered = rpjax.counting_program(apply_fn, params, xs, sigma=0.5, n=n,
-                                             num_classes=num_classes).lowered
+            lowered = counting_program(apply_fn, params, xs, num_classes=num_classes,
+                                       config=rpjax.SmoothingConfig(sigma=0.5, n=n)).lowered
             m = lowered.compile().memory_analysis()
             sizes.append(int(m.argument_size_in_bytes + m.output_size_in_bytes
                              + m.temp_size_in_bytes))

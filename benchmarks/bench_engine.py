@@ -32,6 +32,7 @@ from flax import nnx
 
 import rpjax
 import rpjax.experiments
+from rpjax._src.smoothing import counting_program
 from rpjax.models import FaceCNN, TabularMLP, as_apply_fn
 
 DEFAULT_JSON = os.path.join(
@@ -60,19 +61,20 @@ def effective_chunk(apply_fn, params, xs: np.ndarray, num_classes: int, *,
                     chunk_size: int | None, n: int) -> int:
     """Noisy copies per input per step that `sample_counts` will use.
 
-    Asks the engine (`rpjax.counting_program`) so the table shows what "auto" resolved to.
+    Asks the engine (`rpjax._src.smoothing.counting_program`) so the table shows what "auto"
+    resolved to.
     """
-    return rpjax.counting_program(
-        apply_fn, params, xs, sigma=0.5, n=n, num_classes=num_classes, chunk_size=chunk_size
-    ).chunk
+    return counting_program(
+        apply_fn, params, xs, num_classes=num_classes, config=rpjax.SmoothingConfig(sigma=0.5, n=n),
+        placement=rpjax.Placement(chunk_size=chunk_size)).chunk
 
 
 def timed_counts(apply_fn, params, xs, seed, *, sigma, n, num_classes, chunk_size) -> float:
     """Wall seconds of one blocking `sample_counts` call; checks each count row sums to n."""
     start = time.perf_counter()
-    counts = rpjax.sample_counts(
-        apply_fn, params, xs, seed, sigma=sigma, n=n, num_classes=num_classes, chunk_size=chunk_size
-    )
+    counts = rpjax.sample_counts(apply_fn, params, xs, seed, num_classes=num_classes,
+                                 config=rpjax.SmoothingConfig(sigma=sigma, n=n),
+                                 placement=rpjax.Placement(chunk_size=chunk_size))
     counts = jax.block_until_ready(counts)
     elapsed = time.perf_counter() - start
     sums = np.asarray(counts).sum(axis=1)

@@ -134,8 +134,9 @@ def bench_model(name: str, *, quick: bool, n0: int, n: int, alpha: float, sigma:
     chunk = spec["chunk"] if chunk is None else chunk
     rng = np.random.default_rng(seed)
     xs = rng.uniform(0.0, 1.0, (images, *spec["image"])).astype(np.float32)
-    kw = dict(num_classes=num_classes, sigma=sigma, n0=n0, n=n, alpha=alpha, chunk_size=chunk,
-              batch_size=batch)
+    kw = dict(num_classes=num_classes,
+              config=rpjax.SmoothingConfig(sigma=sigma, n0=n0, n=n, alpha=alpha),
+              placement=rpjax.Placement(chunk_size=chunk, batch_size=batch))
     warm = min(batch, images)
     with jax.default_matmul_precision(precision), warnings.catch_warnings():
         warnings.simplefilter("ignore", rpjax.stats.SampleSizeWarning)  # quick's small n

@@ -5,9 +5,9 @@ analytic pA) the script certifies the same inputs three ways with the same n0, a
 sample cap n:
 
 - `cohen`: fixed-n CERTIFY (`rpjax.certify`, n estimation samples for every input);
-- `decision`: "is the smoothed classifier robust at r_task?" (`rpjax.certify_sequential` with
-  `radius=r_task`, at most n estimation samples per input);
-- `budget`: the largest certifiable radius (`rpjax.certify_sequential` with `radius=None`),
+- `decision`: "is the smoothed classifier robust at r_task?" (`rpjax.certify` with
+  `rule=rpjax.DecideAt(r_task)`, at most n estimation samples per input);
+- `budget`: the largest certifiable radius (`rpjax.certify` with `rule=rpjax.RadiusBudget()`),
   stopping an input once it cannot gain more than the fraction `tolerance` of radius.
 
 For each it reports the total base-model forward passes (selection samples included), the
@@ -24,7 +24,7 @@ Timing: the sequential methods are called once with another key (warm-up, same s
 compilation) and then timed. Cohen at n = 1e5 on the CNN is too slow to run twice: a cheap
 warm-up (`certify` with n = n0) compiles the selection program and pays the one-time costs,
 the compile time of the n-sample counting program is measured on its own
-(`rpjax.counting_program(...).lowered.compile()`), and the call is timed; when that call took
+(`counting_program(...).lowered.compile()`), and the call is timed; when that call took
 at most 60 s a second call with another key is timed and is Cohen's wall time, else the
 measured compile time is subtracted from the call's (`wall_method` in the JSON says which).
 
@@ -50,6 +50,7 @@ from scipy.stats import norm
 
 import rpjax
 import rpjax.experiments
+from rpjax._src.smoothing import counting_program
 from rpjax.data import load_insurance, load_olivetti, split_identities, train_test_split
 from rpjax.models import FaceCNN, TabularMLP, TrainConfig, accuracy, as_apply_fn, fit_classifier
 
@@ -96,7 +97,7 @@ TIMING = ("--quick: one call each, compilation included (a smoke run). Otherwise
           "sequential methods: one warm-up call with key seed + 1 (same shapes), then one timed "
           "call (key seed). cohen: a warm-up certify with n = n0 (key seed + 1: compiles the n0 "
           "program and pays every one-time cost), the lower + compile time of the n program "
-          "(rpjax.counting_program, compile_s), the call (key seed, call_s); if call_s <= "
+          "(counting_program, compile_s), the call (key seed, call_s); if call_s <= "
           f"{COHEN_REPEAT_MAX_S:g} s a second call (key seed + 2) is its wall_s "
           "(wall_method 'second_call'), else wall_s = call_s - compile_s "
           "(wall_method 'compile_subtracted'); both are recorded when both exist")
@@ -252,18 +253,21 @@ def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int,
               warm: bool = True) -> dict[str, Any]:
     """Fixed-n CERTIFY, timed without compilation (see `TIMING`); `warm=False` (--quick) times
     one call, compilation included."""
-    kw = dict(sigma=task.sigma, num_classes=task.num_classes)
+    def cfg(n_est):
+        return rpjax.SmoothingConfig(sigma=task.sigma, n=n_est, n0=N0, alpha=ALPHA)
+
+    kw = dict(num_classes=task.num_classes)
     args = (task.apply_fn, task.params, task.xs)
     warmup_s = compile_s = 0.0
     if warm:
         t = time.perf_counter()  # warm-up: the n0 program and every one-time cost but the n one
-        rpjax.certify(*args, seed + 1, n=N0, n0=N0, alpha=ALPHA, **kw)
+        rpjax.certify(*args, seed + 1, config=cfg(N0), **kw)
         warmup_s = time.perf_counter() - t
         t = time.perf_counter()
-        rpjax.counting_program(*args, n=n, **kw).lowered.compile()
+        counting_program(*args, config=cfg(n), **kw).lowered.compile()
         compile_s = time.perf_counter() - t
     t = time.perf_counter()
-    cert = rpjax.certify(*args, seed, n=n, n0=N0, alpha=ALPHA, **kw)
+    cert = rpjax.certify(*args, seed, config=cfg(n), **kw)
     call_s = time.perf_counter() - t
     rec = _summary(task, cert.label, cert.radius, cert.n, len(task.xs) * (N0 + n), radii,
                    r_task)
@@ -278,7 +282,7 @@ def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int,
         rec.update(wall_s=call_s, wall_method="first_call")
     elif call_s <= COHEN_REPEAT_MAX_S:
         t = time.perf_counter()
-        rpjax.certify(*args, seed + 2, n=n, n0=N0, alpha=ALPHA, **kw)
+        rpjax.certify(*args, seed + 2, config=cfg(n), **kw)
         rec["second_call_s"] = time.perf_counter() - t
         rec.update(wall_s=rec["second_call_s"], wall_method="second_call")
     else:
@@ -288,17 +292,18 @@ def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int,
 
 def run_sequential(task: Task, *, n: int, radius: float | None, radii, r_task: float,
                    seed: int, tolerance: float = TOLERANCE, warm: bool = True) -> dict[str, Any]:
-    """`rpjax.certify_sequential` (decision at `radius`, or radius with a budget when None):
-    one warm-up call with key `seed + 1`, then the timed call with key `seed`."""
-    kw = dict(num_classes=task.num_classes, sigma=task.sigma, n=n, alpha=ALPHA, n0=N0,
-              radius=radius, tolerance=None if radius is not None else tolerance)
+    """`rpjax.certify` with `DecideAt(radius)`, or `RadiusBudget(tolerance)` when radius is
+    None: one warm-up call with key `seed + 1`, then the timed call with key `seed`."""
+    rule = rpjax.DecideAt(radius) if radius is not None else rpjax.RadiusBudget(tolerance)
+    kw = dict(num_classes=task.num_classes, rule=rule,
+              config=rpjax.SmoothingConfig(sigma=task.sigma, n=n, alpha=ALPHA, n0=N0))
     warmup_s = 0.0
     if warm:
         t = time.perf_counter()
-        rpjax.certify_sequential(task.apply_fn, task.params, task.xs, seed + 1, **kw)
+        rpjax.certify(task.apply_fn, task.params, task.xs, seed + 1, **kw)
         warmup_s = time.perf_counter() - t
     t = time.perf_counter()
-    cert = rpjax.certify_sequential(task.apply_fn, task.params, task.xs, seed, **kw)
+    cert = rpjax.certify(task.apply_fn, task.params, task.xs, seed, **kw)
     wall_s = time.perf_counter() - t
     rec = _summary(task, cert.label, cert.radius, cert.n, cert.forward_passes, radii, r_task)
     decision = np.asarray(cert.decision)
