@@ -212,10 +212,10 @@ from rpjax.models import TabularMLP, as_apply_fn
 apply_fn, params = as_apply_fn(TabularMLP(11, 2, rngs=nnx.Rngs(0)))
 xs = np.random.default_rng(0).standard_normal((8, 11)).astype(np.float32)
 rpjax.sample_counts(apply_fn, params, xs, 0, num_classes=2,
-                    config=SmoothingConfig(sigma=0.5, n=1000))
+                    config=rpjax.SmoothingConfig(sigma=0.5, n=1000))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 c = rpjax.sample_counts(apply_fn, params, xs, 1, num_classes=2,
-                        config=SmoothingConfig(sigma=0.5, n=int(sys.argv[1])))
+                        config=rpjax.SmoothingConfig(sigma=0.5, n=int(sys.argv[1])))
 assert int(np.asarray(c).sum()) == 8 * int(sys.argv[1])
 print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

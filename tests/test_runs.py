@@ -74,7 +74,8 @@ def test_rows_equal_one_certify_call_on_the_whole_data(data, reference):
     z = np.load(data)
     apply_fn, params = models.linear()
     cert = rpjax.certify(apply_fn, params, z["x"], jax.random.key(0), num_classes=3,
-                         sigma=0.5, n=400, n0=20, alpha=1e-3, ids=np.arange(30))
+                         ids=np.arange(30),
+                         config=rpjax.SmoothingConfig(sigma=0.5, n=400, n0=20, alpha=1e-3))
     rows = _rows(reference)
     assert [r["index"] for r in rows] == list(range(30))
     np.testing.assert_array_equal([r["predict"] for r in rows], cert.label)
@@ -248,8 +249,9 @@ def test_checkpoint_and_compressed_npz(data, tmp_path, capsys):
     np.savez_compressed(tmp_path / "c.npz", x=z["x"][:8], y=z["y"][:8])
     out = tmp_path / "run"
     assert _cli(*_certify_args(tmp_path / "c.npz", out, "--checkpoint", ckpt)) == 0
-    cert = rpjax.certify(models.linear_apply, other, z["x"][:8], jax.random.key(0),
-                         num_classes=3, sigma=0.5, n=400, n0=20, alpha=1e-3, ids=np.arange(8))
+    cert = rpjax.certify(models.linear_apply, other, z["x"][:8], jax.random.key(0), num_classes=3,
+                         ids=np.arange(8),
+                         config=rpjax.SmoothingConfig(sigma=0.5, n=400, n0=20, alpha=1e-3))
     rows = _rows(out)
     np.testing.assert_array_equal([r["predict"] for r in rows], cert.label)
     np.testing.assert_array_equal([r["radius"] for r in rows], cert.radius)
@@ -472,12 +474,12 @@ def test_a_seed_keeps_all_64_bits_as_in_the_api(tmp_path):
     for seed in (2**32, 2**63 + 5):
         out = tmp_path / f"s{seed}"
         assert _cli(*_certify_args(data, out, "--seed", str(seed), block="8")) == 0
-        cert = rpjax.certify(apply_fn, params, x, seed, num_classes=3, sigma=0.5, n=400,
-                             n0=20, alpha=1e-3, ids=np.arange(8))
+        cert = rpjax.certify(apply_fn, params, x, seed, num_classes=3, ids=np.arange(8),
+                             config=rpjax.SmoothingConfig(sigma=0.5, n=400, n0=20, alpha=1e-3))
         counts = [dict(r["counts"]) for r in _rows(out)]
         assert counts == [{c: int(k) for c, k in enumerate(row) if k} for row in cert.counts]
-        zero = rpjax.certify(apply_fn, params, x, 0, num_classes=3, sigma=0.5, n=400, n0=20,
-                             alpha=1e-3, ids=np.arange(8))
+        zero = rpjax.certify(apply_fn, params, x, 0, num_classes=3, ids=np.arange(8),
+                             config=rpjax.SmoothingConfig(sigma=0.5, n=400, n0=20, alpha=1e-3))
         assert not np.array_equal(cert.counts, zero.counts)
 
 
