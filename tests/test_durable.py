@@ -339,7 +339,12 @@ def test_bad_out_fails_before_the_imports_in_a_fresh_process(tmp_path):
 def test_the_cli_knows_every_experiment_without_importing_them():
     from rpjax._src.experiments import reproduce
 
-    assert cli._REPRODUCE_EXPERIMENTS == reproduce.EXPERIMENTS
+    assert tuple(reproduce.REGISTRY) == reproduce.EXPERIMENTS
+    parser = cli.build_parser()
+    for name in ("all", *reproduce.REGISTRY):  # the CLI offers every registered experiment
+        assert parser.parse_args(["reproduce", name]).experiment == name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reproduce", "not-an-experiment"])
 
 
 # --- a run directory is refused or overwritten, never mixed -----------------------------------

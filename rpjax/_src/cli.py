@@ -179,13 +179,10 @@ def _summarize(args: argparse.Namespace) -> int:
     return 0
 
 
-# = rpjax._src.experiments.reproduce.EXPERIMENTS (tests/test_durable.py checks), written out so
-# that parsing, and failing on bad arguments, does not import the experiments (about 1 s)
-_REPRODUCE_EXPERIMENTS = ("rap", "attacks", "inversion", "frontier", "distillation")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `rpjax` command (kept importable for docs and tests)."""
+    from rpjax._src.experiments import names  # the registry's names; imports nothing
+
     parser = argparse.ArgumentParser(
         prog="rpjax",
         description="Robust Privacy certification engine (randomized smoothing in JAX).")
@@ -221,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "under OUT/<experiment>/, each file atomically. An OUT holding a previous "
                     "run is refused unless --overwrite is given.")
     rep.add_argument("experiment", nargs="?", default="all",
-                     choices=["all", *_REPRODUCE_EXPERIMENTS],
+                     choices=["all", *names.EXPERIMENTS],
                      help="which experiment (default: all; frontier reuses inversion's sweep "
                           "when run together, else runs it first)")
     rep.add_argument("--quick", action="store_true",

@@ -30,6 +30,7 @@ from rpjax._src.experiments import (
     frontier_outputs,
     inversion,
     inversion_outputs,
+    names,
     outdir,
     rap,
     rap_outputs,
@@ -123,7 +124,7 @@ def _run_frontier(config: frontier.FrontierConfig, s: Session) -> frontier.Front
                         faces=s.faces(config.inversion), progress=s.options.progress)
 
 
-REGISTRY: dict[str, Experiment] = {e.name: e for e in (
+_SPECS = (
     Experiment("rap", _rap_config,
                lambda c, s: rap.run(c, progress=s.options.progress),
                rap_outputs.markdown, rap_outputs.comparison, files.write_rap),
@@ -142,11 +143,16 @@ REGISTRY: dict[str, Experiment] = {e.name: e for e in (
                                              progress=s.options.progress),
                distillation_outputs.markdown, distillation_outputs.comparison,
                files.write_distillation),
-)}
-"""Every experiment of `rpjax reproduce`, by name, in the order "all" runs them (frontier
-reuses inversion's sweep, so it comes after it)."""
+)
+if tuple(sorted(e.name for e in _SPECS)) != tuple(sorted(names.EXPERIMENTS)):
+    raise ImportError("the experiments of rpjax._src.experiments.names and reproduce differ.")
+REGISTRY: dict[str, Experiment] = {name: next(e for e in _SPECS if e.name == name)
+                                   for name in names.EXPERIMENTS}
+"""Every experiment of `rpjax reproduce`, by name, in the order "all" runs them
+(`rpjax._src.experiments.names.EXPERIMENTS`: frontier reuses inversion's sweep, so it comes
+after it)."""
 
-EXPERIMENTS = tuple(REGISTRY)
+EXPERIMENTS = names.EXPERIMENTS
 
 
 def run_experiment(name: str, config: Any, *, faces: faces.Faces | None = None,
