@@ -409,7 +409,7 @@ PRIVACY_ROWS = [
     ("advantage_bound_adaptive_with_interval", lambda: privacy.advantage_bound(
         "predict", delta=0.1, adaptive=True, p1_interval=(0.2, 0.3), **_LB),
      Raises(ValueError, "p1_interval does not apply with adaptive=True")),
-    ("p1_interval_count_above_n", lambda: privacy.p1_interval_from_counts(11, 10, 0.05),
+    ("p1_interval_count_above_n", lambda: leakage.p1_interval_from_counts(11, 10, 0.05),
      Raises(ValueError, "count_1 must be <= n")),
 ]
 

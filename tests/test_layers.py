@@ -35,12 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 """The layers of `rpjax._src`, low to high (by the first name under `rpjax._src`)."""
 
-KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    ("rpjax._src.experiments.faces", "rpjax._src.experiments.inversion"):
-        "faces.py imports InversionConfig for its type hints (under TYPE_CHECKING) while "
-        "inversion.py imports faces; the experiments' FacesConfig (issue 22, another branch) "
-        "removes it: delete this entry once that is merged",
-}
+KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 """Edges left out of the cycle check, each with its reason. Each must still exist (else the
 test asks to delete the entry), so an exception cannot outlive the cycle it excuses."""
 

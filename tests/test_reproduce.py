@@ -177,7 +177,7 @@ def test_the_registry_is_the_cli_and_the_faces_setup_is_built_once(monkeypatch):
         configs = {n: e.configure(session.options) for n, e in reproduce.REGISTRY.items()}
         shared = [configs["inversion"], configs["frontier"].inversion,
                   configs["distillation"].inversion]
-        assert len({id(session.faces(c)) for c in shared}) == 1  # one setup for the three
+        assert len({id(session.faces(c.faces)) for c in shared}) == 1  # one setup for the three
     assert len(built) == len(reproduce.PRESETS)
 
 

@@ -177,8 +177,8 @@ def run(config: DistillationConfig = DistillationConfig(), *, faces: Faces | Non
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    ctx = prepare(config.inversion) if faces is None else faces
-    if ctx.config != config.inversion:
+    ctx = prepare(config.inversion.faces) if faces is None else faces
+    if ctx.config != config.inversion.faces:
         raise ValueError("faces was prepared with another inversion configuration.")
     apply_fn, params = ctx.target
     target_labels = np.asarray(jnp.argmax(jax.jit(apply_fn)(params, jnp.asarray(ctx.xte)), -1))

@@ -13,30 +13,68 @@ which makes noise generation and the base model 4x cheaper. Sigma is in pixel un
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rpjax._src.attacks.metrics import nearest_private_distance
+from rpjax._src.data import BUNDLED_SHA256
+from rpjax._src.data.olivetti import FaceSplit
 from rpjax._src.experiments import checkpoint
 from rpjax.attacks import (
+    BrepConfig,
     MIFaceConfig,
     attack_success,
     brep_mi,
     fit_pca_prior,
     fit_vae_prior,
     mi_face_latent,
-    nearest_private_distance,
     release_utility,
 )
-from rpjax.data import BUNDLED_SHA256, FaceSplit, load_olivetti, split_identities
+from rpjax.data import load_olivetti, split_identities
 from rpjax.models import FaceCNN, TrainConfig, as_apply_fn, fit_classifier
 from rpjax.privacy import initial_state
 
-if TYPE_CHECKING:
-    from rpjax._src.experiments.inversion import InversionConfig
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FacesConfig:
+    """What the shared faces setup depends on: the data split, the target and evaluator
+    models, the attacker's prior and the attacks' budgets (units as in `InversionConfig`,
+    whose `faces` property builds it; the experiments on the faces share one `Faces` per
+    `FacesConfig`).
+
+    Attributes:
+      num_private, held_out, image_size: the split (private identities, held-out images per
+        identity) and the side of the pooled images (pixels).
+      target_channels, target_dense, target_steps: the target CNN and its training steps.
+      evaluator_channels, evaluator_dense, evaluator_steps, evaluator_noise: the evaluation
+        classifier (and its Gaussian augmentation std, pixels).
+      prior_k, prior: the prior's latent dimension and kind ("pca" or "vae").
+      brep: BREP-MI's settings; mi_face_iters, mi_face_lr, mi_face_m: MI-Face's budget.
+      seed: the split's and the models' seed; cache_dir: trained-model cache (None: none).
+    """
+
+    num_private: int
+    held_out: int
+    image_size: int
+    target_channels: tuple[int, ...]
+    target_dense: int
+    target_steps: int
+    evaluator_channels: tuple[int, ...]
+    evaluator_dense: int
+    evaluator_steps: int
+    evaluator_noise: float
+    prior_k: int
+    prior: str
+    brep: BrepConfig
+    mi_face_iters: int
+    mi_face_lr: float
+    mi_face_m: int
+    seed: int
+    cache_dir: str | None
 
 
 def _pool(images: np.ndarray, size: int) -> np.ndarray:
@@ -45,7 +83,7 @@ def _pool(images: np.ndarray, size: int) -> np.ndarray:
     return images.reshape(n, h // f, f, w // f, f, c).mean(axis=(2, 4)).astype(np.float32)
 
 
-def train_face_model(config: InversionConfig, name: str, channels: tuple[int, ...], dense: int,
+def train_face_model(config: FacesConfig, name: str, channels: tuple[int, ...], dense: int,
                      steps: int, noise: float, x: np.ndarray, y: np.ndarray,
                      seed: int) -> tuple[Any, Any]:
     """A `FaceCNN` trained on `(x, y)` (cached under `config.cache_dir`): `(apply_fn, params)`.
@@ -157,7 +195,7 @@ def aggregate_runs(records: list[AttackRecord]) -> dict[str, Any]:
 class Faces(NamedTuple):
     """Everything the faces experiments need, built once per configuration by `prepare`."""
 
-    config: InversionConfig
+    config: FacesConfig
     split: FaceSplit
     xtr: np.ndarray  # [N, S, S, 1] private training images (pixels in [0, 1])
     ytr: np.ndarray  # [N] their classes
@@ -219,7 +257,7 @@ class Faces(NamedTuple):
                                self.targets, self.config)
 
 
-def prepare(config: InversionConfig) -> Faces:
+def prepare(config: FacesConfig) -> Faces:
     """Loads and splits the faces, trains (or loads) the target and the evaluator, fits the
     attacker's prior on the public identities."""
     data = load_olivetti()

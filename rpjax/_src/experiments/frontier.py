@@ -35,6 +35,7 @@ import numpy as np
 from flax import nnx
 
 from rpjax._src import validate as _validate
+from rpjax._src.data import BUNDLED_SHA256
 from rpjax._src.experiments import checkpoint, inversion, paper, report
 from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
 from rpjax.baselines import (
@@ -46,7 +47,6 @@ from rpjax.baselines import (
     random_abstain_release,
     randomized_response_release,
 )
-from rpjax.data import BUNDLED_SHA256
 from rpjax.models import FaceCNN, as_apply_fn
 from rpjax.privacy import base_release, experiment_secret
 
@@ -207,8 +207,8 @@ def run(config: FrontierConfig = FrontierConfig(), *,
 
     t0 = time.perf_counter()
     inv_cfg = config.inversion
-    ctx = prepare(inv_cfg) if faces is None else faces
-    if ctx.config != inv_cfg:
+    ctx = prepare(inv_cfg.faces) if faces is None else faces
+    if ctx.config != inv_cfg.faces:
         raise ValueError("faces was prepared with another inversion configuration.")
     if inversion_result is None:
         inversion_result = inversion.run(inv_cfg, faces=ctx, progress=progress)

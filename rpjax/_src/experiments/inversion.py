@@ -30,7 +30,7 @@ import numpy as np
 import rpjax
 from rpjax._src import validate as _validate
 from rpjax._src.experiments import paper, report
-from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
+from rpjax._src.experiments.faces import Faces, FacesConfig, aggregate_runs, prepare
 from rpjax.attacks import BrepConfig, MIFaceConfig, mi_face_pixels
 from rpjax.privacy import (
     Budget,
@@ -96,6 +96,12 @@ class InversionConfig:
     mi_face_m: int = 32
     seed: int = 0
     cache_dir: str | None = None
+
+    @property
+    def faces(self) -> FacesConfig:
+        """The settings of the shared faces setup this experiment runs on."""
+        return FacesConfig(**{f.name: getattr(self, f.name)
+                              for f in dataclasses.fields(FacesConfig)})
 
     def __post_init__(self):
         _validate.integer("num_private", self.num_private, minimum=2)
@@ -220,14 +226,14 @@ def run(config: InversionConfig = InversionConfig(), *, faces: Faces | None = No
 
     Args:
       config: the settings.
-      faces: the shared faces setup `prepare(config)` (built here when None).
+      faces: the shared faces setup `prepare(config.faces)` (built here when None).
       progress: show a progress bar.
     """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    ctx = prepare(config) if faces is None else faces
-    if ctx.config != config:
+    ctx = prepare(config.faces) if faces is None else faces
+    if ctx.config != config.faces:
         raise ValueError("faces was prepared with another inversion configuration.")
     split, xte, yte, target = ctx.split, ctx.xte, ctx.yte, ctx.target
     evaluator, num_classes, targets = ctx.evaluator, ctx.num_classes, ctx.targets

@@ -57,9 +57,9 @@ class Session:
     def __init__(self, options: Options):
         self.options = options
         self.results: dict[str, Any] = {}
-        self._faces: dict[inversion.InversionConfig, faces.Faces] = {}
+        self._faces: dict[faces.FacesConfig, faces.Faces] = {}
 
-    def faces(self, config: inversion.InversionConfig) -> faces.Faces:
+    def faces(self, config: faces.FacesConfig) -> faces.Faces:
         """The shared faces setup of `config`, prepared on first use."""
         if config not in self._faces:
             self._faces[config] = faces.prepare(config)
@@ -121,7 +121,7 @@ def _distillation_config(o: Options) -> distillation.DistillationConfig:
 
 def _run_frontier(config: frontier.FrontierConfig, s: Session) -> frontier.FrontierResult:
     return frontier.run(config, inversion_result=s.results.get("inversion"),
-                        faces=s.faces(config.inversion), progress=s.options.progress)
+                        faces=s.faces(config.inversion.faces), progress=s.options.progress)
 
 
 _SPECS = (
@@ -133,13 +133,13 @@ _SPECS = (
                                         progress=s.options.progress),
                attacks_outputs.markdown, attacks_outputs.comparison, files.write_attacks),
     Experiment("inversion", inversion_config,
-               lambda c, s: inversion.run(c, faces=s.faces(c), progress=s.options.progress),
+               lambda c, s: inversion.run(c, faces=s.faces(c.faces), progress=s.options.progress),
                inversion_outputs.markdown, inversion_outputs.comparison,
                files.write_inversion),
     Experiment("frontier", _frontier_config, _run_frontier,
                frontier_outputs.markdown, frontier_outputs.comparison, files.write_frontier),
     Experiment("distillation", _distillation_config,
-               lambda c, s: distillation.run(c, faces=s.faces(c.inversion),
+               lambda c, s: distillation.run(c, faces=s.faces(c.inversion.faces),
                                              progress=s.options.progress),
                distillation_outputs.markdown, distillation_outputs.comparison,
                files.write_distillation),
@@ -165,7 +165,7 @@ def run_experiment(name: str, config: Any, *, faces: faces.Faces | None = None,
     Args:
       name: one of `EXPERIMENTS`.
       config: that experiment's configuration (e.g. `RapConfig.quick()`).
-      faces: a faces setup (`prepare_faces(config)`) to reuse for inversion, frontier and
+      faces: a faces setup (`prepare_faces(config.faces)`) to reuse for inversion, frontier and
         distillation instead of preparing it again; it must match the config's inversion
         configuration.
       cache_dir: trained-model cache of the experiments whose config has none (attacks).
