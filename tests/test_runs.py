@@ -7,6 +7,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -256,8 +257,9 @@ def test_checkpoint_and_compressed_npz(data, tmp_path, capsys):
     np.testing.assert_array_equal([r["predict"] for r in rows], cert.label)
     np.testing.assert_array_equal([r["radius"] for r in rows], cert.radius)
     config = runs.read_config(str(out))
-    assert config.checkpoint_sha256 and config.model_sha256 != runs.params_sha256(
-        models.linear()[1])
+    provenance = config.provenance
+    assert provenance.checkpoint_sha256
+    assert provenance.model_sha256 != runs.params_sha256(models.linear()[1])
     bad = str(tmp_path / "bad")
     saver.save(bad, (w[:2], b))
     saver.wait_until_finished()
@@ -440,8 +442,9 @@ def _f64_overflow(tmp_path):
     ("FILE:unhashable", (), r"--model .*apply_fn must be hashable"),
     ("FILE:apply_exits", (), r"the model's apply_fn raised SystemExit\(4\)"),
     ("FILE:linear", ("F64",), r"exceed float32's largest finite value .* at index 6"),
-    ("FILE:linear", ("--n", str(2**31)), r"--n must be <= 2\*\*30"),
-    ("FILE:linear", ("--seed", str(2**64)), r"--seed as an int seed must lie in \[0, 2\*\*64\)"),
+    ("FILE:linear", ("--n", str(2**31)), r"--n: n must be <= 2\*\*30"),
+    ("FILE:linear", ("--seed", str(2**64)),
+     r"--seed: seed as an int seed must lie in \[0, 2\*\*64\)"),
     ("FILE:rewrites_now", (), r"--data .*rewritten or replaced"),
 ])
 def test_refusals_come_before_anything_is_written(tmp_path, capsys, monkeypatch, model, extra,
@@ -565,3 +568,41 @@ def test_a_second_writer_on_the_same_out_is_refused(data, reference, tmp_path, c
         rc = proc.wait(timeout=300)
     assert rc == 0, proc.stderr.read().decode()[-2000:]
     assert _deterministic(_rows(out)) == _deterministic(_rows(reference))
+
+
+def test_run_spec_is_frozen_keyword_only_and_validated_in_library_words():
+    from rpjax._src.runs import DataSpec, ModelSpec, Provenance, RunSpec
+
+    parts = dict(model=ModelSpec(factory="m:f", num_classes=3),
+                 data=DataSpec(path="/d.npy", num_inputs=5, input_shape=(2,),
+                               input_dtype="float32"),
+                 smoothing=rpjax.SmoothingConfig(sigma=0.5),
+                 provenance=Provenance(model_sha256="a", data_sha256="b"))
+    spec = RunSpec(**parts, rule=rpjax.DecideAt(0.25), seed=2**63, block=2)
+    assert (spec.method, spec.radius, spec.tolerance, spec.num_blocks) == ("sequential", 0.25,
+                                                                          None, 3)
+    assert RunSpec.from_json(spec.to_json()) == spec  # config.json round trip
+    with pytest.raises(TypeError):
+        RunSpec(parts["model"], parts["data"], parts["smoothing"], parts["provenance"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 1
+    for bad, error, match in [(dict(seed=2**64), ValueError, "^seed "),
+                              (dict(seed=-1), ValueError, "^seed must"),
+                              (dict(block=0), ValueError, "^block must"),
+                              (dict(rule="sequential"), TypeError, "^rule must"),
+                              (dict(smoothing=dict(sigma=0.5)), TypeError, "^smoothing must")]:
+        with pytest.raises(error, match=match):
+            RunSpec(**{**parts, **bad})
+
+
+def test_the_cli_defaults_are_the_dataclass_defaults():
+    from rpjax._src import cli
+    from rpjax._src.runs import RunSpec
+
+    defaults = cli.certify_defaults()
+    smoothing = {f.name: f.default for f in dataclasses.fields(rpjax.SmoothingConfig)}
+    spec = {f.name: f.default for f in dataclasses.fields(RunSpec)}
+    assert (defaults["n0"], defaults["n"], defaults["alpha"]) == (
+        smoothing["n0"], smoothing["n"], smoothing["alpha"])
+    assert (defaults["seed"], defaults["block"]) == (spec["seed"], spec["block"])
+    assert spec["rule"] == rpjax.Fixed() and defaults["method"] == "cohen"

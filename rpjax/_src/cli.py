@@ -66,28 +66,77 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-# `rpjax certify`'s settings and their defaults; with --resume, a setting not given on the
-# command line is taken from the run's config.json instead
-CERTIFY_DEFAULTS: dict[str, object] = {
-    "model": None, "data": None, "sigma": None, "checkpoint": None, "inputs_key": None,
-    "labels_key": None, "num_classes": None, "n0": 100, "n": 100_000, "alpha": 1e-3, "seed": 0,
-    "method": "cohen", "radius": None, "tolerance": None, "common_noise": False, "block": 64,
-}
+# `rpjax certify`'s settings: the library's names, and the flags that set them
+CERTIFY_SETTINGS = ("model", "data", "sigma", "checkpoint", "inputs_key", "labels_key",
+                    "num_classes", "n0", "n", "alpha", "seed", "method", "radius", "tolerance",
+                    "common_noise", "block")
+
+
+def certify_defaults() -> dict[str, object]:
+    """The defaults of `rpjax certify`, read from the dataclasses that hold them
+    (`SmoothingConfig`: n0, n, alpha; `RunSpec`: seed, block; the rule: `Fixed()`)."""
+    import dataclasses
+
+    from rpjax._src.plan import SmoothingConfig
+    from rpjax._src.runs import RunSpec
+
+    smoothing = {f.name: f.default for f in dataclasses.fields(SmoothingConfig)}
+    spec = {f.name: f.default for f in dataclasses.fields(RunSpec)}
+    out: dict[str, object] = dict.fromkeys(CERTIFY_SETTINGS)
+    out.update(n0=smoothing["n0"], n=smoothing["n"], alpha=smoothing["alpha"],
+               common_noise=smoothing["common_noise"], seed=spec["seed"], block=spec["block"],
+               method="cohen")
+    return out
+
+
+def _rule(method: object, radius: object, tolerance: object):
+    """The rule the flags ask for: --method cohen (Fixed), --method sequential with --radius
+    (DecideAt) or with --tolerance / neither (RadiusBudget)."""
+    from rpjax._src.plan import DecideAt, Fixed, RadiusBudget
+
+    if method not in ("cohen", "sequential"):
+        raise ValueError(f"--method must be one of ('cohen', 'sequential'), got {method!r}.")
+    if method == "cohen":
+        if radius is not None or tolerance is not None:
+            raise ValueError("--radius and --tolerance are options of --method sequential.")
+        return Fixed()
+    if radius is not None and tolerance is not None:
+        raise ValueError("give --radius (decision at a radius) or --tolerance (radius with a "
+                         "budget), not both.")
+    if radius is not None:
+        return DecideAt(radius)
+    return RadiusBudget() if tolerance is None else RadiusBudget(tolerance)
+
+
+def _flag_error(err: Exception) -> Exception:
+    """`err` with the flag of the setting it names in front (`--seed: seed must ...`)."""
+    import re
+
+    text = str(err)
+    m = re.match(r"(\w+)\b", text)
+    if m and m.group(1) in CERTIFY_SETTINGS + ("num_classes",):
+        return type(err)(f"--{m.group(1).replace('_', '-')}: {text}")
+    return err
 
 
 def _certify_settings(args: argparse.Namespace) -> dict[str, object]:
     from rpjax._src import runs
 
-    given = {k: getattr(args, k) for k in CERTIFY_DEFAULTS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in CERTIFY_SETTINGS if getattr(args, k) is not None}
     if args.resume:
         old = runs.read_config(args.out).to_json()
-        settings = {k: old.get(k) for k in CERTIFY_DEFAULTS} | given
+        settings = {k: old.get(k) for k in CERTIFY_SETTINGS} | given
     else:
-        settings = CERTIFY_DEFAULTS | given
+        settings = certify_defaults() | given
         missing = [f"--{k}" for k in ("model", "data", "sigma") if settings[k] is None]
         if missing:
             raise ValueError(f"{', '.join(missing)} required (or --resume with an existing "
                              "--out).")
+    try:
+        settings["rule"] = _rule(settings.pop("method"), settings.pop("radius"),
+                                 settings.pop("tolerance"))
+    except (ValueError, TypeError) as err:
+        raise _flag_error(err) from None
     return settings
 
 
@@ -124,7 +173,10 @@ def _certify_in(args: argparse.Namespace) -> int:
     from rpjax._src import runs
 
     settings = _certify_settings(args)
-    config, apply_fn, params, inputs, labels = runs.make_config(**settings)
+    try:
+        config, apply_fn, params, inputs, labels = runs.make_config(**settings)
+    except (ValueError, TypeError) as err:
+        raise _flag_error(err) from None
     devices = jax.local_devices()
     if args.devices is not None:
         if not 1 <= args.devices <= len(devices):

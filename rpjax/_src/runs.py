@@ -52,10 +52,17 @@ from rpjax._src import stats as _stats
 from rpjax._src import validate as _validate
 from rpjax._src.certify import certify as _certify
 from rpjax._src.noise import MAX_ABS_UNIT_NOISE
-from rpjax._src.plan import DecideAt, Fixed, Placement, RadiusBudget, SmoothingConfig
+from rpjax._src.plan import (
+    RULES,
+    DecideAt,
+    Fixed,
+    Placement,
+    RadiusBudget,
+    Rule,
+    SmoothingConfig,
+)
 
 FORMAT = 1
-METHODS = ("cohen", "sequential")
 INPUT_KEYS = ("x", "inputs", "images", "data")
 LABEL_KEYS = ("y", "labels", "targets")
 
@@ -416,48 +423,125 @@ def model_classes(spec: str, apply_fn: Callable, params: Any, input_shape: Seque
 # the configuration
 
 
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Everything that fixes a run's rows (the `IDENTITY` fields) and how to find its parts.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """The model of a run.
 
     Attributes:
-      model: `MODULE:FACTORY`; checkpoint: orbax directory or None.
-      data: the data file's path; inputs_key / labels_key: the arrays used (labels_key None:
-        no labels).
-      sigma: noise std in the inputs' units; n0, n, alpha: CERTIFY's settings (with method
-        "sequential", n is n_max); seed: the PRNG seed of every input's noise.
-      method: "cohen" or "sequential"; radius, tolerance: the sequential options.
-      common_noise: the same noise draws for every input.
-      block: inputs per committed block.
+      factory: `MODULE:FACTORY` (or `path/to/file.py:FACTORY`).
+      checkpoint: an orbax directory the parameters are restored from, or None.
       num_classes: classes counted (>= the model's logits).
-      model_sha256, checkpoint_sha256, data_sha256: hashes of the parameters, the checkpoint
-        directory and the data file; num_inputs, input_shape, input_dtype: the data's.
     """
 
-    model: str
-    data: str
-    sigma: float
-    n0: int
-    n: int
-    alpha: float
+    factory: str
     num_classes: int
-    model_sha256: str
-    data_sha256: str
+    checkpoint: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.factory, str) or ":" not in self.factory:
+            raise ValueError(f"model must be MODULE:FACTORY, got {self.factory!r}.")
+        object.__setattr__(self, "num_classes",
+                           _validate.integer("num_classes", self.num_classes, minimum=2))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataSpec:
+    """The data file of a run and what was found in it.
+
+    Attributes:
+      path: the `.npy` / `.npz` file (absolute).
+      inputs_key, labels_key: the arrays used (`labels_key` None: no labels).
+      num_inputs, input_shape, input_dtype: the inputs' count, per-input shape and dtype.
+    """
+
+    path: str
     num_inputs: int
     input_shape: tuple[int, ...]
     input_dtype: str
-    checkpoint: str | None = None
-    checkpoint_sha256: str | None = None
     inputs_key: str = "x"
     labels_key: str | None = None
-    seed: int = 0
-    method: str = "cohen"
-    radius: float | None = None
-    tolerance: float | None = None
-    common_noise: bool = False
-    block: int = 64
+
+    def __post_init__(self):
+        object.__setattr__(self, "num_inputs",
+                           _validate.integer("num_inputs", self.num_inputs, minimum=1))
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """What the rows were computed from, by hash: a resumed run must match it.
+
+    Attributes:
+      model_sha256: the parameters' hash; checkpoint_sha256: the checkpoint directory's (None
+        without one); data_sha256: the data file's; prng_impl: JAX's default PRNG.
+    """
+
+    model_sha256: str
+    data_sha256: str
+    checkpoint_sha256: str | None = None
     prng_impl: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """Everything that fixes a run's rows: a frozen, validated plan.
+
+    Attributes:
+      model: the `ModelSpec`; data: the `DataSpec`.
+      smoothing: the statistics (`rpjax.SmoothingConfig`: sigma, n0, n, alpha, common noise).
+      rule: `Fixed()` (default), `DecideAt(radius)` or `RadiusBudget(tolerance)`.
+      seed: the PRNG seed of every input's noise, an integer in [0, 2**64) kept at full width
+        (the key of `rpjax.certify(key=seed)`; input i gets `ids=[i]`).
+      block: inputs per committed block (>= 1).
+      provenance: the hashes of what the rows were computed from.
+    """
+
+    model: ModelSpec
+    data: DataSpec
+    smoothing: SmoothingConfig
+    provenance: Provenance
+    rule: Rule = Fixed()
+    seed: int = 0
+    block: int = 64
     format: int = FORMAT
+
+    def __post_init__(self):
+        for name, kind in (("model", ModelSpec), ("data", DataSpec),
+                           ("smoothing", SmoothingConfig), ("provenance", Provenance)):
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"{name} must be a {kind.__name__}, got "
+                                f"{type(getattr(self, name)).__name__}.")
+        if not isinstance(self.rule, RULES):
+            raise TypeError("rule must be Fixed(), DecideAt(radius) or RadiusBudget(tolerance), "
+                            f"got {self.rule!r}.")
+        seed = _validate.integer("seed", self.seed, minimum=0)
+        _validate.key("seed", seed)  # [0, 2**64), all bits kept: the same key as rpjax.certify
+        object.__setattr__(self, "seed", seed)
+        object.__setattr__(self, "block", _validate.integer("block", self.block, minimum=1))
+
+    # the flat names the rows, the summary and config.json use
+    sigma = property(lambda self: self.smoothing.sigma)
+    n0 = property(lambda self: self.smoothing.n0)
+    n = property(lambda self: self.smoothing.n)
+    alpha = property(lambda self: self.smoothing.alpha)
+    common_noise = property(lambda self: self.smoothing.common_noise)
+    num_classes = property(lambda self: self.model.num_classes)
+    num_inputs = property(lambda self: self.data.num_inputs)
+
+    @property
+    def method(self) -> str:
+        """"cohen" for `Fixed()`, else "sequential"."""
+        return "cohen" if isinstance(self.rule, Fixed) else "sequential"
+
+    @property
+    def radius(self) -> float | None:
+        """The radius of `DecideAt`, else None."""
+        return self.rule.radius if isinstance(self.rule, DecideAt) else None
+
+    @property
+    def tolerance(self) -> float | None:
+        """The tolerance of `RadiusBudget`, else None."""
+        return self.rule.tolerance if isinstance(self.rule, RadiusBudget) else None
 
     @property
     def num_blocks(self) -> int:
@@ -469,19 +553,44 @@ class RunConfig:
         return b * self.block, min((b + 1) * self.block, self.num_inputs)
 
     def to_json(self) -> dict[str, Any]:
-        """The config as written to `config.json` (with the versions that ran it)."""
-        d = dataclasses.asdict(self)
-        d["input_shape"] = list(self.input_shape)
-        d["versions"] = _versions()
-        return d
+        """The spec as written to `config.json`: one flat record (with the versions that ran
+        it), the keys `IDENTITY` compares."""
+        return {
+            "format": self.format, "model": self.model.factory,
+            "checkpoint": self.model.checkpoint, "num_classes": self.num_classes,
+            "data": self.data.path, "inputs_key": self.data.inputs_key,
+            "labels_key": self.data.labels_key, "num_inputs": self.num_inputs,
+            "input_shape": list(self.data.input_shape), "input_dtype": self.data.input_dtype,
+            "sigma": self.sigma, "n0": self.n0, "n": self.n, "alpha": self.alpha,
+            "common_noise": self.common_noise, "method": self.method, "radius": self.radius,
+            "tolerance": self.tolerance, "seed": self.seed, "block": self.block,
+            **dataclasses.asdict(self.provenance), "versions": _versions()}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> RunConfig:
+    def from_json(cls, d: dict[str, Any]) -> RunSpec:
         """The inverse of `to_json` (versions are dropped)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        kw["input_shape"] = tuple(kw["input_shape"])
-        return cls(**kw)
+        if d.get("format") != FORMAT:
+            raise ValueError(f"format {d.get('format')!r} (this rpjax writes {FORMAT})")
+        method = d.get("method", "cohen")
+        if method == "cohen":
+            rule: Rule = Fixed()
+        elif d.get("radius") is not None:
+            rule = DecideAt(d["radius"])
+        else:
+            rule = RadiusBudget(*([] if d.get("tolerance") is None else [d["tolerance"]]))
+        return cls(
+            model=ModelSpec(factory=d["model"], checkpoint=d.get("checkpoint"),
+                            num_classes=d["num_classes"]),
+            data=DataSpec(path=d["data"], inputs_key=d.get("inputs_key", "x"),
+                          labels_key=d.get("labels_key"), num_inputs=d["num_inputs"],
+                          input_shape=tuple(d["input_shape"]), input_dtype=d["input_dtype"]),
+            smoothing=SmoothingConfig(sigma=d["sigma"], n0=d["n0"], n=d["n"], alpha=d["alpha"],
+                                      common_noise=bool(d.get("common_noise", False))),
+            rule=rule, seed=d.get("seed", 0), block=d.get("block", 64),
+            provenance=Provenance(model_sha256=d["model_sha256"], data_sha256=d["data_sha256"],
+                                  checkpoint_sha256=d.get("checkpoint_sha256"),
+                                  prng_impl=d.get("prng_impl", "")))
+
 
 
 def _versions() -> dict[str, str]:
@@ -499,45 +608,34 @@ def _prng_impl() -> str:
     return str(jax.random.key_impl(jax.random.key(0)))
 
 
-def make_config(*, model: str, data: str, sigma: float, n0: int, n: int, alpha: float,
+def make_config(*, model: str, data: str, sigma: float, n0: int | None = None,
+                n: int | None = None, alpha: float | None = None,
                 checkpoint: str | None = None, inputs_key: str | None = None,
-                labels_key: str | None = None, num_classes: int | None = None, seed: int = 0,
-                method: str = "cohen", radius: float | None = None,
-                tolerance: float | None = None, common_noise: bool = False,
-                block: int = 64) -> tuple[RunConfig, Callable, Any, ArrayFile,
-                                           ArrayFile | None]:
+                labels_key: str | None = None, num_classes: int | None = None,
+                seed: int | None = None, rule: Rule | None = None,
+                common_noise: bool = False, block: int | None = None
+                ) -> tuple[RunSpec, Callable, Any, ArrayFile, ArrayFile | None]:
     """Validates every setting, loads the model, opens and checks the data, hashes both.
 
-    Nothing is written. Returns `(config, apply_fn, params, inputs, labels)`.
+    Settings left None take their defaults from `SmoothingConfig` (n0, n, alpha) and
+    `RunSpec` (seed, block, rule). Nothing is written. Returns `(spec, apply_fn, params,
+    inputs, labels)`.
 
     Raises:
-      ValueError / TypeError naming the option at fault (see `load_model`, `open_data`,
-      `check_data`, `model_classes`).
+      ValueError / TypeError naming the setting at fault in the library's words (`sigma`,
+      `n`, `seed`, ...; see `load_model`, `open_data`, `check_data`, `model_classes`); the
+      command line names its flag.
     """
-    sigma = _validate.positive("--sigma", sigma)
-    n0 = _validate.integer("--n0", n0, minimum=1)
-    n = _validate.integer("--n", n, minimum=1)
-    alpha = _validate.open_unit_interval("--alpha", alpha)
-    seed = _validate.integer("--seed", seed, minimum=0)
-    _validate.key("--seed", seed)  # [0, 2**64), all bits kept: the same key as rpjax.certify
-    for name, value in (("--n0", n0), ("--n", n)):
-        if value > _smoothing.MAX_N:
-            raise ValueError(f"{name} must be <= 2**30 (the engine's most samples per input "
-                             f"and key), got {name} {value}.")
-    block = _validate.integer("--block", block, minimum=1)
-    if method not in METHODS:
-        raise ValueError(f"--method must be one of {METHODS}, got {method!r}.")
-    if method == "cohen" and (radius is not None or tolerance is not None):
-        raise ValueError("--radius and --tolerance are options of --method sequential.")
-    if radius is not None:
-        radius = _validate.positive("--radius", radius)
-    if tolerance is not None:
-        tolerance = _validate.open_unit_interval("--tolerance", tolerance)
-        if radius is not None:
-            raise ValueError("give --radius (decision at a radius) or --tolerance (radius with "
-                             "a budget), not both.")
-    if method == "sequential" and common_noise:
-        raise ValueError("--common-noise is not offered with --method sequential.")
+    given = {k: v for k, v in (("n0", n0), ("n", n), ("alpha", alpha)) if v is not None}
+    smoothing = SmoothingConfig(sigma=sigma, common_noise=bool(common_noise), **given)
+    defaults = {f.name: f.default for f in dataclasses.fields(RunSpec)}
+    seed = defaults["seed"] if seed is None else _validate.integer("seed", seed, minimum=0)
+    _validate.key("seed", seed)  # [0, 2**64), all bits kept: the same key as rpjax.certify
+    block = defaults["block"] if block is None else _validate.integer("block", block, minimum=1)
+    rule = defaults["rule"] if rule is None else rule
+    if not isinstance(rule, RULES):
+        raise TypeError("rule must be Fixed(), DecideAt(radius) or RadiusBudget(tolerance), "
+                        f"got {rule!r}.")
     inputs, labels = open_data(data, inputs_key, labels_key)
     if not np.issubdtype(inputs.dtype, np.floating) or len(inputs.shape) < 2:
         check_data(inputs, None, 2)  # raises the boundary's error
@@ -549,29 +647,32 @@ def make_config(*, model: str, data: str, sigma: float, n0: int, n: int, alpha: 
     logits = model_classes(model, apply_fn, params, inputs.shape[1:], inputs.dtype)
     if num_classes is None:
         num_classes = logits
-    num_classes = _validate.integer("--num-classes", num_classes, minimum=2)
+    num_classes = _validate.integer("num_classes", num_classes, minimum=2)
     if num_classes < logits:
-        raise ValueError(f"--num-classes {num_classes} is smaller than the model's {logits} "
+        raise ValueError(f"num_classes {num_classes} is smaller than the model's {logits} "
                          "logits.")
     max_abs = check_data(inputs, labels, num_classes)
-    _validate.noise_fits("--sigma", sigma, max_abs, inputs.dtype, max_noise=MAX_ABS_UNIT_NOISE)
+    _validate.noise_fits("sigma", smoothing.sigma, max_abs, inputs.dtype,
+                         max_noise=MAX_ABS_UNIT_NOISE)
     data_sha256 = durable.file_sha256(data)
     inputs.check_unchanged()  # e.g. rewritten by the model's factory: refuse, write nothing
-    config = RunConfig(
-        model=model, data=os.path.abspath(data), sigma=sigma, n0=n0, n=n, alpha=alpha,
-        num_classes=num_classes, model_sha256=params_sha256(params),
-        data_sha256=data_sha256, num_inputs=int(inputs.shape[0]),
-        input_shape=tuple(int(s) for s in inputs.shape[1:]), input_dtype=str(inputs.dtype),
-        checkpoint=None if checkpoint is None else os.path.abspath(checkpoint),
-        checkpoint_sha256=None if checkpoint is None else durable.tree_sha256(checkpoint),
-        inputs_key=inputs.name, labels_key=None if labels is None else labels.name, seed=seed,
-        method=method, radius=radius, tolerance=tolerance, common_noise=bool(common_noise),
-        block=block, prng_impl=_prng_impl())
-    return config, apply_fn, params, inputs, labels
+    spec = RunSpec(
+        model=ModelSpec(factory=model, num_classes=num_classes,
+                        checkpoint=None if checkpoint is None else os.path.abspath(checkpoint)),
+        data=DataSpec(path=os.path.abspath(data), num_inputs=int(inputs.shape[0]),
+                      input_shape=tuple(int(s) for s in inputs.shape[1:]),
+                      input_dtype=str(inputs.dtype), inputs_key=inputs.name,
+                      labels_key=None if labels is None else labels.name),
+        smoothing=smoothing, rule=rule, seed=seed, block=block,
+        provenance=Provenance(
+            model_sha256=params_sha256(params), data_sha256=data_sha256,
+            checkpoint_sha256=None if checkpoint is None else durable.tree_sha256(checkpoint),
+            prng_impl=_prng_impl()))
+    return spec, apply_fn, params, inputs, labels
 
 
-def read_config(run_dir: str) -> RunConfig:
-    """The `RunConfig` of an existing run directory.
+def read_config(run_dir: str) -> RunSpec:
+    """The `RunSpec` of an existing run directory.
 
     Raises:
       ValueError naming `--out`: no run there, or an unreadable config.
@@ -581,18 +682,18 @@ def read_config(run_dir: str) -> RunConfig:
         raise ValueError(f"--out {run_dir}: no rpjax certify run there (no config.json).")
     try:
         with open(path, encoding="utf-8") as f:
-            return RunConfig.from_json(json.load(f))
+            return RunSpec.from_json(json.load(f))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"--out {run_dir}: config.json is unreadable ({err}).") from None
 
 
-def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
+def config_differences(old: RunSpec, new: RunSpec) -> list[str]:
     """`["sigma 0.25 -> 0.5", ...]` for every `IDENTITY` field that differs."""
     a, b = old.to_json(), new.to_json()
     return [f"{k} {a[k]!r} -> {b[k]!r}" for k in IDENTITY if a.get(k) != b.get(k)]
 
 
-def prepare_run_dir(run_dir: str, config: RunConfig, *, write: bool = True) -> bool:
+def prepare_run_dir(run_dir: str, config: RunSpec, *, write: bool = True) -> bool:
     """Creates `run_dir` with `config.json`, or checks an existing run's config.
 
     Returns True when the run already existed (a resume). Called before any block is
@@ -671,7 +772,7 @@ class Scan(NamedTuple):
     size: int  # the file's size when scanned
 
 
-def scan_part(path: str, config: RunConfig) -> Scan:
+def scan_part(path: str, config: RunSpec) -> Scan:
     """Finds a part file's committed blocks, reading it one line at a time.
 
     A block counts when every row of its range is present, in order, each line complete
@@ -714,7 +815,7 @@ def _read_range(path: str, first: int, end: int) -> bytes:
         return f.read(end - first)
 
 
-def scan_run(run_dir: str, config: RunConfig) -> dict[int, tuple[str, int, int]]:
+def scan_run(run_dir: str, config: RunSpec) -> dict[int, tuple[str, int, int]]:
     """Every committed block of the run: `{block: (part file, first byte, end byte)}`.
 
     Raises:
@@ -743,7 +844,7 @@ def iter_rows(blocks: dict[int, tuple[str, int, int]]) -> Iterator[dict[str, Any
             yield json.loads(line)
 
 
-def _rows(config: RunConfig, block: int, cert: Any, labels: np.ndarray | None
+def _rows(config: RunSpec, block: int, cert: Any, labels: np.ndarray | None
           ) -> list[dict[str, Any]]:
     start, stop = config.block_range(block)
     top = cert.selection_counts.argmax(axis=1)
@@ -782,7 +883,7 @@ def _barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any,
+def certify_run(config: RunSpec, run_dir: str, apply_fn: Callable, params: Any,
                 inputs: ArrayFile, labels: ArrayFile | None, *,
                 devices: Sequence[jax.Device] | None = None, batch_size: int | None = None,
                 chunk_size: int | None = None, progress: bool = True,
@@ -832,7 +933,7 @@ def certify_run(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any
         os.close(lock)
 
 
-def _certify_locked(config: RunConfig, run_dir: str, apply_fn: Callable, params: Any,
+def _certify_locked(config: RunSpec, run_dir: str, apply_fn: Callable, params: Any,
                     inputs: ArrayFile, labels: ArrayFile | None, *,
                     devices: tuple[jax.Device, ...], batch_size: int | None,
                     chunk_size: int | None, progress: bool,
@@ -858,7 +959,7 @@ def _certify_locked(config: RunConfig, run_dir: str, apply_fn: Callable, params:
     if existed:
         log(f"resuming {run_dir}: {len(done)} of {config.num_blocks} blocks committed, "
             f"{len(todo)} to do" + (f" ({len(mine)} on process {pid})" if nproc > 1 else ""))
-    key = _validate.key("--seed", config.seed)  # as rpjax.certify(key=seed): all 64 bits
+    key = _validate.key("seed", config.seed)  # as rpjax.certify(key=seed): all 64 bits
     bar = None
     if progress and pid == 0 and mine:
         from tqdm.auto import tqdm
@@ -874,18 +975,13 @@ def _certify_locked(config: RunConfig, run_dir: str, apply_fn: Callable, params:
             xb = inputs.read(start, stop)
             yb = None if labels is None else labels.read(start, stop)
             t0 = time.perf_counter()
-            smoothing = SmoothingConfig(sigma=config.sigma, n0=config.n0, n=config.n,
-                                        alpha=config.alpha, common_noise=config.common_noise)
             if config.method == "sequential":
-                rule = (DecideAt(config.radius) if config.radius is not None else
-                        RadiusBudget(*([] if config.tolerance is None else [config.tolerance])))
                 placement = Placement(devices=devices)
             else:
-                rule = Fixed()
                 placement = Placement(devices=devices, batch_size=batch_size,
                                       chunk_size=chunk_size)
             cert = _certify(apply_fn, params, xb, key, num_classes=config.num_classes,
-                            config=smoothing, rule=rule, placement=placement,
+                            config=config.smoothing, rule=config.rule, placement=placement,
                             ids=None if config.common_noise else np.arange(start, stop))
             seconds = time.perf_counter() - t0
             fp = int(cert.forward_passes)
@@ -914,7 +1010,7 @@ def _certify_locked(config: RunConfig, run_dir: str, apply_fn: Callable, params:
 # summarizing
 
 
-def radius_grid(config: RunConfig) -> np.ndarray:
+def radius_grid(config: RunSpec) -> np.ndarray:
     """Radii of the summary table: multiples of sigma/4 up to the largest certifiable one."""
     top = float(_stats.max_radius(config.n, config.alpha, config.sigma))
     steps = int(np.floor(top / (config.sigma / 4) + 1e-9))
@@ -933,7 +1029,7 @@ class Columns(NamedTuple):
     labels: bool
 
 
-def columns(config: RunConfig, rows: Iterator[dict[str, Any]]) -> Columns:
+def columns(config: RunSpec, rows: Iterator[dict[str, Any]]) -> Columns:
     """Streams `rows` into `Columns` (memory: a few bytes per input)."""
     radius, certified, correct, used, decision = [], [], [], [], []
     blocks: set[int] = set()
@@ -952,7 +1048,7 @@ def columns(config: RunConfig, rows: Iterator[dict[str, Any]]) -> Columns:
                    np.array(decision, np.int8), blocks, bool(labels))
 
 
-def summary_of(config: RunConfig, cols: Columns, times: list[dict[str, Any]]
+def summary_of(config: RunSpec, cols: Columns, times: list[dict[str, Any]]
                ) -> dict[str, Any]:
     """The numbers of `summary.json` from the rows' `Columns` and the block times."""
     num = cols.radius.shape[0]
@@ -1002,7 +1098,7 @@ def summary_of(config: RunConfig, cols: Columns, times: list[dict[str, Any]]
     return out
 
 
-def plot_summary(config: RunConfig, cols: Columns, path: str) -> None:
+def plot_summary(config: RunSpec, cols: Columns, path: str) -> None:
     """`certified_accuracy.png`: the certified accuracy (or fraction) against the radius."""
     import matplotlib
 
