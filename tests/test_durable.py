@@ -8,6 +8,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -371,8 +372,8 @@ class _FakeResult:
         return {"value": 1}
 
 
-def _fake_experiment(monkeypatch, fail=False):
-    """Replaces `distillation` by an instant experiment (same name, so the CLI accepts it)."""
+def _fake_experiment(monkeypatch, fail=False, name="distillation"):
+    """Replaces experiment `name` by an instant one (same name, so the CLI accepts it)."""
     from rpjax._src.experiments import reproduce
 
     def run(config, session):
@@ -386,9 +387,9 @@ def _fake_experiment(monkeypatch, fail=False):
         report.write_json(path, result.headline())
         return {"summary": path}
 
-    fake = reproduce.Experiment("distillation", lambda o: {"fake": True}, run,
-                                lambda r: "## fake\n", lambda r: "agrees", write)
-    monkeypatch.setitem(reproduce.REGISTRY, "distillation", fake)
+    fake = reproduce.Experiment(name, lambda o: {"fake": True}, run,
+                                lambda r: f"## fake {name}\n", lambda r: "agrees", write)
+    monkeypatch.setitem(reproduce.REGISTRY, name, fake)
 
 
 def test_a_second_run_is_refused_and_overwrite_replaces_the_first(tmp_path, monkeypatch,
@@ -415,7 +416,39 @@ def test_a_second_run_is_refused_and_overwrite_replaces_the_first(tmp_path, monk
     assert (out / "notes.txt").read_text() == "the user's"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["distillation"] == {"value": 1} and summary["experiments"] == ["distillation"]
-    assert "## fake" in (out / "report.md").read_text()
+    assert "## fake distillation" in (out / "report.md").read_text()
     assert json.loads((out / outdir.MARKER).read_text())["finished"]
     assert _visible(out) == ["cache", "distillation", "notes.txt", "report.md", "summary.json"]
     _fails_fast(argv, r"already holds a finished run", capsys)
+
+
+def test_a_second_experiment_is_added_to_a_finished_run(tmp_path, monkeypatch, capsys):
+    """`reproduce rap --out D` then `reproduce distillation --out D` (instant stand-ins): D
+    then holds both, with one report and one summary; only what would be overwritten is
+    refused."""
+    out = tmp_path / "run"
+    for name in ("rap", "distillation"):
+        _fake_experiment(monkeypatch, name=name)
+    assert cli.main(["reproduce", "rap", "--out", str(out), "--no-progress"]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert cli.main(["reproduce", "distillation", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["experiments"] == ["rap", "distillation"]
+    assert summary["rap"] == first["rap"] and summary["distillation"] == {"value": 1}
+    assert set(summary["config"]) == {"rap", "distillation"}
+    assert summary["seconds"]["rap"] == first["seconds"]["rap"]
+    text = (out / "report.md").read_text()
+    assert text.index("## fake rap") < text.index("## fake distillation")
+    assert json.loads((out / outdir.MARKER).read_text())["experiments"] == [
+        "rap", "distillation"]
+    for argv, pattern in [
+            (["reproduce", "distillation"], r"already holds a finished run \(distillation/\)"),
+            (["reproduce", "all"], r"already holds a finished run \(rap/, distillation/\)")]:
+        _fails_fast([*argv, "--out", str(out), "--no-progress"], pattern, capsys)
+    shutil.rmtree(out / "distillation")
+    with pytest.raises(ValueError, match="holds a run with other settings .*preset 'default' "
+                                         "there, 'quick' here"):
+        from rpjax._src.experiments import reproduce
+
+        reproduce.reproduce(["distillation"], preset="quick", out=str(out), progress=False)

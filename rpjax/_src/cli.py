@@ -53,8 +53,12 @@ def _reproduce(args: argparse.Namespace) -> int:
         raise ValueError("give at most one of --quick and --full.")
     cache = None if args.no_cache else (args.cache_dir or os.path.join(args.out, "cache"))
     # before the imports and any training: a bad destination or a previous run fails at once
+    from rpjax._src.experiments import names
+
     outdir.check(args.out, cache, overwrite=args.overwrite,
-                 names=("--out", "--cache-dir", "--overwrite"))
+                 names=("--out", "--cache-dir", "--overwrite"),
+                 experiments=(names.EXPERIMENTS if args.experiment == "all" else
+                              [args.experiment]))
     from rpjax._src.experiments import reproduce
 
     preset = "quick" if args.quick else "full" if args.full else "default"
@@ -267,8 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce", help="run the paper's experiments on the bundled data",
         description="Run the paper's experiments on the bundled data; write OUT/report.md, "
                     "OUT/summary.json, and each experiment's JSON, CSV, Markdown and plots "
-                    "under OUT/<experiment>/, each file atomically. An OUT holding a previous "
-                    "run is refused unless --overwrite is given.")
+                    "under OUT/<experiment>/, each file atomically. An OUT holding a finished "
+                    "run is added to (its report and summary then cover every experiment in "
+                    "it) unless that would overwrite something, which is refused unless "
+                    "--overwrite is given.")
     rep.add_argument("experiment", nargs="?", default="all",
                      choices=["all", *names.EXPERIMENTS],
                      help="which experiment (default: all; frontier reuses inversion's sweep "

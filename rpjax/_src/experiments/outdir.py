@@ -2,11 +2,14 @@
 
 A run writes `OUT/.rpjax-run.json` (its settings, start time, and on success its end time)
 before it starts, and its outputs are `OUT/report.md`, `OUT/summary.json` and `OUT/<experiment>/`.
-A directory that holds any of the marker, `report.md` or `summary.json` holds a previous run:
-a new run into it is refused unless it is asked to overwrite, in which case the previous run's
-outputs (those names only) are removed first. Anything else in `OUT`, in particular the
-trained-model cache `OUT/cache/`, is left alone, so a directory holding only a cache is a
-fresh destination. This module is light (no JAX): the CLI calls `check` before its imports.
+A directory that holds any of the marker, `report.md` or `summary.json` holds a previous run.
+A new run into a *finished* previous run adds its experiments to it (their folders, and a
+report and summary that cover every experiment in the directory) as long as none of their
+folders is there already; anything it would overwrite is refused, unless it is asked to
+overwrite, in which case the previous run's outputs (those names only) are removed first.
+Anything else in `OUT`, in particular the trained-model cache `OUT/cache/`, is left alone, so a
+directory holding only a cache is a fresh destination. This module is light (no JAX): the CLI
+calls `check` before its imports.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ MARKER = ".rpjax-run.json"
 RUN_FILES = (MARKER, "report.md", "summary.json")
 """Top-level files whose presence shows a previous run."""
 
+PARTS = ".rpjax-report.json"
+"""Each experiment's report section and verdict, kept so that a later run can add to the
+report."""
+
 
 def previous_run(out: str | os.PathLike) -> str | None:
     """The first of `RUN_FILES` present in `out` (None: `out` holds no previous run)."""
@@ -36,7 +43,8 @@ def previous_run(out: str | os.PathLike) -> str | None:
 
 
 def check(out: str | os.PathLike, cache_dir: str | os.PathLike | None, *, overwrite: bool,
-          names: tuple[str, str, str] = ("out", "cache_dir", "overwrite=True")) -> None:
+          names: tuple[str, str, str] = ("out", "cache_dir", "overwrite=True"),
+          experiments: Sequence[str] | None = None) -> bool:
     """Checks the destinations of a run before any work, leaving no trace.
 
     Args:
@@ -44,20 +52,34 @@ def check(out: str | os.PathLike, cache_dir: str | os.PathLike | None, *, overwr
       overwrite: whether a previous run in `out` may be replaced.
       names: how the messages name the output option, the cache option and the way to
         overwrite (the CLI passes `("--out", "--cache-dir", "--overwrite")`).
+      experiments: the experiments the run will write (their folders); given, a finished
+        previous run that holds none of them is added to.
+
+    Returns:
+      True when the run adds `experiments` to a finished previous run in `out`.
 
     Raises:
       ValueError naming the option: `out` or `cache_dir` is a file, or cannot be created or
-      written; `out` holds a previous run and `overwrite` is false.
+      written; `out` holds a previous run that the run would overwrite (an experiment's
+      folder, or an unfinished run) and `overwrite` is false.
     """
     out_name, cache_name, overwrite_name = names
     durable.check_output_dir(out_name, out, create=False)
     if cache_dir is not None:
         durable.check_output_dir(cache_name, cache_dir, create=False)
     found = None if overwrite else previous_run(out)
-    if found is not None:
-        state = _state(os.path.join(out, MARKER))
-        raise ValueError(f"{out_name} {out} already holds {state} ({found}); pass "
-                         f"{overwrite_name} to replace its outputs, or another {out_name}.")
+    if found is None:
+        return False
+    state = _state(os.path.join(out, MARKER))
+    clash = [e for e in experiments or () if os.path.lexists(os.path.join(out, e))]
+    addable = (experiments is not None and state == "a finished run" and not clash
+               and os.path.isfile(os.path.join(out, PARTS))
+               and os.path.isfile(os.path.join(out, "summary.json")))
+    if addable:
+        return True
+    what = ", ".join(f"{e}/" for e in clash) if clash else found
+    raise ValueError(f"{out_name} {out} already holds {state} ({what}); pass "
+                     f"{overwrite_name} to replace its outputs, or another {out_name}.")
 
 
 def _state(marker: str) -> str:
@@ -77,7 +99,7 @@ def begin(out: str | os.PathLike, settings: dict[str, Any], *, experiments: Sequ
     outputs (`RUN_FILES` and the folders named in `experiments`), then writes the marker."""
     out = os.fspath(out)
     if overwrite:
-        for name in RUN_FILES:
+        for name in (*RUN_FILES, PARTS):
             path = os.path.join(out, name)
             if os.path.isfile(path) or os.path.islink(path):
                 os.remove(path)

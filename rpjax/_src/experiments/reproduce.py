@@ -193,8 +193,10 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
       prior: the attacker's generator prior ("pca" or "vae").
       progress: progress bars; echo: where to print each experiment's table.
       overwrite: replace a previous run in `out` (its report.md, summary.json, run marker and
-        experiment folders; a trained-model cache is kept). Without it a directory holding a
-        previous run is refused (see `outdir`), before any work.
+        experiment folders; a trained-model cache is kept). Without it, a finished previous
+        run (same preset, augment and prior) that holds none of these experiments' folders is
+        added to: its report and summary then cover every experiment in `out`; anything the
+        run would overwrite is refused (see `outdir`), before any work.
 
     Returns:
       The summary written to `OUT/summary.json`.
@@ -215,14 +217,17 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     names = [n for n in EXPERIMENTS if n in names]
     session = Session(Options(preset, cache_dir, augment, prior, progress))
     configs = {n: e.configure(session.options) for n, e in REGISTRY.items()}  # checks all
-    outdir.check(out, cache_dir, overwrite=overwrite)
-    outdir.begin(out, {"command": "reproduce", "experiments": names, "preset": preset,
+    adding = outdir.check(out, cache_dir, overwrite=overwrite, experiments=names)
+    before = _previous(out, preset=preset, augment=augment, prior=prior) if adding else None
+    every = names if before is None else [n for n in EXPERIMENTS
+                                          if n in names or n in before["summary"]["experiments"]]
+    outdir.begin(out, {"command": "reproduce", "experiments": every, "preset": preset,
                        "augment": augment, "prior": prior,
                        "cache_dir": None if cache_dir is None else os.path.abspath(cache_dir)},
                  experiments=EXPERIMENTS, overwrite=overwrite)
     t0 = time.perf_counter()
-    sections: list[str] = []
-    verdicts: list[str] = []
+    sections: dict[str, str] = {} if before is None else dict(before["parts"]["sections"])
+    verdicts: dict[str, str] = {} if before is None else dict(before["parts"]["verdicts"])
     seconds: dict[str, float] = {}
     for name in names:
         exp = REGISTRY[name]
@@ -232,28 +237,61 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
         md = exp.markdown(res)
         session.results[name] = res
         seconds[name] = time.perf_counter() - t
-        verdicts.append(f"- **{name}**: {exp.comparison(res)}")
+        verdicts[name] = f"- **{name}**: {exp.comparison(res)}"
         echo(md)
         echo(f"\n{name}: {seconds[name]:.1f} s; wrote {os.path.join(out, name)}\n")
-        sections.append(_section(md, paths, out))
+        sections[name] = _section(md, paths, out)
     seconds["total"] = time.perf_counter() - t0
     results = session.results
     summary: dict[str, Any] = {
-        "experiments": names, "preset": preset,
+        "experiments": every, "preset": preset,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count()},
         "seconds": seconds, "versions": report.versions(),
         "config": {n: results[n].config for n in names},
     }
+    if before is not None:  # what the directory already held, as it was written
+        old = before["summary"]
+        summary["seconds"] = {**{k: v for k, v in old["seconds"].items() if k != "total"},
+                              **seconds, "total": old["seconds"]["total"] + seconds["total"]}
+        summary["config"] = {n: (summary["config"] if n in names else old["config"])[n]
+                             for n in every}
+        for n in every:
+            if n not in names:
+                summary[n] = old[n]
     for n in names:
         summary[n] = results[n].headline()
     if "frontier" in results:
         summary["frontier"] = results["frontier"].points
     report.write_json(os.path.join(out, "summary.json"), summary)
-    atomic_write(os.path.join(out, "report.md"), _report(summary, verdicts, sections))
+    report.write_json(os.path.join(out, outdir.PARTS),
+                      {"sections": {n: sections[n] for n in every},
+                       "verdicts": {n: verdicts[n] for n in every}})
+    atomic_write(os.path.join(out, "report.md"),
+                 _report(summary, [verdicts[n] for n in every], [sections[n] for n in every]))
     outdir.finish(out)
     return summary
+
+
+def _previous(out: str, *, preset: str, augment: bool, prior: str) -> dict[str, Any]:
+    """The summary and report parts of the finished run in `out` a run adds to; refuses one
+    with other settings (a report mixing presets would compare what was not run alike)."""
+    import json
+
+    with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    with open(os.path.join(out, outdir.PARTS), encoding="utf-8") as f:
+        parts = json.load(f)
+    with open(os.path.join(out, outdir.MARKER), encoding="utf-8") as f:
+        marker = json.load(f)
+    want = {"preset": preset, "augment": augment, "prior": prior}
+    differ = [f"{k} {marker.get(k)!r} there, {v!r} here" for k, v in want.items()
+              if marker.get(k) != v]
+    if differ:
+        raise ValueError(f"out {out} holds a run with other settings ({'; '.join(differ)}); "
+                         "add to it with the same settings, or use another out.")
+    return {"summary": summary, "parts": parts}
 
 
 def _section(markdown: str, paths: dict[str, str], out: str) -> str:
