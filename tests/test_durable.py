@@ -183,7 +183,7 @@ _WRITERS = {"savefig", "save", "savez", "savez_compressed", "savetxt", "dump", "
 # orbax save writes a temporary folder that orbax renames when complete, and the entry is
 # verified by its checksum
 _ALLOWED = {("figures.py", "_save"), ("checkpoint.py", "load_or_train"),
-            ("runs.py", "plot_summary")}
+            ("summary.py", "plot_summary")}
 
 
 def _writes_a_file(node: ast.AST) -> bool:
