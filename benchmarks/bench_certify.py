@@ -45,7 +45,6 @@ import reference_torch  # noqa: E402
 
 import rpjax  # noqa: E402
 import rpjax.experiments  # noqa: E402
-from rpjax._src.smoothing import counting_program  # noqa: E402
 from rpjax.data import load_insurance  # noqa: E402
 from rpjax.models import (  # noqa: E402
     FaceCNN,
@@ -230,7 +229,7 @@ def memory(ns=MEMORY_NS) -> dict[str, Any]:
         apply_fn, params = as_apply_fn(model)
         sizes = []
         for n in ns:
-            lowered = counting_program(apply_fn, params, xs, num_classes=num_classes,
+            lowered = rpjax.counting_program(apply_fn, params, xs, num_classes=num_classes,
                                        config=rpjax.SmoothingConfig(sigma=0.5, n=n)).lowered
             m = lowered.compile().memory_analysis()
             sizes.append(int(m.argument_size_in_bytes + m.output_size_in_bytes

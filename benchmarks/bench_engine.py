@@ -32,7 +32,6 @@ from flax import nnx
 
 import rpjax
 import rpjax.experiments
-from rpjax._src.smoothing import counting_program
 from rpjax.models import FaceCNN, TabularMLP, as_apply_fn
 
 DEFAULT_JSON = os.path.join(
@@ -61,10 +60,10 @@ def effective_chunk(apply_fn, params, xs: np.ndarray, num_classes: int, *,
                     chunk_size: int | None, n: int) -> int:
     """Noisy copies per input per step that `sample_counts` will use.
 
-    Asks the engine (`rpjax._src.smoothing.counting_program`) so the table shows what "auto"
+    Asks the engine (`rpjax.counting_program`) so the table shows what "auto"
     resolved to.
     """
-    return counting_program(
+    return rpjax.counting_program(
         apply_fn, params, xs, num_classes=num_classes, config=rpjax.SmoothingConfig(sigma=0.5, n=n),
         placement=rpjax.Placement(chunk_size=chunk_size)).chunk
 

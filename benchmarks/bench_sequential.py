@@ -24,7 +24,7 @@ Timing: the sequential methods are called once with another key (warm-up, same s
 compilation) and then timed. Cohen at n = 1e5 on the CNN is too slow to run twice: a cheap
 warm-up (`certify` with n = n0) compiles the selection program and pays the one-time costs,
 the compile time of the n-sample counting program is measured on its own
-(`counting_program(...).lowered.compile()`), and the call is timed; when that call took
+(`rpjax.counting_program(...).lowered.compile()`), and the call is timed; when that call took
 at most 60 s a second call with another key is timed and is Cohen's wall time, else the
 measured compile time is subtracted from the call's (`wall_method` in the JSON says which).
 
@@ -50,7 +50,6 @@ from scipy.stats import norm
 
 import rpjax
 import rpjax.experiments
-from rpjax._src.smoothing import counting_program
 from rpjax.data import load_insurance, load_olivetti, split_identities, train_test_split
 from rpjax.models import FaceCNN, TabularMLP, TrainConfig, accuracy, as_apply_fn, fit_classifier
 
@@ -264,7 +263,7 @@ def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int,
         rpjax.certify(*args, seed + 1, config=cfg(N0), **kw)
         warmup_s = time.perf_counter() - t
         t = time.perf_counter()
-        counting_program(*args, config=cfg(n), **kw).lowered.compile()
+        rpjax.counting_program(*args, config=cfg(n), **kw).lowered.compile()
         compile_s = time.perf_counter() - t
     t = time.perf_counter()
     cert = rpjax.certify(*args, seed, config=cfg(n), **kw)

@@ -14,7 +14,7 @@ from rpjax import stats
 from rpjax._src.certify import ABSTAIN, Certificates, Prediction, always_label, certify, predict
 from rpjax._src.noise import GAUSSIAN, NoiseDistribution, noise_samples
 from rpjax._src.plan import DecideAt, Fixed, Placement, RadiusBudget, SmoothingConfig
-from rpjax._src.smoothing import AffineFirst, sample_counts
+from rpjax._src.smoothing import AffineFirst, counting_program, sample_counts
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ __all__ = [
     "__version__",
     "always_label",
     "certify",
+    "counting_program",
     "noise_samples",
     "predict",
     "sample_counts",

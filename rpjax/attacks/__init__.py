@@ -6,7 +6,7 @@ releases an attack queries are in `rpjax.privacy` (`LabelRelease`) and `rpjax.ba
 
 from rpjax._src.attacks.adaptive import best_adaptive_advantage
 from rpjax._src.attacks.brep_mi import BrepConfig, brep_mi
-from rpjax._src.attacks.metrics import attack_success, release_utility
+from rpjax._src.attacks.metrics import attack_success, nearest_private_distance, release_utility
 from rpjax._src.attacks.mi_face import MIFaceConfig, mi_face_latent, mi_face_pixels
 from rpjax._src.attacks.prior import fit_pca_prior, fit_vae_prior
 
@@ -20,5 +20,6 @@ __all__ = [
     "fit_vae_prior",
     "mi_face_latent",
     "mi_face_pixels",
+    "nearest_private_distance",
     "release_utility",
 ]

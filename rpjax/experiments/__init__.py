@@ -12,7 +12,6 @@ from rpjax._src.experiments.inversion import InversionConfig
 from rpjax._src.experiments.rap import RapConfig
 from rpjax._src.experiments.report import versions, write_json
 from rpjax._src.experiments.reproduce import (
-    PRESETS,
     REGISTRY,
     reproduce,
     run_experiment,
@@ -24,7 +23,6 @@ __all__ = [
     "FacesConfig",
     "FrontierConfig",
     "InversionConfig",
-    "PRESETS",
     "REGISTRY",
     "RapConfig",
     "default_cache_dir",

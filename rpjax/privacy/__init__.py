@@ -7,6 +7,7 @@ owner's labelling functions they sweep."""
 from rpjax._src.privacy.leakage import (
     advantage_bound,
     outcome_probabilities,
+    p1_interval_from_counts,
 )
 from rpjax._src.privacy.rap import READINGS, AttributeSweep, Intervals, attribute_intervals
 from rpjax._src.privacy.release import (
@@ -42,4 +43,5 @@ __all__ = [
     "initial_state",
     "keyed_release",
     "outcome_probabilities",
+    "p1_interval_from_counts",
 ]

@@ -28,7 +28,6 @@ import numpy as np
 
 import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.smoothing import ApplyFn
 from rpjax.privacy import LabelRelease, Secret, keyed_release
 
 
@@ -88,7 +87,7 @@ class _OutputNoise:
         return jnp.argmax(logits + scale * z, axis=-1)
 
 
-def randomized_response_release(apply_fn: ApplyFn, params: Any, *, p: float,
+def randomized_response_release(apply_fn: Callable[[Any, Any], Any], params: Any, *, p: float,
                                 num_classes: int,
                                 secret: Secret | None = None) -> LabelRelease:
     """Randomized response on labels: the base label with probability p, else uniform.
@@ -110,7 +109,7 @@ def randomized_response_release(apply_fn: ApplyFn, params: Any, *, p: float,
                          forward_passes=1)
 
 
-def random_abstain_release(apply_fn: ApplyFn, params: Any, *, q: float,
+def random_abstain_release(apply_fn: Callable[[Any, Any], Any], params: Any, *, q: float,
                            secret: Secret | None = None) -> LabelRelease:
     """Random abstention: abstain (-1) with probability q, independently of the input.
 
@@ -126,7 +125,7 @@ def random_abstain_release(apply_fn: ApplyFn, params: Any, *, q: float,
                          forward_passes=1)
 
 
-def output_noise_release(apply_fn: ApplyFn, params: Any, *, scale: float,
+def output_noise_release(apply_fn: Callable[[Any, Any], Any], params: Any, *, scale: float,
                          secret: Secret | None = None) -> LabelRelease:
     """Output noise: the argmax of the logits plus N(0, scale^2) noise per logit.
 

@@ -38,7 +38,6 @@ import rpjax
 from rpjax._src import validate as _validate
 from rpjax._src.experiments import rap as _rap
 from rpjax._src.experiments import report
-from rpjax._src.privacy.leakage import p1_interval_from_counts
 from rpjax.data import load_insurance, train_test_split
 from rpjax.privacy import (
     Budget,
@@ -47,6 +46,7 @@ from rpjax.privacy import (
     Secret,
     advantage_bound,
     outcome_probabilities,
+    p1_interval_from_counts,
 )
 
 ABSTAIN = rpjax.ABSTAIN

@@ -20,9 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rpjax._src.attacks.metrics import nearest_private_distance
-from rpjax._src.data import BUNDLED_SHA256
-from rpjax._src.data.olivetti import FaceSplit
 from rpjax._src.experiments import checkpoint
 from rpjax.attacks import (
     BrepConfig,
@@ -32,9 +29,10 @@ from rpjax.attacks import (
     fit_pca_prior,
     fit_vae_prior,
     mi_face_latent,
+    nearest_private_distance,
     release_utility,
 )
-from rpjax.data import load_olivetti, split_identities
+from rpjax.data import BUNDLED_SHA256, FaceSplit, load_olivetti, split_identities
 from rpjax.models import FaceCNN, TrainConfig, as_apply_fn, fit_classifier
 from rpjax.privacy import initial_state
 

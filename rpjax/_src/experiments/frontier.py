@@ -35,7 +35,6 @@ import numpy as np
 from flax import nnx
 
 from rpjax._src import validate as _validate
-from rpjax._src.data import BUNDLED_SHA256
 from rpjax._src.experiments import checkpoint, inversion, paper, report
 from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
 from rpjax.baselines import (
@@ -47,6 +46,7 @@ from rpjax.baselines import (
     random_abstain_release,
     randomized_response_release,
 )
+from rpjax.data import BUNDLED_SHA256
 from rpjax.models import FaceCNN, as_apply_fn
 from rpjax.privacy import base_release, experiment_secret
 

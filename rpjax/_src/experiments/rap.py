@@ -22,10 +22,14 @@ from flax import nnx
 
 import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.data import BUNDLED_SHA256
-from rpjax._src.data.insurance import InsuranceData
 from rpjax._src.experiments import checkpoint, paper, report
-from rpjax.data import DEFAULT_BMI_THRESHOLD, load_insurance, train_test_split
+from rpjax.data import (
+    BUNDLED_SHA256,
+    DEFAULT_BMI_THRESHOLD,
+    InsuranceData,
+    load_insurance,
+    train_test_split,
+)
 from rpjax.models import TabularMLP, TrainConfig, accuracy, as_apply_fn, fit_classifier
 from rpjax.privacy import (
     READINGS,
