@@ -147,11 +147,11 @@ def certify(
       input at the first sample count where the sequential test of
       `p_A > p* = pa_for_radius(r)` at level alpha / 2 decides (the anytime lower bound passes
       p*, or the anytime upper bound falls below it), at most `config.n` (= n_max). The bound is
-      `rpjax.stats.mixture_bound` at alpha / 2, and at n_max the tighter of it and the fixed-n
-      Clopper-Pearson bound at alpha / 2.
+      `rpjax._src.confseq.mixture_bound` at alpha / 2, and at n_max the tighter of it and the
+      fixed-n Clopper-Pearson bound at alpha / 2.
     - `RadiusBudget(tolerance)`: the largest certifiable radius, looking at J = 6 sample counts
-      only (`rpjax.stats.staged_looks`: n_max / 32, ..., n_max); an input stops at a look when
-      it cannot be certified at all (abstain early) or its radius is within the fraction
+      only (`rpjax._src.confseq.staged_looks`: n_max / 32, ..., n_max); an input stops at a look
+      when it cannot be certified at all (abstain early) or its radius is within the fraction
       `tolerance` of the radius it would reach at n_max if its observed rate held. The bound
       is Clopper-Pearson at alpha / J at the look where it stopped.
 
@@ -359,7 +359,7 @@ def stop_rule(rule: _plan.DecideAt | _plan.RadiusBudget, *, n_max: int, alpha: f
     """The `StopRule` `certify` runs with a sequential rule for a total error `alpha` (see
     there): with `DecideAt(r)`, the sequential test of p_A > `pa_for_radius(r)` at level
     alpha / 2; with `RadiusBudget(tolerance)`, the staged budget rule
-    (`rpjax.stats.staged_budget_table` on `staged_looks(n_max)`)."""
+    (`rpjax._src.confseq.staged_budget_table` on `staged_looks(n_max)`)."""
     if isinstance(rule, _plan.DecideAt):
         p_star = pa_for_radius(rule.radius, sigma, distribution)
         reject, accept = _confseq.decision_table(p_star, alpha / 2, n_max)
@@ -385,15 +385,15 @@ def sequential_bounds(n_c, m, n_max: int, alpha: float, *,
     samples (its stopping time) with `n_c` votes for the selected class.
 
     Without `looks` (decision at a radius, any stopping time): below n_max,
-    `rpjax.stats.mixture_bound` at level alpha / 2; at m = n_max, the tighter of that and the
+    `rpjax._src.confseq.mixture_bound` at level alpha / 2; at m = n_max, the tighter of that and the
     fixed-n Clopper-Pearson bound at level alpha / 2. Each side is wrong with probability at
     most alpha / 2 + alpha / 2 = alpha at any stopping time <= n_max: it can only be wrong if
     the anytime bound fails at some sample count (probability <= alpha / 2, Ville) or the one
     fixed-n bound at n_max fails (probability <= alpha / 2).
 
     With `looks` (radius with a budget, which stops only at its J looks):
-    `rpjax.stats.staged_clopper_pearson`, Clopper-Pearson at level alpha / J at the look where
-    the input stopped; wrong with probability at most alpha over all looks (union bound).
+    `rpjax._src.confseq.staged_clopper_pearson`, Clopper-Pearson at level alpha / J at the look
+    where the input stopped; wrong with probability at most alpha over all looks (union bound).
     Every `m` must be one of the looks.
     """
     n_c, m = np.asarray(n_c), np.asarray(m)

@@ -561,7 +561,7 @@ def budget_table(alpha: float, n_max: int, tolerance: float, *, looks=None,
         It is a cache key: pass the same function object to reuse tables.
       final_alpha: if given, the bound an input reaching n_max gets is the larger of the
         mixture bound and the fixed-n Clopper-Pearson bound at level `final_alpha` (what
-        `rpjax.certify_sequential` reports there), and the projection uses it.
+        `rpjax.certify` with `DecideAt` reports there), and the projection uses it.
 
     Returns:
       `(hopeless, band_lo, band_hi)`: read-only `[n_max + 1]` int32 arrays (cached).

@@ -332,7 +332,8 @@ def resolve_lanes(chunk_size: int | None, input_size: int, num_devices: int) -> 
 def check_rule(rule: Any, n_max: int | None = None) -> StopRule:
     """`rule` as a `StopRule` of four int32 NumPy tables of equal length n_max + 1 >= 2."""
     if not isinstance(rule, StopRule):
-        raise TypeError(f"rule must be a rpjax.StopRule, got {type(rule).__name__}.")
+        raise TypeError(f"rule must be a StopRule (rpjax._src.sequential), got "
+                        f"{type(rule).__name__}.")
     tables = []
     for name, table in zip(StopRule._fields, rule, strict=True):
         arr = np.asarray(table)

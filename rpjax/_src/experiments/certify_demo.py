@@ -35,7 +35,7 @@ class DemoConfig:
       seed: seed of the split, the initialization and the certification noise.
       batch_size: people certified per compiled call (drives the progress bar; "cohen" only).
       method: "cohen" (n samples per person) or "sequential" (each person stops as soon as
-        decided, n is n_max; see `rpjax.certify_sequential`).
+        decided, n is n_max; see `rpjax.DecideAt` and `rpjax.RadiusBudget`).
       radius: with "sequential", the radius of the decision question (standardized units);
         None asks for the radius with a budget.
       tolerance: with "sequential" and no radius, the budget rule's fraction of radius.
