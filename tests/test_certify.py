@@ -140,11 +140,11 @@ def test_predict_abstention_controls_error():
 @pytest.mark.slow
 def test_too_small_n_warns():
     xs = _points_at_distances(np.array([3.0]), seed=0)
-    with pytest.warns(rpjax.SampleSizeWarning):
+    with pytest.warns(rpjax.stats.SampleSizeWarning):
         cert = rpjax.certify(linear_apply, (_W, _B), xs, 0, num_classes=2,
                              config=rpjax.SmoothingConfig(sigma=0.5, n=9, alpha=1e-3))
     assert cert.label[0] == rpjax.ABSTAIN
-    with pytest.warns(rpjax.SampleSizeWarning):
+    with pytest.warns(rpjax.stats.SampleSizeWarning):
         rpjax.predict(linear_apply, (_W, _B), xs, 0, num_classes=2,
                       config=rpjax.SmoothingConfig(sigma=0.5, n=5, alpha=1e-3))
 
