@@ -84,7 +84,7 @@ def make_model(name: str, batch: int, *, trained: bool, seed: int = 0):
         model = FaceCNN(cfg.num_private, channels=cfg.target_channels, dense=cfg.target_dense,
                         image_size=cfg.image_size, rngs=nnx.Rngs(cfg.seed))
         if trained:
-            ctx = rpjax.experiments.prepare_faces(cfg)
+            ctx = rpjax.experiments.Context().faces(cfg.faces)
             nnx.update(model, ctx.target[1])
             xs = ctx.xte[rng.choice(len(ctx.xte), batch, replace=False)]
         else:

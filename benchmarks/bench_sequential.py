@@ -148,8 +148,8 @@ def _pool(images: np.ndarray, size: int) -> np.ndarray:
 
 def olivetti_task(count: int | None, quick: bool) -> Task:
     """The Olivetti target CNN on held-out private faces. Full: the inversion experiment's
-    target (`prepare_faces(InversionConfig.quick(...))`, trained once and cached). Quick: the
-    same architecture and faces, trained 60 steps (not cached)."""
+    target (`Context().faces(InversionConfig.quick(...).faces)`, trained once and cached).
+    Quick: the same architecture and faces, trained 60 steps (not cached)."""
     cfg = rpjax.experiments.InversionConfig.quick(cache_dir=rpjax.experiments.default_cache_dir())
     model = FaceCNN(cfg.num_private, channels=cfg.target_channels, dense=cfg.target_dense,
                     image_size=cfg.image_size, rngs=nnx.Rngs(cfg.seed))
@@ -165,7 +165,7 @@ def olivetti_task(count: int | None, quick: bool) -> Task:
         xte, yte = images[split.test_idx], labels[split.test_idx]
         what = "FaceCNN target architecture, 60 Adam steps (quick, not cached)"
     else:
-        ctx = rpjax.experiments.prepare_faces(cfg)
+        ctx = rpjax.experiments.Context().faces(cfg.faces)
         nnx.update(model, ctx.target[1])
         xte, yte = ctx.xte, ctx.yte
         what = "the inversion experiment's target (InversionConfig.quick, cached)"

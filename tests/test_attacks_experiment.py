@@ -8,7 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from rpjax._src.experiments import attacks, attacks_outputs, files
+from rpjax._src.experiments import attacks
+from rpjax._src.experiments.attacks import report as attacks_outputs
+from rpjax._src.experiments.context import Context
 from rpjax._src.experiments.rap import RapConfig
 
 # an end-to-end `rpjax reproduce attacks` run on tiny settings (it trains a model, runs every
@@ -22,7 +24,7 @@ def result():
         n=100, n0=20, queries=(1, 20), num_people=3, grid_step=0.5, attacker_samples=1000,
         n_certify=500, advantage_queries=(1, 5), advantage_trials=80, advantage_people=1,
         model=RapConfig.quick(train_steps=300))
-    return attacks.run(config, progress=False)
+    return attacks.run(config, Context(progress=False))
 
 
 def test_measured_advantage_never_exceeds_the_bound(result):
@@ -55,7 +57,7 @@ def test_exact_repeats_under_consistent_noise_gain_nothing(result):
 
 
 def test_outputs(result, tmp_path):
-    paths = files.write_attacks(result, str(tmp_path))
+    paths = attacks_outputs.write(result, str(tmp_path))
     for p in paths.values():
         assert os.path.getsize(p) > 0
     written = json.loads(open(paths["summary"]).read())

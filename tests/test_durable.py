@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from rpjax._src import cli, durable
-from rpjax._src.experiments import checkpoint, files, outdir, report
+from rpjax._src.experiments import checkpoint, common, outdir
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DURABLE = os.path.join(_ROOT, "rpjax", "_src", "durable.py")
@@ -141,13 +141,11 @@ def _replace_fails(monkeypatch):
 
 
 def test_reproduce_writers_keep_the_previous_file_when_interrupted(tmp_path, monkeypatch):
-    from rpjax._src.experiments import figures
-
     writers = {
-        "summary.json": lambda p: report.write_json(p, {"a": np.float32(1.5)}),
-        "people.csv": lambda p: files._csv(p, ["x", "y"], [[1, 2]] * 100),
-        "report.md": lambda p: files._text(p, "# new report\n"),
-        "plot.png": lambda p: _plot(figures, p),
+        "summary.json": lambda p: common.write_json(p, {"a": np.float32(1.5)}),
+        "people.csv": lambda p: common.write_csv(p, ["x", "y"], [[1, 2]] * 100),
+        "report.md": lambda p: durable.atomic_write(p, "# new report\n"),
+        "plot.png": lambda p: _plot(p),
     }
     for name in writers:
         (tmp_path / name).write_bytes(b"previous " + name.encode())
@@ -165,12 +163,12 @@ def test_reproduce_writers_keep_the_previous_file_when_interrupted(tmp_path, mon
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _plot(figures, path):
-    plt = figures._pyplot()
+def _plot(path):
+    plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(1, 1))
     ax.plot([0, 1])
     try:
-        figures._save(fig, path, dpi=20)
+        common.save_figure(fig, path, dpi=20)
     finally:
         plt.close(fig)
 
@@ -179,10 +177,10 @@ _WRITERS = {"savefig", "save", "savez", "savez_compressed", "savetxt", "dump", "
             "write_bytes", "to_csv", "imsave"}
 
 
-# figures._save and runs.plot_summary save into atomic_path's temporary file; load_or_train's
+# common.save_figure and runs.plot_summary save into atomic_path's temporary file; load_or_train's
 # orbax save writes a temporary folder that orbax renames when complete, and the entry is
 # verified by its checksum
-_ALLOWED = {("figures.py", "_save"), ("checkpoint.py", "load_or_train"),
+_ALLOWED = {("common.py", "save_figure"), ("checkpoint.py", "load_or_train"),
             ("summary.py", "plot_summary")}
 
 
@@ -376,7 +374,7 @@ def _fake_experiment(monkeypatch, fail=False, name="distillation"):
     """Replaces experiment `name` by an instant one (same name, so the CLI accepts it)."""
     from rpjax._src.experiments import reproduce
 
-    def run(config, session):
+    def run(config, ctx):
         if fail:
             raise RuntimeError("interrupted")
         return _FakeResult()
@@ -384,7 +382,7 @@ def _fake_experiment(monkeypatch, fail=False, name="distillation"):
     def write(result, out_dir):
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, "summary.json")
-        report.write_json(path, result.headline())
+        common.write_json(path, result.headline())
         return {"summary": path}
 
     fake = reproduce.Experiment(name, lambda o: {"fake": True}, run,

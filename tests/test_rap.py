@@ -8,7 +8,8 @@ import pytest
 import rpjax
 from rpjax._src.data import insurance
 from rpjax._src.experiments import rap as rap_exp
-from rpjax._src.experiments import rap_outputs
+from rpjax._src.experiments.context import Context
+from rpjax._src.experiments.rap import report as rap_outputs
 from rpjax._src.privacy import rap, rp
 
 _DATA = insurance.load_insurance()
@@ -121,7 +122,7 @@ def test_bad_sweep():
 @pytest.mark.slow
 def test_default_base_model_median_interval_near_23_4():
     """The default configuration's base model: median interval within 1 BMI of 23.4."""
-    result = rap_exp.run(rap_exp.RapConfig(sigmas=(1.0,), ns=(100,)), progress=False)
+    result = rap_exp.run(rap_exp.RapConfig(sigmas=(1.0,), ns=(100,)), Context(progress=False))
     assert result.num_people == 268
     assert abs(result.base["median_interval_bmi"] - 23.4) < 1.0
     assert result.base["accuracy"] > 0.95
@@ -133,7 +134,7 @@ def test_default_base_model_median_interval_near_23_4():
 def test_augmented_base_model_option():
     config = rap_exp.RapConfig.quick(sigmas=(1.0,), ns=(100,), max_people=10, grid_points=11,
                                      refine_steps=2, train_steps=200, augment_at_sigma=True)
-    result = rap_exp.run(config, progress=False)
+    result = rap_exp.run(config, Context(progress=False))
     record = result.rp["1.0"]
     assert record["base_model"] == "trained with Gaussian augmentation at sigma=1.0"
     assert result.config["augment_at_sigma"] is True

@@ -9,7 +9,8 @@ import pytest
 
 from rpjax._src import cli
 from rpjax._src.experiments import faces, reproduce
-from rpjax.experiments import default_cache_dir
+from rpjax._src.experiments.context import Context, Options
+from rpjax.experiments import InversionConfig, default_cache_dir
 
 CHANCE = 1 / 20
 
@@ -173,11 +174,13 @@ def test_the_registry_is_the_cli_and_the_faces_setup_is_built_once(monkeypatch):
     built = []
     monkeypatch.setattr(faces, "prepare", lambda c: built.append(c) or object())
     for preset in reproduce.PRESETS:
-        session = reproduce.Session(reproduce.Options(preset, None, False, "pca", False))
-        configs = {n: e.configure(session.options) for n, e in reproduce.REGISTRY.items()}
-        shared = [configs["inversion"], configs["frontier"].inversion,
-                  configs["distillation"].inversion]
-        assert len({id(session.faces(c.faces)) for c in shared}) == 1  # one setup for the three
+        ctx = Context(progress=False)
+        configs = {n: e.configure(Options(preset, None, False, "pca"))
+                   for n, e in reproduce.REGISTRY.items()}
+        # distillation runs on the inversion's setup; the frontier reuses the inversion's result
+        assert configs["distillation"].faces == configs["inversion"].faces
+        assert len({id(ctx.faces(c.faces)) for c in (configs["inversion"],
+                                                     configs["distillation"])}) == 1
     assert len(built) == len(reproduce.PRESETS)
 
 
@@ -190,7 +193,12 @@ def _inversion_record(sigma, n, asr):
 
 def test_typed_results_write_the_same_json_and_files_without_parsing_names(tmp_path):
     """Hand-made typed results through the pure tables and the writers (no training)."""
-    from rpjax._src.experiments import distillation, files, frontier, inversion
+    from rpjax._src.experiments.distillation import experiment as distillation
+    from rpjax._src.experiments.distillation import report as distillation_report
+    from rpjax._src.experiments.frontier import experiment as frontier
+    from rpjax._src.experiments.frontier import report as frontier_report
+    from rpjax._src.experiments.inversion import experiment as inversion
+    from rpjax._src.experiments.inversion import report as inversion_report
 
     t, size = 2, 8
     images = np.linspace(0, 1, t * size * size).reshape(t, size, size, 1)
@@ -201,14 +209,14 @@ def test_typed_results_write_the_same_json_and_files_without_parsing_names(tmp_p
         config={"image_size": size, "alpha": 0.01, "seeds": [0]}, num_identities=t,
         target_accuracy=0.9, target_paper_accuracy=None, evaluator_accuracy=0.95,
         chance_asr=0.5, attacks={"brep_mi": attack, "mi_face": attack}, seconds=1.0,
-        versions={},
+        versions={}, faces=InversionConfig.quick().faces,
         grids=tuple(inversion.Grid(a, "undefended", s, n, images)
                     for a in ("brep_mi", "mi_face") for s, n in settings),
         per_identity=tuple(inversion.IdentitySuccess(a, "undefended", s, n, 10 + c, c, 0.5)
                            for a in ("brep_mi", "mi_face") for s, n in settings
                            for c in range(t)),
         private_images=images, private_labels=np.arange(t))
-    paths = files.write_inversion(result, str(tmp_path / "inversion"))
+    paths = inversion_report.write(result, str(tmp_path / "inversion"))
     written = json.loads(open(paths["summary"]).read())
     assert list(written) == list(result.summary())
     assert written["paper"] == inversion.InversionResult.paper
@@ -226,7 +234,7 @@ def test_typed_results_write_the_same_json_and_files_without_parsing_names(tmp_p
         points=[point, {**point, "method": "rp", "sigma": 0.1, "n": 10, "accuracy": 0.8,
                         "asr_brep_mi": 0.5, "pareto_mi_face": False}],
         config={"accountant": "rdp", "delta": 1e-5}, chance_asr=0.5, seconds=1.0, versions={})
-    paths = files.write_frontier(front, str(tmp_path / "frontier"))
+    paths = frontier_report.write(front, str(tmp_path / "frontier"))
     assert json.loads(open(paths["summary"]).read())["frontier"][1]["sigma"] == 0.1
     assert open(paths["csv"]).read().splitlines()[0].endswith(",sigma,n")
     assert "61.7%" in open(paths["markdown"]).read()
@@ -237,7 +245,7 @@ def test_typed_results_write_the_same_json_and_files_without_parsing_names(tmp_p
         agreement_undefended=0.5, agreement_rp=0.4, student_accuracy_undefended=0.4,
         student_accuracy_rp=0.3, target_accuracy=0.9, chance=0.5, undefended=rec,
         rp=[{"sigma": 0.1, "n": 20, **rec}], config={"budget": 6}, seconds=1.0, versions={})
-    paths = files.write_distillation(dist, str(tmp_path / "distillation"))
+    paths = distillation_report.write(dist, str(tmp_path / "distillation"))
     written = json.loads(open(paths["summary"]).read())
     assert list(written) == list(dist.summary()) and written["paper"] == dist.paper
     assert set(dist.headline()) <= set(written)

@@ -1,16 +1,17 @@
-"""The paper's experiments and the `rpjax reproduce` driver: one config dataclass, one `run`
-and one typed result per experiment, the shared faces setup, the registry `reproduce` runs,
-and the report writers."""
+"""The paper's experiments and the `rpjax reproduce` driver: each experiment is a package with
+one config dataclass, one `run(config, ctx)` and one typed result; a `Context` carries what
+the experiments of one session share (progress, cache, the faces setup, earlier results);
+`REGISTRY` is what `reproduce` runs."""
 
 from rpjax._src.experiments.attacks import AttacksConfig
 from rpjax._src.experiments.checkpoint import default_cache_dir
+from rpjax._src.experiments.common import versions, write_json
+from rpjax._src.experiments.context import Context
 from rpjax._src.experiments.distillation import DistillationConfig
 from rpjax._src.experiments.faces import FacesConfig
-from rpjax._src.experiments.faces import prepare as prepare_faces
 from rpjax._src.experiments.frontier import FrontierConfig
 from rpjax._src.experiments.inversion import InversionConfig
 from rpjax._src.experiments.rap import RapConfig
-from rpjax._src.experiments.report import versions, write_json
 from rpjax._src.experiments.reproduce import (
     REGISTRY,
     reproduce,
@@ -19,6 +20,7 @@ from rpjax._src.experiments.reproduce import (
 
 __all__ = [
     "AttacksConfig",
+    "Context",
     "DistillationConfig",
     "FacesConfig",
     "FrontierConfig",
@@ -26,7 +28,6 @@ __all__ = [
     "REGISTRY",
     "RapConfig",
     "default_cache_dir",
-    "prepare_faces",
     "reproduce",
     "run_experiment",
     "versions",

@@ -15,168 +15,68 @@ import datetime
 import os
 import platform
 import time
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from rpjax._src.durable import atomic_write
 from rpjax._src.experiments import (
     attacks,
-    attacks_outputs,
+    common,
     distillation,
-    distillation_outputs,
-    faces,
-    files,
     frontier,
-    frontier_outputs,
     inversion,
-    inversion_outputs,
     names,
     outdir,
     rap,
-    rap_outputs,
-    report,
 )
+from rpjax._src.experiments.context import Context, Experiment, Options, context
 
-PRESETS = ("quick", "default", "full")
+PRESETS = ("tiny", "quick", "default", "full")
+"""`tiny`: seconds per experiment, to test the pipeline (its numbers mean nothing); `quick`:
+CI and a first look (minutes on 2 CPU cores); `default`; `full`: the paper's attack budget,
+for GPU hosts."""
 
-
-class Options(NamedTuple):
-    """The settings of one `reproduce` run that every experiment's configuration reads."""
-
-    preset: str  # one of PRESETS
-    cache_dir: str | None  # trained-model cache (None: no cache)
-    augment: bool  # rap: smooth augmented base models; inversion: also augmented targets
-    prior: str  # the attacker's generator prior: "pca" or "vae"
-    progress: bool  # progress bars
-
-
-class Session:
-    """What the experiments of one `reproduce` run share: the options, the faces setup (built
-    once per inversion configuration) and the results of the experiments run so far."""
-
-    def __init__(self, options: Options):
-        self.options = options
-        self.results: dict[str, Any] = {}
-        self._faces: dict[faces.FacesConfig, faces.Faces] = {}
-
-    def faces(self, config: faces.FacesConfig) -> faces.Faces:
-        """The shared faces setup of `config`, prepared on first use."""
-        if config not in self._faces:
-            self._faces[config] = faces.prepare(config)
-        return self._faces[config]
-
-
-class Experiment(NamedTuple):
-    """One experiment of `rpjax reproduce`.
-
-    Attributes:
-      name: its name (CLI choice, output folder, summary key).
-      configure: `Options -> config` (the preset's configuration).
-      run: `(config, Session) -> result`.
-      markdown, comparison: `result -> str`, its report section and its one-paragraph
-        comparison with the paper.
-      write: `(result, out_dir) -> {kind: path}`, its own outputs.
-    """
-
-    name: str
-    configure: Callable[[Options], Any]
-    run: Callable[[Any, Session], Any]
-    markdown: Callable[[Any], str]
-    comparison: Callable[[Any], str]
-    write: Callable[[Any, str], dict[str, str]]
-
-
-def inversion_config(options: Options) -> inversion.InversionConfig:
-    """The inversion configuration of a preset (shared by inversion, frontier, distillation)."""
-    kw: dict[str, Any] = dict(cache_dir=options.cache_dir, prior=options.prior)
-    if options.augment:
-        kw["augment_at_sigma"] = True
-    if options.preset == "quick":
-        return inversion.InversionConfig.quick(**kw)
-    if options.preset == "full":
-        return inversion.InversionConfig.full(**kw)
-    return inversion.InversionConfig(**kw)
-
-
-def _rap_config(o: Options) -> rap.RapConfig:
-    kw = dict(cache_dir=o.cache_dir, augment_at_sigma=o.augment)
-    return rap.RapConfig.quick(**kw) if o.preset == "quick" else rap.RapConfig(**kw)
-
-
-def _attacks_config(o: Options) -> attacks.AttacksConfig:
-    return attacks.AttacksConfig.quick() if o.preset == "quick" else attacks.AttacksConfig()
-
-
-def _frontier_config(o: Options) -> frontier.FrontierConfig:
-    cls = frontier.FrontierConfig
-    inv = inversion_config(o)
-    return cls.quick(inversion=inv) if o.preset == "quick" else cls(inversion=inv)
-
-
-def _distillation_config(o: Options) -> distillation.DistillationConfig:
-    cls = distillation.DistillationConfig
-    inv = inversion_config(o)
-    return cls.quick(inversion=inv) if o.preset == "quick" else cls(inversion=inv)
-
-
-def _run_frontier(config: frontier.FrontierConfig, s: Session) -> frontier.FrontierResult:
-    return frontier.run(config, inversion_result=s.results.get("inversion"),
-                        faces=s.faces(config.inversion.faces), progress=s.options.progress)
-
-
-_SPECS = (
-    Experiment("rap", _rap_config,
-               lambda c, s: rap.run(c, progress=s.options.progress),
-               rap_outputs.markdown, rap_outputs.comparison, files.write_rap),
-    Experiment("attacks", _attacks_config,
-               lambda c, s: attacks.run(c, cache_dir=s.options.cache_dir,
-                                        progress=s.options.progress),
-               attacks_outputs.markdown, attacks_outputs.comparison, files.write_attacks),
-    Experiment("inversion", inversion_config,
-               lambda c, s: inversion.run(c, faces=s.faces(c.faces), progress=s.options.progress),
-               inversion_outputs.markdown, inversion_outputs.comparison,
-               files.write_inversion),
-    Experiment("frontier", _frontier_config, _run_frontier,
-               frontier_outputs.markdown, frontier_outputs.comparison, files.write_frontier),
-    Experiment("distillation", _distillation_config,
-               lambda c, s: distillation.run(c, faces=s.faces(c.inversion.faces),
-                                             progress=s.options.progress),
-               distillation_outputs.markdown, distillation_outputs.comparison,
-               files.write_distillation),
-)
-if tuple(sorted(e.name for e in _SPECS)) != tuple(sorted(names.EXPERIMENTS)):
+_EXPERIMENTS = (rap.EXPERIMENT, attacks.EXPERIMENT, inversion.EXPERIMENT, frontier.EXPERIMENT,
+                distillation.EXPERIMENT)
+if tuple(sorted(e.name for e in _EXPERIMENTS)) != tuple(sorted(names.EXPERIMENTS)):
     raise ImportError("the experiments of rpjax._src.experiments.names and reproduce differ.")
-REGISTRY: dict[str, Experiment] = {name: next(e for e in _SPECS if e.name == name)
+REGISTRY: dict[str, Experiment] = {name: next(e for e in _EXPERIMENTS if e.name == name)
                                    for name in names.EXPERIMENTS}
 """Every experiment of `rpjax reproduce`, by name, in the order "all" runs them
 (`rpjax._src.experiments.names.EXPERIMENTS`: frontier reuses inversion's sweep, so it comes
-after it)."""
+after it). Each is the `EXPERIMENT` of its package `rpjax._src.experiments.<name>`."""
 
 EXPERIMENTS = names.EXPERIMENTS
 
 
-def run_experiment(name: str, config: Any, *, faces: faces.Faces | None = None,
-                   cache_dir: str | None = None, progress: bool = True) -> Any:
-    """Runs one experiment of `REGISTRY` on `config` and returns its typed result.
+def run_experiment(name: str, config: Any, ctx: Context | None = None) -> Any:
+    """Runs one experiment of `REGISTRY` on `config` in `ctx` and returns its typed result.
 
     For notebooks and scripts that want one experiment without the report `reproduce` writes
     (`REGISTRY[name].markdown(result)` and `REGISTRY[name].write(result, out_dir)` give those).
+    The result is also kept in `ctx.results[name]`, where a later experiment that needs it
+    (the frontier reuses the inversion's sweep) finds it.
 
     Args:
       name: one of `EXPERIMENTS`.
       config: that experiment's configuration (e.g. `RapConfig.quick()`).
-      faces: a faces setup (`prepare_faces(config.faces)`) to reuse for inversion, frontier and
-        distillation instead of preparing it again; it must match the config's inversion
-        configuration.
-      cache_dir: trained-model cache of the experiments whose config has none (attacks).
-      progress: progress bars.
+      ctx: progress bars, the trained-model cache, the shared faces setup and the results
+        so far (`rpjax.experiments.Context`); None: a fresh one.
+
+    Raises:
+      ValueError: an unknown name, or an experiment whose prerequisite (`REGISTRY[name].needs`)
+        has no result in `ctx`.
     """
     if name not in REGISTRY:
         raise ValueError(f"name must be one of {EXPERIMENTS}, got {name!r}.")
-    session = Session(Options("custom", cache_dir, False, "pca", progress))
-    if faces is not None:
-        session._faces[faces.config] = faces
-    return REGISTRY[name].run(config, session)
+    ctx = context(ctx)
+    missing = [n for n in REGISTRY[name].needs if n not in ctx.results]
+    if missing:
+        raise ValueError(f"{name} reuses the result of {', '.join(missing)}: run "
+                         f"{' and '.join(missing)} first in the same ctx "
+                         f"(run_experiment({missing[0]!r}, config, ctx)).")
+    result = REGISTRY[name].run(config, ctx)
+    ctx.results[name] = result
+    return result
 
 
 def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rpjax-out",
@@ -186,8 +86,9 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
 
     Args:
       experiments: which experiments; "all" runs every one, in dependency order.
-      preset: "quick" (CI, under 10 minutes on 2 CPU cores for all), "default", or "full"
-        (the paper's attack budget, for GPU hosts).
+      preset: one of `PRESETS`: "tiny" (seconds per experiment, to test the pipeline),
+        "quick" (CI, under 10 minutes on 2 CPU cores for all), "default", or "full" (the
+        paper's attack budget, for GPU hosts).
       out: output directory; cache_dir: trained-model cache (None: no cache).
       augment: rap: smooth augmented base models; inversion: also attack augmented targets.
       prior: the attacker's generator prior ("pca" or "vae").
@@ -215,8 +116,9 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}.")
     names = [n for n in EXPERIMENTS if n in names]
-    session = Session(Options(preset, cache_dir, augment, prior, progress))
-    configs = {n: e.configure(session.options) for n, e in REGISTRY.items()}  # checks all
+    options = Options(preset, cache_dir, augment, prior)
+    configs = {n: e.configure(options) for n, e in REGISTRY.items()}  # checks all
+    ctx = Context(progress=progress, cache_dir=cache_dir)
     adding = outdir.check(out, cache_dir, overwrite=overwrite, experiments=names)
     before = _previous(out, preset=preset, augment=augment, prior=prior) if adding else None
     every = names if before is None else [n for n in EXPERIMENTS
@@ -232,23 +134,25 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     for name in names:
         exp = REGISTRY[name]
         t = time.perf_counter()
-        res = exp.run(configs[name], session)
+        for need in exp.needs:  # a prerequisite not asked for runs unreported
+            if need not in ctx.results:
+                run_experiment(need, configs[need], ctx)
+        res = run_experiment(name, configs[name], ctx)
         paths = exp.write(res, os.path.join(out, name))
         md = exp.markdown(res)
-        session.results[name] = res
         seconds[name] = time.perf_counter() - t
         verdicts[name] = f"- **{name}**: {exp.comparison(res)}"
         echo(md)
         echo(f"\n{name}: {seconds[name]:.1f} s; wrote {os.path.join(out, name)}\n")
         sections[name] = _section(md, paths, out)
     seconds["total"] = time.perf_counter() - t0
-    results = session.results
+    results = ctx.results
     summary: dict[str, Any] = {
         "experiments": every, "preset": preset,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count()},
-        "seconds": seconds, "versions": report.versions(),
+        "seconds": seconds, "versions": common.versions(),
         "config": {n: results[n].config for n in names},
     }
     if before is not None:  # what the directory already held, as it was written
@@ -264,8 +168,8 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
         summary[n] = results[n].headline()
     if "frontier" in results:
         summary["frontier"] = results["frontier"].points
-    report.write_json(os.path.join(out, "summary.json"), summary)
-    report.write_json(os.path.join(out, outdir.PARTS),
+    common.write_json(os.path.join(out, "summary.json"), summary)
+    common.write_json(os.path.join(out, outdir.PARTS),
                       {"sections": {n: sections[n] for n in every},
                        "verdicts": {n: verdicts[n] for n in every}})
     atomic_write(os.path.join(out, "report.md"),

@@ -27,7 +27,6 @@ secrets are derived from the inversion seed and their settings
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Any, ClassVar
 
@@ -35,8 +34,10 @@ import numpy as np
 from flax import nnx
 
 from rpjax._src import validate as _validate
-from rpjax._src.experiments import checkpoint, inversion, paper, report
-from rpjax._src.experiments.faces import Faces, aggregate_runs, prepare
+from rpjax._src.experiments import checkpoint, common, paper
+from rpjax._src.experiments.context import Context, context
+from rpjax._src.experiments.faces import Faces, aggregate_runs
+from rpjax._src.experiments.inversion.experiment import InversionResult
 from rpjax.baselines import (
     DPSGDConfig,
     calibrate_noise_multiplier,
@@ -57,8 +58,10 @@ METHODS = ("none", "rp", "dpsgd", "randomized_response", "abstain", "output_nois
 class FrontierConfig:
     """Settings of the frontier experiment.
 
+    The frontier's RP points, its target, private identities, attacker prior and the
+    baselines' attack seeds are the inversion experiment's (its result in the context).
+
     Attributes:
-      inversion: the inversion experiment whose setup and RP sweep the frontier uses.
       epsilons: DP-SGD targets (accountant epsilons at `delta`).
       delta: DP delta.
       dpsgd_steps, dpsgd_batch, dpsgd_clip, dpsgd_lr: DP-SGD training (Poisson sampling with
@@ -72,7 +75,6 @@ class FrontierConfig:
       seeds: attack seeds for the baselines (the RP points use the inversion's).
     """
 
-    inversion: inversion.InversionConfig = inversion.InversionConfig()
     epsilons: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
     delta: float = 1e-5
     dpsgd_steps: int = 400
@@ -98,7 +100,7 @@ class FrontierConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> FrontierConfig:
         """A small setting for CI and a first look (a few minutes on 2 CPU cores)."""
-        base = dict(inversion=inversion.InversionConfig.quick(), epsilons=(4.0, 64.0),
+        base = dict(epsilons=(4.0, 64.0),
                     rr_keep=(0.5,), abstain_q=(0.5,), output_noise=(3.0,))
         return cls(**{**base, **overrides})
 
@@ -156,10 +158,6 @@ def _dpsgd_model(ctx: Faces, config: FrontierConfig, epsilon: float):
                               "l2_clip_norm": dcfg.l2_clip_norm}
 
 
-def _plain(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FrontierResult:
     """What `run` measured. `summary()` is the JSON of `summary.json`.
@@ -191,30 +189,30 @@ class FrontierResult:
         return {"chance_asr": self.chance_asr}
 
 
-def run(config: FrontierConfig = FrontierConfig(), *,
-        inversion_result: inversion.InversionResult | None = None, faces: Faces | None = None,
-        progress: bool = True) -> FrontierResult:
+def run(config: FrontierConfig = FrontierConfig(), ctx: Context | None = None) -> FrontierResult:
     """Builds every frontier point.
 
     Args:
       config: the settings.
-      inversion_result: the inversion experiment's result for `config.inversion`, whose
-        undefended and RP points the frontier reuses (run first when None).
-      faces: the shared faces setup for `config.inversion` (built here when None).
-      progress: show a progress bar.
+      ctx: holds the inversion experiment's result (`ctx.results["inversion"]`), whose
+        undefended and RP points, target and faces setup the frontier reuses: run the
+        inversion in the same context first (`rpjax reproduce frontier` does); progress bars.
+
+    Raises:
+      ValueError: the context holds no inversion result.
     """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    inv_cfg = config.inversion
-    ctx = prepare(inv_cfg.faces) if faces is None else faces
-    if ctx.config != inv_cfg.faces:
-        raise ValueError("faces was prepared with another inversion configuration.")
-    if inversion_result is None:
-        inversion_result = inversion.run(inv_cfg, faces=ctx, progress=progress)
-    elif _plain(inversion_result.config) != _plain(inversion.config_dict(inv_cfg)):
-        raise ValueError("inversion_result was made with another inversion configuration.")
-    seeds = config.seeds or inv_cfg.seeds
+    ctx = context(ctx)
+    inversion_result = ctx.results.get("inversion")
+    if not isinstance(inversion_result, InversionResult):
+        raise ValueError("ctx holds no inversion result: the frontier reuses the inversion "
+                         "experiment's sweep; run it first in the same context "
+                         "(run_experiment('inversion', config, ctx)).")
+    inv_cfg = inversion_result.config
+    fx = ctx.faces(inversion_result.faces)
+    seeds = config.seeds or tuple(inv_cfg["seeds"])
     attacks = inversion_result.attacks
     points: list[dict[str, Any]] = [_point(
         "none", {}, attacks["brep_mi"]["undefended"], attacks["brep_mi"]["undefended"],
@@ -225,14 +223,14 @@ def run(config: FrontierConfig = FrontierConfig(), *,
             points.append(_point("rp", {"sigma": b["sigma"], "n": b["n"],
                                         "target": b["target"]}, b, b, f))
     undefended_face = attacks["mi_face"]["undefended"]
-    apply_fn, params = ctx.target
+    apply_fn, params = fx.target
 
     def secret(method, value):
-        return experiment_secret(inv_cfg.seed, f"frontier/{method}", value)
+        return experiment_secret(inv_cfg["seed"], f"frontier/{method}", value)
 
     releases = (
         [("randomized_response", {"p": p}, randomized_response_release(
-            apply_fn, params, p=p, num_classes=ctx.num_classes,
+            apply_fn, params, p=p, num_classes=fx.num_classes,
             secret=secret("randomized_response", p))) for p in config.rr_keep]
         + [("abstain", {"q": q}, random_abstain_release(
             apply_fn, params, q=q, secret=secret("abstain", q))) for q in config.abstain_q]
@@ -240,20 +238,20 @@ def run(config: FrontierConfig = FrontierConfig(), *,
             apply_fn, params, scale=s, secret=secret("output_noise", s)))
            for s in config.output_noise])
     bar = tqdm(total=len(releases) + len(config.epsilons), desc="frontier", unit="point",
-               disable=not progress)
+               disable=not ctx.progress)
     for method, prm, release in releases:
         bar.set_postfix(method=method, **prm)
-        util = ctx.release_utility(apply_fn, params, release)
-        brep = aggregate_runs(ctx.brep(release, seeds))
+        util = fx.release_utility(apply_fn, params, release)
+        brep = aggregate_runs(fx.brep(release, seeds))
         points.append(_point(method, prm, util, brep, undefended_face,
                              mi_face_bypasses_release=True))
         bar.update(1)
     for eps in config.epsilons:
         bar.set_postfix(method="dpsgd", epsilon=eps)
-        d_fn, d_params, acct = _dpsgd_model(ctx, config, eps)
-        util = ctx.utility(d_fn, d_params)
-        brep = aggregate_runs(ctx.brep(base_release(d_fn, d_params), seeds))
-        face = aggregate_runs([ctx.mi_face(d_fn, d_params, None, s) for s in seeds])
+        d_fn, d_params, acct = _dpsgd_model(fx, config, eps)
+        util = fx.utility(d_fn, d_params)
+        brep = aggregate_runs(fx.brep(base_release(d_fn, d_params), seeds))
+        face = aggregate_runs([fx.mi_face(d_fn, d_params, None, s) for s in seeds])
         points.append(_point("dpsgd", {"target_epsilon": eps}, util, brep, face, **acct))
         bar.update(1)
     bar.close()
@@ -263,7 +261,6 @@ def run(config: FrontierConfig = FrontierConfig(), *,
             p[f"pareto_{attack}"] = bool(m)
     return FrontierResult(
         points=points,
-        config={**{k: v for k, v in dataclasses.asdict(config).items() if k != "inversion"},
-                "inversion": inversion.config_dict(inv_cfg)},
-        chance_asr=1.0 / ctx.num_classes, seconds=time.perf_counter() - t0,
-        versions=report.versions())
+        config={**dataclasses.asdict(config), "inversion": inv_cfg},
+        chance_asr=1.0 / fx.num_classes, seconds=time.perf_counter() - t0,
+        versions=common.versions())

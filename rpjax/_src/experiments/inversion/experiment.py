@@ -29,8 +29,9 @@ import numpy as np
 
 import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.experiments import paper, report
-from rpjax._src.experiments.faces import Faces, FacesConfig, aggregate_runs, prepare
+from rpjax._src.experiments import common, paper
+from rpjax._src.experiments.context import Context, context
+from rpjax._src.experiments.faces import Faces, FacesConfig, aggregate_runs
 from rpjax.attacks import BrepConfig, MIFaceConfig, mi_face_pixels
 from rpjax.privacy import (
     Budget,
@@ -182,6 +183,7 @@ class InversionResult:
       attacks: per attack (`brep_mi`, `mi_face`), the records `undefended`, `rp` (a list over
         the sweep) and those of augmented targets (`rp_augmented`, ...), and `mi_face_pixels`.
       seconds, versions: run time and the numerical stack.
+      faces: the faces setup's settings (the frontier attacks the same target).
       grids: the first seed's reconstructions of every setting; per_identity: success rate
         of every identity in every setting; private_images, private_labels: the held-out
         private images and classes (the grids' first column).
@@ -196,6 +198,7 @@ class InversionResult:
     attacks: dict[str, Any]
     seconds: float
     versions: dict[str, Any]
+    faces: FacesConfig
     grids: tuple[Grid, ...]
     per_identity: tuple[IdentitySuccess, ...]
     private_images: np.ndarray
@@ -220,29 +223,29 @@ class InversionResult:
                 "attacks": self.attacks}
 
 
-def run(config: InversionConfig = InversionConfig(), *, faces: Faces | None = None,
-        progress: bool = True) -> InversionResult:
+def run(config: InversionConfig = InversionConfig(),
+        ctx: Context | None = None) -> InversionResult:
     """Runs both attacks over the sweep.
 
     Args:
       config: the settings.
-      faces: the shared faces setup `prepare(config.faces)` (built here when None).
-      progress: show a progress bar.
+      ctx: progress bars and the faces setup of `config.faces` (`ctx.faces`, prepared there
+        on first use and shared with the frontier and distillation); None: a fresh
+        `Context()`.
     """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    ctx = prepare(config.faces) if faces is None else faces
-    if ctx.config != config.faces:
-        raise ValueError("faces was prepared with another inversion configuration.")
-    split, xte, yte, target = ctx.split, ctx.xte, ctx.yte, ctx.target
-    evaluator, num_classes, targets = ctx.evaluator, ctx.num_classes, ctx.targets
+    ctx = context(ctx)
+    fx = ctx.faces(config.faces)
+    split, xte, yte, target = fx.split, fx.xte, fx.yte, fx.target
+    evaluator, num_classes, targets = fx.evaluator, fx.num_classes, fx.targets
 
     def utility(apply_fn, params, sigma, n):
         labels = None if sigma is None else rpjax.predict(
             apply_fn, params, xte, config.seed, num_classes=num_classes,
             config=rpjax.SmoothingConfig(sigma=sigma, n=n, alpha=config.alpha)).label
-        return ctx.utility(apply_fn, params, labels)
+        return fx.utility(apply_fn, params, labels)
 
     settings = [(None, None)] + [(s, n) for n in config.ns for s in config.sigmas]
     jobs = [("undefended", s, n) for s, n in settings]
@@ -255,7 +258,7 @@ def run(config: InversionConfig = InversionConfig(), *, faces: Faces | None = No
         if tname == "undefended":
             return target
         if sigma not in augmented:
-            augmented[sigma] = ctx.train_target("olivetti-target-aug", sigma)
+            augmented[sigma] = fx.train_target("olivetti-target-aug", sigma)
         return augmented[sigma]
 
     attacks: dict[str, Any] = {"brep_mi": {}, "mi_face": {}}
@@ -263,7 +266,7 @@ def run(config: InversionConfig = InversionConfig(), *, faces: Faces | None = No
     per_identity: list[IdentitySuccess] = []
     face_cache: dict[tuple, Any] = {}
     bar = tqdm(total=len(jobs) * len(config.seeds), desc="attacks", unit="run",
-               disable=not progress)
+               disable=not ctx.progress)
     for tname, sigma, n in jobs:
         t_job = time.perf_counter()
         apply_fn, params = model_for(tname, sigma)
@@ -274,11 +277,11 @@ def run(config: InversionConfig = InversionConfig(), *, faces: Faces | None = No
         release_state = initial_state()  # the seeds attack one deployed release in turn
         for seed in config.seeds:
             bar.set_postfix(target=tname, sigma=sigma, n=n, seed=seed)
-            (record,), release_state = ctx.brep(release, (seed,), release_state=release_state)
+            (record,), release_state = fx.brep(release, (seed,), release_state=release_state)
             brep_runs.append(record)
             face_key = (tname, sigma, seed)
             if face_key not in face_cache:
-                face_cache[face_key] = ctx.mi_face(apply_fn, params, sigma, seed)
+                face_cache[face_key] = fx.mi_face(apply_fn, params, sigma, seed)
             face_runs.append(face_cache[face_key])
             bar.update(1)
         for name, runs in (("brep_mi", brep_runs), ("mi_face", face_runs)):
@@ -298,7 +301,7 @@ def run(config: InversionConfig = InversionConfig(), *, faces: Faces | None = No
                 IdentitySuccess(name, tname, sigma, n, int(split.private_identities[t]), int(t),
                                 float(success[t])) for t in targets]
     bar.close()
-    attacks["mi_face_pixels"] = {"undefended": _mi_face_pixels(ctx, config)}
+    attacks["mi_face_pixels"] = {"undefended": _mi_face_pixels(fx, config)}
     base_util = utility(*target, None, None)
     return InversionResult(
         config=config_dict(config),
@@ -310,7 +313,8 @@ def run(config: InversionConfig = InversionConfig(), *, faces: Faces | None = No
         chance_asr=1.0 / num_classes,
         attacks=attacks,
         seconds=time.perf_counter() - t0,
-        versions=report.versions(),
+        versions=common.versions(),
+        faces=config.faces,
         grids=tuple(grids),
         per_identity=tuple(per_identity),
         private_images=xte,

@@ -1,11 +1,16 @@
-"""The attribute-privacy experiment's tables and text (pure: no plotting, no files)."""
+"""The rap experiment's outputs: its tables and text (pure), its plots, and `write`, which
+puts them all into a folder."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from rpjax._src.experiments import paper, report
-from rpjax._src.experiments.rap import RapResult
+import numpy as np
+
+from rpjax._src.durable import atomic_write
+from rpjax._src.experiments import common, paper
+from rpjax._src.experiments.rap.experiment import RapResult
 from rpjax.privacy import READINGS
 
 CSV_HEADER = (["person", "bmi", "true_label", "release", "sigma", "n", "label", "radius_std",
@@ -65,7 +70,7 @@ def markdown(result: RapResult) -> str:
                          r["mean_radius_std"], r["mean_radius_bmi"], r["median_interval_bmi"],
                          r["median_not_excluded_bmi"], r["median_ape_interval_bmi"],
                          r["median_ape_unclipped_bmi"], r["median_base_widened_bmi"]])
-    lines.append(report.markdown_table(headers, rows))
+    lines.append(common.markdown_table(headers, rows))
     lines += ["", "## Beside the paper", "", comparison(result), ""]
     lines += ["Figures: `figure1_bmi_histogram.png` (BMI of recommended people, base vs RP), "
               "`interval_lengths.png` (interval length per reading).", ""]
@@ -108,3 +113,63 @@ def comparison(result: RapResult) -> str:
         "a wider interval arises from abstentions (`not_excluded`) and from comparing two "
         "different classifiers (base f vs smoothed g).")
     return " ".join(parts)
+
+
+def plots(result: RapResult, out_dir: str) -> list[str]:
+    """Figure 1 (BMI of recommended people) and interval lengths per reading; PNG paths."""
+    plt = common.pyplot()
+
+    people = result.people
+    largest = max(result.config["ns"])
+    shown = [r for r in people.releases if r.n is None or r.n == largest]
+    bins = np.arange(10, 61, 2.0)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for rel in shown:
+        if rel.sigma is None:
+            ax.hist(people.bmi[rel.labels == 1], bins=bins, color="0.8", label="base model")
+            continue
+        ax.hist(people.bmi[rel.labels == 1], bins=bins, histtype="step", linewidth=1.4,
+                label=f"RP sigma={rel.sigma}")
+    ax.axvline(result.config["threshold"], color="k", linestyle="--", linewidth=1,
+               label="threshold")
+    ax.set_xlabel("BMI (kg/m$^2$)")
+    ax.set_ylabel("recommended people")
+    ax.set_title(f"People recommended: base model vs RP (n={largest})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig1 = os.path.join(out_dir, "figure1_bmi_histogram.png")
+    common.save_figure(fig, fig1, dpi=120)
+    plt.close(fig)
+
+    readings = (*READINGS, "ape_unclipped")
+    ref = paper.RAP["median_interval_bmi"]
+    fig, axes = plt.subplots(1, len(readings), figsize=(15, 4), sharey=True)
+    for ax, reading in zip(axes, readings, strict=True):
+        data = [rel.intervals.length(reading) for rel in shown]
+        ax.boxplot(data, showfliers=False)
+        ax.set_xticks(range(1, len(shown) + 1),
+                      ["base" if rel.sigma is None else f"σ={rel.sigma}" for rel in shown],
+                      fontsize=8)
+        ax.set_title(reading)
+        ax.axhline(ref["base"], color="gray", linestyle=":", linewidth=1)
+        ax.axhline(ref["rp"], color="tab:red", linestyle=":", linewidth=1)
+    axes[0].set_ylabel("interval length (BMI points)")
+    fig.suptitle(f"Compatible-interval length per reading (n={largest}); dotted: paper's "
+                 f"{ref['base']:.2f} (base) and {ref['rp']:.2f} (RP)")
+    fig.tight_layout()
+    fig2 = os.path.join(out_dir, "interval_lengths.png")
+    common.save_figure(fig, fig2, dpi=120)
+    plt.close(fig)
+    return [fig1, fig2]
+
+
+def write(result: RapResult, out_dir: str) -> dict[str, str]:
+    """summary.json, people.csv, report.md and the two plots."""
+    paths = common.output_paths(out_dir, summary="summary.json", csv="people.csv",
+                                 markdown="report.md")
+    common.write_json(paths["summary"], result.summary())
+    common.write_csv(paths["csv"], CSV_HEADER, csv_rows(result))
+    atomic_write(paths["markdown"], markdown(result))
+    fig1, fig2 = plots(result, out_dir)
+    paths.update(figure1=fig1, lengths=fig2)
+    return paths

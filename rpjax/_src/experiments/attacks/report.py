@@ -1,11 +1,16 @@
-"""The adaptive-attack experiment's tables and text (pure: no plotting, no files)."""
+"""The attacks experiment's outputs: its tables and text (pure), its plots, and `write`, which
+puts them all into a folder."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from rpjax._src.experiments import report
-from rpjax._src.experiments.attacks import AttacksResult
+import numpy as np
+
+from rpjax._src.durable import atomic_write
+from rpjax._src.experiments import common
+from rpjax._src.experiments.attacks.experiment import AttacksResult
 
 
 def _attack_rows(result: AttacksResult) -> list[list[Any]]:
@@ -42,7 +47,7 @@ def markdown(result: AttacksResult) -> str:
         "puts its median anywhere in it, so the error column is noisy; the interval and the "
         "located count are the steadier readings.",
         "",
-        report.markdown_table(
+        common.markdown_table(
             ["attacker", "release", "noise", "queries k", "error (BMI)", "error near thr.",
              "95% interval (BMI)", "certified R (BMI)", "located in ball"],
             _attack_rows(result)),
@@ -61,7 +66,7 @@ def markdown(result: AttacksResult) -> str:
         "`rpjax.privacy.advantage_bound` with p_1(x) in a Clopper-Pearson interval "
         f"from 200,000 owner samples (fails with probability <= {cfg['beta']}).",
         "",
-        report.markdown_table(
+        common.markdown_table(
             ["release", "k", "BMI", "BMI'", "p1(x)", "p1(x')", "measured advantage", "s.e.",
              "bound"],
             [[a["mode"], a["queries"], a["bmi"], a["x_prime_bmi"], a["p1_x"], a["p1_x_prime"],
@@ -73,7 +78,7 @@ def markdown(result: AttacksResult) -> str:
         "",
         "## A per-subject budget",
         "",
-        report.markdown_table(
+        common.markdown_table(
             ["release", "max advantage", "delta (BMI)", "one-answer bound (worst case)",
              "answers allowed", "attacker error with them (BMI)"],
             [[b["mode"], b["max_advantage"], b["delta_bmi"], b["one_answer_bound"],
@@ -110,3 +115,63 @@ def comparison(result: AttacksResult) -> str:
                  f"{adv['queries']}; bound {adv['bound']:.2f}). No measured advantage exceeds "
                  f"its bound by more than {max(0.0, worst_advantage_gap(result)):.1f} s.e.")
     return " ".join(parts)
+
+
+def plots(result: AttacksResult, out_dir: str) -> list[str]:
+    """BMI error vs queries per attacker, and measured advantage vs bound; PNG paths."""
+    plt = common.pyplot()
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    ax = axes[0]
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in result.rows:
+        if r["attacker"] == "radius":
+            continue
+        series.setdefault(f"{r['attacker']} / {r['mode']} / {r['noise']}", []).append(
+            (r["queries"], r["median_error_bmi"]))
+    for name, pts in sorted(series.items()):
+        k, e = zip(*sorted(pts), strict=True)
+        style = "--" if "consistent" in name else "-"
+        ax.plot(k, e, style, marker="o", markersize=3, linewidth=1, label=name)
+    radius = next((r for r in result.rows if r["attacker"] == "radius"), None)
+    if radius:
+        ax.scatter([1], [radius["median_error_bmi"]], marker="*", s=120, color="k",
+                   label="one answer with radius", zorder=5)
+    ax.axhline(result.median_certified_radius_bmi, color="tab:red", linestyle=":",
+               label="median certified radius")
+    ax.set_xscale("log")
+    ax.set_xlabel("queries k")
+    ax.set_ylabel("median BMI error (points)")
+    ax.set_title("Attacker's BMI error vs queries")
+    ax.legend(fontsize=6, ncol=2)
+    ax = axes[1]
+    modes = sorted({a["mode"] for a in result.advantage})
+    for j, mode in enumerate(modes):
+        pts = [a for a in result.advantage if a["mode"] == mode]
+        ks = np.array([a["queries"] for a in pts], float) * (1 + 0.06 * j)
+        ax.scatter(ks, [a["empirical_advantage"] for a in pts], marker="o",
+                   color=f"C{j}", label=f"{mode}: measured")
+        ax.scatter(ks, [a["bound"] for a in pts], marker="_", s=200, color=f"C{j}",
+                   label=f"{mode}: bound")
+    ax.axhline(result.config["alpha"] / 2, color="gray", linestyle=":",
+               label="paper's alpha/2")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("answers k")
+    ax.set_ylabel("distinguishing advantage")
+    ax.set_title(f"x vs BMI + {result.config['delta_bmi']}: measured and bound")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "attacks.png")
+    common.save_figure(fig, path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def write(result: AttacksResult, out_dir: str) -> dict[str, str]:
+    """summary.json, report.md and attacks.png."""
+    paths = common.output_paths(out_dir, summary="summary.json", markdown="report.md")
+    common.write_json(paths["summary"], result.summary())
+    atomic_write(paths["markdown"], markdown(result))
+    (paths["plot"],) = plots(result, out_dir)
+    return paths

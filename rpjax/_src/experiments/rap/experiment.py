@@ -22,7 +22,8 @@ from flax import nnx
 
 import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.experiments import checkpoint, paper, report
+from rpjax._src.experiments import checkpoint, common, paper
+from rpjax._src.experiments.context import Context, context
 from rpjax.data import (
     BUNDLED_SHA256,
     DEFAULT_BMI_THRESHOLD,
@@ -262,8 +263,15 @@ class RapResult:
                 "units": self.units}
 
 
-def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> RapResult:
-    """Runs the experiment: every number, and each release's per-person outcome."""
+def run(config: RapConfig = RapConfig(), ctx: Context | None = None) -> RapResult:
+    """Runs the experiment: every number, and each release's per-person outcome.
+
+    Args:
+      config: the settings.
+      ctx: progress bars (the base model's cache is `config.cache_dir`); None: a fresh
+        `Context()`.
+    """
+    ctx = context(ctx)
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -292,7 +300,7 @@ def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> RapResult:
     augmented: dict[float, tuple[Any, Any]] = {}
     traces = [ReleaseTrace("base", None, None, first, np.zeros(len(people)), base_iv)]
     grid = [(s, n) for n in config.ns for s in config.sigmas]
-    bar = tqdm(grid, desc="RP certify + BMI sweep", unit="setting", disable=not progress)
+    bar = tqdm(grid, desc="RP certify + BMI sweep", unit="setting", disable=not ctx.progress)
     for sigma, n in bar:
         bar.set_postfix(sigma=sigma, n=n)
         key = jax.random.fold_in(jax.random.key(config.seed), 1)
@@ -321,7 +329,7 @@ def run(config: RapConfig = RapConfig(), *, progress: bool = True) -> RapResult:
                "intervals": "BMI points", "bmi_std": scale},
         num_people=int(len(people)), base=base, rp=rp_by_n[largest], rp_by_n=rp_by_n,
         base_model_from_cache=cached, train_seconds=train_s,
-        seconds=time.perf_counter() - t0, versions=report.versions(),
+        seconds=time.perf_counter() - t0, versions=common.versions(),
         people=People(id=people, bmi=bmi, label=y, releases=tuple(traces)))
 
 

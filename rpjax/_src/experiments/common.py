@@ -1,7 +1,14 @@
-"""Writers and provenance for experiment results (JSON, Markdown tables, version records)."""
+"""What every experiment's report uses: JSON, CSV and text writers, Markdown tables, figures
+and version records.
+
+Every file is written atomically (`rpjax._src.durable`): an interrupted write leaves the
+previous complete file or none.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import platform
@@ -12,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from rpjax._src.durable import atomic_write
+from rpjax._src.durable import atomic_path, atomic_write
 
 _PACKAGES = ("rpjax", "jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy",
              "dp-accounting", "jax-privacy", "orbax-checkpoint")
@@ -67,3 +74,34 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def output_paths(out_dir: str, **names: str) -> dict[str, str]:
+    """Creates `out_dir` and returns `{kind: out_dir/name}` for each `kind=name`."""
+    os.makedirs(out_dir, exist_ok=True)
+    return {k: os.path.join(out_dir, v) for k, v in names.items()}
+
+
+def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Writes a CSV file (a header row, then `rows`) atomically."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
+def save_figure(fig, path: str, *, dpi: int) -> None:
+    """`fig.savefig(path)` atomically: the previous complete PNG or the new one, never a part."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=os.path.splitext(path)[1][1:] or "png")
+
+
+def pyplot():
+    """`matplotlib.pyplot` on the Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -36,8 +36,9 @@ from scipy import stats as _sps
 
 import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.experiments import rap as _rap
-from rpjax._src.experiments import report
+from rpjax._src.experiments import common
+from rpjax._src.experiments.context import Context, context
+from rpjax._src.experiments.rap import experiment as _rap
 from rpjax.data import load_insurance, train_test_split
 from rpjax.privacy import (
     Budget,
@@ -249,12 +250,19 @@ class AttacksResult:
                 "median_certified_radius_bmi": self.median_certified_radius_bmi}
 
 
-def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None,
-        progress: bool = True) -> AttacksResult:
-    """Runs every attacker against every release and noise mode."""
+def run(config: AttacksConfig = AttacksConfig(), ctx: Context | None = None) -> AttacksResult:
+    """Runs every attacker against every release and noise mode.
+
+    Args:
+      config: the settings.
+      ctx: progress bars and the base model's cache (`ctx.cache_dir`, else
+        `config.model.cache_dir`); None: a fresh `Context()`.
+    """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    ctx = context(ctx)
+    cache_dir = config.model.cache_dir if ctx.cache_dir is None else ctx.cache_dir
     task = _Task(config, cache_dir)
     kmax = max(config.queries)
     # the attacker's model: p_1 along the BMI grid for each person, then answer probabilities
@@ -267,7 +275,7 @@ def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None
     radius_bmi = cert.radius * task.scale
     rows: list[dict[str, Any]] = []
     jobs = [(m, nm) for m in MODES for nm in NOISE_MODES]
-    bar = tqdm(jobs, desc="attacks", unit="release", disable=not progress)
+    bar = tqdm(jobs, desc="attacks", unit="release", disable=not ctx.progress)
     answers: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for mode, noise in bar:
         bar.set_postfix(mode=mode, noise=noise)
@@ -289,7 +297,7 @@ def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None
                                    radius_bmi, abstention_only=True))
         if mode == "certify" and noise == "fresh":
             rows.append(_radius_attack(task, config, rel, curves, radius_bmi))
-    advantage = _advantage(task, config, progress)
+    advantage = _advantage(task, config, ctx.progress)
     budget = _budget_rows(task, config, curves, answers, radius_bmi)
     return AttacksResult(
         config=dataclasses.asdict(config),
@@ -301,7 +309,7 @@ def run(config: AttacksConfig = AttacksConfig(), *, cache_dir: str | None = None
                 "certified_label": cert.label.tolist()},
         median_certified_radius_bmi=float(np.median(radius_bmi)),
         rows=rows, advantage=advantage, budget=budget,
-        seconds=time.perf_counter() - t0, versions=report.versions())
+        seconds=time.perf_counter() - t0, versions=common.versions())
 
 
 def _smoothing(config) -> rpjax.SmoothingConfig:

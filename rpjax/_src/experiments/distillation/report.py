@@ -1,9 +1,11 @@
-"""The distillation experiment's table and text (pure: no files)."""
+"""The distillation experiment's outputs: its table and text (pure), and `write`, which puts
+them into a folder."""
 
 from __future__ import annotations
 
-from rpjax._src.experiments import report
-from rpjax._src.experiments.distillation import DistillationResult
+from rpjax._src.durable import atomic_write
+from rpjax._src.experiments import common
+from rpjax._src.experiments.distillation.experiment import DistillationResult
 
 
 def markdown(result: DistillationResult) -> str:
@@ -24,7 +26,7 @@ def markdown(result: DistillationResult) -> str:
         "judged on the private held-out images: agreement with the undefended target's labels "
         f"and accuracy (target accuracy {result.target_accuracy:.3f}, chance "
         f"{result.chance:.3f}).", "",
-        report.markdown_table(headers, rows), "",
+        common.markdown_table(headers, rows), "",
         "## Beside the paper", "", comparison(result), ""])
 
 
@@ -38,3 +40,11 @@ def comparison(result: DistillationResult) -> str:
     return (f"Paper: {result.paper} Here the student agrees with the target on {rp:.2f} of "
             f"the held-out images when trained on RP labels (sigma {result.rp[0]['sigma']}, "
             f"n {result.rp[0]['n']}) vs {und:.2f} on undefended labels: {verdict}.")
+
+
+def write(result: DistillationResult, out_dir: str) -> dict[str, str]:
+    """summary.json and report.md."""
+    paths = common.output_paths(out_dir, summary="summary.json", markdown="report.md")
+    common.write_json(paths["summary"], result.summary())
+    atomic_write(paths["markdown"], markdown(result))
+    return paths

@@ -27,8 +27,10 @@ import numpy as np
 from flax import nnx
 
 from rpjax._src import validate as _validate
-from rpjax._src.experiments import inversion, paper, report
-from rpjax._src.experiments.faces import Faces, prepare
+from rpjax._src.experiments import common, paper
+from rpjax._src.experiments.context import Context, context
+from rpjax._src.experiments.faces import Faces, FacesConfig
+from rpjax._src.experiments.inversion import experiment as inversion
 from rpjax.models import FaceCNN, TrainConfig, fit_classifier
 from rpjax.privacy import base_release, initial_state
 
@@ -41,19 +43,22 @@ class DistillationConfig:
     """Settings of the distillation experiment.
 
     Attributes:
-      inversion: the inversion setup (data split, target, prior) this uses.
+      faces: the faces setup (data split, target, evaluator, prior) this runs on; by default
+        the inversion experiment's (`InversionConfig().faces`).
       budget: label queries the extractor spends (the query-set size).
       sigmas, n: the RP releases attacked (noise std in pixels, samples per query); the first
         sigma is the headline setting (`agreement_rp`, `student_accuracy_rp`).
       student_steps: training steps of each student (target architecture, another seed).
+      alpha: the RP releases' failure probability.
       seed: query-set and student seed.
     """
 
-    inversion: inversion.InversionConfig = inversion.InversionConfig()
+    faces: FacesConfig = inversion.InversionConfig().faces
     budget: int = 2000
     sigmas: tuple[float, ...] = (0.1, 0.25, 0.5)
     n: int = 100
     student_steps: int = 1500
+    alpha: float = 0.01
     seed: int = 7
 
     def __post_init__(self):
@@ -64,11 +69,14 @@ class DistillationConfig:
             _validate.positive("sigmas", s)
         _validate.integer("n", self.n, minimum=1)
         _validate.integer("student_steps", self.student_steps, minimum=1)
+        _validate.open_unit_interval("alpha", self.alpha)
+        if not isinstance(self.faces, FacesConfig):
+            raise TypeError(f"faces must be a FacesConfig, got {type(self.faces).__name__}.")
 
     @classmethod
     def quick(cls, **overrides: Any) -> DistillationConfig:
         """A small setting for CI and a first look."""
-        base = dict(inversion=inversion.InversionConfig.quick(), budget=600, sigmas=(0.1,),
+        base = dict(faces=inversion.InversionConfig.quick().faces, budget=600, sigmas=(0.1,),
                     n=20, student_steps=600)
         return cls(**{**base, **overrides})
 
@@ -165,35 +173,34 @@ class DistillationResult:
                 "rp": self.rp}
 
 
-def run(config: DistillationConfig = DistillationConfig(), *, faces: Faces | None = None,
-        progress: bool = True) -> DistillationResult:
+def run(config: DistillationConfig = DistillationConfig(),
+        ctx: Context | None = None) -> DistillationResult:
     """Trains students on undefended and RP labels.
 
     Args:
       config: the settings.
-      faces: the shared faces setup for `config.inversion` (built here when None).
-      progress: show a progress bar.
+      ctx: progress bars and the faces setup of `config.faces` (`ctx.faces`, shared with the
+        inversion when its settings are the same); None: a fresh `Context()`.
     """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    ctx = prepare(config.inversion.faces) if faces is None else faces
-    if ctx.config != config.inversion.faces:
-        raise ValueError("faces was prepared with another inversion configuration.")
-    apply_fn, params = ctx.target
-    target_labels = np.asarray(jnp.argmax(jax.jit(apply_fn)(params, jnp.asarray(ctx.xte)), -1))
-    xq = query_set(ctx, config.budget, config.seed)
+    ctx = context(ctx)
+    fx = ctx.faces(config.faces)
+    apply_fn, params = fx.target
+    target_labels = np.asarray(jnp.argmax(jax.jit(apply_fn)(params, jnp.asarray(fx.xte)), -1))
+    xq = query_set(fx, config.budget, config.seed)
     bar = tqdm(total=1 + len(config.sigmas), desc="distillation", unit="student",
-               disable=not progress)
-    undefended = _measure(ctx, base_release(apply_fn, params), xq, config, target_labels)
+               disable=not ctx.progress)
+    undefended = _measure(fx, base_release(apply_fn, params), xq, config, target_labels)
     bar.update(1)
     rp = []
     for sigma in config.sigmas:
         release = inversion._release_for(apply_fn, params, sigma, config.n,
-                                         config.inversion.alpha, ctx.num_classes,
+                                         config.alpha, fx.num_classes,
                                          seed=config.seed, name="distillation/rp_predict")
         rp.append({"sigma": sigma, "n": config.n,
-                   **_measure(ctx, release, xq, config, target_labels)})
+                   **_measure(fx, release, xq, config, target_labels)})
         bar.update(1)
     bar.close()
     head = rp[0]
@@ -201,8 +208,7 @@ def run(config: DistillationConfig = DistillationConfig(), *, faces: Faces | Non
         agreement_undefended=undefended["agreement"], agreement_rp=head["agreement"],
         student_accuracy_undefended=undefended["student_accuracy"],
         student_accuracy_rp=head["student_accuracy"],
-        target_accuracy=float(np.mean(target_labels == ctx.yte)), chance=1.0 / ctx.num_classes,
+        target_accuracy=float(np.mean(target_labels == fx.yte)), chance=1.0 / fx.num_classes,
         undefended=undefended, rp=rp,
-        config={**{k: v for k, v in dataclasses.asdict(config).items() if k != "inversion"},
-                "inversion": inversion.config_dict(config.inversion)},
-        seconds=time.perf_counter() - t0, versions=report.versions())
+        config=dataclasses.asdict(config),
+        seconds=time.perf_counter() - t0, versions=common.versions())

@@ -1,11 +1,14 @@
-"""The frontier experiment's tables and text (pure: no plotting, no files)."""
+"""The frontier experiment's outputs: its tables and text (pure), its plots, and `write`, which
+puts them all into a folder."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from rpjax._src.experiments import paper, report
-from rpjax._src.experiments.frontier import FrontierResult
+from rpjax._src.durable import atomic_write
+from rpjax._src.experiments import common, paper
+from rpjax._src.experiments.frontier.experiment import FrontierResult
 
 _PARAMS = ("sigma", "n", "target", "target_epsilon", "epsilon", "p", "q", "scale")
 
@@ -43,7 +46,7 @@ def markdown(result: FrontierResult) -> str:
              f"({result.config['accountant']}, delta = {result.config['delta']}). "
              "Label baselines leave the white-box model unchanged: their MI-Face ASR is the "
              "undefended one.", "",
-             report.markdown_table(headers, rows), "", "## Beside the paper", "",
+             common.markdown_table(headers, rows), "", "## Beside the paper", "",
              comparison(result), ""]
     return "\n".join(lines)
 
@@ -88,3 +91,56 @@ def comparison(result: FrontierResult) -> str:
         out.append(f"{len(dominated)} of {len(rr)} randomized-response points are dominated "
                    "(BREP-MI) by an RP point.")
     return " ".join(out)
+
+
+_MARKERS = {"none": ("k", "*"), "rp": ("tab:blue", "o"), "dpsgd": ("tab:red", "s"),
+            "randomized_response": ("tab:green", "^"), "abstain": ("tab:purple", "v"),
+            "output_noise": ("tab:orange", "D")}
+
+
+def plot(result: FrontierResult, out_dir: str) -> str:
+    """Accuracy vs ASR, one panel per attack, Pareto front drawn, paper points beside."""
+    plt = common.pyplot()
+
+    pts = result.points
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    for ax, (attack, name) in zip(axes, (("brep_mi", "BREP-MI"), ("mi_face", "MI-Face")),
+                                  strict=True):
+        for method in dict.fromkeys(p["method"] for p in pts):
+            color, marker = _MARKERS.get(method, ("gray", "x"))
+            sel = [p for p in pts if p["method"] == method]
+            ax.scatter([p[f"asr_{attack}"] for p in sel], [p["accuracy"] for p in sel],
+                       c=color, marker=marker, label=method, s=40, alpha=0.8)
+        front = sorted((p for p in pts if p[f"pareto_{attack}"]),
+                       key=lambda p: p[f"asr_{attack}"])
+        ax.step([p[f"asr_{attack}"] for p in front], [p["accuracy"] for p in front],
+                where="post", color="k", linewidth=1, label="Pareto front")
+        if attack == "brep_mi":
+            for p in paper.FRONTIER_POINTS:
+                color, marker = _MARKERS.get(p["method"], ("gray", "x"))
+                ax.scatter([p["asr"]], [p["accuracy"]], facecolors="none", edgecolors=color,
+                           marker=marker, s=90, label=p["label"])
+        ax.axvline(result.chance_asr, color="gray", linestyle=":", label="chance ASR")
+        ax.set_xlabel(f"{name} attack success rate")
+        ax.set_title(name)
+        ax.set_xlim(-0.02, 1.02)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("held-out accuracy (abstain = error)")
+    fig.tight_layout()
+    path = os.path.join(out_dir, "frontier.png")
+    common.save_figure(fig, path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write(result: FrontierResult, out_dir: str) -> dict[str, str]:
+    """summary.json, points.csv, report.md and frontier.png."""
+    paths = common.output_paths(out_dir, summary="summary.json", csv="points.csv",
+                                 markdown="report.md")
+    common.write_json(paths["summary"], result.summary())
+    header = csv_header(result)
+    common.write_csv(paths["csv"], header, [[p.get(h, "") for h in header]
+                                            for p in result.points])
+    atomic_write(paths["markdown"], markdown(result))
+    paths["plot"] = plot(result, out_dir)
+    return paths

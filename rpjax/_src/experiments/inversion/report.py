@@ -1,11 +1,16 @@
-"""The model-inversion experiment's tables and text (pure: no plotting, no files)."""
+"""The inversion experiment's outputs: its tables and text (pure), its plots, and `write`, which
+puts them all into a folder."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from rpjax._src.experiments import paper, report
-from rpjax._src.experiments.inversion import InversionResult
+import numpy as np
+
+from rpjax._src.durable import atomic_write
+from rpjax._src.experiments import common, paper
+from rpjax._src.experiments.inversion.experiment import InversionResult
 
 CSV_HEADER = ("attack", "target_model", "sigma", "n", "identity", "class", "success_rate")
 
@@ -54,7 +59,7 @@ def markdown(result: InversionResult) -> str:
                          r.get("initial_found", "-"), r.get("distance", float("nan")),
                          r["accuracy"], r["abstain_rate"],
                          r.get("queries", float("nan")), r.get("forward_passes", float("nan"))])
-        lines += [report.markdown_table(headers, rows), ""]
+        lines += [common.markdown_table(headers, rows), ""]
     px = result.attacks.get("mi_face_pixels", {}).get("undefended")
     if px:
         lines += ["## MI-Face in pixel space (undefended target)", "",
@@ -96,3 +101,65 @@ def comparison(result: InversionResult) -> str:
     parts.append("Absolute numbers are not comparable (40 Olivetti identities on a CPU vs "
                  "1,000 CelebA identities); read the shape, and the accuracy beside each ASR.")
     return " ".join(parts)
+
+
+def plots(result: InversionResult, out_dir: str) -> list[str]:
+    """ASR vs sigma per attack and n, and reconstruction grids; PNG paths."""
+    plt = common.pyplot()
+
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, attack in zip(axes, ("brep_mi", "mi_face"), strict=True):
+        a = result.attacks[attack]
+        ax.axhline(a["undefended"]["asr"], color="k", linestyle="--", label="undefended")
+        for key, style, label in (("rp", "-", "RP"), ("rp_augmented", "--", "RP, aug. target")):
+            for n in sorted({r["n"] for r in a.get(key, [])}):
+                recs = sorted((r for r in a[key] if r["n"] == n), key=lambda r: r["sigma"])
+                ax.errorbar([r["sigma"] for r in recs], [r["asr"] for r in recs],
+                            yerr=[r.get("asr_std", 0.0) for r in recs], marker="o", capsize=3,
+                            linestyle=style, label=f"{label} n={n}")
+        ax.axhline(result.chance_asr, color="gray", linestyle=":", label="chance")
+        ax.set_xscale("log")
+        ax.set_xlabel("sigma (pixels)")
+        ax.set_title(attack)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("attack success rate (evaluator top-1)")
+    fig.tight_layout()
+    paths.append(os.path.join(out_dir, "asr_vs_sigma.png"))
+    common.save_figure(fig, paths[-1], dpi=120)
+    plt.close(fig)
+
+    for attack in ("brep_mi", "mi_face"):
+        grids = [g for g in result.grids if g.attack == attack and g.target == "undefended"]
+        if not grids:
+            continue
+        cols = 1 + len(grids)
+        num = min(8, result.num_identities)
+        fig, axes = plt.subplots(num, cols, figsize=(1.3 * cols, 1.3 * num), squeeze=False)
+        for t in range(num):
+            img = result.private_images[np.flatnonzero(result.private_labels == t)[0]]
+            axes[t, 0].imshow(img[..., 0], cmap="gray", vmin=0, vmax=1)
+            for j, g in enumerate(grids, start=1):
+                axes[t, j].imshow(g.images[t][..., 0], cmap="gray", vmin=0, vmax=1)
+        titles = ["base" if g.sigma is None else f"sigma={g.sigma}/n={g.n}" for g in grids]
+        for j, title in enumerate(["private", *titles]):
+            axes[0, j].set_title(title, fontsize=6)
+        for ax in axes.ravel():
+            ax.axis("off")
+        fig.tight_layout()
+        paths.append(os.path.join(out_dir, f"grid_{attack}.png"))
+        common.save_figure(fig, paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def write(result: InversionResult, out_dir: str) -> dict[str, str]:
+    """summary.json, identities.csv, report.md, asr_vs_sigma.png and the image grids."""
+    paths = common.output_paths(out_dir, summary="summary.json", csv="identities.csv",
+                                 markdown="report.md")
+    common.write_json(paths["summary"], result.summary())
+    common.write_csv(paths["csv"], CSV_HEADER, csv_rows(result))
+    atomic_write(paths["markdown"], markdown(result))
+    for i, p in enumerate(plots(result, out_dir)):
+        paths[f"plot{i}"] = p
+    return paths
