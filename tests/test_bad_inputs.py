@@ -341,7 +341,7 @@ CLI_ROWS = [
     ("cli_radius_negative", ["certify-demo", "--method", "sequential", "--radius", "-1",
                              "--no-progress"], Exits("radius must be finite and >= 0")),
     ("cli_quick_and_full", ["reproduce", "rap", "--quick", "--full"],
-     Exits("at most one of --quick and --full")),
+     Exits("at most one of --tiny, --quick and --full")),
     # destinations, checked before any work (tests/test_durable.py: with timings, previous runs)
     ("cli_out_is_a_file", ["reproduce", "rap", "--out", os.devnull],
      Exits("--out must be a directory, but .* is a file")),

@@ -14,7 +14,7 @@ _SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     sys.path.insert(0, {tests!r})
     import rpjax
-    from rpjax._src.smoothing import sample_counts_and_invalid
+    from rpjax._src import plan, smoothing
     from _models import linear_apply, random_linear, run_on_four_devices
     assert len(jax.devices()) == 4, jax.devices()
     params = random_linear(3, seed=0)
@@ -35,8 +35,10 @@ _SCRIPT = textwrap.dedent("""
         # device and summed across devices with the votes
         nan_fn = lambda p, x: jnp.where(x[:, :1] > 0, jnp.nan, linear_apply(p, x))
         sides = np.array([[50.0, 0, 0], [-50.0, 0, 0], [0.0, 0, 0]], np.float32)
-        _, invalid = sample_counts_and_invalid(nan_fn, params, sides, 5, sigma=0.7, n=1003,
-                                               num_classes=2, chunk_size=64, devices=devices)
+        p = plan.resolve(rpjax.SmoothingConfig(sigma=0.7, n=1003), num_classes=2,
+                         placement=rpjax.Placement(chunk_size=64, devices=devices))
+        prep = smoothing.prepare(nan_fn, params, sides, 5, None, p)
+        _, invalid = smoothing.count(nan_fn, params, prep.xs, prep.key_pairs(), p.n, p)
         out[label] = dict(counts=np.asarray(c).tolist(), radius=cert.radius.tolist(),
                           label=cert.label.tolist(), common=np.asarray(common).tolist(),
                           invalid=np.asarray(invalid).tolist())

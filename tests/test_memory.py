@@ -17,8 +17,8 @@ _SCRIPT = textwrap.dedent("""
     apply_fn, params = as_apply_fn(TabularMLP(11, 2, rngs=nnx.Rngs(0)))
     xs = np.random.default_rng(0).normal(size=(8, 11)).astype(np.float32)
     counts = rpjax.sample_counts(apply_fn, params, xs, 0, num_classes=2,
-                                 config=SmoothingConfig(sigma=1.0, n=n),
-                                 placement=Placement(chunk_size=1024))
+                                 config=rpjax.SmoothingConfig(sigma=1.0, n=n),
+                                 placement=rpjax.Placement(chunk_size=1024))
     assert int(np.asarray(counts).sum()) == 8 * n
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
 """)

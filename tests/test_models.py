@@ -52,7 +52,7 @@ def test_models_split_into_an_affine_first_layer_and_the_rest(make, shape):
     xs = x[:3]
     rpjax._src.smoothing.check_affine(apply_fn, params, xs)  # raises if first is not affine
     plain = lambda p, x: apply_fn(p, x)  # noqa: E731 - same function, no split
-    kw = dict(sigma=0.5, n=400, num_classes=4, common_noise=True)
+    kw = dict(num_classes=4, config=rpjax.SmoothingConfig(sigma=0.5, n=400, common_noise=True))
     split = np.asarray(rpjax.sample_counts(apply_fn, params, xs, 0, **kw))
     ref = np.asarray(rpjax.sample_counts(plain, params, xs, 0, **kw))
     np.testing.assert_array_equal(split.sum(axis=1), 400)

@@ -65,8 +65,8 @@ def test_smoothed_radius_approaches_the_exact_one(sigma):
 @pytest.mark.slow
 def test_lengths_stable_when_the_grid_changes():
     idx, x, bmi = _people(10, seed=2)
-    release = rp.certified_labels(threshold_apply, _T_STD, 0, sigma=1.0, n=2_000,
-                                  alpha=1e-3, num_classes=2)
+    release = rp.certified_labels(threshold_apply, _T_STD, 0, num_classes=2,
+                                  config=rpjax.SmoothingConfig(sigma=1.0, n=2_000, alpha=1e-3))
     lengths = []
     for points in (26, 51, 101):
         sweep = rap.AttributeSweep(**_SWEEP, num_points=points, refine_steps=14)

@@ -160,6 +160,8 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
 def test_reproduce_rejects_bad_arguments(capsys):
     assert cli.main(["reproduce", "all", "--quick", "--full"]) == 2
     assert "--quick" in capsys.readouterr().err
+    assert cli.main(["reproduce", "all", "--tiny", "--quick"]) == 2
+    assert "at most one of --tiny" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "nonsense"])
 

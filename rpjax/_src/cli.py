@@ -49,8 +49,8 @@ def _certify_demo(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from rpjax._src.experiments import outdir  # light; `reproduce` imports the experiments
 
-    if args.quick and args.full:
-        raise ValueError("give at most one of --quick and --full.")
+    if args.tiny + args.quick + args.full > 1:
+        raise ValueError("give at most one of --tiny, --quick and --full.")
     cache = None if args.no_cache else (args.cache_dir or os.path.join(args.out, "cache"))
     # before the imports and any training: a bad destination or a previous run fails at once
     from rpjax._src.experiments import names
@@ -61,7 +61,8 @@ def _reproduce(args: argparse.Namespace) -> int:
                               [args.experiment]))
     from rpjax._src.experiments import reproduce
 
-    preset = "quick" if args.quick else "full" if args.full else "default"
+    preset = ("tiny" if args.tiny else "quick" if args.quick else "full" if args.full
+              else "default")
     summary = reproduce.reproduce([args.experiment], preset=preset, out=args.out,
                                   cache_dir=cache, augment=args.augment, prior=args.prior,
                                   progress=not args.no_progress, overwrite=args.overwrite)
@@ -279,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["all", *names.EXPERIMENTS],
                      help="which experiment (default: all; frontier reuses inversion's sweep "
                           "when run together, else runs it first)")
+    rep.add_argument("--tiny", action="store_true",
+                     help="seconds per experiment, to test the pipeline (its numbers mean "
+                          "nothing)")
     rep.add_argument("--quick", action="store_true",
                      help="small settings (all: under 10 minutes on 2 CPU cores)")
     rep.add_argument("--full", action="store_true",

@@ -118,6 +118,14 @@ class AttacksConfig:
                 _validate.integer(name, k, minimum=1)
 
     @classmethod
+    def tiny(cls, **overrides: Any) -> AttacksConfig:
+        """Seconds on 2 CPU cores, to test the pipeline end to end: its numbers mean nothing."""
+        base = dict(n=100, n0=20, queries=(1, 10), num_people=2, grid_step=0.5,
+                    attacker_samples=500, n_certify=500, advantage_queries=(1,),
+                    advantage_trials=20, advantage_people=1, model=_rap.RapConfig.tiny())
+        return cls(**{**base, **overrides})
+
+    @classmethod
     def quick(cls, **overrides: Any) -> AttacksConfig:
         """A small setting (about a minute on 2 CPU cores)."""
         base = dict(n=200, n0=50, queries=(1, 10, 100), num_people=6, grid_step=0.25,

@@ -74,6 +74,13 @@ class DistillationConfig:
             raise TypeError(f"faces must be a FacesConfig, got {type(self.faces).__name__}.")
 
     @classmethod
+    def tiny(cls, **overrides: Any) -> DistillationConfig:
+        """Seconds on 2 CPU cores, to test the pipeline end to end: its numbers mean nothing."""
+        base = dict(faces=inversion.InversionConfig.tiny().faces, budget=60, sigmas=(0.1,),
+                    n=10, student_steps=30)
+        return cls(**{**base, **overrides})
+
+    @classmethod
     def quick(cls, **overrides: Any) -> DistillationConfig:
         """A small setting for CI and a first look."""
         base = dict(faces=inversion.InversionConfig.quick().faces, budget=600, sigmas=(0.1,),

@@ -98,6 +98,13 @@ class FrontierConfig:
             _validate.positive("output_noise", s)
 
     @classmethod
+    def tiny(cls, **overrides: Any) -> FrontierConfig:
+        """Seconds on 2 CPU cores, to test the pipeline end to end: its numbers mean nothing."""
+        base = dict(epsilons=(64.0,), dpsgd_steps=10, rr_keep=(0.5,), abstain_q=(0.5,),
+                    output_noise=(3.0,))
+        return cls(**{**base, **overrides})
+
+    @classmethod
     def quick(cls, **overrides: Any) -> FrontierConfig:
         """A small setting for CI and a first look (a few minutes on 2 CPU cores)."""
         base = dict(epsilons=(4.0, 64.0),

@@ -121,6 +121,15 @@ class InversionConfig:
             raise ValueError(f"prior must be 'pca' or 'vae', got prior={self.prior!r}.")
 
     @classmethod
+    def tiny(cls, **overrides: Any) -> InversionConfig:
+        """Seconds on 2 CPU cores, to test the pipeline end to end: its numbers mean nothing."""
+        base = dict(image_size=16, sigmas=(0.5,), ns=(10,), seeds=(0,), target_steps=60,
+                    evaluator_steps=60, augment_at_sigma=False, prior_k=8,
+                    brep=BrepConfig(max_iters=2, patience=2, init_candidates=50),
+                    mi_face_iters=3, mi_face_m=4)
+        return cls(**{**base, **overrides})
+
+    @classmethod
     def quick(cls, **overrides: Any) -> InversionConfig:
         """A small setting for CI and a first look (a few minutes on 2 CPU cores)."""
         base = dict(sigmas=(0.1, 0.5), ns=(10,), seeds=(0, 1, 2), target_steps=800,

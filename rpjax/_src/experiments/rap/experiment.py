@@ -101,6 +101,13 @@ class RapConfig:
             _validate.integer("max_people", self.max_people, minimum=1)
 
     @classmethod
+    def tiny(cls, **overrides: Any) -> RapConfig:
+        """Seconds on 2 CPU cores, to test the pipeline end to end: its numbers mean nothing."""
+        base = dict(sigmas=(1.0,), ns=(100,), max_people=8, grid_points=11, refine_steps=4,
+                    train_steps=200)
+        return cls(**{**base, **overrides})
+
+    @classmethod
     def quick(cls, **overrides: Any) -> RapConfig:
         """A small setting that finishes in about a minute on 2 CPU cores."""
         base = dict(sigmas=(1.0, 2.0, 3.0), ns=(100, 1_000), max_people=80, grid_points=26,
