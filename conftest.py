@@ -1,14 +1,16 @@
-"""pytest: run the notebooks (nbmake) on their small settings; the kernels inherit this.
+"""pytest: the notebooks (nbmake) on their tiny settings, shared caches; the kernels and the
+subprocesses of the tests inherit this environment.
 
 The notebooks are marked `slow` here (nbmake items cannot take decorators), so
-`pytest -m "not slow"` skips them; the full run (`.ci/run`) executes them.
+`pytest -m "not slow"` skips them; the full run (`.ci/run`) executes them, on the "tiny"
+settings (`RPJAX_NOTEBOOK_PRESET`): every cell runs, in seconds; the quick preset of the
+experiments runs once, in tests/test_reproduce.py.
 
-The notebooks reuse the models that `rpjax reproduce all --quick` (tests/test_reproduce.py)
-trains: both cache trained models under `RPJAX_CACHE`, set below to one folder per test run
-(shared by the pytest-xdist workers of the run, and by the notebook kernels, which inherit the
-environment), and both are put in the xdist group "quick-models", which runs on one worker in
-collection order: `tests/` first, then `notebooks/` (run with `--dist loadgroup`, as `.ci/run`
-does; without it they still pass, training what the cache lacks).
+Two caches live in one folder per test run, shared by the pytest-xdist workers, the notebook
+kernels and the tests' subprocesses: trained models (`RPJAX_CACHE`) and XLA's compiled
+programs (JAX's persistent compilation cache, `JAX_COMPILATION_CACHE_DIR`): the same programs
+are compiled by many processes of one run (the CLI's subprocesses, the devices tests, the
+notebooks), and a cache hit loads the executable a compilation would have produced.
 """
 
 import os
@@ -16,12 +18,19 @@ import tempfile
 
 import pytest
 
-os.environ.setdefault("RPJAX_NOTEBOOK_QUICK", "1")
+os.environ.setdefault("RPJAX_NOTEBOOK_PRESET", "tiny")
 _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
 os.environ.setdefault("RPJAX_CACHE", os.path.join(tempfile.gettempdir(),
                                                   f"rpjax-test-models-{_RUN}"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(),
+                                                                f"rpjax-test-xla-{_RUN}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
-QUICK_MODELS = "quick-models"
+import jax  # noqa: E402 - after the environment it reads
+
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 # a model module that exits when imported (tests/test_runs.py checks that `rpjax certify`
 # reports it): never imported by the doctest collection
@@ -36,11 +45,10 @@ MARKED_SLOW = frozenset({
 
 
 def pytest_collection_modifyitems(config, items):
-    """Marks every notebook item (a `.ipynb` file run by nbmake) slow and puts it in the
-    "quick-models" xdist group; marks the tests of `MARKED_SLOW` slow."""
+    """Marks every notebook item (a `.ipynb` file run by nbmake) slow; marks the tests of
+    `MARKED_SLOW` slow."""
     for item in items:
         if item.nodeid in MARKED_SLOW:
             item.add_marker(pytest.mark.slow)
         if str(item.path).endswith(".ipynb"):
             item.add_marker(pytest.mark.slow)
-            item.add_marker(pytest.mark.xdist_group(QUICK_MODELS))

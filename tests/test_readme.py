@@ -49,4 +49,4 @@ def test_notebooks_are_committed_without_outputs():
         for cell in book["cells"]:
             if cell["cell_type"] == "code":
                 assert not cell["outputs"] and cell["execution_count"] is None, name
-        assert "RPJAX_NOTEBOOK_QUICK" in json.dumps(book), name
+        assert "RPJAX_NOTEBOOK_PRESET" in json.dumps(book), name

@@ -122,7 +122,6 @@ def _check_distillation(out, summary):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("quick-models")  # before the notebooks, which reuse its models
 def test_reproduce_all_quick(tmp_path, monkeypatch):
     cache = default_cache_dir()  # $RPJAX_CACHE, one folder per test run (conftest.py)
     prepared = []
@@ -155,6 +154,45 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
     _check_distillation(tmp_path / "distillation", summary)
     assert os.listdir(cache)  # trained models were cached with orbax
     assert len(prepared) == 1  # inversion, frontier and distillation share one faces setup
+
+
+_FILES = {"rap": ("summary.json", "people.csv", "report.md", "figure1_bmi_histogram.png",
+                  "interval_lengths.png"),
+          "attacks": ("summary.json", "report.md", "attacks.png"),
+          "inversion": ("summary.json", "identities.csv", "report.md", "asr_vs_sigma.png",
+                        "grid_brep_mi.png", "grid_mi_face.png"),
+          "frontier": ("summary.json", "points.csv", "report.md", "frontier.png"),
+          "distillation": ("summary.json", "report.md")}
+
+
+@pytest.mark.parametrize("name", reproduce.EXPERIMENTS)
+def test_each_experiment_runs_end_to_end_on_its_tiny_settings(name, tmp_path):
+    """The whole pipeline of one experiment (configure, run in a context, write, report,
+    summary) on settings that take seconds; the numbers are not checked (tiny means nothing),
+    the outputs' presence and shape are."""
+    assert cli.main(["reproduce", name, "--tiny", "--out", str(tmp_path), "--no-cache",
+                     "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["experiments"] == [name] and summary["preset"] == "tiny"
+    assert set(summary["seconds"]) == {name, "total"} and name in summary["config"]
+    assert sorted(os.listdir(tmp_path / name)) == sorted(_FILES[name])
+    written = json.loads((tmp_path / name / "summary.json").read_text())
+    assert written["experiment"] == name and written["versions"]["jax"]
+    report = (tmp_path / "report.md").read_text()
+    assert f"- **{name}**:" in report  # its comparison with the paper
+    if name == "frontier":  # it reran the inversion it reuses, unreported
+        assert not (tmp_path / "inversion").exists()
+        assert {p["method"] for p in summary["frontier"]} == {
+            "none", "rp", "dpsgd", "randomized_response", "abstain", "output_noise"}
+
+
+def test_the_frontier_needs_the_inversion_in_its_context():
+    from rpjax.experiments import Context, FrontierConfig, run_experiment
+
+    with pytest.raises(ValueError, match="frontier reuses the result of inversion"):
+        run_experiment("frontier", FrontierConfig.tiny(), Context(progress=False))
+    with pytest.raises(TypeError, match="ctx must be an rpjax.experiments.Context"):
+        run_experiment("rap", None, ctx={"progress": False})
 
 
 def test_reproduce_rejects_bad_arguments(capsys):
