@@ -4,9 +4,9 @@ Train a small MLP to recommend (1) iff BMI >= 33.4 with an l1 penalty on the fir
 weights of every non-BMI input; certify every test person under randomized smoothing (RP) in
 standardized feature space for each (sigma, n); sweep BMI from 10 to 60 with the other
 features fixed and compute the compatible intervals (preimage, not_excluded, APE) for the base
-model and for each smoothed release. `run(config) -> RapResult` returns every number; the
-report writers (`rpjax._src.experiments.files.write_rap`) put summary.json, a per-person CSV, a
-Markdown table and two plots in a directory.
+model and for each smoothed release. `run(config, ctx) -> RapResult` returns every number;
+`rpjax._src.experiments.rap.report.write` puts summary.json, a per-person CSV, a Markdown
+table and two plots in a directory.
 """
 
 from __future__ import annotations
