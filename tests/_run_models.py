@@ -92,6 +92,25 @@ def data(path, num, *, seed=0, labels=True, dim=DIM):
     return path
 
 
+def bad_data(path, kind):
+    """Writes 8 inputs as an .npz with one defect: "nan" (a NaN at index 5), "rank" (1-D
+    inputs), "labels" (label 7 of 3 classes at index 3), "f64" (a float64 value beyond
+    float32's range at index 6); "good": none."""
+    x = np.random.default_rng(0).normal(size=(8, DIM)).astype(np.float32)
+    y = np.zeros(8, np.int64)
+    if kind == "nan":
+        x[5, 2] = np.nan
+    if kind == "rank":
+        x = x[:, 0]
+    if kind == "labels":
+        y[3] = 7
+    if kind == "f64":
+        x = x.astype(np.float64)
+        x[6, 1] = 1e39  # finite in float64, inf in float32 (the engine's dtype)
+    np.savez(path, x=x, y=y)
+    return path
+
+
 def wide():
     """A two-class linear model on 512 features (the memory test's data)."""
     w = jnp.asarray(np.linspace(-1, 1, 512), jnp.float32)

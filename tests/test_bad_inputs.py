@@ -5,7 +5,10 @@ A row is `(name, trigger, expect)`: `trigger()` makes the call; `expect` is `Rai
 regex)`, `WarnsAbstains(warning, regex, abstain)` (the call warns, and `abstain(result)` is
 the boolean mask of inputs that must be `ABSTAIN`; the rest must not), `Holds(check)` (the
 call returns something `check` must accept) or `Exits(regex)` for a CLI call (non-zero return,
-one-line message on stderr). The data loaders' table (bad CSV rows, BOMs, absurd values,
+one-line message on stderr). `RUN_ROWS` are `rpjax certify` runs refused before anything is
+written: each exits 2 with one line on stderr and leaves no run directory (the refusals that
+need a run in progress, a second writer, a full disk, a data file rewritten between blocks, are
+in tests/test_runs.py). The data loaders' table (bad CSV rows, BOMs, absurd values,
 undecodable bytes, image layouts) is `tests/test_bad_inputs_data.py`.
 """
 
@@ -31,6 +34,7 @@ from rpjax._src import stats as _stats
 from rpjax._src.privacy import leakage
 from rpjax.privacy import Budget, ReleaseConfig, RobustPrivacyRelease
 
+import _run_models as run_models
 from _models import linear_apply, plan, random_linear
 
 _PARAMS = random_linear(3, seed=0)
@@ -414,6 +418,38 @@ PRIVACY_ROWS = [
 ]
 
 
+_RUN_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_run_models.py")
+_EXIT_MODULE = os.path.join(os.path.dirname(_RUN_MODELS), "_run_models_exit.py")
+
+# (name, --model (FILE: tests/_run_models.py, EXIT: a module that exits when imported), data
+# (run_models.bad_data kind, or "missing"), extra flags, the one line's pattern)
+RUN_ROWS = [
+    ("run_module_missing", "nosuchmodule_xyz:make", "good", (), r"--model nosuchmodule_xyz:make: cannot import"),
+    ("run_model_without_colon", "linear_no_colon", "good", (), r"--model must be MODULE:FACTORY"),
+    ("run_factory_missing", "FILE:missing", "good", (), r"has no callable 'missing'"),
+    ("run_factory_returns_int", "FILE:wrong", "good", (), r"must return \(apply_fn, params\) or a flax.nnx.Module, got int"),
+    ("run_factory_raises", "FILE:raises", "good", (), r"the factory raised RuntimeError: weights not found"),
+    ("run_model_wrong_input_shape", "FILE:other_shape", "good", (), r"cannot be applied to the data's inputs of shape \[b, 6\]"),
+    ("run_factory_exits_0", "FILE:exit0", "good", (), r"the model factory .*:exit0 raised SystemExit\(0\)"),
+    ("run_factory_exits_3", "FILE:exit3", "good", (), r"the model factory .*:exit3 raised SystemExit\(3\)"),
+    ("run_factory_interrupted", "FILE:interrupt", "good", (), r"the model factory .*:interrupt raised KeyboardInterrupt\(\)"),
+    ("run_module_exits_on_import", "EXIT:make", "good", (), r"importing .*_run_models_exit.py raised SystemExit\(0\)"),
+    ("run_apply_fn_unhashable", "FILE:unhashable", "good", (), r"--model .*apply_fn must be hashable"),
+    ("run_apply_fn_exits", "FILE:apply_exits", "good", (), r"the model's apply_fn raised SystemExit\(4\)"),
+    ("run_data_missing", "FILE:linear", "missing", (), r"--data .*: no such file"),
+    ("run_data_nan", "FILE:linear", "nan", (), r"not finite \(NaN or inf\) at index 5"),
+    ("run_data_rank_1", "FILE:linear", "rank", (), r"must have shape \[N, \*input_shape\].*rank >= 2"),
+    ("run_data_label_out_of_range", "FILE:linear", "labels", (), r"labels 'y' must lie in \[0, 3\), got 7 at index 3"),
+    ("run_data_f64_beyond_float32", "FILE:linear", "f64", (), r"exceed float32's largest finite value .* at index 6"),
+    ("run_data_rewritten_during_setup", "FILE:rewrites_now", "good", (), r"--data .*rewritten or replaced"),
+    ("run_n_2_31", "FILE:linear", "good", ("--n", str(2**31)), r"--n: n must be <= 2\*\*30"),
+    ("run_seed_2_64", "FILE:linear", "good", ("--seed", str(2**64)), r"--seed: seed as an int seed must lie in \[0, 2\*\*64\)"),
+    ("run_seed_negative", "FILE:linear", "good", ("--seed", "-1"), r"--seed: seed must be an integer >= 0, got seed=-1"),
+    ("run_sigma_zero", "FILE:linear", "good", ("--sigma", "0"), r"--sigma: sigma must be"),
+    ("run_alpha_one", "FILE:linear", "good", ("--alpha", "1"), r"--alpha: alpha must lie in"),
+]
+
+
 def _check(trigger, expect):
     if isinstance(expect, Raises):
         with pytest.raises(expect.error, match=expect.pattern):
@@ -453,8 +489,28 @@ def test_bad_privacy_input(trigger, expect):
     _check(trigger, expect)
 
 
+@pytest.mark.parametrize(("model", "data", "extra", "pattern"),
+                         [pytest.param(*row[1:], id=row[0]) for row in RUN_ROWS])
+def test_bad_run_input(tmp_path, capsys, monkeypatch, model, data, extra, pattern):
+    """One line on stderr, exit 2, and nothing written: no run directory a resume could trust."""
+    path = tmp_path / "in.npz"
+    if data != "missing":
+        run_models.bad_data(path, data)
+    monkeypatch.setenv("RPJAX_TEST_DATA", str(path))  # what FILE:rewrites_now rewrites
+    out = tmp_path / "run"
+    model = model.replace("FILE", _RUN_MODELS).replace("EXIT", _EXIT_MODULE)
+    argv = ["certify", "--model", model, "--data", str(path), "--sigma", "0.5", "--n", "400",
+            "--n0", "20", "--block", "4", "--out", str(out), "--no-progress", *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("rpjax: error: "), err
+    assert re.search(pattern, err), err
+    assert not out.exists()
+    assert sorted(os.listdir(tmp_path)) == ([] if data == "missing" else ["in.npz"])
+
+
 def test_rows_are_named_uniquely():
-    names = [row[0] for row in API_ROWS + CLI_ROWS + PRIVACY_ROWS]
+    names = [row[0] for row in API_ROWS + CLI_ROWS + PRIVACY_ROWS + RUN_ROWS]
     assert len(names) == len(set(names))
 
 

@@ -16,13 +16,14 @@ import subprocess
 import sys
 import time
 
-import _run_models as models
 import jax
 import numpy as np
 import pytest
 
 import rpjax
 from rpjax._src import cli, runs
+
+import _run_models as models
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -290,46 +291,6 @@ def test_npy_without_labels_nnx_factory_and_sequential(tmp_path):
     assert all((r["radius"] >= 0.2) == (r["decision"] == 1) for r in srows)
 
 
-def _bad_data(tmp_path, kind):
-    path = tmp_path / f"{kind}.npz"
-    x = np.random.default_rng(0).normal(size=(8, models.DIM)).astype(np.float32)
-    y = np.zeros(8, np.int64)
-    if kind == "nan":
-        x[5, 2] = np.nan
-    if kind == "rank":
-        x = x[:, 0]
-    if kind == "labels":
-        y[3] = 7
-    np.savez(path, x=x, y=y)
-    return path
-
-
-@pytest.mark.parametrize("model, kind, pattern", [
-    ("nosuchmodule_xyz:make", None, r"--model nosuchmodule_xyz:make: cannot import"),
-    ("linear_no_colon", None, r"--model must be MODULE:FACTORY"),
-    ("FILE:missing", None, r"has no callable 'missing'"),
-    ("FILE:wrong", None, r"must return \(apply_fn, params\) or a flax.nnx.Module, got int"),
-    ("FILE:raises", None, r"the factory raised RuntimeError: weights not found"),
-    ("FILE:other_shape", None, r"cannot be applied to the data's inputs of shape \[b, 6\]"),
-    ("FILE:linear", "nan", r"not finite \(NaN or inf\) at index 5"),
-    ("FILE:linear", "rank", r"must have shape \[N, \*input_shape\].*rank >= 2"),
-    ("FILE:linear", "labels", r"labels 'y' must lie in \[0, 3\), got 7 at index 3"),
-    ("FILE:linear", "missing", r"--data .*: no such file"),
-])
-def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, capsys, model, kind, pattern):
-    data = (tmp_path / "none.npz" if kind == "missing" else
-            _bad_data(tmp_path, kind) if kind else models.data(str(tmp_path / "d.npz"), 8))
-    out = tmp_path / "run"
-    argv = _certify_args(data, out, model=model.split(":")[1] if model.startswith("FILE") else "")
-    argv[2] = model.replace("FILE", MODEL)
-    assert _cli(*argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("rpjax: error: ")
-    assert __import__("re").search(pattern, err), err
-    assert not out.exists()  # nothing a later resume could trust
-
-
 def test_unwritable_out_fails_at_once(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -424,48 +385,6 @@ def test_a_memory_mapped_data_set_streams_with_bounded_memory(tmp_path):
     more = (100_000 - 20_000) * 512 * 4  # 164 MB more data, the same block size
     print("peak RSS, MB:", small / 2**20, large / 2**20)
     assert large - small < more / 2, (small, large)
-
-
-def _f64_overflow(tmp_path):
-    path = tmp_path / "f64.npz"
-    x = np.zeros((8, models.DIM), np.float64)
-    x[6, 1] = 1e39  # finite in float64, inf in float32 (the engine's dtype)
-    np.savez(path, x=x, y=np.zeros(8, np.int64))
-    return path
-
-
-@pytest.mark.parametrize("model, extra, pattern", [
-    ("FILE:exit0", (), r"the model factory .*:exit0 raised SystemExit\(0\)"),
-    ("FILE:exit3", (), r"the model factory .*:exit3 raised SystemExit\(3\)"),
-    ("FILE:interrupt", (), r"the model factory .*:interrupt raised KeyboardInterrupt\(\)"),
-    ("EXIT:make", (), r"importing .*_run_models_exit.py raised SystemExit\(0\)"),
-    ("FILE:unhashable", (), r"--model .*apply_fn must be hashable"),
-    ("FILE:apply_exits", (), r"the model's apply_fn raised SystemExit\(4\)"),
-    ("FILE:linear", ("F64",), r"exceed float32's largest finite value .* at index 6"),
-    ("FILE:linear", ("--n", str(2**31)), r"--n: n must be <= 2\*\*30"),
-    ("FILE:linear", ("--seed", str(2**64)),
-     r"--seed: seed as an int seed must lie in \[0, 2\*\*64\)"),
-    ("FILE:rewrites_now", (), r"--data .*rewritten or replaced"),
-])
-def test_refusals_come_before_anything_is_written(tmp_path, capsys, monkeypatch, model, extra,
-                                                  pattern):
-    """A factory or module that exits or is interrupted, an unhashable apply_fn, a float64
-    input beyond float32, an n or a seed out of range, a data file rewritten while the run is
-    set up: one line, exit 2, and no run directory."""
-    data = models.data(str(tmp_path / "d.npz"), 8)
-    if extra == ("F64",):
-        data, extra = _f64_overflow(tmp_path), ()
-    monkeypatch.setenv("RPJAX_TEST_DATA", str(data))
-    out = tmp_path / "run"
-    argv = _certify_args(data, out, *extra)
-    argv[2] = model.replace("FILE", MODEL).replace(
-        "EXIT", os.path.join(TESTS, "_run_models_exit.py"))
-    assert _cli(*argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("rpjax: error: ")
-    assert __import__("re").search(pattern, err), err
-    assert not out.exists()
 
 
 @pytest.mark.slow

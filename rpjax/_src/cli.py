@@ -16,7 +16,7 @@ def _certify_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from rpjax._src import validate as _validate
-    from rpjax._src.experiments import certify_demo, report
+    from rpjax._src.experiments import certify_demo, common
     from rpjax._src.noise import MAX_ABS_UNIT_NOISE
 
     # before training: a sigma whose noise overflows float32 can certify nothing (the engine
@@ -41,7 +41,7 @@ def _certify_demo(args: argparse.Namespace) -> int:
           f"forward passes ({fixed / result['forward_passes']:.1f}x fewer than fixed-n "
           f"n0 + n = {cfg['n0'] + cfg['n']:,} per person); {result['seconds']:.1f} s in all.")
     if args.json:
-        report.write_json(args.json, result)
+        common.write_json(args.json, result)
         print(f"wrote {os.path.abspath(args.json)}")
     return 0
 

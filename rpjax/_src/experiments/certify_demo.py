@@ -16,7 +16,7 @@ from flax import nnx
 
 import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.experiments import report
+from rpjax._src.experiments import common
 from rpjax.data import DEFAULT_BMI_THRESHOLD, load_insurance, train_test_split
 from rpjax.models import TabularMLP, TrainConfig, accuracy, fit_classifier
 from rpjax.stats import max_radius
@@ -116,7 +116,7 @@ def run(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str
         "rows": rows,
         "forward_passes": int(forward_passes),
         "seconds": time.perf_counter() - t0,
-        "versions": report.versions(),
+        "versions": common.versions(),
     }
 
 
@@ -127,4 +127,4 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [[r["person"], f'{r["bmi"]:.2f}', r["true_label"], r["label"],
              f'{r["radius_std"]:.3f}', f'{r["radius_bmi"]:.2f}', f'{r["pa_lower"]:.4f}',
              "yes" if r["abstain"] else "no", r["samples"]] for r in result["rows"]]
-    return report.markdown_table(headers, rows)
+    return common.markdown_table(headers, rows)
