@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from rpjax._src.experiments import attacks
+from rpjax._src.experiments.attacks import experiment as attacks
 from rpjax._src.experiments.attacks import report as attacks_outputs
 from rpjax._src.experiments.context import Context
 from rpjax._src.experiments.rap import RapConfig
