@@ -44,9 +44,17 @@ MARKED_SLOW = frozenset({
 })
 
 
+# The longest tests (minutes each on 2 cores: `reproduce all --quick`, the benchmarks' quick
+# runs) go first, so that pytest-xdist's workers share the rest while they run instead of one
+# of them starting last and running alone.
+LONGEST_FIRST = ("tests/test_reproduce.py::test_reproduce_all_quick", "tests/test_benchmarks.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """Marks every notebook item (a `.ipynb` file run by nbmake) slow; marks the tests of
-    `MARKED_SLOW` slow."""
+    `MARKED_SLOW` slow; puts the `LONGEST_FIRST` tests first (in their order)."""
+    items.sort(key=lambda item: next((i for i, prefix in enumerate(LONGEST_FIRST)
+                                      if item.nodeid.startswith(prefix)), len(LONGEST_FIRST)))
     for item in items:
         if item.nodeid in MARKED_SLOW:
             item.add_marker(pytest.mark.slow)

@@ -425,7 +425,7 @@ _EXIT_MODULE = os.path.join(os.path.dirname(_RUN_MODELS), "_run_models_exit.py")
 # (run_models.bad_data kind, or "missing"), extra flags, the one line's pattern)
 RUN_ROWS = [
     ("run_module_missing", "nosuchmodule_xyz:make", "good", (), r"--model nosuchmodule_xyz:make: cannot import"),
-    ("run_model_without_colon", "linear_no_colon", "good", (), r"--model must be MODULE:FACTORY"),
+    ("run_model_without_colon", "linear_no_colon", "good", (), r"--model: model must be MODULE:FACTORY"),
     ("run_factory_missing", "FILE:missing", "good", (), r"has no callable 'missing'"),
     ("run_factory_returns_int", "FILE:wrong", "good", (), r"must return \(apply_fn, params\) or a flax.nnx.Module, got int"),
     ("run_factory_raises", "FILE:raises", "good", (), r"the factory raised RuntimeError: weights not found"),

@@ -120,18 +120,10 @@ def _warn_invalid(entry: str, invalid: np.ndarray, n: int) -> np.ndarray:
     return bad
 
 
-def certify(
-    apply_fn: _smoothing.ApplyFn,
-    params: Any,
-    xs: jax.typing.ArrayLike,
-    key: jax.Array | int,
-    *,
-    num_classes: int,
-    config: _plan.SmoothingConfig,
-    rule: _plan.Rule | None = None,
-    placement: _plan.Placement | None = None,
-    ids: jax.typing.ArrayLike | None = None,
-) -> Certificates:
+def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
+            key: jax.Array | int, *, num_classes: int, config: _plan.SmoothingConfig,
+            rule: _plan.Rule | None = None, placement: _plan.Placement | None = None,
+            ids: jax.typing.ArrayLike | None = None) -> Certificates:
     """CERTIFY: a label and a radius on which the smoothed classifier is constant.
 
     The smoothed classifier is `g(x) = argmax_c P(f(x + eps) = c)`, `eps ~ N(0, sigma^2 I)`.
@@ -243,17 +235,20 @@ def certify(
         decision=decision.astype(np.int8), forward_passes=int(passes))
 
 
-def predict(
-    apply_fn: _smoothing.ApplyFn,
-    params: Any,
-    xs: jax.typing.ArrayLike,
-    key: jax.Array | int,
-    *,
-    num_classes: int,
-    config: _plan.SmoothingConfig,
-    placement: _plan.Placement | None = None,
-    ids: jax.typing.ArrayLike | None = None,
-) -> Prediction:
+def _prediction_counts(entry: str, apply_fn, params, xs, key, ids,
+                       plan: _plan.Plan) -> tuple[np.ndarray, np.ndarray]:
+    """PREDICT's and always-label's `config.n` votes per input (the prediction stream) and
+    the mask of inputs whose logits were NaN / +inf (warned)."""
+    prepared = _smoothing.prepare(apply_fn, params, xs, key, ids, plan)
+    counts, invalid = _count(apply_fn, params, prepared, _decision.PREDICTION, plan.n, plan,
+                             "sampling")
+    return counts, _warn_invalid(entry, invalid, plan.n)
+
+
+def predict(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
+            key: jax.Array | int, *, num_classes: int, config: _plan.SmoothingConfig,
+            placement: _plan.Placement | None = None,
+            ids: jax.typing.ArrayLike | None = None) -> Prediction:
     """PREDICT: the smoothed classifier's label, or `ABSTAIN`, from `config.n` samples.
 
     The top two counts `n_A >= n_B` are tested with a two-sided exact binomial test of
@@ -276,29 +271,18 @@ def predict(
       `apply_fn` gave NaN / +inf logits (those inputs abstain).
     """
     plan = _plan.resolve(config, num_classes=num_classes, placement=placement)
-    prepared = _smoothing.prepare(apply_fn, params, xs, key, ids, plan)
-    n, alpha = plan.n, plan.alpha
-    _stats.check_sample_size(n, alpha, mode="predict")
-    counts, invalid = _count(apply_fn, params, prepared, _decision.PREDICTION, n, plan,
-                             "sampling")
-    bad = _warn_invalid("predict", invalid, n)
-    top, pvalue, ok = _decision.predict_statistics(counts, alpha)
+    _stats.check_sample_size(plan.n, plan.alpha, mode="predict")
+    counts, bad = _prediction_counts("predict", apply_fn, params, xs, key, ids, plan)
+    top, pvalue, ok = _decision.predict_statistics(counts, plan.alpha)
     ok = ok & ~bad
     label = np.where(ok, top, ABSTAIN).astype(np.int32)
     return Prediction(label=label, counts=counts, pvalue=pvalue, certified=ok)
 
 
-def always_label(
-    apply_fn: _smoothing.ApplyFn,
-    params: Any,
-    xs: jax.typing.ArrayLike,
-    key: jax.Array | int,
-    *,
-    num_classes: int,
-    config: _plan.SmoothingConfig,
-    placement: _plan.Placement | None = None,
-    ids: jax.typing.ArrayLike | None = None,
-) -> Prediction:
+def always_label(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
+                 key: jax.Array | int, *, num_classes: int, config: _plan.SmoothingConfig,
+                 placement: _plan.Placement | None = None,
+                 ids: jax.typing.ArrayLike | None = None) -> Prediction:
     """Always return a label: the Monte Carlo top class of `config.n` samples, with no test.
 
     This is the paper's "always return a label" mode (v1, section 7.2). It carries no
@@ -313,11 +297,7 @@ def always_label(
       `Prediction` with the top class of the counts (ties: lowest class index).
     """
     plan = _plan.resolve(config, num_classes=num_classes, placement=placement)
-    prepared = _smoothing.prepare(apply_fn, params, xs, key, ids, plan)
-    n = plan.n
-    counts, invalid = _count(apply_fn, params, prepared, _decision.PREDICTION, n, plan,
-                             "sampling")
-    bad = _warn_invalid("always_label", invalid, n)
+    counts, bad = _prediction_counts("always_label", apply_fn, params, xs, key, ids, plan)
     label = np.where(bad, ABSTAIN, _decision.always_label_statistics(counts)).astype(np.int32)
     return Prediction(
         label=label, counts=counts, pvalue=np.full(label.shape, np.nan),

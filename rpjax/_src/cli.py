@@ -94,6 +94,14 @@ def certify_defaults() -> dict[str, object]:
     return out
 
 
+def _tolerance_default() -> float:
+    import dataclasses
+
+    from rpjax._src.plan import RadiusBudget
+
+    return next(f.default for f in dataclasses.fields(RadiusBudget) if f.name == "tolerance")
+
+
 def _rule(method: object, radius: object, tolerance: object):
     """The rule the flags ask for: --method cohen (Fixed), --method sequential with --radius
     (DecideAt) or with --tolerance / neither (RadiusBudget)."""
@@ -113,15 +121,24 @@ def _rule(method: object, radius: object, tolerance: object):
     return RadiusBudget() if tolerance is None else RadiusBudget(tolerance)
 
 
-def _flag_error(err: Exception) -> Exception:
-    """`err` with the flag of the setting it names in front (`--seed: seed must ...`)."""
+def _flag_error(err: Exception, values: dict[str, object]) -> Exception:
+    """`err`, in the library's words, said with the flag of the setting it names: a message
+    that starts with the setting and the value given (`data d.npz: no such file`) names the
+    flag in place of the setting (`--data d.npz: no such file`); one that starts with the
+    setting alone gets the flag in front (`--seed: seed must ...`). `values`: the settings
+    given, by name."""
     import re
 
     text = str(err)
     m = re.match(r"(\w+)\b", text)
-    if m and m.group(1) in CERTIFY_SETTINGS + ("num_classes",):
-        return type(err)(f"--{m.group(1).replace('_', '-')}: {text}")
-    return err
+    if not m or m.group(1) not in CERTIFY_SETTINGS + ("num_classes", "out"):
+        return err
+    word = m.group(1)
+    flag = "--" + word.replace("_", "-")
+    value = values.get(word)
+    if value is not None and text.startswith(f"{word} {value}"):
+        return type(err)(flag + text[len(word):])
+    return type(err)(f"{flag}: {text}")
 
 
 def _certify_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -141,7 +158,7 @@ def _certify_settings(args: argparse.Namespace) -> dict[str, object]:
         settings["rule"] = _rule(settings.pop("method"), settings.pop("radius"),
                                  settings.pop("tolerance"))
     except (ValueError, TypeError) as err:
-        raise _flag_error(err) from None
+        raise _flag_error(err, settings) from None
     return settings
 
 
@@ -181,7 +198,7 @@ def _certify_in(args: argparse.Namespace) -> int:
     try:
         config, apply_fn, params, inputs, labels = runs.make_config(**settings)
     except (ValueError, TypeError) as err:
-        raise _flag_error(err) from None
+        raise _flag_error(err, settings) from None
     devices = jax.local_devices()
     if args.devices is not None:
         if not 1 <= args.devices <= len(devices):
@@ -318,25 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--inputs-key", help="the inputs' array in a .npz (default x)")
     cert.add_argument("--labels-key", help="the labels' array in a .npz (default y if present)")
     cert.add_argument("--sigma", type=float, help="noise std, in the inputs' units")
-    cert.add_argument("--n0", type=int, help="selection samples (default 100)")
+    d = certify_defaults()  # the dataclasses' defaults, stated once
+    cert.add_argument("--n0", type=int, help=f"selection samples (default {d['n0']})")
     cert.add_argument("--n", type=int, help="estimation samples, n_max with --method "
-                      "sequential (default 100000)")
-    cert.add_argument("--alpha", type=float, help="failure probability (default 0.001)")
+                      f"sequential (default {d['n']})")
+    cert.add_argument("--alpha", type=float, help=f"failure probability (default {d['alpha']})")
     cert.add_argument("--num-classes", type=int, help="classes (default: the model's logits)")
     cert.add_argument("--seed", type=int, help="PRNG seed of the noise, an integer in "
                       "[0, 2**64) kept at full width, the key of rpjax.certify(key=SEED) "
-                      "(default 0)")
+                      f"(default {d['seed']})")
     cert.add_argument("--method", choices=["cohen", "sequential"],
                       help="cohen: n samples per input (default); sequential: stop each input "
                            "once decided")
     cert.add_argument("--radius", type=float, help="sequential: decide robustness at this "
                       "radius (default: the largest radius, with a budget)")
     cert.add_argument("--tolerance", type=float, help="sequential, no --radius: the budget "
-                      "rule's tolerance (default 0.02)")
+                      f"rule's tolerance (default {_tolerance_default()})")
     cert.add_argument("--common-noise", action="store_const", const=True, default=None,
                       help="the same noise draws for every input")
     cert.add_argument("--block", type=int, help="inputs per committed block: the most a crash "
-                      "can lose, and how often the bar moves (default 64)")
+                      f"can lose, and how often the bar moves (default {d['block']})")
     cert.add_argument("--batch-size", type=int, help="inputs per device step (speed only)")
     cert.add_argument("--chunk-size", type=int, help="samples per device step (speed only)")
     cert.add_argument("--devices", type=int, help="local devices to use (default all)")
@@ -372,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError) as err:
+        if args.func in (_certify, _summarize):  # the runs layer speaks in settings' names
+            err = _flag_error(err, vars(args))
         print(f"rpjax: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -452,17 +452,10 @@ def prepare(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike, key: An
     return Prepared(xs=xs, key=key, ids=ids_np)
 
 
-def sample_counts(
-    apply_fn: ApplyFn,
-    params: PyTree,
-    xs: jax.typing.ArrayLike,
-    key: jax.Array | int,
-    *,
-    num_classes: int,
-    config: _plan.SmoothingConfig,
-    placement: _plan.Placement | None = None,
-    ids: jax.typing.ArrayLike | None = None,
-) -> jax.Array:
+def sample_counts(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike,
+                  key: jax.Array | int, *, num_classes: int, config: _plan.SmoothingConfig,
+                  placement: _plan.Placement | None = None,
+                  ids: jax.typing.ArrayLike | None = None) -> jax.Array:
     """Counts base-classifier votes on `config.n` noisy copies of each input.
 
     Args:

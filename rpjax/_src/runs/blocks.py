@@ -25,15 +25,15 @@ def lock_run(run_dir: str, process: int) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        raise ValueError(f"--out {run_dir}: cannot create the lock file {path} "
+        raise ValueError(f"out {run_dir}: cannot create the lock file {path} "
                          f"({err.strerror or err}).") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ValueError(f"--out {run_dir}: another rpjax certify is writing to this run "
+        raise ValueError(f"out {run_dir}: another rpjax certify is writing to this run "
                          f"(it holds {path}); wait for it to finish, or use another "
-                         "--out.") from None
+                         "out.") from None
     return fd
 
 
@@ -113,7 +113,7 @@ def scan_run(run_dir: str, config: RunSpec) -> dict[int, tuple[str, int, int]]:
         path = os.path.join(parts, name)
         for b, (first, end) in scan_part(path, config).blocks.items():
             if b in blocks and _read_range(*blocks[b]) != _read_range(path, first, end):
-                raise ValueError(f"--out {run_dir}: block {b} is held twice with different "
+                raise ValueError(f"out {run_dir}: block {b} is held twice with different "
                                  "rows; the run is corrupt.")
             blocks[b] = (path, first, end)
     return blocks

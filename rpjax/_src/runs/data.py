@@ -40,7 +40,7 @@ class ArrayFile(NamedTuple):
         opened (its device, inode, size or modification time changed)."""
         if self.identity is not None and file_identity(self.path) != self.identity:
             raise DataChanged(
-                f"--data {self.path}: the file was rewritten or replaced during the run; "
+                f"data {self.path}: the file was rewritten or replaced during the run; "
                 "refusing to mix its old and new contents (the committed blocks are kept; "
                 "rerun with the new file in a new --out, or restore the old one and rerun).")
 
@@ -80,7 +80,7 @@ def _open_npy(path: str, name: str, offset: int = 0) -> ArrayFile:
         shape, fortran, dtype = _npy_header(f)
         start = f.tell()
     if dtype.hasobject:
-        raise ValueError(f"--data {path}: array '{name}' holds Python objects; save it as a "
+        raise ValueError(f"data {path}: array '{name}' holds Python objects; save it as a "
                          "numeric array.")
     return ArrayFile(path, name, tuple(int(s) for s in shape), dtype, start, bool(fortran))
 
@@ -95,7 +95,7 @@ def _open_npz_member(path: str, zf: zipfile.ZipFile, name: str) -> ArrayFile:
         f.seek(info.header_offset)
         local = f.read(30)
         if local[:4] != b"PK\x03\x04":
-            raise ValueError(f"--data {path}: not a valid .npz (bad zip header).")
+            raise ValueError(f"data {path}: not a valid .npz (bad zip header).")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
     return _open_npy(path, name, info.header_offset + 30 + name_len + extra_len)
 
@@ -117,18 +117,18 @@ def open_data(path: str, inputs_key: str | None = None,
         unknown key.
     """
     if not os.path.isfile(path):
-        raise ValueError(f"--data {path}: no such file.")
+        raise ValueError(f"data {path}: no such file.")
     try:
         ident = file_identity(path)
         inputs, labels = _open_data(path, inputs_key, labels_key)
         return (inputs._replace(identity=ident),
                 None if labels is None else labels._replace(identity=ident))
     except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise ValueError(f"--data {path}: cannot read it as .npy or .npz ({err}).") from None
+        raise ValueError(f"data {path}: cannot read it as .npy or .npz ({err}).") from None
     except ValueError as err:
-        if str(err).startswith("--"):
+        if str(err).startswith(("data ", "inputs_key ", "labels_key ")):
             raise
-        raise ValueError(f"--data {path}: cannot read it as .npy or .npz ({err}).") from None
+        raise ValueError(f"data {path}: cannot read it as .npy or .npz ({err}).") from None
 
 
 def _open_data(path: str, inputs_key: str | None,
@@ -144,21 +144,21 @@ def _open_data(path: str, inputs_key: str | None,
                     inputs_key = found[0]
                 else:
                     raise ValueError(
-                        f"--data {path}: which array holds the inputs? It has {names}; "
+                        f"data {path}: which array holds the inputs? It has {names}; "
                         "pass --inputs-key.")
             if inputs_key not in names:
-                raise ValueError(f"--inputs-key {inputs_key!r} is not in {path} "
+                raise ValueError(f"inputs_key {inputs_key!r} is not in {path} "
                                  f"(it has {names}).")
             if labels_key is None:
                 labels_key = next((k for k in LABEL_KEYS if k in names), None)
             elif labels_key not in names:
-                raise ValueError(f"--labels-key {labels_key!r} is not in {path} "
+                raise ValueError(f"labels_key {labels_key!r} is not in {path} "
                                  f"(it has {names}).")
             inputs = _open_npz_member(path, zf, inputs_key)
             labels = None if labels_key is None else _open_npz_member(path, zf, labels_key)
             return inputs, labels
     if labels_key is not None:
-        raise ValueError(f"--labels-key {labels_key!r}: {path} is a .npy, which holds "
+        raise ValueError(f"labels_key {labels_key!r}: {path} is a .npy, which holds "
                          "inputs only; save inputs and labels together with np.savez.")
     return _open_npy(path, "x"), None
 
@@ -176,7 +176,7 @@ def check_data(inputs: ArrayFile, labels: ArrayFile | None, num_classes: int, *,
       (the engine computes in float32; the first offending indices named); labels that are
       not integers of shape `[N]` or fall outside `[0, num_classes)`.
     """
-    where = f"--data {inputs.path}"
+    where = f"data {inputs.path}"
     if not np.issubdtype(inputs.dtype, np.floating):
         raise TypeError(f"{where}: inputs '{inputs.name}' must be floating point, got dtype "
                         f"{inputs.dtype} (scale integer images to floats first).")

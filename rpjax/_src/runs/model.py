@@ -16,13 +16,13 @@ import numpy as np
 
 def _import_factory(spec: str) -> Callable[[], Any]:
     if spec.count(":") != 1 or not all(spec.split(":")):
-        raise ValueError(f"--model must be MODULE:FACTORY (e.g. mypkg.models:make or "
+        raise ValueError(f"model must be MODULE:FACTORY (e.g. mypkg.models:make or "
                          f"path/to/models.py:make), got {spec!r}.")
     module_name, attr = spec.split(":")
     try:
         if module_name.endswith(".py"):
             if not os.path.isfile(module_name):
-                raise ValueError(f"--model {spec}: no such file {module_name}.")
+                raise ValueError(f"model {spec}: no such file {module_name}.")
             name = "_rpjax_model_" + hashlib.sha256(
                 os.path.abspath(module_name).encode()).hexdigest()[:12]
             loader = importlib.util.spec_from_file_location(name, module_name)
@@ -36,14 +36,14 @@ def _import_factory(spec: str) -> Callable[[], Any]:
     except ValueError:
         raise
     except (SystemExit, KeyboardInterrupt) as err:  # not an exit or a Ctrl-C of rpjax's own
-        raise ValueError(f"--model {spec}: importing {module_name} raised {_exit_repr(err)}; "
+        raise ValueError(f"model {spec}: importing {module_name} raised {_exit_repr(err)}; "
                          "nothing was certified or written.") from None
     except Exception as err:  # noqa: BLE001 - any import failure is the user's to see
-        raise ValueError(f"--model {spec}: cannot import {module_name} "
+        raise ValueError(f"model {spec}: cannot import {module_name} "
                          f"({type(err).__name__}: {_first_line(err)}).") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ValueError(f"--model {spec}: {module_name} has no callable {attr!r}.")
+        raise ValueError(f"model {spec}: {module_name} has no callable {attr!r}.")
     return factory
 
 
@@ -88,21 +88,21 @@ def load_model(spec: str, checkpoint: str | None = None) -> tuple[Callable, Any]
     try:
         made = factory()
     except (SystemExit, KeyboardInterrupt) as err:  # the user's code exiting, not rpjax
-        raise ValueError(f"--model {spec}: the model factory {spec} raised {_exit_repr(err)}; "
+        raise ValueError(f"model {spec}: the model factory {spec} raised {_exit_repr(err)}; "
                          "nothing was certified or written.") from None
     except Exception as err:  # noqa: BLE001
-        raise ValueError(f"--model {spec}: the factory raised {type(err).__name__}: "
+        raise ValueError(f"model {spec}: the factory raised {type(err).__name__}: "
                          f"{_first_line(err)}") from None
     if isinstance(made, nnx.Module):
         apply_fn, params = as_apply_fn(made)
     elif isinstance(made, tuple) and len(made) == 2 and callable(made[0]):
         apply_fn, params = made
     else:
-        raise TypeError(f"--model {spec}: the factory must return (apply_fn, params) or a "
+        raise TypeError(f"model {spec}: the factory must return (apply_fn, params) or a "
                         f"flax.nnx.Module, got {type(made).__name__}.")
     if checkpoint is not None:
         if not os.path.isdir(checkpoint):
-            raise ValueError(f"--checkpoint {checkpoint}: no such directory.")
+            raise ValueError(f"checkpoint {checkpoint}: no such directory.")
         import orbax.checkpoint as ocp
 
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.result_type(a)),
@@ -110,7 +110,7 @@ def load_model(spec: str, checkpoint: str | None = None) -> tuple[Callable, Any]
         try:
             params = ocp.StandardCheckpointer().restore(os.path.abspath(checkpoint), abstract)
         except Exception as err:  # noqa: BLE001
-            raise ValueError(f"--checkpoint {checkpoint}: cannot restore the factory's "
+            raise ValueError(f"checkpoint {checkpoint}: cannot restore the factory's "
                              f"parameters from it ({_first_line(err)}).") from None
     return apply_fn, params
 
@@ -127,16 +127,16 @@ def model_classes(spec: str, apply_fn: Callable, params: Any, input_shape: Seque
     try:
         out = jax.eval_shape(apply_fn, params, x)
     except (SystemExit, KeyboardInterrupt) as err:  # the user's code exiting, not rpjax
-        raise ValueError(f"--model {spec}: the model's apply_fn raised {_exit_repr(err)} when "
+        raise ValueError(f"model {spec}: the model's apply_fn raised {_exit_repr(err)} when "
                          "applied to the data's inputs; nothing was certified or "
                          "written.") from None
     except Exception as err:  # noqa: BLE001
-        raise ValueError(f"--model {spec}: cannot be applied to the data's inputs of shape "
+        raise ValueError(f"model {spec}: cannot be applied to the data's inputs of shape "
                          f"[b, {', '.join(map(str, input_shape))}] ({type(err).__name__}: "
                          f"{_first_line(err)}).") from None
     shape = getattr(out, "shape", None)
     if shape is None or len(shape) != 2 or shape[0] != 2 or shape[1] < 2:
-        raise ValueError(f"--model {spec}: on inputs of shape [2, "
+        raise ValueError(f"model {spec}: on inputs of shape [2, "
                          f"{', '.join(map(str, input_shape))}] it returns "
                          f"{shape if shape is not None else type(out).__name__}, not logits "
                          "[2, C] with C >= 2.")

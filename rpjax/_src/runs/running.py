@@ -73,7 +73,7 @@ def certify_run(config: RunSpec, run_dir: str, apply_fn: Callable, params: Any,
         # processes check after process 0 wrote config.json, as before)
         prepare_run_dir(run_dir, config, write=False)
     else:
-        run_dir = durable.check_output_dir("--out", run_dir)
+        run_dir = durable.check_output_dir("out", run_dir)
     lock = lock_run(run_dir, pid)
     try:
         return _certify_locked(config, run_dir, apply_fn, params, inputs, labels,
@@ -81,7 +81,7 @@ def certify_run(config: RunSpec, run_dir: str, apply_fn: Callable, params: Any,
                                progress=progress, should_stop=should_stop, log=log)
     except OSError as err:
         raise WriteFailed(
-            f"--out {run_dir}: writing the run failed ({err.strerror or err}"
+            f"out {run_dir}: writing the run failed ({err.strerror or err}"
             f"{f': {err.filename}' if err.filename else ''}); the committed blocks are kept: "
             "free space (or raise the limit) and rerun the same command to resume.") from None
     finally:

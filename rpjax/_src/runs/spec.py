@@ -258,7 +258,7 @@ def make_config(*, model: str, data: str, sigma: float, n0: int | None = None,
     try:
         _smoothing.check_hashable(apply_fn)
     except TypeError as err:
-        raise TypeError(f"--model {model}: the factory's {err}") from None
+        raise TypeError(f"model {model}: the factory's {err}") from None
     logits = model_classes(model, apply_fn, params, inputs.shape[1:], inputs.dtype)
     if num_classes is None:
         num_classes = logits
@@ -294,12 +294,12 @@ def read_config(run_dir: str) -> RunSpec:
     """
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
-        raise ValueError(f"--out {run_dir}: no rpjax certify run there (no config.json).")
+        raise ValueError(f"out {run_dir}: no rpjax certify run there (no config.json).")
     try:
         with open(path, encoding="utf-8") as f:
             return RunSpec.from_json(json.load(f))
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"--out {run_dir}: config.json is unreadable ({err}).") from None
+        raise ValueError(f"out {run_dir}: config.json is unreadable ({err}).") from None
 
 
 def config_differences(old: RunSpec, new: RunSpec) -> list[str]:
@@ -319,20 +319,20 @@ def prepare_run_dir(run_dir: str, config: RunSpec, *, write: bool = True) -> boo
       not an rpjax certify run, or a run whose configuration differs (each differing field
       named).
     """
-    run_dir = durable.check_output_dir("--out", run_dir)
+    run_dir = durable.check_output_dir("out", run_dir)
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
         old = read_config(run_dir)
         diff = config_differences(old, config)
         if diff:
             raise ValueError(
-                f"--out {run_dir} holds a run with a different configuration ("
+                f"out {run_dir} holds a run with a different configuration ("
                 f"{'; '.join(diff)}); use another --out, or delete it to start over.")
         return True
     others = [e for e in os.listdir(run_dir)
               if not e.startswith((".rpjax-probe", LOCK_PREFIX))]
     if others:
-        raise ValueError(f"--out {run_dir} is not empty and holds no rpjax certify run "
+        raise ValueError(f"out {run_dir} is not empty and holds no rpjax certify run "
                          f"({', '.join(sorted(others)[:3])}...); use an empty or new directory.")
     if write:
         durable.atomic_write(path, json.dumps(config.to_json(), indent=2) + "\n")
