@@ -211,15 +211,30 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
         passes = batch * (n0 + n)
     else:
         top = counts0.argmax(axis=1).astype(np.int32)
+        k0 = np.take_along_axis(counts0, top[:, None], axis=1)[:, 0]
+        if isinstance(plan.rule, _plan.DecideAt):
+            rule, rows, priors = decision_rule(plan.rule, k0, n0=n0, n_max=n, alpha=alpha,
+                                               sigma=sigma, distribution=distribution)
+        else:
+            rule, rows = stop_rule(plan.rule, n_max=n, alpha=alpha, sigma=sigma,
+                                   distribution=distribution), None
         est = _sequential.run(
             apply_fn, params, prepared.xs, prepared.key_pairs(_decision.ESTIMATION), top,
-            stop_rule(plan.rule, n_max=n, alpha=alpha, sigma=sigma, distribution=distribution),
-            _plan.with_progress(plan, f"estimation (n_max={n})"))
+            rule, _plan.with_progress(plan, f"estimation (n_max={n})"), rows=rows)
         counts, used, passes = est.counts, est.n, batch * n0 + est.forward_passes
         bad = _warn_invalid("certify", invalid0 + est.invalid, n0 + n)
         n_top = np.take_along_axis(counts, top[:, None], axis=1)[:, 0]
-        looks = _confseq.staged_looks(n) if isinstance(plan.rule, _plan.RadiusBudget) else None
-        pa_lower, pa_upper = sequential_bounds(n_top, used, n, alpha, looks=looks)
+        if isinstance(plan.rule, _plan.DecideAt):
+            a, b = priors
+            pa_lower, pa_upper = _confseq.beta_mixture_bounds(n_top, used, alpha, a, b)
+            # the table's certificate at r means the exact lower end is >= p* (float rounding
+            # of the bisection aside)
+            at_table = n_top >= rule.hi[rows, used]
+            pa_lower = np.where(at_table, np.maximum(pa_lower, pa_for_radius(
+                plan.rule.radius, sigma, distribution)), pa_lower)
+        else:
+            pa_lower, pa_upper = sequential_bounds(n_top, used, n, alpha,
+                                                   looks=_confseq.staged_looks(n))
         certified = pa_lower > 0.5
     certified = certified & ~bad
     radius = np.where(certified, distribution.radius_from_pa(pa_lower, sigma), 0.0)
@@ -331,6 +346,30 @@ def pa_for_radius(radius: float, sigma: float,
         else:
             lo = mid
     return hi
+
+
+def decision_rule(rule: _plan.DecideAt, k0: np.ndarray, *, n0: int, n_max: int, alpha: float,
+                  sigma: float, distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+                  ) -> tuple[_sequential.StopRule, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The selection-informed sequential test `certify` runs with `DecideAt(r)`: for each
+    input, the confidence sequence of the Beta mixture `rpjax._src.confseq.selection_prior(k0,
+    n0)` of its selection count `k0`; certify at r when its level-`alpha` lower end reaches
+    `p* = pa_for_radius(r)`, give up when the level-`rule.futility` (default alpha) upper end
+    falls to p* (`rpjax._src.confseq.beta_decision_table`).
+
+    Returns:
+      `(StopRule with one row per distinct prior, [B] row of each input, (a [B], b [B]))`.
+    """
+    p_star = pa_for_radius(rule.radius, sigma, distribution)
+    a, b = _confseq.selection_prior(k0, n0)
+    priors, rows = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
+    tables = [_confseq.beta_decision_table(p_star, pa, pb, alpha, n_max,
+                                           futility=rule.futility) for pa, pb in priors]
+    hi = np.stack([reject for reject, _ in tables])
+    lo = np.stack([accept for _, accept in tables])
+    never_lo = np.full_like(lo, _sequential._NEVER)
+    return (_sequential.StopRule(lo=lo, hi=hi, band_lo=never_lo, band_hi=np.full_like(lo, -1)),
+            rows.reshape(-1).astype(np.int32), (a, b))
 
 
 def stop_rule(rule: _plan.DecideAt | _plan.RadiusBudget, *, n_max: int, alpha: float,
