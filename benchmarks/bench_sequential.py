@@ -591,8 +591,8 @@ def print_task(name: str, rec: dict[str, Any]) -> None:
     for key, o in rec["oracle"].items():
         print(f"  {key} (n_max {o['n_max']}): method / oracle SPRT passes "
               f"{o['method_over_oracle']:.2f}; Cohen / oracle "
-              f"x{o['fwd_ratio_cohen_over_oracle']:.1f}, Cohen / Wald floor x{o['fwd_ratio_cohen_over_wald_floor']:.1f} (pA: "
-              f"{o['pa_source']})")
+              f"x{o['fwd_ratio_cohen_over_oracle']:.1f}, Cohen / Wald floor "
+              f"x{o['fwd_ratio_cohen_over_wald_floor']:.1f} (pA: {o['pa_source']})")
     ft = t["floor"]
     print(f"  floor targets: decision/oracle {ft['decision_over_oracle']:.2f} (<= 1.15), loss "
           f"{100 * ft['decision_accuracy_loss']:+.2f} pp (<= 0.5) -> "
