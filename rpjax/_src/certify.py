@@ -135,12 +135,13 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
 
     - `Fixed()` (default): `config.n` for every input; `pa_lower` is the one-sided
       (1 - alpha) Clopper-Pearson bound (Cohen et al.'s CERTIFY).
-    - `DecideAt(r)`: is the smoothed classifier robust at r? The on-device scheduler stops each
-      input at the first sample count where the sequential test of
-      `p_A > p* = pa_for_radius(r)` at level alpha / 2 decides (the anytime lower bound passes
-      p*, or the anytime upper bound falls below it), at most `config.n` (= n_max). The bound is
-      `rpjax._src.confseq.mixture_bound` at alpha / 2, and at n_max the tighter of it and the
-      fixed-n Clopper-Pearson bound at alpha / 2.
+    - `DecideAt(r, futility)`: is the smoothed classifier robust at r? Each input's bounds
+      are the two-sided confidence sequence of a Beta mixture centred on its own selection
+      count (`rpjax._src.confseq.selection_prior`, `beta_mixture_bounds`) at level alpha;
+      the on-device scheduler stops it at the first sample count where the lower end reaches
+      `p* = pa_for_radius(r)` (certified at r) or the upper end at level `futility` (default
+      alpha: the same sequence) falls to p* (not certified at r), at most `config.n`
+      (= n_max). `pa_lower`, `pa_upper` are that sequence's ends at the stop.
     - `RadiusBudget(tolerance)`: the largest certifiable radius, looking at J = 6 sample counts
       only (`rpjax._src.confseq.staged_looks`: n_max / 32, ..., n_max); an input stops at a look
       when it cannot be certified at all (abstain early) or its radius is within the fraction
@@ -173,13 +174,15 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       the label is `ABSTAIN` or `g(x') = label` for every `||x' - x|| < radius` (in
       `distribution.norm`). The selection samples are independent of the estimation samples.
       With a sequential rule `pa_lower <= p_A` holds at the stopping time, whatever rule chose
-      it, except with probability alpha: `DecideAt`, because the mixture bound holds at every
-      sample count at once (Ville's inequality) except with probability alpha / 2 and the one
-      fixed-n bound at n_max except with probability alpha / 2; `RadiusBudget`, because the J
-      Clopper-Pearson bounds at alpha / J all hold except with probability alpha (union bound)
-      and the input stops at one of them. The stopping rules only decide how many samples are
-      spent. Likewise `pa_upper >= p_A` except with probability alpha, so `decision == 0`
-      decided by `pa_upper < p*` is wrong with probability at most alpha. With `common_noise`
+      it, except with probability alpha: `DecideAt`, because the Beta mixture's prior is a
+      fixed function of the selection counts, which are independent of the estimation
+      samples, so given them the mixture likelihood ratio at p_A is a martingale and Ville's
+      inequality keeps the whole sequence (both ends, every sample count) around p_A except
+      with probability alpha; `RadiusBudget`, because the J Clopper-Pearson bounds at alpha / J
+      all hold except with probability alpha (union bound) and the input stops at one of them.
+      The stopping rules only decide how many samples are spent. With `DecideAt`,
+      `pa_upper >= p_A` holds on the same event, and `decision == 0` reached by the futility
+      stop is wrong (p_A >= p*) with probability at most `futility`. With `common_noise`
       each certificate keeps its guarantee; certificates of different inputs become dependent.
       A sequential rule's stopping time reveals p_A: never release what this returns, or its
       cost, to a querier (see `docs/guarantee.md`).
@@ -372,17 +375,12 @@ def decision_rule(rule: _plan.DecideAt, k0: np.ndarray, *, n0: int, n_max: int, 
             rows.reshape(-1).astype(np.int32), (a, b))
 
 
-def stop_rule(rule: _plan.DecideAt | _plan.RadiusBudget, *, n_max: int, alpha: float,
-              sigma: float,
+def stop_rule(rule: _plan.RadiusBudget, *, n_max: int, alpha: float, sigma: float,
               distribution: _noise.NoiseDistribution = _noise.GAUSSIAN) -> _sequential.StopRule:
-    """The `StopRule` `certify` runs with a sequential rule for a total error `alpha` (see
-    there): with `DecideAt(r)`, the sequential test of p_A > `pa_for_radius(r)` at level
-    alpha / 2; with `RadiusBudget(tolerance)`, the staged budget rule
-    (`rpjax._src.confseq.staged_budget_table` on `staged_looks(n_max)`)."""
-    if isinstance(rule, _plan.DecideAt):
-        p_star = pa_for_radius(rule.radius, sigma, distribution)
-        reject, accept = _confseq.decision_table(p_star, alpha / 2, n_max)
-        return _sequential.StopRule.thresholds(accept, reject)
+    """The `StopRule` `certify` runs with `RadiusBudget(tolerance)` for a total error `alpha`:
+    the staged budget rule (`rpjax._src.confseq.staged_budget_table` on
+    `staged_looks(n_max)`). (`DecideAt` has one row per selection count: `decision_rule`.)"""
+    del sigma  # the budget rule is in units of sigma
     unit_radius = (None if distribution is _noise.GAUSSIAN else
                    functools.partial(_unit_radius, distribution.radius_from_pa))
     hopeless, band_lo, band_hi = _confseq.staged_budget_table(
