@@ -1,8 +1,10 @@
-"""Sequential certification against fixed-n Cohen, side by side in one run (issue 14).
+"""Sequential certification against fixed-n Cohen, side by side in one run (issues 14, 23).
 
 For each task (the insurance MLP, the Olivetti target CNN, a synthetic linear model with
-analytic pA) the script certifies the same inputs three ways with the same n0, alpha and
-sample cap n:
+analytic pA, and the same model with a CIFAR-like profile of pA) the script certifies the
+same inputs three ways with the same n0, alpha and sample cap n, and computes in the same run
+the oracle SPRT that knows each input's pA and Wald's floor (`oracle_sprt`), against which
+issue 23's targets are stated (`FLOOR_TARGETS`):
 
 - `cohen`: fixed-n CERTIFY (`rpjax.certify`, n estimation samples for every input);
 - `decision`: "is the smoothed classifier robust at r_task?" (`rpjax.certify` with
@@ -631,6 +633,7 @@ def main(argv=None) -> int:
                    "alpha": ALPHA, "tolerance": TOLERANCE, "seed": args.seed,
                    "inputs": counts, "sigma": SIGMA, "r_task_sigma_units": R_TASK_SIGMA,
                    "radii_sigma_units": list(RADII_SIGMA), "targets": TARGETS,
+                   "floor_targets": FLOOR_TARGETS,
                    "timing": TIMING},
         "machine": {"cpu_count": os.cpu_count()},
         "versions": rpjax.experiments.versions(),
