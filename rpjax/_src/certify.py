@@ -31,6 +31,7 @@ import warnings
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
@@ -216,8 +217,9 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
         top = counts0.argmax(axis=1).astype(np.int32)
         k0 = np.take_along_axis(counts0, top[:, None], axis=1)[:, 0]
         if isinstance(plan.rule, _plan.DecideAt):
-            rule, rows, priors = decision_rule(plan.rule, k0, n0=n0, n_max=n, alpha=alpha,
-                                               sigma=sigma, distribution=distribution)
+            rule, rows, priors, host_hi = decision_rule(
+                plan.rule, k0, n0=n0, n_max=n, alpha=alpha, sigma=sigma,
+                distribution=distribution)
         else:
             rule, rows = stop_rule(plan.rule, n_max=n, alpha=alpha, sigma=sigma,
                                    distribution=distribution), None
@@ -232,7 +234,7 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
             pa_lower, pa_upper = _confseq.beta_mixture_bounds(n_top, used, alpha, a, b)
             # the table's certificate at r means the exact lower end is >= p* (float rounding
             # of the bisection aside)
-            at_table = n_top >= rule.hi[rows, used]
+            at_table = n_top >= host_hi[rows, used]
             pa_lower = np.where(at_table, np.maximum(pa_lower, pa_for_radius(
                 plan.rule.radius, sigma, distribution)), pa_lower)
         else:
@@ -353,26 +355,41 @@ def pa_for_radius(radius: float, sigma: float,
 
 def decision_rule(rule: _plan.DecideAt, k0: np.ndarray, *, n0: int, n_max: int, alpha: float,
                   sigma: float, distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
-                  ) -> tuple[_sequential.StopRule, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+                  ) -> tuple[_sequential.StopRule, np.ndarray, tuple[np.ndarray, np.ndarray],
+                             np.ndarray]:
     """The selection-informed sequential test `certify` runs with `DecideAt(r)`: for each
     input, the confidence sequence of the Beta mixture `rpjax._src.confseq.selection_prior(k0,
     n0)` of its selection count `k0`; certify at r when its level-`alpha` lower end reaches
     `p* = pa_for_radius(r)`, give up when the level-`rule.futility` (default alpha) upper end
-    falls to p* (`rpjax._src.confseq.beta_decision_table`).
+    falls to p* (`rpjax._src.confseq.beta_decision_table`). Each prior's tables are built once
+    and kept on the device (`_device_tables`): a call only stacks the rows it needs.
 
     Returns:
-      `(StopRule with one row per distinct prior, [B] row of each input, (a [B], b [B]))`.
+      `(StopRule with one row per distinct prior (device arrays), [B] row of each input,
+      (a [B], b [B]), [rows, n_max + 1] the certify thresholds on the host)`.
     """
     p_star = pa_for_radius(rule.radius, sigma, distribution)
     a, b = _confseq.selection_prior(k0, n0)
     priors, rows = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
-    tables = [_confseq.beta_decision_table(p_star, pa, pb, alpha, n_max,
-                                           futility=rule.futility) for pa, pb in priors]
-    hi = np.stack([reject for reject, _ in tables])
-    lo = np.stack([accept for _, accept in tables])
-    never_lo = np.full_like(lo, _sequential._NEVER)
-    return (_sequential.StopRule(lo=lo, hi=hi, band_lo=never_lo, band_hi=np.full_like(lo, -1)),
-            rows.reshape(-1).astype(np.int32), (a, b))
+    keys = [(p_star, float(pa), float(pb), alpha, rule.futility, n_max) for pa, pb in priors]
+    device = [_device_tables(*key) for key in keys]
+    # pad the rows to a power of two so that batches with another number of distinct priors
+    # reuse the compiled scheduler (the table's shape is part of its signature)
+    device += device[:1] * ((1 << (len(device) - 1).bit_length()) - len(device))
+    lo = jnp.stack([accept for accept, _ in device])
+    hi = jnp.stack([reject for _, reject in device])
+    host_hi = np.stack([_confseq.beta_decision_table(
+        p, pa, pb, al, n, futility=fu)[0] for p, pa, pb, al, fu, n in keys])
+    return (_sequential.StopRule(lo=lo, hi=hi, band_lo=jnp.full_like(lo, _sequential._NEVER),
+                                 band_hi=jnp.full_like(lo, -1)),
+            rows.reshape(-1).astype(np.int32), (a, b), host_hi)
+
+
+@functools.lru_cache(maxsize=256)
+def _device_tables(p_star, a, b, alpha, futility, n_max) -> tuple[jax.Array, jax.Array]:
+    """`(accept, reject)` of `beta_decision_table` as int32 device arrays, built once."""
+    reject, accept = _confseq.beta_decision_table(p_star, a, b, alpha, n_max, futility=futility)
+    return jnp.asarray(accept, jnp.int32), jnp.asarray(reject, jnp.int32)
 
 
 def stop_rule(rule: _plan.RadiusBudget, *, n_max: int, alpha: float, sigma: float,
