@@ -55,7 +55,8 @@ def test_bench_sequential_quick(tmp_path):
     cfg = result["config"]
     n, n0, alpha = cfg["n"], cfg["n0"], cfg["alpha"]
     assert cfg["quick"] and cfg["n_max"] == n and result["versions"]["jax"]
-    assert set(result["tasks"]) == {"insurance_mlp", "olivetti_cnn", "synthetic"}
+    assert set(result["tasks"]) == {"insurance_mlp", "olivetti_cnn", "synthetic",
+                                    "cifar_profile"}
     for name, rec in result["tasks"].items():
         task, methods = rec["task"], rec["methods"]
         b, radii = task["num_inputs"], task["radii"]
@@ -100,14 +101,29 @@ def test_bench_sequential_quick(tmp_path):
             assert t["pass"] == (t["pass_fwd"] and t["pass_wall"] and t["pass_accuracy"])
         assert targets["decision"]["accuracy_diff"] == pytest.approx(
             dec["certified_accuracy_at_r"] - methods["cohen"]["certified_accuracy_at_r"])
+        # the oracle SPRT and Wald's floor, n0 counted for every input
+        for key, o in rec["oracle"].items():
+            assert o["oracle_forward_passes"] >= b * n0 and o["wald_floor_forward_passes"] >= b * n0
+            assert o["oracle_forward_passes"] <= b * (n0 + o["n_max"])
+            assert o["method_over_oracle"] == pytest.approx(
+                methods[key]["forward_passes"] / o["oracle_forward_passes"])
+        floor = targets["floor"]
+        assert floor["decision_over_oracle"] == pytest.approx(
+            rec["oracle"]["decision"]["method_over_oracle"])
+        assert floor["pass_decision"] == (
+            floor["decision_over_oracle"] <= cfg["floor_targets"]["decision_over_oracle_max"]
+            and floor["decision_accuracy_loss"]
+            <= cfg["floor_targets"]["decision_accuracy_loss_max"])
     # the synthetic task's certificates against its exact smoothed classifier: each is wrong
     # with probability <= alpha, so more than binom.isf(1e-6, B, alpha) wrong ones is a bug
-    synth = result["tasks"]["synthetic"]
-    bound = binom.isf(1e-6, synth["task"]["num_inputs"], alpha)
-    for m, v in synth["methods"].items():
-        s = v["soundness"]
-        assert s["violations"] == s["wrong_label"] + s["radius_above_exact"] <= bound, m
-        assert s["released"] == round((1 - v["abstain_rate"]) * synth["task"]["num_inputs"])
+    for name in ("synthetic", "cifar_profile"):
+        synth = result["tasks"][name]
+        bound = binom.isf(1e-6, synth["task"]["num_inputs"], alpha)
+        for m, v in synth["methods"].items():
+            s = v["soundness"]
+            assert s["violations"] == s["wrong_label"] + s["radius_above_exact"] <= bound, m
+            assert s["released"] == round((1 - v["abstain_rate"])
+                                          * synth["task"]["num_inputs"])
     assert "PASS" in stdout or "FAIL" in stdout
 
 

@@ -386,3 +386,87 @@ def test_staged_budget_table_bad_inputs():
         confseq.staged_budget_table(0.05, 100, 1.5)
     with pytest.raises(ValueError, match="n_max"):
         confseq.staged_looks(0)
+
+
+# --- the selection-informed test: exact crossing probabilities ---------------------------------
+
+
+def _crossing_probability(p: float, n_max: int, *, above=None, below=None) -> float:
+    """The exact probability that a Bernoulli(p) walk ever has `S_m >= above[m]` (or
+    `S_m <= below[m]`) for some 1 <= m <= n_max: dynamic programming over the surviving mass
+    of each S (float64; the worst stopping rule stops exactly there)."""
+    alive = np.zeros(n_max + 2)
+    alive[0] = 1.0
+    crossed = 0.0
+    s = np.arange(n_max + 2)
+    for m in range(1, n_max + 1):
+        alive = alive * (1.0 - p) + np.concatenate([[0.0], alive[:-1]]) * p
+        hit = np.zeros(n_max + 2, bool)
+        if above is not None:
+            hit |= s >= above[m]
+        if below is not None:
+            hit |= s <= below[m]
+        crossed += alive[hit].sum()
+        alive[hit] = 0.0
+    return crossed
+
+
+_PRIORS = [(100, 100), (100, 97), (100, 85), (100, 60)]  # (n0, k0): sure, likely, unsure, weak
+
+
+@pytest.mark.parametrize("p_star", [0.6, 0.9, 0.99])
+@pytest.mark.parametrize(("n0", "k0"), _PRIORS)
+def test_beta_decision_table_certifies_wrongly_at_most_alpha_exactly(p_star, n0, k0):
+    """At pA = p* (the worst pA <= p*: the walk only climbs more slowly below it), the exact
+    probability of ever reaching the certify threshold, at alpha = 1e-3 and n_max = 2000, with
+    the prior of every kind of selection count (the prior is fixed before the estimation
+    samples, so the bound holds given it)."""
+    alpha, n_max = 1e-3, 2000
+    a, b = confseq.selection_prior(k0, n0)
+    reject, accept = confseq.beta_decision_table(p_star, float(a), float(b), alpha, n_max,
+                                                 futility=0.01)
+    wrong = _crossing_probability(p_star, n_max, above=reject)
+    assert wrong <= alpha, (wrong, alpha)
+    lower = _crossing_probability(p_star * 0.995, n_max, above=reject)
+    assert lower <= wrong + 1e-12  # a smaller pA errs less
+    gave_up = _crossing_probability(p_star, n_max, below=accept)
+    assert gave_up <= 0.01, gave_up
+    print(f"p*={p_star} k0={k0}: P(certify | pA = p*) = {wrong / alpha:.2f} alpha, "
+          f"P(give up | pA = p*) = {gave_up / 0.01:.2f} futility")
+
+
+def test_beta_mixture_bounds_cover_exactly_and_agree_with_the_table():
+    """P(exists m <= n_max: the lower bound passes pA) <= alpha, exactly, for pA in a few
+    places and priors; and the table's certify threshold is where the lower bound reaches p*."""
+    alpha, n_max = 1e-3, 1500
+    for n0, k0 in _PRIORS:
+        a, b = (float(v) for v in confseq.selection_prior(k0, n0))
+        for p in (0.55, 0.9, 0.995):
+            reject, _ = confseq.beta_decision_table(p, a, b, alpha, n_max)
+            assert _crossing_probability(p, n_max, above=reject) <= alpha
+            m = np.arange(1, n_max + 1)
+            ok = reject[1:] <= m
+            at, _ = confseq.beta_mixture_bounds(reject[1:][ok], m[ok], alpha, a, b)
+            below, _ = confseq.beta_mixture_bounds(reject[1:][ok] - 1, m[ok], alpha, a, b)
+            assert np.all(at >= p - 1e-9) and np.all(below <= p + 1e-9)
+
+
+def test_beta_mixture_bounds_are_an_interval_around_the_rate():
+    k = np.array([0, 1, 50, 99, 100, 7])
+    m = np.array([100, 100, 100, 100, 100, 10])
+    lower, upper = confseq.beta_mixture_bounds(k, m, 1e-3, 99.5, 1.5)
+    rate = k / m
+    assert np.all(lower <= rate) and np.all(rate <= upper)
+    assert lower[0] == 0.0 and upper[4] == 1.0 and 0 <= lower[1] < upper[1] < 1
+    assert 0 < lower[2] < 0.5 < upper[2] < 1  # a prior far from the data only widens it
+    loose, _ = confseq.beta_mixture_bounds(k, m, 1e-6, 99.5, 1.5)
+    assert np.all(loose <= lower)  # a smaller alpha, a wider sequence
+    with pytest.raises(ValueError, match="a and b"):
+        confseq.beta_mixture_bounds(k, m, 1e-3, 0.0, 1.0)
+
+
+def test_selection_prior_is_a_fixed_function_of_the_selection_count():
+    a, b = confseq.selection_prior(np.arange(101), 100)
+    assert np.all(a + b == 101.0) and np.all(np.diff(a) >= 0)
+    assert len(np.unique(a)) <= 20  # few tables per batch
+    assert (a[100], b[100]) == (100.5, 0.5) and (a[99], b[99]) == (99.5, 1.5)

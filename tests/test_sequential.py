@@ -202,6 +202,25 @@ class TestCertifySequential:
                             & (dist > radius))
 
     @pytest.mark.slow
+    def test_a_futility_level_gives_up_sooner_and_keeps_every_certificate(self):
+        """DecideAt(r, futility=0.3): fewer passes; certificates at r still wrong at most at
+        rate alpha; giving up on a robust input at most at rate futility."""
+        xs, r = self._inputs(), 0.25
+        config = rpjax.SmoothingConfig(sigma=self.SIGMA, n=self.N_MAX, n0=30, alpha=self.ALPHA)
+        same = rpjax.certify(linear_apply, (_W, _B), xs, 2, num_classes=2, config=config,
+                             rule=rpjax.DecideAt(r))
+        loose = rpjax.certify(linear_apply, (_W, _B), xs, 2, num_classes=2, config=config,
+                              rule=rpjax.DecideAt(r, futility=0.3))
+        assert loose.forward_passes < same.forward_passes
+        label, dist = _truth(xs)
+        at_r = loose.decision == 1
+        assert self._ok(at_r & ((loose.label != label) | (dist < r)))
+        robust = (dist > r) & (loose.selection_counts.argmax(1) == label)
+        gave_up = robust & ~at_r & (loose.n < self.N_MAX)
+        assert sps.binomtest(int(gave_up.sum()), int(robust.sum()), 0.3,
+                             alternative="greater").pvalue > 1e-3
+
+    @pytest.mark.slow
     def test_adversarial_stopping_through_the_scheduler(self):
         """The scheduler stops each input the first time the fixed-n Clopper-Pearson bound
         excludes the true p_A (an attacker's rule): that bound is then wrong far more often

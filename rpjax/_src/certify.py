@@ -31,6 +31,7 @@ import warnings
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
@@ -135,12 +136,13 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
 
     - `Fixed()` (default): `config.n` for every input; `pa_lower` is the one-sided
       (1 - alpha) Clopper-Pearson bound (Cohen et al.'s CERTIFY).
-    - `DecideAt(r)`: is the smoothed classifier robust at r? The on-device scheduler stops each
-      input at the first sample count where the sequential test of
-      `p_A > p* = pa_for_radius(r)` at level alpha / 2 decides (the anytime lower bound passes
-      p*, or the anytime upper bound falls below it), at most `config.n` (= n_max). The bound is
-      `rpjax._src.confseq.mixture_bound` at alpha / 2, and at n_max the tighter of it and the
-      fixed-n Clopper-Pearson bound at alpha / 2.
+    - `DecideAt(r, futility)`: is the smoothed classifier robust at r? Each input's bounds
+      are the two-sided confidence sequence of a Beta mixture centred on its own selection
+      count (`rpjax._src.confseq.selection_prior`, `beta_mixture_bounds`) at level alpha;
+      the on-device scheduler stops it at the first sample count where the lower end reaches
+      `p* = pa_for_radius(r)` (certified at r) or the upper end at level `futility` (default
+      alpha: the same sequence) falls to p* (not certified at r), at most `config.n`
+      (= n_max). `pa_lower`, `pa_upper` are that sequence's ends at the stop.
     - `RadiusBudget(tolerance)`: the largest certifiable radius, looking at J = 6 sample counts
       only (`rpjax._src.confseq.staged_looks`: n_max / 32, ..., n_max); an input stops at a look
       when it cannot be certified at all (abstain early) or its radius is within the fraction
@@ -173,13 +175,15 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       the label is `ABSTAIN` or `g(x') = label` for every `||x' - x|| < radius` (in
       `distribution.norm`). The selection samples are independent of the estimation samples.
       With a sequential rule `pa_lower <= p_A` holds at the stopping time, whatever rule chose
-      it, except with probability alpha: `DecideAt`, because the mixture bound holds at every
-      sample count at once (Ville's inequality) except with probability alpha / 2 and the one
-      fixed-n bound at n_max except with probability alpha / 2; `RadiusBudget`, because the J
-      Clopper-Pearson bounds at alpha / J all hold except with probability alpha (union bound)
-      and the input stops at one of them. The stopping rules only decide how many samples are
-      spent. Likewise `pa_upper >= p_A` except with probability alpha, so `decision == 0`
-      decided by `pa_upper < p*` is wrong with probability at most alpha. With `common_noise`
+      it, except with probability alpha: `DecideAt`, because the Beta mixture's prior is a
+      fixed function of the selection counts, which are independent of the estimation
+      samples, so given them the mixture likelihood ratio at p_A is a martingale and Ville's
+      inequality keeps the whole sequence (both ends, every sample count) around p_A except
+      with probability alpha; `RadiusBudget`, because the J Clopper-Pearson bounds at alpha / J
+      all hold except with probability alpha (union bound) and the input stops at one of them.
+      The stopping rules only decide how many samples are spent. With `DecideAt`,
+      `pa_upper >= p_A` holds on the same event, and `decision == 0` reached by the futility
+      stop is wrong (p_A >= p*) with probability at most `futility`. With `common_noise`
       each certificate keeps its guarantee; certificates of different inputs become dependent.
       A sequential rule's stopping time reveals p_A: never release what this returns, or its
       cost, to a querier (see `docs/guarantee.md`).
@@ -211,15 +215,31 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
         passes = batch * (n0 + n)
     else:
         top = counts0.argmax(axis=1).astype(np.int32)
+        k0 = np.take_along_axis(counts0, top[:, None], axis=1)[:, 0]
+        if isinstance(plan.rule, _plan.DecideAt):
+            rule, rows, priors, host_hi = decision_rule(
+                plan.rule, k0, n0=n0, n_max=n, alpha=alpha, sigma=sigma,
+                distribution=distribution)
+        else:
+            rule, rows = stop_rule(plan.rule, n_max=n, alpha=alpha, sigma=sigma,
+                                   distribution=distribution), None
         est = _sequential.run(
             apply_fn, params, prepared.xs, prepared.key_pairs(_decision.ESTIMATION), top,
-            stop_rule(plan.rule, n_max=n, alpha=alpha, sigma=sigma, distribution=distribution),
-            _plan.with_progress(plan, f"estimation (n_max={n})"))
+            rule, _plan.with_progress(plan, f"estimation (n_max={n})"), rows=rows)
         counts, used, passes = est.counts, est.n, batch * n0 + est.forward_passes
         bad = _warn_invalid("certify", invalid0 + est.invalid, n0 + n)
         n_top = np.take_along_axis(counts, top[:, None], axis=1)[:, 0]
-        looks = _confseq.staged_looks(n) if isinstance(plan.rule, _plan.RadiusBudget) else None
-        pa_lower, pa_upper = sequential_bounds(n_top, used, n, alpha, looks=looks)
+        if isinstance(plan.rule, _plan.DecideAt):
+            a, b = priors
+            pa_lower, pa_upper = _confseq.beta_mixture_bounds(n_top, used, alpha, a, b)
+            # the table's certificate at r means the exact lower end is >= p* (float rounding
+            # of the bisection aside)
+            at_table = n_top >= host_hi[rows, used]
+            pa_lower = np.where(at_table, np.maximum(pa_lower, pa_for_radius(
+                plan.rule.radius, sigma, distribution)), pa_lower)
+        else:
+            pa_lower, pa_upper = sequential_bounds(n_top, used, n, alpha,
+                                                   looks=_confseq.staged_looks(n))
         certified = pa_lower > 0.5
     certified = certified & ~bad
     radius = np.where(certified, distribution.radius_from_pa(pa_lower, sigma), 0.0)
@@ -333,17 +353,51 @@ def pa_for_radius(radius: float, sigma: float,
     return hi
 
 
-def stop_rule(rule: _plan.DecideAt | _plan.RadiusBudget, *, n_max: int, alpha: float,
-              sigma: float,
+def decision_rule(rule: _plan.DecideAt, k0: np.ndarray, *, n0: int, n_max: int, alpha: float,
+                  sigma: float, distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+                  ) -> tuple[_sequential.StopRule, np.ndarray, tuple[np.ndarray, np.ndarray],
+                             np.ndarray]:
+    """The selection-informed sequential test `certify` runs with `DecideAt(r)`: for each
+    input, the confidence sequence of the Beta mixture `rpjax._src.confseq.selection_prior(k0,
+    n0)` of its selection count `k0`; certify at r when its level-`alpha` lower end reaches
+    `p* = pa_for_radius(r)`, give up when the level-`rule.futility` (default alpha) upper end
+    falls to p* (`rpjax._src.confseq.beta_decision_table`). Each prior's tables are built once
+    and kept on the device (`_device_tables`): a call only stacks the rows it needs.
+
+    Returns:
+      `(StopRule with one row per distinct prior (device arrays), [B] row of each input,
+      (a [B], b [B]), [rows, n_max + 1] the certify thresholds on the host)`.
+    """
+    p_star = pa_for_radius(rule.radius, sigma, distribution)
+    a, b = _confseq.selection_prior(k0, n0)
+    priors, rows = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
+    keys = [(p_star, float(pa), float(pb), alpha, rule.futility, n_max) for pa, pb in priors]
+    device = [_device_tables(*key) for key in keys]
+    # pad the rows to a power of two so that batches with another number of distinct priors
+    # reuse the compiled scheduler (the table's shape is part of its signature)
+    device += device[:1] * ((1 << (len(device) - 1).bit_length()) - len(device))
+    lo = jnp.stack([accept for accept, _ in device])
+    hi = jnp.stack([reject for _, reject in device])
+    host_hi = np.stack([_confseq.beta_decision_table(
+        p, pa, pb, al, n, futility=fu)[0] for p, pa, pb, al, fu, n in keys])
+    return (_sequential.StopRule(lo=lo, hi=hi, band_lo=jnp.full_like(lo, _sequential._NEVER),
+                                 band_hi=jnp.full_like(lo, -1)),
+            rows.reshape(-1).astype(np.int32), (a, b), host_hi)
+
+
+@functools.lru_cache(maxsize=256)
+def _device_tables(p_star, a, b, alpha, futility, n_max) -> tuple[jax.Array, jax.Array]:
+    """`(accept, reject)` of `beta_decision_table` as int32 device arrays, built once."""
+    reject, accept = _confseq.beta_decision_table(p_star, a, b, alpha, n_max, futility=futility)
+    return jnp.asarray(accept, jnp.int32), jnp.asarray(reject, jnp.int32)
+
+
+def stop_rule(rule: _plan.RadiusBudget, *, n_max: int, alpha: float, sigma: float,
               distribution: _noise.NoiseDistribution = _noise.GAUSSIAN) -> _sequential.StopRule:
-    """The `StopRule` `certify` runs with a sequential rule for a total error `alpha` (see
-    there): with `DecideAt(r)`, the sequential test of p_A > `pa_for_radius(r)` at level
-    alpha / 2; with `RadiusBudget(tolerance)`, the staged budget rule
-    (`rpjax._src.confseq.staged_budget_table` on `staged_looks(n_max)`)."""
-    if isinstance(rule, _plan.DecideAt):
-        p_star = pa_for_radius(rule.radius, sigma, distribution)
-        reject, accept = _confseq.decision_table(p_star, alpha / 2, n_max)
-        return _sequential.StopRule.thresholds(accept, reject)
+    """The `StopRule` `certify` runs with `RadiusBudget(tolerance)` for a total error `alpha`:
+    the staged budget rule (`rpjax._src.confseq.staged_budget_table` on
+    `staged_looks(n_max)`). (`DecideAt` has one row per selection count: `decision_rule`.)"""
+    del sigma  # the budget rule is in units of sigma
     unit_radius = (None if distribution is _noise.GAUSSIAN else
                    functools.partial(_unit_radius, distribution.radius_from_pa))
     hopeless, band_lo, band_hi = _confseq.staged_budget_table(

@@ -673,3 +673,193 @@ def staged_budget_table(alpha: float, n_max: int, tolerance: float, *, looks=Non
         raise TypeError(f"radius_from_pa must be callable, got {radius_from_pa!r}.")
     return _staged_budget_table(alpha, n_max, tolerance, tuple(int(v) for v in looks),
                                 radius_from_pa)
+
+
+# --- the selection-informed mixture: one two-sided confidence sequence per input --------------
+
+
+_FAILURE_LEVELS = np.array([0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 32, 40, 50, 64, 80,
+                            100, 128, 160, 200, 256, 320, 400, 512, 640, 800, 1024])
+
+
+def selection_prior(k0, n0: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mixing distribution of `beta_mixture_bounds` and `beta_decision_table` from the
+    selection counts (`k0` votes for the selected class out of `n0`):
+    `Beta(n0 - f + 1/2, f + 1/2)` with f the failures `n0 - k0` rounded down to one of a few
+    levels (0..6, then about 25% apart), so that one batch needs few decision tables. Valid as a
+    prior of the estimation stream because it is a fixed function of the selection counts,
+    which are drawn independently of it (`rpjax.certify`'s keys `fold_in(key, 0)` and
+    `fold_in(key, 1)`).
+
+    Returns:
+      `(a, b)`, float64 arrays of the shape of `k0`.
+    """
+    failures = float(n0) - np.asarray(k0, np.float64)
+    levels = _FAILURE_LEVELS[_FAILURE_LEVELS <= max(n0, 0)].astype(np.float64)
+    if levels[-1] < n0:
+        levels = np.append(levels, float(n0))
+    f = levels[np.searchsorted(levels, failures, side="right") - 1]
+    return float(n0) - f + 0.5, f + 0.5
+
+
+def _log_beta_mixture(s, m, p, a, b) -> np.ndarray:
+    """`log M_p(s, m)`, the likelihood ratio of the `Beta(a, b)` mixture against p:
+    `E_{q ~ Beta(a, b)}[(q/p)^s ((1-q)/(1-p))^(m-s)]
+    = B(s + a, m - s + b) / (B(a, b) p^s (1-p)^(m-s))`, float64."""
+    s = np.asarray(s, np.float64)
+    m = np.asarray(m, np.float64)
+    return (scipy.special.betaln(s + a, m - s + b) - scipy.special.betaln(a, b)
+            - s * np.log(p) - (m - s) * np.log1p(-p))
+
+
+def _kl(r, p) -> np.ndarray:
+    """KL(Bernoulli(r) || Bernoulli(p)), float64, 0 log 0 = 0."""
+    return scipy.special.xlogy(r, r / p) + scipy.special.xlogy(1.0 - r, (1.0 - r) / (1.0 - p))
+
+
+def beta_mixture_bounds(k, m, alpha: float, a, b) -> tuple[np.ndarray, np.ndarray]:
+    """The two-sided confidence sequence of the `Beta(a, b)` mixture: bounds on pA after m
+    samples with k successes, valid at every sample count at once.
+
+    `M_p(k, m) = E_{q ~ Beta(a, b)}[(q/p)^k ((1-q)/(1-p))^(m-k)]` (closed form,
+    `_log_beta_mixture`); the set `{p : M_p(k, m) < 1/alpha}` is an interval `(L, U)` around
+    `k / m`: `log M_p = C(k, m) - k log p - (m - k) log(1 - p)` and every term's likelihood
+    ratio decreases in p below `k/m` and increases above it, while `M_{k/m} <= 1`. Its ends
+    solve `m KL(k/m || p) = log(1/alpha) - log M_{k/m}(k, m)`, found by 100 bisection steps
+    and returned on the excluded side (within about 1e-15 of the root).
+
+    Args:
+      k, m: integer successes and samples so far (cumulative), broadcasting, 0 <= k <= m,
+        m >= 1.
+      alpha: error probability, in (0, 1).
+      a, b: the mixing Beta's parameters (> 0), broadcasting with k (`selection_prior`).
+
+    Returns:
+      `(lower, upper)` float64 arrays of the broadcast shape.
+
+    Guarantee:
+      Theorem. If X_1, X_2, ... are i.i.d. Bernoulli(pA) and (a, b) is fixed before them,
+      `P(exists m >= 1: pA <= L(k_m, m) or pA >= U(k_m, m)) <= alpha`. Proof: for each q the
+      likelihood ratio `(q/pA)^k_m ((1-q)/(1-pA))^(m-k_m)` is a nonnegative martingale of mean
+      1, hence so is its Beta(a, b) mixture `M_pA(k_m, m)`, and Ville's inequality bounds the
+      probability it ever reaches 1/alpha by alpha; pA outside `(L, U)` means it did. So the
+      bounds hold at any stopping time, and a decision read off them (certify when
+      `L >= p*`, give up when `U <= p*`) is wrong with probability <= alpha, both sides
+      together.
+    """
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    k, m = _cumulative_counts(k, m)
+    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    if (a <= 0).any() or (b <= 0).any():
+        raise ValueError("a and b (the mixing Beta's parameters) must be > 0.")
+    k, m, a, b = np.broadcast_arrays(k.astype(np.float64), m.astype(np.float64), a, b)
+    rate = k / m
+    # log M at the maximum likelihood point (<= 0), then the KL level each end solves
+    at_mle = (scipy.special.betaln(k + a, m - k + b) - scipy.special.betaln(a, b)
+              - m * (scipy.special.xlogy(rate, rate) + scipy.special.xlogy(1 - rate, 1 - rate)))
+    level = (math.log(1.0 / alpha) - np.minimum(at_mle, 0.0)) / m
+
+    def end(lo, hi, excluded_at_lo):  # bisection on KL(rate || p) - level, monotone in p
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = _kl(rate, mid) >= level
+            # keep the excluded end of the bracket on its side
+            lo, hi = (np.where(out, mid, lo), np.where(out, hi, mid)) if excluded_at_lo else (
+                np.where(out, lo, mid), np.where(out, mid, hi))
+        return lo if excluded_at_lo else hi
+
+    lower = np.where(k > 0, end(np.zeros_like(rate), rate, True), 0.0)
+    upper = np.where(k < m, end(rate, np.ones_like(rate), False), 1.0)
+    return lower, upper
+
+
+def _beta_reject_thresholds(p: float, a: float, b: float, level: float,
+                            n_max: int) -> np.ndarray:
+    """`[n_max + 1]` int64: at each m, the smallest S > m p from which on the Beta(a, b) mixture
+    rejects p (`log M_p(S', m) >= log(1/level)` for every S' >= S), m + 1 where none.
+
+    `log M_p(S, m)` is convex in S (`log B(S + a, m - S + b)` is), so it increases from its
+    minimum on: the threshold is searched there, where "rejects" is monotone in S."""
+    threshold = math.log(1.0 / level)
+    m = np.arange(n_max + 1, dtype=np.float64)
+
+    def f(s):
+        return _log_beta_mixture(s, m, p, a, b)
+
+    # the convex function's minimum over the integers: first S with f(S + 1) >= f(S); near
+    # p (m + a + b - 1) - a + 1/2 (digamma(x) ~ log(x - 1/2)), searched from a bracket
+    # around that, widened to the whole range where it does not hold
+    guess = np.clip(np.floor(p * (m + a + b - 1.0) - a + 0.5), 0.0, m)
+    lo = np.clip(guess - 4.0, -1.0, m)
+    hi = np.clip(guess + 4.0, 0.0, m)
+    lo = np.where((lo < 0) | (f(np.minimum(lo + 1, m)) < f(np.maximum(lo, 0.0))), lo, -1.0)
+    hi = np.where((hi >= m) | (f(np.minimum(hi + 1, m)) >= f(hi)), hi, m)
+    while (hi - lo > 1).any():
+        mid = np.floor(0.5 * (lo + hi))
+        live = hi - lo > 1
+        up = np.where(live, f(np.minimum(mid + 1, m)) >= f(mid), True) | (mid >= m)
+        hi = np.where(live & up, mid, hi)
+        lo = np.where(live & ~up, mid, lo)
+    start = np.maximum(hi, np.floor(m * p) + 1.0)  # increasing from here on, and S > m p
+    lo, hi = start - 1.0, m + 1.0  # f(lo) < threshold (or lo below start); hi: rejects
+    while (hi - lo > 1).any():
+        mid = np.floor(0.5 * (lo + hi))
+        live = hi - lo > 1
+        rej = np.where(live, f(np.clip(mid, 0.0, m)) >= threshold, True)
+        hi = np.where(live & rej, mid, hi)
+        lo = np.where(live & ~rej, mid, lo)
+    out = hi.astype(np.int64)
+    out[0] = 1  # no decision before a sample
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _beta_decision_table(p_star, a, b, alpha, futility, n_max):
+    reject = _beta_reject_thresholds(p_star, a, b, alpha, n_max).astype(np.int32)
+    failures = _beta_reject_thresholds(1.0 - p_star, b, a, futility, n_max)
+    accept = (np.arange(n_max + 1) - failures).astype(np.int32)  # -1 where none
+    for table in (reject, accept):
+        table.flags.writeable = False
+    return reject, accept
+
+
+def beta_decision_table(p_star: float, a: float, b: float, alpha: float, n_max: int, *,
+                        futility: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The thresholds of the selection-informed sequential test of "pA > p*" at every m.
+
+    After m samples with S successes, certify iff `S >= reject[m]`, give up ("pA < p*") iff
+    `S <= accept[m]`. `reject[m]` is where the level-`alpha` confidence sequence of the
+    `Beta(a, b)` mixture (`beta_mixture_bounds`) puts its lower end at or above p*;
+    `accept[m]` where the level-`futility` one puts its upper end at or below p* (`futility`
+    None: alpha, the same sequence).
+
+    Args:
+      p_star: the threshold on pA, in (0, 1).
+      a, b: the mixing Beta (`selection_prior` of the input's selection counts).
+      alpha: the error probability of a certificate, in (0, 1).
+      n_max: the largest sample count, >= 1.
+      futility: the error probability of giving up on an input with pA >= p*, in (0, 1).
+
+    Returns:
+      `(reject, accept)`: read-only `[n_max + 1]` int32 tables (cached).
+
+    Guarantee:
+      Theorem. With i.i.d. Bernoulli(pA) samples and (a, b) fixed before them: if pA <= p*,
+      `P(exists m <= n_max: S_m >= reject[m]) <= alpha`; if pA >= p*,
+      `P(exists m: S_m <= accept[m]) <= futility`. Proof: `S >= reject[m]` implies
+      `M_{p*}(S, m) >= 1/alpha` with `S > m p*`, so the lower end of the alpha sequence is
+      >= p* (M_p decreases in p below S/m); under pA <= p* that means pA is outside it, which
+      happens with probability <= alpha at any m (`beta_mixture_bounds`). The accept side is
+      the same on the failures at level `futility`. Checked exactly by dynamic programming in
+      `tests/test_confseq.py`.
+    """
+    p_star = _validate.open_unit_interval("p_star", p_star)
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    futility = alpha if futility is None else _validate.open_unit_interval("futility",
+                                                                           futility)
+    n_max = _validate.integer("n_max", n_max, minimum=1)
+    a, b = float(a), float(b)
+    if a <= 0 or b <= 0:
+        raise ValueError(f"a and b must be > 0, got a={a}, b={b}.")
+    return _beta_decision_table(p_star, a, b, alpha, futility, n_max)

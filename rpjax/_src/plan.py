@@ -102,21 +102,36 @@ class DecideAt:
     """Decide, for each input, whether it is certified at `radius`, stopping each input as soon
     as that is decided (a sequential test of `p_A > pa_for_radius(radius)`).
 
+    Each input's test is the confidence sequence of a Beta mixture centred on its own
+    selection count: it certifies when the sequence's lower end reaches p* (wrong with
+    probability at most `alpha` of the `SmoothingConfig`), and gives up ("not certified at
+    radius") when the upper end at level `futility` falls below p*.
+
     Attributes:
       radius: the radius of the question, in the units of the inputs (finite, >= 0).
+      futility: the probability of giving up on an input that is robust at `radius`, in
+        (0, 1); None (the default): the certificates' alpha, the same confidence sequence.
+        It never changes the soundness of a certificate.
     """
 
     radius: float
+    futility: float | None = None
 
     def __post_init__(self):
         radius = _validate.real("radius", self.radius)
         if radius < 0:
             raise ValueError(f"radius must be finite and >= 0, got radius={radius}.")
         object.__setattr__(self, "radius", radius)
+        if self.futility is not None:
+            object.__setattr__(self, "futility",
+                               _validate.open_unit_interval("futility", self.futility))
 
     def to_dict(self) -> dict[str, Any]:
-        """`{"rule": "decide_at", "radius": r}`."""
-        return {"rule": "decide_at", "radius": self.radius}
+        """`{"rule": "decide_at", "radius": r, "futility": f}` (futility only when set)."""
+        out: dict[str, Any] = {"rule": "decide_at", "radius": self.radius}
+        if self.futility is not None:
+            out["futility"] = self.futility
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +166,7 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
     if kind == "fixed":
         return Fixed()
     if kind == "decide_at":
-        return DecideAt(d["radius"])
+        return DecideAt(d["radius"], d.get("futility"))
     if kind == "radius_budget":
         return RadiusBudget(d["tolerance"])
     raise ValueError(f"rule must be one of 'fixed', 'decide_at', 'radius_budget', got {kind!r}.")

@@ -64,10 +64,12 @@ class StopRule(NamedTuple):
     After m samples, S of which voted for the watched class, the input stops iff
     `S <= lo[m]` or `S >= hi[m]` or `band_lo[m] <= S <= band_hi[m]`, or m = n_max (the tables
     have length n_max + 1). A table entry that can never hold (`lo = -1`, `hi = m + 1`,
-    `band_lo > band_hi`) means "continue".
+    `band_lo > band_hi`) means "continue". The tables may have a leading axis of R rows,
+    `[R, n_max + 1]`: each input then follows its own row (`run(..., rows=)`; the
+    selection-informed test of `rpjax.DecideAt` has one row per selection count).
 
     Attributes:
-      lo, hi, band_lo, band_hi: `[n_max + 1]` int32 arrays (NumPy or JAX).
+      lo, hi, band_lo, band_hi: `[n_max + 1]` or `[R, n_max + 1]` int32 arrays (NumPy or JAX).
     """
 
     lo: Any
@@ -78,7 +80,7 @@ class StopRule(NamedTuple):
     @property
     def n_max(self) -> int:
         """The largest sample count the rule covers."""
-        return int(np.shape(self.lo)[0]) - 1
+        return int(np.shape(self.lo)[-1]) - 1
 
     @classmethod
     def thresholds(cls, lo, hi) -> StopRule:
@@ -203,9 +205,10 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
     groups_per_device = groups // num_devices
     device = jax.lax.axis_index(_AXIS)
     sigma = jnp.asarray(sigma, xs.dtype)
-    # the rule's rows, padded by g so a group's slice [m + 1, m + 1 + g) never clips
-    table = jnp.stack([jnp.asarray(t, jnp.int32) for t in rule], axis=1)  # [n_max + 1, 4]
-    table = jnp.concatenate([table, jnp.broadcast_to(table[-1:], (g, 4))])
+    # the rule's tables, padded by g so a group's slice [m + 1, m + 1 + g) never clips
+    table = jnp.stack([jnp.asarray(t, jnp.int32) for t in rule], axis=2)  # [R, n_max + 1, 4]
+    table = jnp.concatenate([table, jnp.broadcast_to(table[:, -1:], (table.shape[0], g, 4))],
+                            axis=1)
     draw = jax.vmap(functools.partial(_noise.sample_noise_flat, count=g, size=size,
                                       dtype=xs.dtype, distribution=distribution))
     materialize = jax.default_backend() == "cpu"
@@ -244,10 +247,10 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
         group_rank = ((group + 1) * count - 1) // groups
         start = group_rank * groups // count  # first group of the block of the group's slot
         group_slot = slot_of_rank[group_rank]
-        watched_of_slot = watched[jnp.minimum(state.slot_input, batch - 1)]
+        watched_of_slot, row_of_slot = watched[jnp.minimum(state.slot_input, batch - 1)].T
         slot_info = jnp.stack([state.slot_m, state.slot_hits, watched_of_slot,
-                               jnp.minimum(state.slot_input, batch - 1)], axis=1)
-        info = slot_info[group_slot]  # one gather: [groups, 4]
+                               jnp.minimum(state.slot_input, batch - 1), row_of_slot], axis=1)
+        info = slot_info[group_slot]  # one gather: [groups, 5]
         first = info[:, 0] + (group - start) * g  # the group's first sample
         pred = predict(info[:, 3], first)
         sample = first[:, None] + lane_in_group  # [groups, g]
@@ -258,8 +261,8 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
         hit_within = (hit.astype(jnp.float32) @ upto_lane).astype(jnp.int32)
         s_after = (info[:, 1] + block_sum(hit_within[:, -1], start))[:, None] + hit_within
         m_after = sample + 1
-        rows = jax.vmap(lambda m0: jax.lax.dynamic_slice_in_dim(table, m0, g))(
-            jnp.minimum(first + 1, n_max + 1))  # [groups, g, 4]
+        rows = jax.vmap(lambda r, m0: jax.lax.dynamic_slice(table, (r, m0, 0), (1, g, 4))[0])(
+            info[:, 4], jnp.minimum(first + 1, n_max + 1))  # [groups, g, 4]
         stop = (s_after <= rows[..., 0]) | (s_after >= rows[..., 1]) | (
             (s_after >= rows[..., 2]) & (s_after <= rows[..., 3])) | (m_after >= n_max)
         stop = valid & stop
@@ -337,17 +340,19 @@ def check_rule(rule: Any, n_max: int | None = None) -> StopRule:
     tables = []
     for name, table in zip(StopRule._fields, rule, strict=True):
         arr = np.asarray(table)
-        if arr.ndim != 1 or arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"rule.{name} must be a 1-D integer table indexed by the sample "
-                             f"count, got shape {arr.shape} and dtype {arr.dtype}.")
-        tables.append(arr.astype(np.int32))
-    if len({t.shape[0] for t in tables}) != 1 or tables[0].shape[0] < 2:
-        raise ValueError("rule's four tables must have the same length n_max + 1 >= 2, got "
-                         f"lengths {[t.shape[0] for t in tables]}.")
-    if tables[0].shape[0] - 1 > _smoothing.MAX_N:
-        raise ValueError(f"rule covers n_max={tables[0].shape[0] - 1} samples; at most 2**30.")
-    if n_max is not None and tables[0].shape[0] != n_max + 1:
-        raise ValueError(f"rule has tables of length {tables[0].shape[0]}, expected n_max + 1 = "
+        if arr.ndim not in (1, 2) or arr.dtype == bool or not np.issubdtype(arr.dtype,
+                                                                            np.integer):
+            raise ValueError(f"rule.{name} must be a 1-D (or [rows, n_max + 1]) integer table "
+                             f"indexed by the sample count, got shape {arr.shape} and dtype "
+                             f"{arr.dtype}.")
+        tables.append(np.atleast_2d(arr).astype(np.int32))
+    if len({t.shape for t in tables}) != 1 or tables[0].shape[1] < 2:
+        raise ValueError("rule's four tables must have the same length n_max + 1 >= 2 (and "
+                         f"rows), got shapes {[t.shape for t in tables]}.")
+    if tables[0].shape[1] - 1 > _smoothing.MAX_N:
+        raise ValueError(f"rule covers n_max={tables[0].shape[1] - 1} samples; at most 2**30.")
+    if n_max is not None and tables[0].shape[1] != n_max + 1:
+        raise ValueError(f"rule has tables of length {tables[0].shape[1]}, expected n_max + 1 = "
                          f"{n_max + 1}.")
     return StopRule(*tables)
 
@@ -418,20 +423,30 @@ def check_watched(watched: Any, batch: int, num_classes: int) -> np.ndarray:
 
 
 def run(apply_fn: _smoothing.ApplyFn, params: PyTree, xs: jax.Array, key_pairs: jax.Array,
-        watched: np.ndarray, rule: StopRule, plan: _plan.Plan) -> SequentialCounts:
+        watched: np.ndarray, rule: StopRule, plan: _plan.Plan,
+        rows: np.ndarray | None = None) -> SequentialCounts:
     """The scheduler on checked inputs (`rpjax._src.smoothing.prepare`), with each input's
     threefry key pair given directly; `plan.chunk_size` is the lanes, `plan.batch_size` the
-    slots."""
+    slots; `rows` `[B]`: the row of the rule's tables each input follows (default 0)."""
     batch = xs.shape[0]
     num_classes, devices = plan.num_classes, plan.devices
-    n_max = int(np.shape(rule.lo)[0]) - 1
+    if not (isinstance(rule, StopRule) and all(
+            isinstance(t, jax.Array) and t.dtype == jnp.int32 and t.ndim == 2
+            and t.shape == rule.lo.shape for t in rule)):  # device tables are used as they are
+        rule = check_rule(rule)
+    n_max = rule.n_max
+    rows = np.zeros(batch, np.int32) if rows is None else np.asarray(rows, np.int32)
+    if rows.shape != (batch,) or (rows < 0).any() or (rows >= rule.lo.shape[0]).any():
+        raise ValueError(f"rows must be [B] = [{batch}] indices into the rule's "
+                         f"{rule.lo.shape[0]} rows.")
     lanes = resolve_lanes(plan.chunk_size, math.prod(xs.shape[1:]), len(devices))
     slots = plan.batch_size
     slots = min(batch, max(1, lanes // 8)) if slots is None else min(slots, batch)
     slots = min(slots, max_slots(lanes, len(devices)))
     columns = num_classes + 1
     advance = functools.partial(
-        _advance, apply_fn, params, xs, key_pairs, jnp.asarray(watched, jnp.int32),
+        _advance, apply_fn, params, xs, key_pairs,
+        jnp.stack([jnp.asarray(watched, jnp.int32), jnp.asarray(rows)], axis=1),
         jnp.float32(plan.sigma), StopRule(*(jnp.asarray(t) for t in rule)), lanes=lanes,
         num_classes=num_classes, n_max=n_max, mesh=_smoothing._mesh(tuple(devices)),
         distribution=plan.distribution)
