@@ -6,7 +6,7 @@ The public API is what this package and its public subpackages (`rpjax.stats`,
 change. See `docs/design.md`.
 
 One certification is one typed plan: a `SmoothingConfig` (the statistics), a rule (`Fixed()`,
-`DecideAt(radius)`, `RadiusBudget(tolerance)`: the question) and a `Placement` (devices, chunk
+`DecideAt(radius)`, `RadiusBudget(price)`: the question) and a `Placement` (devices, chunk
 and batch sizes, progress: speed only).
 """
 

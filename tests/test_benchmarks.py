@@ -98,7 +98,18 @@ def test_bench_sequential_quick(tmp_path):
             assert t["pass_fwd"] == (fwd >= cfg["targets"][m.split("_")[0]]["fwd_ratio_min"])
             wall_min = cfg["targets"]["wall_fraction_of_fwd_ratio_min"]
             assert t["pass_wall"] == (wall >= wall_min * fwd)
-            assert t["pass"] == (t["pass_fwd"] and t["pass_wall"] and t["pass_accuracy"])
+            extra = (t["pass_vs_fixed_n"] and t["pass_vs_oracle_allocation"]
+                     if m == "budget" else True)
+            assert t["pass"] == (t["pass_fwd"] and t["pass_wall"] and t["pass_accuracy"]
+                                 and extra)
+        # the budget rule against fixed-n Cohen at its own mean sample count and against the
+        # allocation that knows pA
+        at_n, oracle = rec["cohen_at_budget_n"], rec["oracle_allocation"]
+        assert at_n["n"] == max(1, round(methods["budget"]["samples_used_mean"]))
+        assert at_n["forward_passes"] == b * (n0 + at_n["n"])
+        assert 0 < oracle["samples_mean"] <= n and oracle["acr"] >= 0
+        assert targets["budget"]["acr_minus_cohen_at_same_n"] == pytest.approx(
+            methods["budget"]["acr"] - at_n["acr"])
         assert targets["decision"]["accuracy_diff"] == pytest.approx(
             dec["certified_accuracy_at_r"] - methods["cohen"]["certified_accuracy_at_r"])
         # the oracle SPRT and Wald's floor, n0 counted for every input
@@ -125,6 +136,19 @@ def test_bench_sequential_quick(tmp_path):
             assert s["released"] == round((1 - v["abstain_rate"])
                                           * synth["task"]["num_inputs"])
     assert "PASS" in stdout or "FAIL" in stdout
+
+
+def test_bench_sequential_plans_on_rpjax_grid():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    try:
+        import bench_sequential
+    finally:
+        sys.path.pop(0)
+    from rpjax._src import confseq
+
+    for n_max in (1, 50, 64, 2000, 100_000):
+        np.testing.assert_array_equal(bench_sequential.allocation_grid(n_max),
+                                      confseq.allocation_grid(n_max))
 
 
 @pytest.mark.slow

@@ -470,3 +470,40 @@ def test_selection_prior_is_a_fixed_function_of_the_selection_count():
     assert np.all(a + b == 101.0) and np.all(np.diff(a) >= 0)
     assert len(np.unique(a)) <= 20  # few tables per batch
     assert (a[100], b[100]) == (100.5, 0.5) and (a[99], b[99]) == (99.5, 1.5)
+
+
+def test_planned_sample_sizes_are_a_function_of_the_selection_votes_on_the_grid():
+    grid = confseq.allocation_grid(100_000)
+    assert grid[0] == 64 and grid[-1] == 100_000 and np.all(np.diff(grid) > 0)
+    k0 = np.array([100, 100, 97, 85, 60, 50, 50, 30])
+    n = confseq.planned_sample_sizes(k0, 100, 100_000, 1e-3, 2.5e-7)
+    assert n.dtype == np.int64 and np.isin(n, grid).all()
+    assert n[0] == n[1] and n[5] == n[6]  # the same votes, the same plan
+    assert n[7] == grid[0]  # a top class at 30% (three or more classes): nothing to buy
+    assert n[3] > n[5] > n[7]  # the likelier a certificate, the more samples
+    free = confseq.planned_sample_sizes(k0, 100, 100_000, 1e-3, 0.0)
+    assert (free[k0 > 60] == 100_000).all()  # a free sample is always worth it
+    dear = confseq.planned_sample_sizes(k0, 100, 100_000, 1e-3, 1e-5)
+    assert np.all(dear <= n) and np.all(n <= free)  # the dearer, the fewer
+
+
+def test_planned_sample_sizes_maximize_the_expected_radius_net_of_its_price():
+    """Against an independent computation: the radius of scipy's Clopper-Pearson (beta.ppf)
+    at the rate of each posterior quantile, averaged; the chosen n is its argmax net of price."""
+    k0, n0, alpha, price = 93, 100, 1e-3, 3e-7
+    grid = confseq.allocation_grid(20_000)
+    q = scipy.stats.beta.ppf((np.arange(32) + 0.5) / 32, k0 + 0.5, n0 - k0 + 0.5)
+    k = np.floor(q[:, None] * grid[None, :])
+    lower = np.where(k > 0, scipy.stats.beta.ppf(alpha, k, grid[None, :] - k + 1), 0.0)
+    radius = np.where(lower > 0.5, scipy.stats.norm.ppf(lower), 0.0).mean(axis=0)
+    want = grid[np.argmax(radius - price * grid)]
+    assert confseq.planned_sample_sizes(np.array([k0]), n0, 20_000, alpha, price)[0] == want
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    (dict(price=-1.0), "price"), (dict(price=float("nan")), "price"),
+    (dict(alpha=0.0), "alpha"), (dict(n0=0), "n0"), (dict(k0=np.array([101])), "k0")])
+def test_planned_sample_sizes_bad_arguments(kwargs, name):
+    args = dict(k0=np.array([90]), n0=100, n_max=1000, alpha=1e-3, price=1e-6) | kwargs
+    with pytest.raises(ValueError, match=name):
+        confseq.planned_sample_sizes(**args)

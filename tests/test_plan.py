@@ -50,8 +50,8 @@ def test_smoothing_config_is_keyword_only_canonical_and_serializes():
     (lambda: rpjax.DecideAt("1"), TypeError, "radius must be a real number"),
     (lambda: rpjax.DecideAt(0.1, futility=0.0), ValueError, "futility must lie in"),
     (lambda: rpjax.DecideAt(0.1, futility=1.0), ValueError, "futility must lie in"),
-    (lambda: rpjax.RadiusBudget(0.0), ValueError, "tolerance must lie in the open interval"),
-    (lambda: rpjax.RadiusBudget(1.5), ValueError, "tolerance must lie in the open interval"),
+    (lambda: rpjax.RadiusBudget(-1e-7), ValueError, "price must be finite and >= 0"),
+    (lambda: rpjax.RadiusBudget(float("nan")), ValueError, "price"),
     (lambda: rpjax.Fixed(3), TypeError, "positional argument"),
     (lambda: _plan.rule_from_dict({"rule": "sequential"}), ValueError, "rule must be one of"),
 ])
@@ -62,7 +62,7 @@ def test_rules_refuse_what_cannot_be_asked(make, error, match):
 
 @pytest.mark.parametrize("rule", [rpjax.Fixed(), rpjax.DecideAt(0.25),
                                   rpjax.DecideAt(0.25, futility=0.05), rpjax.RadiusBudget(),
-                                  rpjax.RadiusBudget(0.1)])
+                                  rpjax.RadiusBudget(1e-6)])
 def test_rules_round_trip_through_their_dicts(rule):
     assert _plan.rule_from_dict(rule.to_dict()) == rule
     hash(rule)

@@ -498,7 +498,7 @@ def test_run_spec_is_frozen_keyword_only_and_validated_in_library_words():
                  smoothing=rpjax.SmoothingConfig(sigma=0.5),
                  provenance=Provenance(model_sha256="a", data_sha256="b"))
     spec = RunSpec(**parts, rule=rpjax.DecideAt(0.25), seed=2**63, block=2)
-    assert (spec.method, spec.radius, spec.tolerance, spec.num_blocks) == ("sequential", 0.25,
+    assert (spec.method, spec.radius, spec.price, spec.num_blocks) == ("sequential", 0.25,
                                                                           None, 3)
     assert RunSpec.from_json(spec.to_json()) == spec  # config.json round trip
     with pytest.raises(TypeError):

@@ -22,7 +22,6 @@ from scipy import stats as sps
 import rpjax
 from rpjax._src import confseq as _confseq
 from rpjax._src import sequential as _sequential
-from rpjax._src.certify import sequential_bounds
 
 from _models import (
     linear_apply,
@@ -186,7 +185,7 @@ class TestCertifySequential:
         cert = rpjax.certify(
             linear_apply, (_W, _B), xs, 1, num_classes=2,
             config=rpjax.SmoothingConfig(sigma=self.SIGMA, n=self.N_MAX, n0=30, alpha=self.ALPHA),
-            rule=rpjax.DecideAt(radius) if radius else rpjax.RadiusBudget(0.3))
+            rule=rpjax.DecideAt(radius) if radius else rpjax.RadiusBudget(5e-5))
         label, dist = _truth(xs)
         released = cert.label != rpjax.ABSTAIN
         wrong = released & ((cert.label != label) | (cert.radius > dist * (1 + 1e-6)))
@@ -242,10 +241,11 @@ class TestCertifySequential:
         assert not self._ok(naive > p_true), (naive > p_true).mean()
         anytime = _confseq.mixture_bound(s, out.n, alpha)
         assert self._ok(anytime > p_true), (anytime > p_true).mean()
-        # what certify_sequential reports (alpha split: anytime bound, fixed-n bound at n_max)
-        reported, _ = sequential_bounds(s, out.n, n_max, alpha)
+        # what DecideAt reports: the selection-informed mixture's sequence, a prior centred on
+        # a typical selection count
+        a, b = _confseq.selection_prior(round(100 * p_true), 100)
+        reported, _ = _confseq.beta_mixture_bounds(s, out.n, alpha, a, b)
         assert self._ok(reported > p_true), (reported > p_true).mean()
-        assert (out.n == n_max).any()  # the fixed-n part was exercised
 
     @pytest.mark.slow
     def test_decision_uses_far_fewer_samples_than_fixed_n(self):
@@ -271,7 +271,7 @@ class TestCertifySequential:
         assert type(a) is rpjax.Certificates
         chex.assert_trees_all_equal(tuple(a), tuple(b))
 
-    @pytest.mark.parametrize("rule", [rpjax.DecideAt(0.3), rpjax.RadiusBudget(0.1)])
+    @pytest.mark.parametrize("rule", [rpjax.DecideAt(0.3), rpjax.RadiusBudget(1e-5)])
     def test_the_batch_size_of_a_sequential_rule_is_its_slots(self, rule):
         """`Placement(batch_size=)` is the inputs under test at once: speed only."""
         cfg = rpjax.SmoothingConfig(sigma=0.5, n=600, alpha=1e-3)

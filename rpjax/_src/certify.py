@@ -58,7 +58,8 @@ class Certificates(NamedTuple):
         `DecideAt(r)`, `radius >= r` exactly where `decision == 1`.
       pa_lower: `[B]` float64; the (1 - alpha) lower bound on p_A of the selected class:
         Clopper-Pearson with `Fixed()`; with a sequential rule, the bound at the input's
-        stopping time, valid whatever the stopping time (`sequential_bounds`).
+        stopping time, valid whatever the stopping time (`DecideAt`), or Clopper-Pearson on the
+        planned sample count (`RadiusBudget`).
       counts: `[B, num_classes]` int32; votes among the estimation samples the input used.
       n: `[B]` int64; estimation samples the input used (`config.n` with `Fixed()`; its
         stopping time, <= `config.n`, with a sequential rule).
@@ -143,11 +144,11 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       `p* = pa_for_radius(r)` (certified at r) or the upper end at level `futility` (default
       alpha: the same sequence) falls to p* (not certified at r), at most `config.n`
       (= n_max). `pa_lower`, `pa_upper` are that sequence's ends at the stop.
-    - `RadiusBudget(tolerance)`: the largest certifiable radius, looking at J = 6 sample counts
-      only (`rpjax._src.confseq.staged_looks`: n_max / 32, ..., n_max); an input stops at a look
-      when it cannot be certified at all (abstain early) or its radius is within the fraction
-      `tolerance` of the radius it would reach at n_max if its observed rate held. The bound
-      is Clopper-Pearson at alpha / J at the look where it stopped.
+    - `RadiusBudget(price)`: the largest certifiable radius with a planned sample count per
+      input: from its selection votes alone, each input gets the n (of about 33 counts up to
+      `config.n`) that maximizes its expected radius minus `price * n`
+      (`rpjax._src.confseq.planned_sample_sizes`); then exactly n fresh estimation samples
+      and the one-sided Clopper-Pearson bound at alpha, as with `Fixed()`.
 
     Args:
       apply_fn: pure, hashable `apply_fn(params, x) -> logits`, x `[b, *input_shape]`, logits
@@ -160,7 +161,7 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       num_classes: number of classes (>= the model's number of logits).
       config: the statistics (`sigma`, `n0`, `n`, `alpha`, `distribution`, `common_noise`; see
         `SmoothingConfig`).
-      rule: `Fixed()` (default), `DecideAt(radius)` or `RadiusBudget(tolerance)`.
+      rule: `Fixed()` (default), `DecideAt(radius)` or `RadiusBudget(price)`.
       placement: devices, chunk and batch sizes, progress bar (see `Placement`); never changes
         a result.
       ids: `[B]` non-negative example ids (default `0..B-1`): the noise of input i is keyed by
@@ -179,8 +180,9 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       fixed function of the selection counts, which are independent of the estimation
       samples, so given them the mixture likelihood ratio at p_A is a martingale and Ville's
       inequality keeps the whole sequence (both ends, every sample count) around p_A except
-      with probability alpha; `RadiusBudget`, because the J Clopper-Pearson bounds at alpha / J
-      all hold except with probability alpha (union bound) and the input stops at one of them.
+      with probability alpha; `RadiusBudget`, because each input's sample count is a fixed
+      function of its selection counts, so given it the n estimation samples are i.i.d. and
+      Clopper-Pearson at alpha holds as for a fixed n.
       The stopping rules only decide how many samples are spent. With `DecideAt`,
       `pa_upper >= p_A` holds on the same event, and `decision == 0` reached by the futility
       stop is wrong (p_A >= p*) with probability at most `futility`. With `common_noise`
@@ -221,8 +223,9 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
                 plan.rule, k0, n0=n0, n_max=n, alpha=alpha, sigma=sigma,
                 distribution=distribution)
         else:
-            rule, rows = stop_rule(plan.rule, n_max=n, alpha=alpha, sigma=sigma,
-                                   distribution=distribution), None
+            planned = planned_sizes(plan.rule, k0, n0=n0, n_max=n, alpha=alpha,
+                                    distribution=distribution)
+            rule, rows = _planned_rule(n), np.searchsorted(_confseq.allocation_grid(n), planned)
         est = _sequential.run(
             apply_fn, params, prepared.xs, prepared.key_pairs(_decision.ESTIMATION), top,
             rule, _plan.with_progress(plan, f"estimation (n_max={n})"), rows=rows)
@@ -238,8 +241,10 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
             pa_lower = np.where(at_table, np.maximum(pa_lower, pa_for_radius(
                 plan.rule.radius, sigma, distribution)), pa_lower)
         else:
-            pa_lower, pa_upper = sequential_bounds(n_top, used, n, alpha,
-                                                   looks=_confseq.staged_looks(n))
+            if not np.array_equal(used, planned):
+                raise RuntimeError("an input stopped before its planned sample count.")
+            pa_lower = _stats.clopper_pearson_lower(n_top, used, alpha)
+            pa_upper = _stats.clopper_pearson_upper(n_top, used, alpha)
         certified = pa_lower > 0.5
     certified = certified & ~bad
     radius = np.where(certified, distribution.radius_from_pa(pa_lower, sigma), 0.0)
@@ -392,58 +397,30 @@ def _device_tables(p_star, a, b, alpha, futility, n_max) -> tuple[jax.Array, jax
     return jnp.asarray(accept, jnp.int32), jnp.asarray(reject, jnp.int32)
 
 
-def stop_rule(rule: _plan.RadiusBudget, *, n_max: int, alpha: float, sigma: float,
-              distribution: _noise.NoiseDistribution = _noise.GAUSSIAN) -> _sequential.StopRule:
-    """The `StopRule` `certify` runs with `RadiusBudget(tolerance)` for a total error `alpha`:
-    the staged budget rule (`rpjax._src.confseq.staged_budget_table` on
-    `staged_looks(n_max)`). (`DecideAt` has one row per selection count: `decision_rule`.)"""
-    del sigma  # the budget rule is in units of sigma
+def planned_sizes(rule: _plan.RadiusBudget, k0: np.ndarray, *, n0: int, n_max: int,
+                  alpha: float, distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
+                  ) -> np.ndarray:
+    """`[B]` int64: the estimation samples `certify` gives each input with
+    `RadiusBudget(price)`, from its top-class selection votes `k0`
+    (`rpjax._src.confseq.planned_sample_sizes`, radius in units of sigma)."""
     unit_radius = (None if distribution is _noise.GAUSSIAN else
                    functools.partial(_unit_radius, distribution.radius_from_pa))
-    hopeless, band_lo, band_hi = _confseq.staged_budget_table(
-        alpha, n_max, rule.tolerance, looks=_confseq.staged_looks(n_max),
-        radius_from_pa=unit_radius)
-    never = np.arange(1, n_max + 2, dtype=np.int32)
-    return _sequential.StopRule(lo=np.asarray(hopeless, np.int32), hi=never,
-                                band_lo=np.asarray(band_lo, np.int32),
-                                band_hi=np.asarray(band_hi, np.int32))
+    return _confseq.planned_sample_sizes(k0, n0, n_max, alpha, rule.price,
+                                         unit_radius=unit_radius)
+
+
+@functools.lru_cache(maxsize=8)
+def _planned_rule(n_max: int) -> _sequential.StopRule:
+    """The scheduler's rule of the planned sample sizes, on the device, built once per n_max:
+    row j stops every input at exactly `allocation_grid(n_max)[j]` samples."""
+    grid = _confseq.allocation_grid(n_max)
+    m = np.arange(n_max + 1, dtype=np.int32)
+    at = m[None, :] == grid[:, None]
+    return _sequential.StopRule(
+        lo=jnp.full(at.shape, -1, jnp.int32), hi=jnp.asarray(np.broadcast_to(m + 1, at.shape)),
+        band_lo=jnp.asarray(np.where(at, 0, _sequential._NEVER).astype(np.int32)),
+        band_hi=jnp.asarray(np.where(at, m[None, :], -1).astype(np.int32)))
 
 
 def _unit_radius(radius_from_pa, p):
     return radius_from_pa(p, 1.0)
-
-
-def sequential_bounds(n_c, m, n_max: int, alpha: float, *,
-                      looks=None) -> tuple[np.ndarray, np.ndarray]:
-    """The (1 - alpha) lower and upper bounds on p_A `certify` (sequential rules) reports after `m`
-    samples (its stopping time) with `n_c` votes for the selected class.
-
-    Without `looks` (decision at a radius, any stopping time): below n_max,
-    `rpjax._src.confseq.mixture_bound` at level alpha / 2; at m = n_max, the tighter of that and the
-    fixed-n Clopper-Pearson bound at level alpha / 2. Each side is wrong with probability at
-    most alpha / 2 + alpha / 2 = alpha at any stopping time <= n_max: it can only be wrong if
-    the anytime bound fails at some sample count (probability <= alpha / 2, Ville) or the one
-    fixed-n bound at n_max fails (probability <= alpha / 2).
-
-    With `looks` (radius with a budget, which stops only at its J looks):
-    `rpjax._src.confseq.staged_clopper_pearson`, Clopper-Pearson at level alpha / J at the look
-    where the input stopped; wrong with probability at most alpha over all looks (union bound).
-    Every `m` must be one of the looks.
-    """
-    n_c, m = np.asarray(n_c), np.asarray(m)
-    if looks is not None:
-        looks = np.asarray(looks)
-        if not np.isin(m, looks).all():
-            raise RuntimeError("an input stopped between the looks of the staged rule.")
-        level = alpha / looks.size
-        return (_stats.clopper_pearson_lower(n_c, m, level),
-                _stats.clopper_pearson_upper(n_c, m, level))
-    half = alpha / 2
-    lower = _confseq.mixture_bound(n_c, m, half, side="lower")
-    upper = _confseq.mixture_bound(n_c, m, half, side="upper")
-    end = m == n_max
-    lower = np.where(end, np.maximum(lower, _stats.clopper_pearson_lower(n_c, m, half)), lower)
-    upper = np.where(end, np.minimum(upper, _stats.clopper_pearson_upper(n_c, m, half)), upper)
-    return lower, upper
-
-

@@ -26,7 +26,7 @@ def _certify_demo(args: argparse.Namespace) -> int:
 
     config = certify_demo.DemoConfig(
         sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, num_people=args.people,
-        seed=args.seed, method=args.method, radius=args.radius, tolerance=args.tolerance)
+        seed=args.seed, method=args.method, radius=args.radius, price=args.price)
     result = certify_demo.run(config, progress=not args.no_progress)
     cfg = result["config"]
     print(f"\nrpjax certify-demo: insurance MLP (recommend iff BMI >= {cfg['threshold']}), "
@@ -73,7 +73,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 # `rpjax certify`'s settings: the library's names, and the flags that set them
 CERTIFY_SETTINGS = ("model", "data", "sigma", "checkpoint", "inputs_key", "labels_key",
-                    "num_classes", "n0", "n", "alpha", "seed", "method", "radius", "tolerance",
+                    "num_classes", "n0", "n", "alpha", "seed", "method", "radius", "price",
                     "common_noise", "block")
 
 
@@ -94,31 +94,31 @@ def certify_defaults() -> dict[str, object]:
     return out
 
 
-def _tolerance_default() -> float:
+def _price_default() -> float:
     import dataclasses
 
     from rpjax._src.plan import RadiusBudget
 
-    return next(f.default for f in dataclasses.fields(RadiusBudget) if f.name == "tolerance")
+    return next(f.default for f in dataclasses.fields(RadiusBudget) if f.name == "price")
 
 
-def _rule(method: object, radius: object, tolerance: object):
+def _rule(method: object, radius: object, price: object):
     """The rule the flags ask for: --method cohen (Fixed), --method sequential with --radius
-    (DecideAt) or with --tolerance / neither (RadiusBudget)."""
+    (DecideAt) or with --price / neither (RadiusBudget)."""
     from rpjax._src.plan import DecideAt, Fixed, RadiusBudget
 
     if method not in ("cohen", "sequential"):
         raise ValueError(f"--method must be one of ('cohen', 'sequential'), got {method!r}.")
     if method == "cohen":
-        if radius is not None or tolerance is not None:
-            raise ValueError("--radius and --tolerance are options of --method sequential.")
+        if radius is not None or price is not None:
+            raise ValueError("--radius and --price are options of --method sequential.")
         return Fixed()
-    if radius is not None and tolerance is not None:
-        raise ValueError("give --radius (decision at a radius) or --tolerance (radius with a "
+    if radius is not None and price is not None:
+        raise ValueError("give --radius (decision at a radius) or --price (radius with a "
                          "budget), not both.")
     if radius is not None:
         return DecideAt(radius)
-    return RadiusBudget() if tolerance is None else RadiusBudget(tolerance)
+    return RadiusBudget() if price is None else RadiusBudget(price)
 
 
 def _flag_error(err: Exception, values: dict[str, object]) -> Exception:
@@ -156,7 +156,7 @@ def _certify_settings(args: argparse.Namespace) -> dict[str, object]:
                              "--out).")
     try:
         settings["rule"] = _rule(settings.pop("method"), settings.pop("radius"),
-                                 settings.pop("tolerance"))
+                                 settings.pop("price"))
     except (ValueError, TypeError) as err:
         raise _flag_error(err, settings) from None
     return settings
@@ -277,10 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--radius", type=float, default=None,
                       help="sequential: decide robustness at this radius (std units); "
                            "default: the largest radius, with a budget")
-    demo.add_argument("--tolerance", type=float, default=None,
-                      help="sequential, no --radius: stop a person once its radius is within "
-                           "this fraction of the one it would reach at n if its observed vote "
-                           "rate held (default 0.02)")
+    demo.add_argument("--price", type=float, default=None,
+                      help="sequential, no --radius: the expected radius (units of sigma) an "
+                           "estimation sample must add to be spent; each person's n is "
+                           f"planned from its selection votes (default {_price_default()})")
     demo.add_argument("--json", default=None, help="also write the result to this JSON file")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(func=_certify_demo)
@@ -349,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "once decided")
     cert.add_argument("--radius", type=float, help="sequential: decide robustness at this "
                       "radius (default: the largest radius, with a budget)")
-    cert.add_argument("--tolerance", type=float, help="sequential, no --radius: the budget "
-                      f"rule's tolerance (default {_tolerance_default()})")
+    cert.add_argument("--price", type=float, help="sequential, no --radius: the expected "
+                      "radius (units of sigma) an estimation sample must add to be spent "
+                      f"(default {_price_default()})")
     cert.add_argument("--common-noise", action="store_const", const=True, default=None,
                       help="the same noise draws for every input")
     cert.add_argument("--block", type=int, help="inputs per committed block: the most a crash "

@@ -863,3 +863,82 @@ def beta_decision_table(p_star: float, a: float, b: float, alpha: float, n_max: 
     if a <= 0 or b <= 0:
         raise ValueError(f"a and b must be > 0, got a={a}, b={b}.")
     return _beta_decision_table(p_star, a, b, alpha, futility, n_max)
+
+
+# --- radius with a budget: a planned sample size per input from its selection counts --------
+
+
+_PLAN_QUANTILES = (np.arange(32) + 0.5) / 32
+_PLAN_GRID_POINTS = 33
+
+
+def allocation_grid(n_max: int) -> np.ndarray:
+    """The sample counts `planned_sample_sizes` chooses from: about 33 geometrically spaced
+    integers from min(64, n_max) to n_max (both included), int64, increasing."""
+    n_max = _validate.integer("n_max", n_max, minimum=1)
+    low = min(64, n_max)
+    grid = np.unique(np.round(np.geomspace(low, n_max, _PLAN_GRID_POINTS)).astype(np.int64))
+    grid[-1] = n_max
+    return grid
+
+
+@functools.lru_cache(maxsize=64)
+def _expected_radius(k0: int, n0: int, grid: tuple[int, ...], alpha: float,
+                     unit_radius: Callable | None) -> np.ndarray:
+    """`[G]` float64: the mean over 32 quantiles p of `Beta(k0 + 1/2, n0 - k0 + 1/2)` of the
+    radius (units of sigma) Clopper-Pearson at alpha gives with n samples at the rate p
+    (`floor(p n)` successes), 0 where that bound is <= 1/2."""
+    p = scipy.stats.beta.ppf(_PLAN_QUANTILES, k0 + 0.5, n0 - k0 + 0.5)
+    n = np.asarray(grid, np.int64)
+    k = np.floor(p[:, None] * n[None, :]).astype(np.int64)
+    lower = _stats.clopper_pearson_lower(k, np.broadcast_to(n, k.shape), alpha)
+    ppf = scipy.stats.norm.ppf if unit_radius is None else unit_radius
+    radius = np.where(lower > 0.5, ppf(np.clip(lower, 0.5, 1.0 - 1e-16)), 0.0)
+    return radius.mean(axis=0)
+
+
+def planned_sample_sizes(k0, n0: int, n_max: int, alpha: float, price: float, *,
+                         unit_radius: Callable | None = None) -> np.ndarray:
+    """Each input's estimation sample count for "radius with a budget", chosen from its
+    selection count before any estimation sample is drawn.
+
+    For an input whose top class got `k0` of the `n0` selection votes, the expected radius
+    after n estimation samples is taken as the mean, over 32 quantiles p of the posterior
+    `Beta(k0 + 1/2, n0 - k0 + 1/2)`, of the radius Clopper-Pearson at `alpha` gives when the
+    observed rate is p (`_expected_radius`); the input gets the n of `allocation_grid(n_max)`
+    that maximizes `expected_radius(n) - price * n`: samples are spent while each buys at
+    least `price` of expected radius (units of sigma). Inputs that look hopeless get the
+    smallest n; inputs whose radius is capped by the alpha^(1/n) ceiling or is already
+    precise stop where more samples stop paying.
+
+    Args:
+      k0: `[B]` integer top-class selection votes, 0 <= k0 <= n0.
+      n0: selection samples per input, >= 1.
+      n_max: the largest estimation sample count, >= 1.
+      alpha: the certificates' error probability, in (0, 1).
+      price: expected radius (units of sigma) one estimation sample must add, >= 0
+        (0: every input gets n_max).
+      unit_radius: `p -> radius at sigma = 1` (default the Gaussian `Phi^-1`).
+
+    Returns:
+      `[B]` int64 sample counts, each in `allocation_grid(n_max)`.
+
+    Guarantee:
+      The sample counts are a fixed function of the selection counts, which are independent
+      of the estimation samples, so Clopper-Pearson at alpha on each input's n estimation
+      samples keeps its (1 - alpha) coverage given n: no alpha is spent on the choice.
+    """
+    n0 = _validate.integer("n0", n0, minimum=1)
+    alpha = _validate.open_unit_interval("alpha", alpha)
+    price = _validate.real("price", price)
+    if price < 0:
+        raise ValueError(f"price must be finite and >= 0, got price={price}.")
+    k0 = np.asarray(k0)
+    if k0.size and (k0.min() < 0 or k0.max() > n0):
+        raise ValueError(f"k0 must be in [0, n0 = {n0}].")
+    grid = allocation_grid(n_max)
+    distinct, inverse = np.unique(k0.astype(np.int64), return_inverse=True)
+    key = tuple(int(v) for v in grid)
+    chosen = np.array([grid[np.argmax(_expected_radius(int(k), n0, key, alpha, unit_radius)
+                                      - price * grid)] for k in distinct], np.int64)
+    return chosen[inverse.reshape(k0.shape)] if distinct.size else np.zeros(k0.shape, np.int64)

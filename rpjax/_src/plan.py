@@ -6,8 +6,8 @@ Three values, each validated when it is built, so a bad combination cannot be wr
   whether inputs share noise draws). It fixes the results.
 - a `Rule`: the question `rpjax.certify` answers. `Fixed()` spends `n` samples on every input
   (Cohen et al.'s CERTIFY); `DecideAt(radius)` stops each input as soon as it is decided
-  whether it is certified at `radius`; `RadiusBudget(tolerance)` stops each input once its
-  radius is within `tolerance` of what the whole budget would give it.
+  whether it is certified at `radius`; `RadiusBudget(price)` gives each input the sample count
+  its selection votes say is worth spending (a planned n, then Clopper-Pearson).
 - `Placement`: devices, chunk and batch sizes and the progress bar. It changes speed, memory
   and display, never a result.
 
@@ -136,27 +136,37 @@ class DecideAt:
 
 @dataclasses.dataclass(frozen=True)
 class RadiusBudget:
-    """The largest certifiable radius, looking at 6 sample counts only and stopping each input
-    once its radius is within the fraction `tolerance` of the radius its observed rate would
-    reach with all `n` samples.
+    """The largest certifiable radius, with each input's estimation sample count planned from
+    its selection counts before any estimation sample is drawn.
+
+    An input gets the n (of about 33 counts from 64 to `n`) that maximizes its expected
+    radius minus `price * n`, the expected radius being that of Clopper-Pearson under the
+    posterior of its selection votes (`rpjax._src.confseq.planned_sample_sizes`); its bound is
+    Clopper-Pearson at the full alpha on those n fresh samples.
 
     Attributes:
-      tolerance: the fraction of radius an input may give up to stop early, in (0, 1).
+      price: the expected certified radius, in units of sigma, one estimation sample must
+        add to be spent (>= 0; 0 spends `n` on every input). The default 2.5e-7 (0.0025
+        sigma per 10,000 samples) halves the samples of the synthetic and insurance tasks of
+        `benchmarks/bench_sequential.py` at about 1% of average certified radius
+        (`benchmarks/RESULTS.md`).
     """
 
-    tolerance: float = 0.02
+    price: float = 2.5e-7
 
     def __post_init__(self):
-        object.__setattr__(self, "tolerance",
-                           _validate.open_unit_interval("tolerance", self.tolerance))
+        price = _validate.real("price", self.price)
+        if price < 0:
+            raise ValueError(f"price must be finite and >= 0, got price={price}.")
+        object.__setattr__(self, "price", price)
 
     def to_dict(self) -> dict[str, Any]:
-        """`{"rule": "radius_budget", "tolerance": t}`."""
-        return {"rule": "radius_budget", "tolerance": self.tolerance}
+        """`{"rule": "radius_budget", "price": p}`."""
+        return {"rule": "radius_budget", "price": self.price}
 
 
 Rule = Fixed | DecideAt | RadiusBudget
-"""The question `rpjax.certify` answers: `Fixed()`, `DecideAt(radius)` or `RadiusBudget(tol)`."""
+"""The question `rpjax.certify` answers: `Fixed()`, `DecideAt(radius)` or `RadiusBudget(price)`."""
 RULES = (Fixed, DecideAt, RadiusBudget)
 
 
@@ -168,7 +178,7 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
     if kind == "decide_at":
         return DecideAt(d["radius"], d.get("futility"))
     if kind == "radius_budget":
-        return RadiusBudget(d["tolerance"])
+        return RadiusBudget(d["price"])
     raise ValueError(f"rule must be one of 'fixed', 'decide_at', 'radius_budget', got {kind!r}.")
 
 
@@ -249,7 +259,7 @@ def resolve(config: Any, *, num_classes: Any, rule: Any = None,
     rule = Fixed() if rule is None else rule
     if not isinstance(rule, RULES):
         raise TypeError("rule must be rpjax.Fixed(), rpjax.DecideAt(radius) or "
-                        f"rpjax.RadiusBudget(tolerance), got {rule!r}.")
+                        f"rpjax.RadiusBudget(price), got {rule!r}.")
     placement = Placement() if placement is None else placement
     if not isinstance(placement, Placement):
         raise TypeError(f"placement must be a rpjax.Placement, got {placement!r}.")

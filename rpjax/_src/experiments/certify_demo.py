@@ -38,7 +38,7 @@ class DemoConfig:
         decided, n is n_max; see `rpjax.DecideAt` and `rpjax.RadiusBudget`).
       radius: with "sequential", the radius of the decision question (standardized units);
         None asks for the radius with a budget.
-      tolerance: with "sequential" and no radius, the budget rule's fraction of radius.
+      price: with "sequential" and no radius, the budget rule's price (`rpjax.RadiusBudget`).
     """
 
     sigma: float = 0.5
@@ -52,21 +52,21 @@ class DemoConfig:
     batch_size: int = 4
     method: str = "cohen"
     radius: float | None = None
-    tolerance: float | None = None
+    price: float | None = None
 
     def __post_init__(self):
         if self.method not in ("cohen", "sequential"):
             raise ValueError(f"method must be 'cohen' or 'sequential', got {self.method!r}.")
-        if self.method == "cohen" and (self.radius is not None or self.tolerance is not None):
-            raise ValueError("radius and tolerance are options of method='sequential'.")
+        if self.method == "cohen" and (self.radius is not None or self.price is not None):
+            raise ValueError("radius and price are options of method='sequential'.")
         if self.radius is not None:
             radius = _validate.real("radius", self.radius)
             if not (radius >= 0 and radius != float("inf")):
                 raise ValueError(f"radius must be finite and >= 0, got radius={radius}.")
-            if self.tolerance is not None:
-                raise ValueError("tolerance applies to the radius with a budget (no radius).")
-        if self.tolerance is not None:
-            _validate.open_unit_interval("tolerance", self.tolerance)
+            if self.price is not None:
+                raise ValueError("price applies to the radius with a budget (no radius).")
+        if self.price is not None:
+            rpjax.RadiusBudget(self.price)  # validates
         _validate.positive("sigma", self.sigma)
         _validate.integer("n0", self.n0, minimum=1)
         _validate.integer("n", self.n, minimum=1)
@@ -93,7 +93,7 @@ def run(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str
                                                          progress=progress)
     else:
         rule = (rpjax.DecideAt(config.radius) if config.radius is not None else
-                rpjax.RadiusBudget(*([] if config.tolerance is None else [config.tolerance])))
+                rpjax.RadiusBudget(*([] if config.price is None else [config.price])))
         placement = rpjax.Placement(progress=progress)
     cert = rpjax.certify(fit.apply_fn, fit.params, data.x[people], config.seed, num_classes=2,
                          config=smoothing, rule=rule, placement=placement, ids=people)

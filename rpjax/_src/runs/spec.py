@@ -34,7 +34,7 @@ LOCK_PREFIX = "lock-"
 # the fields that fix the rows: a run directory whose config differs in any of them is refused
 IDENTITY = ("format", "model", "model_sha256", "checkpoint_sha256", "data_sha256",
             "inputs_key", "labels_key", "num_inputs", "input_shape", "input_dtype",
-            "num_classes", "sigma", "n0", "n", "alpha", "seed", "method", "radius", "tolerance",
+            "num_classes", "sigma", "n0", "n", "alpha", "seed", "method", "radius", "price",
             "common_noise", "block", "prng_impl")
 
 
@@ -104,7 +104,7 @@ class RunSpec:
     Attributes:
       model: the `ModelSpec`; data: the `DataSpec`.
       smoothing: the statistics (`rpjax.SmoothingConfig`: sigma, n0, n, alpha, common noise).
-      rule: `Fixed()` (default), `DecideAt(radius)` or `RadiusBudget(tolerance)`.
+      rule: `Fixed()` (default), `DecideAt(radius)` or `RadiusBudget(price)`.
       seed: the PRNG seed of every input's noise, an integer in [0, 2**64) kept at full width
         (the key of `rpjax.certify(key=seed)`; input i gets `ids=[i]`).
       block: inputs per committed block (>= 1).
@@ -127,7 +127,7 @@ class RunSpec:
                 raise TypeError(f"{name} must be a {kind.__name__}, got "
                                 f"{type(getattr(self, name)).__name__}.")
         if not isinstance(self.rule, RULES):
-            raise TypeError("rule must be Fixed(), DecideAt(radius) or RadiusBudget(tolerance), "
+            raise TypeError("rule must be Fixed(), DecideAt(radius) or RadiusBudget(price), "
                             f"got {self.rule!r}.")
         seed = _validate.integer("seed", self.seed, minimum=0)
         _validate.key("seed", seed)  # [0, 2**64), all bits kept: the same key as rpjax.certify
@@ -154,9 +154,9 @@ class RunSpec:
         return self.rule.radius if isinstance(self.rule, DecideAt) else None
 
     @property
-    def tolerance(self) -> float | None:
-        """The tolerance of `RadiusBudget`, else None."""
-        return self.rule.tolerance if isinstance(self.rule, RadiusBudget) else None
+    def price(self) -> float | None:
+        """The price of `RadiusBudget`, else None."""
+        return self.rule.price if isinstance(self.rule, RadiusBudget) else None
 
     @property
     def num_blocks(self) -> int:
@@ -178,7 +178,7 @@ class RunSpec:
             "input_shape": list(self.data.input_shape), "input_dtype": self.data.input_dtype,
             "sigma": self.sigma, "n0": self.n0, "n": self.n, "alpha": self.alpha,
             "common_noise": self.common_noise, "method": self.method, "radius": self.radius,
-            "tolerance": self.tolerance, "seed": self.seed, "block": self.block,
+            "price": self.price, "seed": self.seed, "block": self.block,
             **dataclasses.asdict(self.provenance), "versions": _versions()}
 
     @classmethod
@@ -192,7 +192,7 @@ class RunSpec:
         elif d.get("radius") is not None:
             rule = DecideAt(d["radius"])
         else:
-            rule = RadiusBudget(*([] if d.get("tolerance") is None else [d["tolerance"]]))
+            rule = RadiusBudget(*([] if d.get("price") is None else [d["price"]]))
         return cls(
             model=ModelSpec(factory=d["model"], checkpoint=d.get("checkpoint"),
                             num_classes=d["num_classes"]),
@@ -249,7 +249,7 @@ def make_config(*, model: str, data: str, sigma: float, n0: int | None = None,
     block = defaults["block"] if block is None else _validate.integer("block", block, minimum=1)
     rule = defaults["rule"] if rule is None else rule
     if not isinstance(rule, RULES):
-        raise TypeError("rule must be Fixed(), DecideAt(radius) or RadiusBudget(tolerance), "
+        raise TypeError("rule must be Fixed(), DecideAt(radius) or RadiusBudget(price), "
                         f"got {rule!r}.")
     inputs, labels = open_data(data, inputs_key, labels_key)
     if not np.issubdtype(inputs.dtype, np.floating) or len(inputs.shape) < 2:
