@@ -3,7 +3,7 @@
 These put the counting kernels (`rpjax._src.smoothing`, `rpjax._src.sequential`) and the
 statistics (`rpjax.stats`, `rpjax._src.decision`) together. Each takes one typed plan: a
 `SmoothingConfig` (the statistics), for `certify` a rule (`Fixed()`, `DecideAt(radius)`,
-`RadiusBudget(tolerance)`: the question), and a `Placement` (devices, chunk and batch sizes,
+`RadiusBudget(price)`: the question), and a `Placement` (devices, chunk and batch sizes,
 progress: speed only). The plan is checked once (`rpjax._src.plan.resolve`,
 `rpjax._src.smoothing.prepare`) and passed inward as it is. Counts come from the device; every
 statistic is computed in float64 on the host, and results are NumPy arrays whose fields all
