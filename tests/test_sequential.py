@@ -297,7 +297,9 @@ class TestCertifySequential:
 
 def test_scheduler_lanes_are_a_multiple_of_the_devices():
     assert _sequential.resolve_lanes(10, 5, 4) == 12
-    assert _sequential.resolve_lanes(None, 11, 1) == 8192
+    assert _sequential.resolve_lanes(None, 11, 1) == 16384  # 2**18 // 11, down to a power of 2
+    assert _sequential.resolve_lanes(None, 1, 1) == 32768  # the cap
+    assert _sequential.resolve_lanes(None, 100, 1) == 2048  # groups of 16, not odd lanes
 
 
 def test_lane_groups_divide_each_devices_lanes():

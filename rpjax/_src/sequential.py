@@ -51,7 +51,7 @@ from rpjax._src import smoothing as _smoothing
 PyTree = Any
 _AXIS = _smoothing._AXIS
 _TARGET_ELEMENTS_PER_STEP = 2**18  # as sample_counts
-_MAX_AUTO_LANES = 8192
+_MAX_AUTO_LANES = 32768
 _GROUP = 16
 _MAX_LANES = _plan.MAX_LANES
 _STEPS_PER_CALL_WITH_PROGRESS = 256
@@ -325,10 +325,14 @@ def _advance(apply_fn, params, xs, key_pairs, watched, sigma, rule, state, max_s
 
 def resolve_lanes(chunk_size: int | None, input_size: int, num_devices: int) -> int:
     """Lanes (noisy samples per compiled step, over all slots and devices): `chunk_size`, or
-    about 256k input values per step (at most 8192 lanes), rounded up to a multiple of the
-    number of devices."""
+    the largest power of two with at most about 256k input values per step (at most 32768
+    lanes, at least 1), rounded up to a multiple of the number of devices. A power of two keeps
+    the lanes in groups of 16 (`group_size`); at 8192 lanes a model with 16 features ran the
+    scheduler at 8.2 (decision) and 6.7 (budget) million samples per second, at 16384 at 10.1
+    and 9.7 (`benchmarks/RESULTS.md`)."""
     if chunk_size is None:
-        chunk_size = min(_MAX_AUTO_LANES, max(1, _TARGET_ELEMENTS_PER_STEP // input_size))
+        lanes = min(_MAX_AUTO_LANES, max(1, _TARGET_ELEMENTS_PER_STEP // input_size))
+        chunk_size = 1 << (lanes.bit_length() - 1)
     return -(-chunk_size // num_devices) * num_devices
 
 
@@ -384,10 +388,10 @@ def sequential_counts(
       config: `sigma`, `distribution` and `common_noise` are used.
       placement: `chunk_size` = lanes, noisy samples per compiled step over all slots and
         devices (rounded up to a multiple of the number of devices; default about 256k input
-        values per step, at most 8192; at most 2^23); `batch_size` = slots, inputs under test
-        at once (default `min(B, max(1, lanes // 8))`, at most the number of lane groups);
-        `progress`: a tqdm bar over finished inputs (the loop then returns to the host every
-        256 steps). Speed only: results never depend on it.
+        values per step, a power of two, at most 32768; at most 2^23); `batch_size` = slots,
+        inputs under test at once (default `min(B, max(1, lanes // 8))`, at most the number
+        of lane groups); `progress`: a tqdm bar over finished inputs (the loop then returns
+        to the host every 256 steps). Speed only: results never depend on it.
 
     Returns:
       `SequentialCounts(counts, invalid, n, forward_passes, steps)`. The counts of input `i`
