@@ -199,11 +199,12 @@ def _encode(name, numeric, categorical, y, sensitive, target, source, sha256) ->
         groups[col] = (tuple(range(start, len(features))), tuple(str(v) for v in names))
     x = np.concatenate(blocks, axis=1).astype(np.float32)
     out = []
-    for attr, (units, low, high) in sensitive.items():
+    for attr, spec in sensitive.items():
         if attr in groups:
             out.append(SensitiveColumn(name=attr, kind="categorical", columns=groups[attr][0],
                                        categories=groups[attr][1]))
         else:
+            units, low, high = spec
             out.append(SensitiveColumn(name=attr, kind="continuous",
                                        columns=(features.index(attr),), units=units,
                                        low=float(low), high=float(high)))

@@ -33,7 +33,8 @@ bundled insurance task, and nothing it does not compute or measure:
    the owner's model: the attacker knows every feature but the sensitive one, the model (white
    box) and the release's settings, never its secret. It estimates p_1 along the attribute with
    its own Monte Carlo samples, turns that into answer probabilities
-   (`rpjax.privacy.outcome_probabilities`), and reads the posterior (uniform prior on the
+   (`rpjax.privacy.outcome_probabilities`; its samples for one person use common random
+   numbers across the candidate values), and reads the posterior (uniform prior on the
    sweep grid or on the categories) after: one CERTIFY answer with its radius (`radius`, read
    from the owner's audit record: what releasing the radius would give), k repeated answers
    (`repeat`), k near-duplicate queries that move a non-sensitive feature by 1e-6 model units
@@ -64,7 +65,6 @@ import numpy as np
 from scipy import stats as _sps
 
 from rpjax._src import validate as _validate
-from rpjax._src.smoothing import sample_counts
 from rpjax._src.decision import ABSTAIN
 from rpjax._src.plan import Placement, SmoothingConfig
 from rpjax._src.privacy import leakage
@@ -76,6 +76,7 @@ from rpjax._src.privacy.release import (
     experiment_secret,
 )
 from rpjax._src.privacy.rp import base_labels, certified_labels
+from rpjax._src.smoothing import sample_counts
 
 ATTACKERS = ("base", "radius", "repeat", "near_duplicate", "abstention")
 RELEASE_MODES = ("predict", "certify", "always_label")
@@ -431,7 +432,8 @@ class _Attack:
         counts = np.asarray(sample_counts(
             apply_fn, params, cand, jax.random.fold_in(key, 1), num_classes=2,
             config=SmoothingConfig(sigma=sigma, n=config.attacker_samples),
-            placement=Placement(batch_size=min(len(cand), config.batch_size))))
+            placement=Placement(batch_size=min(len(cand), config.batch_size)),
+            ids=np.repeat(ids, g)))  # common random numbers along each person's candidates
         self.curves = ((counts[:, 1] + 0.5) / (config.attacker_samples + 1.0)).reshape(p, g)
         self.base = np.asarray(base_labels(apply_fn, params)(cand, None)[0]).reshape(p, g)
         self.secret = secret
@@ -638,7 +640,7 @@ def audit(
     store: MutableMapping[str, Any] = {} if checkpoint is None else checkpoint
     two = num_classes == 2
     sections = []
-    for name, attr in sensitive.items():
+    for name in sensitive:
         sections.append((name, "base", None, None))
         for i, sigma in enumerate(config.sigmas):
             for j, n in enumerate(config.ns):
