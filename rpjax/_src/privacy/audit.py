@@ -243,6 +243,20 @@ class AuditResult:
         attrs = self.attributes if people else _strip_people(self.attributes)
         return {"config": self.config, "attributes": attrs, "accuracy": self.accuracy}
 
+    def markdown(self, **kwargs: Any) -> str:
+        """The report's Markdown (`title=`, `about=`, `units=`: headings and a description)."""
+        from rpjax._src.privacy import audit_report
+
+        return audit_report.markdown(self, **kwargs)
+
+    def write(self, out_dir: str, **kwargs: Any) -> dict[str, str]:
+        """Writes `report.md`, `summary.json` and the plots into `out_dir`, each atomically
+        (`title=`, `about=`, `units=` as in `markdown`; `extra=`: more entries for the JSON).
+        Returns `{kind: path}`."""
+        from rpjax._src.privacy import audit_report
+
+        return audit_report.write(self, out_dir, **kwargs)
+
 
 def _strip_people(value: Any) -> Any:
     if isinstance(value, dict):
@@ -576,6 +590,7 @@ def audit(
     config: AuditConfig,
     key: jax.Array | int,
     labels: Any = None,
+    ids: Any = None,
     checkpoint: MutableMapping[str, Any] | None = None,
     progress: bool = False,
 ) -> AuditResult:
@@ -588,10 +603,12 @@ def audit(
         scale, sweep range, which must contain every person's value) or `CategoricalAttribute`
         (one-hot group; every row must be one-hot in it).
       config: the settings (`AuditConfig`).
-      key: typed key or int seed: the certification noise (common random numbers along each
-        person's sweep), the attackers' noise and the hardened releases' (reproducible)
-        secrets all derive from it.
+      key: typed key or int seed. The smoothed labels of every setting are those of
+        `rpjax.certify(..., key, ids=ids)` (common random numbers along each person's sweep
+        and across settings); the attackers' noise and the hardened releases' (reproducible)
+        secrets derive from it.
       labels: optional `[P]` true labels in [0, C): accuracies are reported.
+      ids: optional `[P]` non-negative person ids for the noise (default `0..P-1`).
       checkpoint: optional mutable mapping of finished sections (see the module docstring).
       progress: show a tqdm bar over sections.
 
@@ -636,7 +653,7 @@ def audit(
     for name in config.shifts:
         if name not in sensitive or not isinstance(sensitive[name], AttributeSweep):
             raise ValueError(f"shifts: {name!r} is not a continuous attribute of sensitive.")
-    ids = np.arange(len(x))
+    ids = np.arange(len(x)) if ids is None else _validate.ids("ids", ids, len(x))
     store: MutableMapping[str, Any] = {} if checkpoint is None else checkpoint
     two = num_classes == 2
     sections = []
@@ -703,9 +720,8 @@ def _section(apply_fn, params, x, ids, labels, name, attr, truth, kind, sig, nn,
         iv = attribute_intervals(release, x, ids, truth, attr)
         return _continuous_record(iv, attr, labels)
     if kind == "smoothed":
-        (i, sigma), (j, n) = sig, nn
-        k = jax.random.fold_in(jax.random.fold_in(key, 0), i * 1_000_003 + j)
-        release = certified_labels(apply_fn, params, k, num_classes=num_classes,
+        (_, sigma), (_, n) = sig, nn
+        release = certified_labels(apply_fn, params, key, num_classes=num_classes,
                                    config=config.smoothing(sigma, n), mode="certify",
                                    placement=Placement(batch_size=config.batch_size))
         if cat:
