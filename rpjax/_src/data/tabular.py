@@ -33,6 +33,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -143,9 +144,14 @@ class TabularData:
         for s in self.sensitive:
             if s.kind == "continuous":
                 low[s.columns[0]], high[s.columns[0]] = s.low, s.high
-        with durable.atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, x=self.x, y=self.y, columns=np.array(self.features, dtype=str),
-                     offset=self.offset, scale=self.scale, low=low, high=high)
+        arrays = dict(x=self.x, y=self.y, columns=np.array(self.features, dtype=str),
+                      offset=self.offset, scale=self.scale, low=low, high=high)
+        buf = io.BytesIO()  # an uncompressed .npz (what np.savez writes), built in memory
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+            for name, arr in arrays.items():
+                with zf.open(f"{name}.npy", "w") as member:
+                    np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+        durable.atomic_write(path, buf.getvalue())
 
 
 def _package_file(package: str, relative: str, pip_name: str) -> str:

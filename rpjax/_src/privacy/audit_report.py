@@ -6,6 +6,7 @@ every number in the report is one of the result's, with its units and what produ
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -194,8 +195,10 @@ def _pyplot():
 
 
 def _save(fig, path: str) -> None:
-    with durable.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    buf = io.BytesIO()
+    fig.set_dpi(110)
+    fig.canvas.print_png(buf)  # into memory, then one atomic write
+    durable.atomic_write(path, buf.getvalue())
 
 
 def plots(result, out_dir: str) -> dict[str, str]:
