@@ -44,6 +44,8 @@ class AuditExperimentConfig:
       sigmas: the releases' noise stds (input units); ns, n0, alpha: their statistics.
       mode: the hardened release's mode (leakage bound and attackers).
       ks: answers of the k-answer bounds; max_advantage: the budget's cap.
+      shift_std: the leakage bound's move of each continuous attribute, in its standard
+        deviations (input units; a category change is always the one-hot distance).
       grid_points, refine_steps: each continuous attribute's sweep.
       attack_people, attack_queries, attack_grid, attacker_samples: the attackers.
       seed: split, initialization, training order, certification noise, attackers.
@@ -65,6 +67,7 @@ class AuditExperimentConfig:
     mode: str = "predict"
     ks: tuple[int, ...] = (1, 10, 100)
     max_advantage: float = 0.5
+    shift_std: float = 0.1
     grid_points: int = 26
     refine_steps: int = 8
     attack_people: int = 10
@@ -82,12 +85,15 @@ class AuditExperimentConfig:
         _validate.integer("max_people", self.max_people, minimum=1)
         _validate.positive("augment_sigma", self.augment_sigma)
         _validate.open_unit_interval("test_fraction", self.test_fraction)
+        _validate.positive("shift_std", self.shift_std)
         self.audit_config()  # checks the audit's settings
 
-    def audit_config(self) -> AuditConfig:
-        """The settings every audit of this experiment runs with."""
+    def audit_config(self, shifts: dict[str, float] | None = None) -> AuditConfig:
+        """The settings every audit of this experiment runs with (`shifts`: raw units by
+        continuous attribute)."""
         return AuditConfig(sigmas=self.sigmas, ns=self.ns, n0=self.n0, alpha=self.alpha,
                            mode=self.mode, ks=self.ks, max_advantage=self.max_advantage,
+                           shifts=shifts or {},
                            attack_people=self.attack_people,
                            attack_queries=self.attack_queries, attack_grid=self.attack_grid,
                            attacker_samples=self.attacker_samples)
@@ -203,12 +209,15 @@ def run(config: AuditExperimentConfig = AuditExperimentConfig(),
                                             refine_steps=config.refine_steps)
                      for s in data.sensitive}
         units = {s.name: s.units for s in data.sensitive if s.kind == "continuous"}
+        shifts = {name: config.shift_std * attr.scale for name, attr in sensitive.items()
+                  if name in units}
         for model in MODELS:
             noise = 0.0 if model == "plain" else config.augment_sigma
             apply_fn, params, training = train_model(config_used, data, train_idx, noise)
             key = jax.random.fold_in(jax.random.key(config.seed), 1)
             result = audit(apply_fn, params, data.x[people], sensitive=sensitive,
-                           config=config.audit_config(), key=key, labels=data.y[people],
+                           config=config.audit_config(shifts), key=key,
+                           labels=data.y[people],
                            ids=people, progress=ctx.progress)
             runs.append(AuditRun(dataset=describe(data), model=model, training=training,
                                  test_accuracy=accuracy(apply_fn, params, data.x[test_idx],

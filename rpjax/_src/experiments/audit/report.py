@@ -92,22 +92,23 @@ def markdown(result: AuditExperimentResult) -> str:
         f" (input units). Audited: the first {cfg['max_people']} test people; sigma in "
         f"standardized input units; n0 {cfg['n0']}, alpha {cfg['alpha']:g}; release mode "
         f"`{cfg['mode']}`; budget cap {cfg['max_advantage']:g} on the adaptive advantage "
-        "bound. Each audit's full report is in `<data set>/<model>/report.md`.", "",
+        f"bound against a move of {cfg['shift_std']:g} standard deviations of a continuous "
+        "attribute or a change of category. Each audit's full report is in `<data set>/<model>/report.md`.", "",
         "Test accuracy of the base models: " + "; ".join(
             f"{r.dataset['name']} {r.model} {r.test_accuracy:.3f}" for r in result.runs) + ".",
         "",
         "*Reading*: for a continuous attribute the median preimage length as a share of its "
         "sweep range; for a categorical one the share of people whose category is hidden "
         "(every category gives the released label); for the base model f and for g at the "
-        "largest n. *Allowed*: answers per person the budget allows against a move of the "
-        "attribute by one standard deviation (continuous) or a change of category. *Best "
+        "largest n. *Bound 1*: the one-answer advantage bound (any attacker, any model); "
+        "*allowed*: answers per person the budget allows. *Best "
         "attack*: the best of the hardened-release attackers (repeat, near-duplicate, "
         "abstention) at the largest k: median error in raw units, or accuracy beside the "
         "majority baseline.", "",
     ]
     rows = headline_rows(result)
     head = ["data set", "model", "attribute", "sigma", "reading f", "reading g",
-            "accuracy g", "allowed", "best attack", "radius attack", "base attack",
+            "accuracy g", "bound 1", "allowed", "best attack", "radius attack", "base attack",
             "baseline"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -115,7 +116,8 @@ def markdown(result: AuditExperimentResult) -> str:
         best = r.get("attack_best_error_raw" if cont else "attack_best_accuracy")
         lines.append("| " + " | ".join(_fmt(v) for v in [
             r["dataset"], r["model"], r["attribute"], r["sigma"], r["base_reading"],
-            r["smoothed_reading"], r["smoothed_accuracy"], r.get("answers_allowed"),
+            r["smoothed_reading"], r["smoothed_accuracy"], r.get("one_answer_bound"),
+            r.get("answers_allowed"),
             None if best is None else f"{_fmt(best)} ({r['attack_best']}, k={r['attack_k']})",
             r.get("attack_radius_error_raw" if cont else "attack_radius_accuracy"),
             r.get("attack_base_error_raw" if cont else "attack_base_accuracy"),
