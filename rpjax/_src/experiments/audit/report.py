@@ -93,7 +93,8 @@ def markdown(result: AuditExperimentResult) -> str:
         f"standardized input units; n0 {cfg['n0']}, alpha {cfg['alpha']:g}; release mode "
         f"`{cfg['mode']}`; budget cap {cfg['max_advantage']:g} on the adaptive advantage "
         f"bound against a move of {cfg['shift_std']:g} standard deviations of a continuous "
-        "attribute or a change of category. Each audit's full report is in `<data set>/<model>/report.md`.", "",
+        "attribute or a change of category. Each audit's full report is in "
+        "`<data set>/<model>/report.md`.", "",
         "Test accuracy of the base models: " + "; ".join(
             f"{r.dataset['name']} {r.model} {r.test_accuracy:.3f}" for r in result.runs) + ".",
         "",
