@@ -257,3 +257,17 @@ def test_load_tabular_refuses_unknown_names():
         load_tabular("iris")
     with pytest.raises(TypeError, match=r"name must be a str"):
         load_tabular(3)
+
+
+def test_the_docs_example_runs():
+    import os
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                        "audit.md")
+    blocks = re.findall(r"```python\n(.*?)```", open(path, encoding="utf-8").read(), flags=re.S)
+    assert blocks
+    scope: dict = {}
+    for code in blocks:
+        exec(compile(code, "docs/audit.md", "exec"), scope)  # noqa: S102
+    assert 0.0 <= scope["result"].attributes["group"]["base"]["share_hidden"] <= 1.0
