@@ -67,7 +67,7 @@ class AuditExperimentConfig:
     mode: str = "predict"
     ks: tuple[int, ...] = (1, 10, 100)
     max_advantage: float = 0.5
-    shift_std: float = 0.1
+    shift_std: float = 0.01
     grid_points: int = 26
     refine_steps: int = 8
     attack_people: int = 10

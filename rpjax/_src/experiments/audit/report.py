@@ -49,6 +49,9 @@ def headline_rows(result: AuditExperimentResult) -> list[dict[str, Any]]:
                               and r["n"] == n)
                     row["answers_allowed"] = lr["answers_allowed"]
                     row["one_answer_bound"] = lr["one_answer_bound"]
+                    row["answers_allowed_by_n"] = {
+                        str(r["n"]): r["answers_allowed"] for r in leak["rows"]
+                        if r["sigma"] == s["sigma"]}
                 atk = next((a for a in rec.get("attacks", []) if a["sigma"] == s["sigma"]),
                            None)
                 if atk:
@@ -102,7 +105,8 @@ def markdown(result: AuditExperimentResult) -> str:
         "sweep range; for a categorical one the share of people whose category is hidden "
         "(every category gives the released label); for the base model f and for g at the "
         "largest n. *Bound 1*: the one-answer advantage bound (any attacker, any model); "
-        "*allowed*: answers per person the budget allows. *Best "
+        "*allowed*: answers per person the budget allows, at each n (more samples per answer "
+        "make each answer more informative, so fewer are allowed). *Best "
         "attack*: the best of the hardened-release attackers (repeat, near-duplicate, "
         "abstention) at the largest k: median error in raw units, or accuracy beside the "
         "majority baseline.", "",
@@ -118,7 +122,8 @@ def markdown(result: AuditExperimentResult) -> str:
         lines.append("| " + " | ".join(_fmt(v) for v in [
             r["dataset"], r["model"], r["attribute"], r["sigma"], r["base_reading"],
             r["smoothed_reading"], r["smoothed_accuracy"], r.get("one_answer_bound"),
-            r.get("answers_allowed"),
+            " / ".join(f"{v} (n={k})" for k, v in r.get("answers_allowed_by_n", {}).items())
+            or None,
             None if best is None else f"{_fmt(best)} ({r['attack_best']}, k={r['attack_k']})",
             r.get("attack_radius_error_raw" if cont else "attack_radius_accuracy"),
             r.get("attack_base_error_raw" if cont else "attack_base_accuracy"),
