@@ -135,6 +135,14 @@ class TabularData:
         j = s.columns[0]
         return self.offset[j] + self.scale[j] * self.x[:, j].astype(np.float64)
 
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (name, rows, features, target, source, sha256, sensitive
+        attributes) for reports."""
+        return {"name": self.name, "rows": int(self.x.shape[0]), "features": list(self.features),
+                "target": self.target, "positive_rate": float(np.mean(self.y)),
+                "source": self.source, "sha256": self.sha256,
+                "sensitive": [dataclasses.asdict(s) for s in self.sensitive]}
+
     def save(self, path: str | os.PathLike) -> None:
         """Writes the `rpjax audit` data file (`.npz`, atomically): `x`, `y`, `columns` (the
         feature names), `offset`, `scale`, `low` and `high` (each continuous column's sweep
@@ -308,10 +316,3 @@ def load_tabular(name: str) -> TabularData:
         raise ValueError(f"name must be one of {DATASETS}, got name={name!r}.")
     return {"insurance": _load_insurance, "fair": _load_fair, "diabetes": _load_diabetes}[name]()
 
-
-def describe(data: TabularData) -> dict[str, Any]:
-    """A JSON-ready description of `data` (for reports)."""
-    return {"name": data.name, "rows": int(data.x.shape[0]), "features": list(data.features),
-            "target": data.target, "positive_rate": float(np.mean(data.y)),
-            "source": data.source, "sha256": data.sha256,
-            "sensitive": [dataclasses.asdict(s) for s in data.sensitive]}

@@ -121,7 +121,7 @@ class AuditRun:
     """One audit: a data set, a model and its `AuditResult`.
 
     Attributes:
-      dataset: the data set's description (`rpjax._src.data.tabular.describe`).
+      dataset: the data set's description (`TabularData.describe()`).
       model: "plain" or "augmented"; training: its settings; test_accuracy: the base
         model's accuracy on the whole test split.
       units: raw units of each continuous attribute.
@@ -194,8 +194,6 @@ def run(config: AuditExperimentConfig = AuditExperimentConfig(),
       ctx: progress bars and the model cache (`ctx.cache_dir`, else `config.cache_dir`);
         None: a fresh `Context()`.
     """
-    from rpjax._src.data.tabular import describe
-
     ctx = context(ctx)
     t0 = time.perf_counter()
     cache = config.cache_dir if ctx.cache_dir is None else ctx.cache_dir
@@ -219,7 +217,7 @@ def run(config: AuditExperimentConfig = AuditExperimentConfig(),
                            config=config.audit_config(shifts), key=key,
                            labels=data.y[people],
                            ids=people, progress=ctx.progress)
-            runs.append(AuditRun(dataset=describe(data), model=model, training=training,
+            runs.append(AuditRun(dataset=data.describe(), model=model, training=training,
                                  test_accuracy=accuracy(apply_fn, params, data.x[test_idx],
                                                         data.y[test_idx]),
                                  units=units, result=result))
