@@ -378,11 +378,11 @@ def _leakage_section(attr: Attribute, shift: float | None, config: AuditConfig) 
                 n0=config.n0, k=k, adaptive=True).advantage for k in config.ks}
             allowed = Budget(max_advantage=config.max_advantage,
                              delta=delta).answers_allowed(cfg)
+            one = bounds["1"] if "1" in bounds else leakage.advantage_bound(
+                config.mode, sigma=sigma, delta=delta, n=n, alpha=config.alpha, n0=config.n0,
+                k=1, adaptive=True).advantage
             rows.append({"sigma": float(sigma), "n": int(n), "bound_by_k": bounds,
-                         "one_answer_bound": bounds.get("1", leakage.advantage_bound(
-                             config.mode, sigma=sigma, delta=delta, n=n, alpha=config.alpha,
-                             n0=config.n0, k=1, adaptive=True).advantage),
-                         "answers_allowed": int(allowed)})
+                         "one_answer_bound": one, "answers_allowed": int(allowed)})
     return {"delta_input_units": float(delta), "shift_raw": None if shift is None else
             float(shift), "between": what, "mode": config.mode,
             "max_advantage": config.max_advantage, "rows": rows}
