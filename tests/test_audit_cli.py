@@ -135,3 +135,22 @@ def test_the_audit_reproduces_the_rap_experiment_on_insurance():
         radius = np.asarray(s["people"]["radius_raw"])[released]
         assert (radius.mean() if radius.size else 0.0) == pytest.approx(r["mean_radius_bmi"],
                                                                         rel=1e-5)
+
+
+def test_a_saved_data_set_gives_the_command_the_same_attributes(tmp_path):
+    """`TabularData.save` writes the command's data file: its columns, raw units and sweep
+    ranges give the attributes `TabularData.attribute` gives."""
+    from rpjax._src.runs import audit as run_audit
+    from rpjax.data import load_tabular
+
+    data = load_tabular("insurance")
+    path = tmp_path / "insurance.npz"
+    data.save(path)
+    with np.load(path) as z:
+        assert z["x"].shape == data.x.shape and list(z["columns"]) == list(data.features)
+    meta = run_audit._read_meta(str(path), data.x.shape[1])
+    names = [s.name for s in data.sensitive]
+    attrs = run_audit.sensitive_attributes(names, data.x, meta, str(path), num_points=51,
+                                           refine_steps=10)
+    for name in names:
+        assert attrs[name] == data.attribute(name, num_points=51, refine_steps=10), name
