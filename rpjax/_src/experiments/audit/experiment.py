@@ -6,7 +6,8 @@ trained on a seeded train split: one plain, one with Gaussian noise augmentation
 (`TrainConfig(noise_sigma=augment_sigma)`, input units). Each is audited on the first
 `max_people` test people for every sensitive attribute of the data set (continuous: the
 intervals and radii over a sweep of the attribute; categorical: the categories compatible
-with the label), with the leakage bound, the budget and the attackers. `run(config, ctx) ->
+with the label), with the leakage bound, the budget and the attackers. The audited people are a seeded
+random sample of the test split. `run(config, ctx) ->
 AuditExperimentResult`; `rpjax._src.experiments.audit.report.write` puts each audit's
 `report.md`, `summary.json` and plots into `OUT/<data set>/<model>/`, and the experiment's
 tables into `OUT/report.md`.
@@ -40,7 +41,8 @@ class AuditExperimentConfig:
       datasets: which data sets (`rpjax.data.TABULAR_DATASETS`).
       hidden: hidden widths of the MLPs; train_steps, batch_size, learning_rate: Adam.
       augment_sigma: the augmented model's training noise std (input units).
-      test_fraction: share of people held out; max_people: audited test people per data set.
+      test_fraction: share of people held out; max_people: audited test people per data set
+        (a seeded random sample of the test split).
       sigmas: the releases' noise stds (input units); ns, n0, alpha: their statistics.
       mode: the hardened release's mode (leakage bound and attackers).
       ks: answers of the k-answer bounds; max_advantage: the budget's cap.
@@ -202,7 +204,10 @@ def run(config: AuditExperimentConfig = AuditExperimentConfig(),
     for name in config.datasets:
         data = load_tabular(name)
         train_idx, test_idx = train_test_split(len(data.y), config.test_fraction, config.seed)
-        people = test_idx[: config.max_people]
+        # a seeded random sample of the test split (its first rows need not be typical: the
+        # fair data's file lists every person with affairs > 0 first)
+        people = np.sort(np.random.default_rng(config.seed).permutation(test_idx)[
+            : config.max_people])
         sensitive = {s.name: data.attribute(s.name, num_points=config.grid_points,
                                             refine_steps=config.refine_steps)
                      for s in data.sensitive}
