@@ -3,14 +3,13 @@
 For each data set of `rpjax.data.TABULAR_DATASETS` (the bundled insurance data, statsmodels'
 fair data, scikit-learn's diabetes data; `rpjax/data/_files/PROVENANCE.md`), two base MLPs are
 trained on a seeded train split: one plain, one with Gaussian noise augmentation
-(`TrainConfig(noise_sigma=augment_sigma)`, input units). Each is audited on the first
-`max_people` test people for every sensitive attribute of the data set (continuous: the
-intervals and radii over a sweep of the attribute; categorical: the categories compatible
-with the label), with the leakage bound, the budget and the attackers. The audited people are a seeded
-random sample of the test split. `run(config, ctx) ->
-AuditExperimentResult`; `rpjax._src.experiments.audit.report.write` puts each audit's
-`report.md`, `summary.json` and plots into `OUT/<data set>/<model>/`, and the experiment's
-tables into `OUT/report.md`.
+(`TrainConfig(noise_sigma=augment_sigma)`, input units). Each is audited on `max_people`
+test people (a seeded random sample of the test split) for every sensitive attribute of the
+data set (continuous: the intervals and radii over a sweep of the attribute; categorical: the
+categories compatible with the label), with the leakage bound, the budget and the attackers.
+`run(config, ctx) -> AuditExperimentResult`; `rpjax._src.experiments.audit.report.write` puts
+each audit's `report.md`, `summary.json` and plots into `OUT/<data set>/<model>/`, and the
+experiment's tables into `OUT/report.md`.
 """
 
 from __future__ import annotations
