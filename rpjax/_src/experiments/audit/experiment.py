@@ -154,9 +154,7 @@ class AuditExperimentResult:
     def headline(self) -> dict[str, Any]:
         """Per data set and model, per attribute and sigma (largest n): the privacy reading of
         f and g, g's accuracy, the answers allowed and the best attack."""
-        from rpjax._src.experiments.audit import report
-
-        return {"rows": report.headline_rows(self)}
+        return {"rows": headline_rows(self)}
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready result (the audits' per-person lists left out)."""
@@ -165,6 +163,71 @@ class AuditExperimentResult:
                           "test_accuracy": r.test_accuracy,
                           "audit": r.result.summary(people=False)} for r in self.runs],
                 **self.headline(), "seconds": self.seconds, "versions": self.versions}
+
+
+_HARDENED = ("repeat", "near_duplicate", "abstention")
+
+
+def _reading(rec: dict[str, Any], attribute: dict[str, Any]) -> float:
+    """The privacy reading of one record: the median preimage as a share of the sweep range
+    (continuous) or the share of people whose category is hidden (categorical)."""
+    if attribute["kind"] == "continuous":
+        return rec["median_preimage"] / (attribute["high"] - attribute["low"])
+    return rec["share_hidden"]
+
+
+def headline_rows(result: AuditExperimentResult) -> list[dict[str, Any]]:
+    """One row per (data set, model, attribute, sigma) at the largest n."""
+    rows = []
+    for run in result.runs:
+        res = run.result
+        n = max(res.config["ns"])
+        for name, rec in res.attributes.items():
+            attr = rec["attribute"]
+            cont = attr["kind"] == "continuous"
+            for s in rec["smoothed"]:
+                if s["n"] != n:
+                    continue
+                row = {"dataset": run.dataset["name"], "model": run.model, "attribute": name,
+                       "kind": attr["kind"], "sigma": s["sigma"], "n": n,
+                       "base_reading": _reading(rec["base"], attr),
+                       "smoothed_reading": _reading(s, attr),
+                       "smoothed_accuracy": s.get("accuracy"),
+                       "base_accuracy": res.accuracy["base"] if res.accuracy else None,
+                       "radius_covers_change": None if cont else
+                       s["share_radius_covers_change"],
+                       "median_radius_raw": s["median_radius_raw"] if cont else None}
+                leak = rec.get("leakage")
+                if leak:
+                    lr = next(r for r in leak["rows"] if r["sigma"] == s["sigma"]
+                              and r["n"] == n)
+                    row["answers_allowed"] = lr["answers_allowed"]
+                    row["one_answer_bound"] = lr["one_answer_bound"]
+                    row["answers_allowed_by_n"] = {
+                        str(r["n"]): r["answers_allowed"] for r in leak["rows"]
+                        if r["sigma"] == s["sigma"]}
+                atk = next((a for a in rec.get("attacks", []) if a["sigma"] == s["sigma"]),
+                           None)
+                if atk:
+                    kmax = max(r["queries"] for r in atk["rows"])
+                    hard = [r for r in atk["rows"] if r["attacker"] in _HARDENED
+                            and r["queries"] == kmax]
+                    by = {r["attacker"]: r for r in atk["rows"] if r["queries"] == 1}
+                    if cont:
+                        best = min(hard, key=lambda r: r["median_error_raw"])
+                        row.update(attack_k=kmax, attack_best=best["attacker"],
+                                   attack_best_error_raw=best["median_error_raw"],
+                                   attack_radius_error_raw=by["radius"]["median_error_raw"],
+                                   attack_base_error_raw=by["base"]["median_error_raw"])
+                    else:
+                        best = max(hard, key=lambda r: r["accuracy"])
+                        row.update(attack_k=kmax, attack_best=best["attacker"],
+                                   attack_best_accuracy=best["accuracy"],
+                                   attack_radius_accuracy=by["radius"]["accuracy"],
+                                   attack_base_accuracy=by["base"]["accuracy"],
+                                   majority_baseline=atk["majority_baseline_attacked"])
+                rows.append(row)
+    return rows
 
 
 def train_model(config: AuditExperimentConfig, data: TabularData, train_idx: np.ndarray,
