@@ -154,3 +154,18 @@ def test_a_saved_data_set_gives_the_command_the_same_attributes(tmp_path):
                                            refine_steps=10)
     for name in names:
         assert attrs[name] == data.attribute(name, num_points=51, refine_steps=10), name
+
+
+def test_a_second_audit_on_the_same_out_is_refused(tmp_path, capsys):
+    import fcntl
+
+    data = tmp_path / "d.npz"
+    audit_models.data(data)
+    out = tmp_path / "audit"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # another rpjax audit holding the lock
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert cli.main(_argv(data, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another rpjax audit is writing to it" in err, err
+    assert not (out / "parts").exists() and not (out / "report.md").exists()

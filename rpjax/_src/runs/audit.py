@@ -22,7 +22,8 @@ parameter hash and the data file's sha256) is written first; each finished secti
 audit is written to `OUT/parts/` atomically (`rpjax._src.durable`). Rerunning the same command
 (after a crash or kill -9) reads the finished sections and computes the rest; since each
 section is a deterministic function of the settings, the report equals that of an
-uninterrupted run. A different configuration in `OUT` is refused. `report.md`,
+uninterrupted run. A different configuration in `OUT` is refused, and so is a second
+`rpjax audit` writing to the same `OUT` (`flock` on `OUT/.lock`). `report.md`,
 `summary.json` and the plots are written at the end, atomically.
 """
 
@@ -47,6 +48,7 @@ from rpjax.privacy import AttributeSweep, AuditConfig, CategoricalAttribute, aud
 FORMAT = 1
 CONFIG = "config.json"
 PARTS = "parts"
+LOCK = ".lock"
 OUTPUTS = ("report.md", "summary.json")
 FLAGS = {"sigmas": "--sigma", "ns": "--n", "n0": "--n0", "alpha": "--alpha", "mode": "--mode",
          "ks": "--k", "max_advantage": "--max-advantage", "attack_people": "--attack-people",
@@ -277,10 +279,37 @@ def begin(out: str, record: dict[str, Any]) -> bool:
     return False
 
 
+def lock(out: str) -> int:
+    """Takes `OUT/.lock` (`flock`, exclusive, non-blocking); returns the descriptor, which
+    holds the lock until closed or the process ends. ValueError naming `--out` if another
+    `rpjax audit` holds it."""
+    import fcntl
+
+    path = os.path.join(out, LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(f"--out {out}: another rpjax audit is writing to it (it holds "
+                         f"{path}); wait for it to finish, or use another --out.") from None
+    return fd
+
+
 def run(prepared: dict[str, Any], out: str, *, progress: bool = True) -> dict[str, str]:
-    """Runs (or continues) the audit into `out`; returns the paths written."""
+    """Runs (or continues) the audit into `out` (holding its lock); returns the paths
+    written."""
     rec = prepared["record"]
     begin(out, rec)
+    fd = lock(out)
+    try:
+        return _run(prepared, out, progress)
+    finally:
+        os.close(fd)
+
+
+def _run(prepared: dict[str, Any], out: str, progress: bool) -> dict[str, str]:
+    rec = prepared["record"]
     result = audit(prepared["apply_fn"], prepared["params"], prepared["x"],
                    sensitive=prepared["sensitive"], config=prepared["config"],
                    key=prepared["seed"], labels=prepared["labels"],
