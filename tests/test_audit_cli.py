@@ -46,7 +46,8 @@ def test_audit_command_writes_the_report_and_a_rerun_changes_nothing(tmp_path):
     assert bmi["attribute"]["scale"] == 5.0 and bmi["attribute"]["offset"] == 30.0
     assert {s["sigma"] for s in bmi["smoothed"]} == {0.5, 1.0}
     assert summary["attributes"]["g"]["attribute"]["categories"] == ["a", "b", "c"]
-    for png in ("bmi_intervals.png", "bmi_radius.png", "g_hidden.png", "accuracy_privacy.png"):
+    for png in ("bmi_intervals.png", "bmi_distribution.png", "bmi_radius.png", "g_hidden.png",
+                "accuracy_privacy.png"):
         assert (out / png).stat().st_size > 1000
     report = (out / "report.md").read_text()
     assert "### `bmi` (continuous" in report and "### `g` (categorical: a, b, c)" in report

@@ -203,9 +203,10 @@ def _save(fig, path: str) -> None:
 
 def plots(result, out_dir: str) -> dict[str, str]:
     """Writes the plots into `out_dir`: per continuous attribute the median interval length
-    against sigma (one line per n, the base model dashed) and the median certified radius
-    along the sweep; per categorical attribute the share hidden against sigma; with labels,
-    accuracy against privacy. Returns `{name: path}`."""
+    against sigma (one line per n, the base model dashed), its distribution over people per
+    release and the median certified radius along the sweep; per categorical attribute the
+    share hidden against sigma; with labels, accuracy against privacy. Returns
+    `{name: path}`."""
     plt = _pyplot()
     paths = {}
     cfg = result.config
@@ -227,7 +228,21 @@ def plots(result, out_dir: str) -> dict[str, str]:
         _save(fig, path)
         plt.close(fig)
         paths[f"{name}_{'intervals' if cont else 'hidden'}"] = path
-        if cont:
+        if cont:  # the distribution over people of the preimage length, per release
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            recs = [("f", rec["base"])] + [(f"{s['sigma']:g}/{s['n']}", s)
+                                           for s in rec["smoothed"]]
+            lengths = [[hi - lo for lo, hi in r["people"]["preimage"]] for _, r in recs]
+            ax.boxplot(lengths)
+            ax.set_xticks(range(1, len(recs) + 1), [k for k, _ in recs], fontsize=7)
+            ax.set_xlabel("release (base f, or g at sigma/n)")
+            ax.set_ylabel("preimage length (raw units)")
+            ax.set_title(f"{name}: preimage lengths over people")
+            fig.tight_layout()
+            path = os.path.join(out_dir, f"{name}_distribution.png")
+            _save(fig, path)
+            plt.close(fig)
+            paths[f"{name}_distribution"] = path
             fig, ax = plt.subplots(figsize=(5, 3.5))
             n = max(cfg["ns"])
             for s in rec["smoothed"]:
