@@ -164,7 +164,8 @@ def markdown(result, *, title: str = "rpjax audit", about: str = "",
             [f"g, sigma={r['sigma']:g}, n={r['n']}", r["accuracy"], r["abstain_rate"]]
             for r in acc["releases"]]
         out += [f"{h}# Accuracy", "", _table(["release", "accuracy", "abstain"], rows),
-                "", "(An abstention counts as an error.)", ""]
+                "", "(g's labels are CERTIFY's at the person's own input, those the intervals "
+                "start from; an abstention counts as an error.)", ""]
     out += [f"{h}# Attributes", ""]
     for name, rec in result.attributes.items():
         if rec["attribute"]["kind"] == "continuous":
