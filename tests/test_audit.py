@@ -271,3 +271,21 @@ def test_the_docs_example_runs():
     for code in blocks:
         exec(compile(code, "docs/audit.md", "exec"), scope)  # noqa: S102
     assert 0.0 <= scope["result"].attributes["group"]["base"]["share_hidden"] <= 1.0
+
+
+def test_a_three_class_model_gets_intervals_and_sets_and_says_what_is_not_covered():
+    def three(params, x):
+        return x[:, :3] @ params
+
+    x, cats = _people(5)
+    res = audit(three, jnp.eye(3, dtype=jnp.float32), x,
+                sensitive={"a": SWEEP, "g": GROUP}, config=_config(ns=(200,), attack_people=4),
+                key=0)
+    assert res.config["num_classes"] == 3 and "two-class" in res.config["not_covered"]
+    for name in ("a", "g"):
+        rec = res.attributes[name]
+        assert "leakage" not in rec and rec["attacks"] == [] and len(rec["smoothed"]) == 1
+    # f = argmax of (x0, x1, x2): the group's columns 2.. move only logit 2
+    base = res.attributes["g"]["base"]["people"]
+    label = np.argmax(x[:, :3], axis=1)
+    np.testing.assert_array_equal(base["label"], label)
