@@ -649,6 +649,10 @@ def audit(
                              f"{labels.shape} {labels.dtype}.")
         if labels.min() < 0 or labels.max() >= num_classes:
             raise ValueError(f"labels must lie in [0, {num_classes}).")
+    for name in sensitive:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"sensitive's keys must be non-empty attribute names (str), got "
+                            f"{name!r}.")
     truths = {name: _check_attribute(name, attr, x) for name, attr in sensitive.items()}
     for name in config.shifts:
         if name not in sensitive or not isinstance(sensitive[name], AttributeSweep):
