@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds per experiment, to test the pipeline (its numbers mean "
                           "nothing)")
     rep.add_argument("--quick", action="store_true",
-                     help="small settings (all: under 10 minutes on 2 CPU cores)")
+                     help="small settings (minutes per experiment on 2 CPU cores)")
     rep.add_argument("--full", action="store_true",
                      help="the paper's attack budget at 64x64 (for GPU hosts)")
     rep.add_argument("--out", default="rpjax-out", help="output directory (default rpjax-out)")

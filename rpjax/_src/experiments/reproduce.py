@@ -89,7 +89,7 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     Args:
       experiments: which experiments; "all" runs every one, in dependency order.
       preset: one of `PRESETS`: "tiny" (seconds per experiment, to test the pipeline),
-        "quick" (CI, under 10 minutes on 2 CPU cores for all), "default", or "full" (the
+        "quick" (CI, minutes per experiment on 2 CPU cores), "default", or "full" (the
         paper's attack budget, for GPU hosts).
       out: output directory; cache_dir: trained-model cache (None: no cache).
       augment: rap: smooth augmented base models; inversion: also attack augmented targets.
