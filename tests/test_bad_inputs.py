@@ -8,7 +8,8 @@ call returns something `check` must accept) or `Exits(regex)` for a CLI call (no
 one-line message on stderr). `RUN_ROWS` are `rpjax certify` runs refused before anything is
 written: each exits 2 with one line on stderr and leaves no run directory (the refusals that
 need a run in progress, a second writer, a full disk, a data file rewritten between blocks, are
-in tests/test_runs.py). The data loaders' table (bad CSV rows, BOMs, absurd values,
+in tests/test_runs.py). `AUDIT_ROWS` are `rpjax audit` runs refused the same way: one line,
+exit 2, no `--out` (the kill -9 / resume test is tests/test_audit_cli.py). The data loaders' table (bad CSV rows, BOMs, absurd values,
 undecodable bytes, image layouts) is `tests/test_bad_inputs_data.py`.
 """
 
@@ -34,6 +35,7 @@ from rpjax._src import stats as _stats
 from rpjax._src.privacy import leakage
 from rpjax.privacy import Budget, ReleaseConfig, RobustPrivacyRelease
 
+import _audit_models as audit_models
 import _run_models as run_models
 from _models import linear_apply, plan, random_linear
 
@@ -521,3 +523,39 @@ def test_every_engine_entry_point_checks_sigma_overflow():
             kw["alpha"] = 1e-3
         with pytest.raises(ValueError, match="sigma.*too large"):
             fn(linear_apply, _PARAMS, _XS, 0, **plan(**kw))
+
+
+_AUDIT_MODELS = os.path.join(os.path.dirname(_RUN_MODELS), "_audit_models.py")
+
+AUDIT_ROWS = [
+    ("audit_unknown_column", "FILE:linear", "good", ("--sensitive", "weight"), r"--sensitive weight: no column 'weight' and no one-hot group weight=\* in .*in.npz \(columns: age, bmi, g=a"),
+    ("audit_not_one_hot", "FILE:linear", "not_one_hot", ("--sensitive", "g"), r"--sensitive g: the columns g=\* of .*in.npz are not one-hot .* at row 3: \[1.0, 1.0, 0.0\]"),
+    ("audit_constant_attribute", "FILE:linear", "constant", ("--sensitive", "age"), r"--sensitive age: column 'age' is constant \(45 in every audited row of .*\) and the file gives no sweep range"),
+    ("audit_nan", "FILE:linear", "nan", ("--sensitive", "bmi"), r"--data .*in.npz: inputs 'x' are not finite \(NaN or inf\) at index 5"),
+    ("audit_group_of_one", "FILE:linear", "single_group", ("--sensitive", "g"), r"--sensitive g: the group g=\* has one column \('g=a'\); a one-hot group needs two or more"),
+    ("audit_no_columns", "FILE:linear", "no_columns", ("--sensitive", "bmi"), r"--data .*in.npz: no 'columns' array"),
+    ("audit_sigma_zero", "FILE:linear", "good", ("--sensitive", "bmi", "--sigma", "0"), r"--sigma: sigmas must be"),
+    ("audit_bad_shift", "FILE:linear", "good", ("--sensitive", "bmi", "--shift", "bmi"), r"--shift must be NAME=AMOUNT \(raw units\), got 'bmi'"),
+    ("audit_shift_of_a_group", "FILE:linear", "good", ("--sensitive", "g", "--shift", "g=1"), r"--shift g: not a continuous attribute"),
+    ("audit_people_zero", "FILE:linear", "good", ("--sensitive", "bmi", "--people", "0"), r"--people: people must be an integer >= 1"),
+    ("audit_module_missing", "nosuchmodule_xyz:make", "good", ("--sensitive", "bmi"), r"--model nosuchmodule_xyz:make: cannot import"),
+    ("audit_data_missing", "FILE:linear", "missing", ("--sensitive", "bmi"), r"--data .*: no such file"),
+]
+
+
+@pytest.mark.parametrize(("model", "data", "extra", "pattern"),
+                         [pytest.param(*row[1:], id=row[0]) for row in AUDIT_ROWS])
+def test_bad_audit_input(tmp_path, capsys, model, data, extra, pattern):
+    """One line on stderr, exit 2, and nothing written (no --out)."""
+    path = tmp_path / "in.npz"
+    if data != "missing":
+        audit_models.data(path, kind=data)
+    out = tmp_path / "audit"
+    model = model.replace("FILE", _AUDIT_MODELS)
+    argv = ["audit", "--model", model, "--data", str(path), "--n", "100", "--n0", "20",
+            "--out", str(out), "--no-progress", *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("rpjax: error: "), err
+    assert re.search(pattern, err), err
+    assert not out.exists()

@@ -30,7 +30,7 @@ def _help(argv, monkeypatch, capsys):
 
 def test_cli_reference_is_in_sync(monkeypatch, capsys):
     for argv in (["--help"], ["reproduce", "--help"], ["certify-demo", "--help"],
-                 ["certify", "--help"], ["summarize", "--help"]):
+                 ["certify", "--help"], ["audit", "--help"], ["summarize", "--help"]):
         text = _help(argv, monkeypatch, capsys)
         assert text and text in _README, (
             f"README's `rpjax {' '.join(argv)}` block is out of date; regenerate it with "

@@ -121,6 +121,18 @@ def _check_distillation(out, summary):
     assert (out / "report.md").stat().st_size > 0
 
 
+def _check_audit(out, summary):
+    rows = summary["audit"]["rows"]
+    assert {r["dataset"] for r in rows} == {"insurance", "fair", "diabetes"}
+    assert {r["model"] for r in rows} == {"plain", "augmented"}
+    for r in rows:
+        assert 0.0 <= r["smoothed_reading"] <= 1.0 and 0.0 <= r["base_reading"] <= 1.0
+    for d in ("insurance", "fair", "diabetes"):
+        for m in ("plain", "augmented"):
+            assert (out / d / m / "report.md").stat().st_size > 0
+            assert (out / d / m / "summary.json").stat().st_size > 0
+
+
 @pytest.mark.slow
 def test_reproduce_all_quick(tmp_path, monkeypatch):
     cache = default_cache_dir()  # $RPJAX_CACHE, one folder per test run (conftest.py)
@@ -131,19 +143,20 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
                      "--cache-dir", cache, "--no-progress"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["experiments"] == ["rap", "attacks", "inversion", "frontier",
-                                      "distillation"]
+                                      "distillation", "audit"]
     assert summary["preset"] == "quick"
     assert summary["versions"]["jax"] and summary["versions"]["dp-accounting"]
     assert set(summary["seconds"]) == {"rap", "attacks", "inversion", "frontier", "distillation",
-                                       "total"}
+                                       "audit", "total"}
     report = (tmp_path / "report.md").read_text()
     for title in ("Experiment A", "Adaptive attackers", "Experiment B",
                   "Privacy-utility frontier",
-                  "Distillation boundary"):  # the report lists every experiment it ran
+                  "Distillation boundary",
+                  "The audit on three real data sets"):  # every experiment it ran
         assert title in report, title
     for png in ("rap/figure1_bmi_histogram.png", "attacks/attacks.png",
                 "inversion/asr_vs_sigma.png",
-                "frontier/frontier.png"):
+                "frontier/frontier.png", "audit/privacy_vs_sigma.png"):
         assert f"]({png})" in report
     assert "Run time:" in report and "Versions:" in report
     assert "agree or disagree with the paper" in report
@@ -152,6 +165,7 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
     _check_inversion(tmp_path / "inversion", summary)
     _check_frontier(tmp_path / "frontier", summary)
     _check_distillation(tmp_path / "distillation", summary)
+    _check_audit(tmp_path / "audit", summary)
     assert os.listdir(cache)  # trained models were cached with orbax
     assert len(prepared) == 1  # inversion, frontier and distillation share one faces setup
 
@@ -162,7 +176,9 @@ _FILES = {"rap": ("summary.json", "people.csv", "report.md", "figure1_bmi_histog
           "inversion": ("summary.json", "identities.csv", "report.md", "asr_vs_sigma.png",
                         "grid_brep_mi.png", "grid_mi_face.png"),
           "frontier": ("summary.json", "points.csv", "report.md", "frontier.png"),
-          "distillation": ("summary.json", "report.md")}
+          "distillation": ("summary.json", "report.md"),
+          "audit": ("summary.json", "report.md", "privacy_vs_sigma.png", "insurance", "fair",
+                    "diabetes")}
 
 
 @pytest.mark.parametrize("name", reproduce.EXPERIMENTS)
@@ -208,7 +224,8 @@ def test_the_registry_is_the_cli_and_the_faces_setup_is_built_once(monkeypatch):
     parser = cli.build_parser()
     for name in ("all", *reproduce.REGISTRY):
         assert parser.parse_args(["reproduce", name]).experiment == name
-    assert reproduce.EXPERIMENTS == ("rap", "attacks", "inversion", "frontier", "distillation")
+    assert reproduce.EXPERIMENTS == ("rap", "attacks", "inversion", "frontier", "distillation",
+                                     "audit")
     for name, exp in reproduce.REGISTRY.items():
         assert exp.name == name
     built = []

@@ -131,7 +131,7 @@ def _flag_error(err: Exception, values: dict[str, object]) -> Exception:
 
     text = str(err)
     m = re.match(r"(\w+)\b", text)
-    if not m or m.group(1) not in CERTIFY_SETTINGS + ("num_classes", "out"):
+    if not m or m.group(1) not in CERTIFY_SETTINGS + ("num_classes", "out", "people"):
         return err
     word = m.group(1)
     flag = "--" + word.replace("_", "-")
@@ -246,6 +246,49 @@ def _print_summary(run_dir: str, summary: dict) -> None:
     print(f"wrote {os.path.join(run_dir, 'rows.jsonl')}, summary.json, certified_accuracy.png")
 
 
+def _shifts(values: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for v in values or []:
+        name, sep, amount = v.partition("=")
+        try:
+            out[name] = float(amount)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ValueError(f"--shift must be NAME=AMOUNT (raw units), got {v!r}.")
+    return out
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from rpjax._src import durable
+
+    # before any import of the model or data; creates nothing (a failure leaves no --out)
+    durable.check_output_dir("--out", args.out, create=False)
+    from rpjax._src.runs import audit as _run_audit
+
+    settings = _run_audit.settings_of(
+        sigmas=args.sigma, ns=args.n, n0=args.n0, alpha=args.alpha, mode=args.mode,
+        ks=args.k, max_advantage=args.max_advantage, attack_people=args.attack_people,
+        attack_queries=args.attack_queries, attack_grid=args.attack_grid,
+        attacker_samples=args.attacker_samples, num_points=args.grid_points,
+        refine_steps=args.refine_steps)
+    settings["shifts"] = _shifts(args.shift)
+    try:
+        prepared = _run_audit.prepare(model=args.model, data=args.data,
+                                      sensitive=args.sensitive, out=args.out,
+                                      checkpoint=args.checkpoint, people=args.people,
+                                      seed=args.seed, settings=settings)
+    except (ValueError, TypeError) as err:
+        raise _flag_error(err, {"model": args.model, "data": args.data,
+                                "checkpoint": args.checkpoint, "seed": args.seed,
+                                "people": args.people}) from None
+    paths = _run_audit.run(prepared, args.out, progress=not args.no_progress)
+    print(f"rpjax audit: {prepared['record']['people']} people, attributes "
+          f"{', '.join(prepared['sensitive'])}; wrote {paths['report']}, {paths['summary']} "
+          f"and {len(paths) - 2} plots")
+    return 0
+
+
 def _summarize(args: argparse.Namespace) -> int:
     from rpjax._src import runs
 
@@ -301,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds per experiment, to test the pipeline (its numbers mean "
                           "nothing)")
     rep.add_argument("--quick", action="store_true",
-                     help="small settings (all: under 10 minutes on 2 CPU cores)")
+                     help="small settings (minutes per experiment on 2 CPU cores)")
     rep.add_argument("--full", action="store_true",
                      help="the paper's attack budget at 64x64 (for GPU hosts)")
     rep.add_argument("--out", default="rpjax-out", help="output directory (default rpjax-out)")
@@ -371,6 +414,54 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--process-id", type=int, help="multi-process: this process's index")
     cert.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     cert.set_defaults(func=_certify)
+
+    aud = sub.add_parser(
+        "audit", help="audit what a release of your model reveals about sensitive attributes",
+        description="Audit a model over a data file (.npz with x, optional y, the feature "
+                    "names 'columns', optional 'offset' / 'scale' (raw = offset + scale * x) "
+                    "and 'low' / 'high' sweep ranges): for each --sensitive column (continuous) "
+                    "or one-hot group NAME=* (categorical), the attribute intervals or "
+                    "category sets of the base model and of the smoothed releases, the "
+                    "leakage bound and the budget, and the attackers against the hardened "
+                    "release. Writes OUT/report.md, OUT/summary.json and plots; finished "
+                    "sections are kept in OUT/parts, so rerunning the same command continues "
+                    "an interrupted audit.")
+    aud.add_argument("--model", required=True, help="MODULE:FACTORY (or path/to/file.py:"
+                     "FACTORY), as for rpjax certify")
+    aud.add_argument("--checkpoint", help="restore the parameters from this orbax directory")
+    aud.add_argument("--data", required=True, help="the .npz data file")
+    aud.add_argument("--sensitive", action="append", required=True, metavar="COLUMN",
+                     help="a column (continuous) or a one-hot group NAME (columns NAME=VALUE); "
+                          "repeat for several")
+    aud.add_argument("--sigma", type=float, action="append",
+                     help="noise std in input units (repeat; default 0.25, 0.5, 1)")
+    aud.add_argument("--n", type=int, action="append", help="samples per answer (repeat)")
+    aud.add_argument("--n0", type=int, help="selection samples")
+    aud.add_argument("--alpha", type=float, help="failure probability")
+    aud.add_argument("--mode", choices=["predict", "certify", "always_label"],
+                     help="the hardened release's mode (default predict)")
+    aud.add_argument("--k", type=int, action="append", help="answers of a k-answer bound "
+                     "(repeat)")
+    aud.add_argument("--max-advantage", type=float, help="the budget's cap on the advantage "
+                     "bound")
+    aud.add_argument("--shift", action="append", metavar="NAME=AMOUNT",
+                     help="the leakage bound's move of a continuous attribute, raw units "
+                          "(default: one scale unit)")
+    aud.add_argument("--people", type=int, default=100, help="audit the first P rows "
+                     "(default 100)")
+    aud.add_argument("--grid-points", type=int, default=51, help="sweep points (default 51)")
+    aud.add_argument("--refine-steps", type=int, default=10,
+                     help="bisection steps per interval end (default 10)")
+    aud.add_argument("--attack-people", type=int, help="people attacked (0: no attackers)")
+    aud.add_argument("--attack-queries", type=int, action="append",
+                     help="the attackers' query counts (repeat)")
+    aud.add_argument("--attack-grid", type=int, help="the attacker's grid points")
+    aud.add_argument("--attacker-samples", type=int,
+                     help="the attacker's Monte Carlo samples per candidate")
+    aud.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    aud.add_argument("--out", required=True, help="the output directory")
+    aud.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    aud.set_defaults(func=_audit)
 
     summ = sub.add_parser(
         "summarize", help="rewrite a certify run's rows.jsonl, summary.json and plot",

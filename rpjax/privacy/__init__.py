@@ -2,8 +2,10 @@
 (label only, the owner's secret noise, per-subject budgets) and its traceable form for attack
 loops (`LabelRelease`: `RobustPrivacyRelease(...).traced()`, the undefended `base_release`, and
 `keyed_release` for other releases), and attribute-level intervals (RAP / APE) with the
-owner's labelling functions they sweep."""
+owner's labelling functions they sweep; `audit`, which runs all of these for one model, its
+people and their sensitive attributes."""
 
+from rpjax._src.privacy.audit import AuditConfig, AuditResult, CategoricalAttribute, audit
 from rpjax._src.privacy.leakage import (
     advantage_bound,
     outcome_probabilities,
@@ -26,8 +28,11 @@ from rpjax._src.privacy.rp import base_labels, certified_labels
 
 __all__ = [
     "AttributeSweep",
+    "AuditConfig",
+    "AuditResult",
     "Budget",
     "BudgetExceededError",
+    "CategoricalAttribute",
     "Intervals",
     "LabelRelease",
     "READINGS",
@@ -36,6 +41,7 @@ __all__ = [
     "Secret",
     "advantage_bound",
     "attribute_intervals",
+    "audit",
     "base_labels",
     "base_release",
     "certified_labels",

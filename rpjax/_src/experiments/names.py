@@ -5,5 +5,5 @@ refuse a bad one) without importing the experiments. `rpjax._src.experiments.rep
 builds its `REGISTRY` from this tuple and refuses an experiment missing on either side.
 """
 
-EXPERIMENTS = ("rap", "attacks", "inversion", "frontier", "distillation")
+EXPERIMENTS = ("rap", "attacks", "inversion", "frontier", "distillation", "audit")
 """Frontier reuses inversion's sweep, so it comes after it."""

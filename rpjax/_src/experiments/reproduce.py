@@ -3,7 +3,8 @@
 `reproduce(["all"], preset="quick", out=...)` runs Experiment A (RAP, insurance), adaptive
 attackers against the deployed release (insurance), Experiment B
 (model inversion, Olivetti), the privacy-utility frontier against DP-SGD and label baselines
-(reusing Experiment B's RP sweep) and the distillation boundary, writes each experiment's own
+(reusing Experiment B's RP sweep), the distillation boundary and the audit
+(`rpjax.privacy.audit`) on three real tabular data sets, writes each experiment's own
 outputs under `OUT/<experiment>/`, and `OUT/report.md` (every table and plot, configuration,
 versions, run times) and `OUT/summary.json` (headline numbers under stable keys, see the
 README).
@@ -20,6 +21,7 @@ from typing import Any
 from rpjax._src.durable import atomic_write
 from rpjax._src.experiments import (
     attacks,
+    audit,
     common,
     distillation,
     frontier,
@@ -36,7 +38,7 @@ CI and a first look (minutes on 2 CPU cores); `default`; `full`: the paper's att
 for GPU hosts."""
 
 _EXPERIMENTS = (rap.EXPERIMENT, attacks.EXPERIMENT, inversion.EXPERIMENT, frontier.EXPERIMENT,
-                distillation.EXPERIMENT)
+                distillation.EXPERIMENT, audit.EXPERIMENT)
 if tuple(sorted(e.name for e in _EXPERIMENTS)) != tuple(sorted(names.EXPERIMENTS)):
     raise ImportError("the experiments of rpjax._src.experiments.names and reproduce differ.")
 REGISTRY: dict[str, Experiment] = {name: next(e for e in _EXPERIMENTS if e.name == name)
@@ -87,7 +89,7 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     Args:
       experiments: which experiments; "all" runs every one, in dependency order.
       preset: one of `PRESETS`: "tiny" (seconds per experiment, to test the pipeline),
-        "quick" (CI, under 10 minutes on 2 CPU cores for all), "default", or "full" (the
+        "quick" (CI, minutes per experiment on 2 CPU cores), "default", or "full" (the
         paper's attack budget, for GPU hosts).
       out: output directory; cache_dir: trained-model cache (None: no cache).
       augment: rap: smooth augmented base models; inversion: also attack augmented targets.

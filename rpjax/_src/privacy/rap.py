@@ -67,6 +67,10 @@ class AttributeSweep:
         _validate.positive("scale", self.scale)
         if not _validate.real("low", self.low) < _validate.real("high", self.high):
             raise ValueError(f"low must be < high, got low={self.low}, high={self.high}.")
+        # stored as floats: integer ends (low=-10) would make the interval arrays integer and
+        # truncate every refined boundary
+        for name in ("offset", "scale", "low", "high"):
+            object.__setattr__(self, name, float(getattr(self, name)))
         _validate.integer("num_points", self.num_points, minimum=2)
         _validate.integer("refine_steps", self.refine_steps, minimum=0)
 
@@ -195,7 +199,8 @@ def attribute_intervals(
     grid_radius = radii[: num * grid.size].reshape(num, grid.size)
     y, r_true = labels[num * grid.size :], radii[num * grid.size :]
 
-    ends = {r: np.stack([np.full(num, sweep.low), np.full(num, sweep.high)], 1) for r in READINGS}
+    ends = {r: np.stack([np.full(num, sweep.low, np.float64),
+                         np.full(num, sweep.high, np.float64)], 1) for r in READINGS}
     jobs = []  # (reading, side, person, inside, outside)
     for reading in ("preimage", "not_excluded"):
         walks = _walk(_member(reading, grid_label, y[:, None]), grid, true)
