@@ -100,32 +100,39 @@ def test_kill_9_then_resume_gives_the_same_report(tmp_path):
     assert json.loads((out / "summary.json").read_text())["attributes"]["bmi"]["attacks"]
 
 
-def test_the_audit_reproduces_the_rap_experiment_on_insurance():
-    """The RAP experiment's BMI numbers (its tiny preset) from `rpjax.privacy.audit` with the
-    same model, people, key and sweep."""
+_RAP_MODEL = """
+from rpjax._src.experiments.rap import experiment as rap
+from rpjax.data import load_insurance, train_test_split
+
+
+def make():  # the RAP experiment's base model (its tiny preset)
+    cfg = rap.RapConfig.tiny()
+    data = load_insurance()
+    train_idx, _ = train_test_split(len(data.x), cfg.test_fraction, cfg.seed)
+    apply_fn, params, _, _ = rap.train_base_model(cfg, data, train_idx)
+    return apply_fn, params
+"""
+
+
+def _rap_setup():
     from rpjax._src.experiments.rap import experiment as rap
-    from rpjax.data import load_insurance, load_tabular, train_test_split
+    from rpjax.data import load_insurance, train_test_split
     from rpjax.experiments import Context
-    from rpjax.privacy import AuditConfig, audit
 
     cfg = rap.RapConfig.tiny()
     res = rap.run(cfg, Context(progress=False))
     data = load_insurance()
     train_idx, test_idx = train_test_split(len(data.x), cfg.test_fraction, cfg.seed)
-    apply_fn, params, _, _ = rap.train_base_model(cfg, data, train_idx)
-    people = test_idx[: cfg.max_people]
-    tab = load_tabular("insurance")
-    sweep = tab.attribute("bmi", num_points=cfg.grid_points, refine_steps=cfg.refine_steps)
-    assert (sweep.low, sweep.high) == (cfg.sweep_low, cfg.sweep_high)
-    out = audit(apply_fn, params, tab.x[people], sensitive={"bmi": sweep}, ids=people,
-                labels=tab.y[people], key=jax.random.fold_in(jax.random.key(cfg.seed), 1),
-                config=AuditConfig(sigmas=cfg.sigmas, ns=cfg.ns, n0=cfg.n0, alpha=cfg.alpha,
-                                   attack_people=0))
-    rec = out.attributes["bmi"]
+    return rap, cfg, res, data, train_idx, test_idx[: cfg.max_people]
+
+
+def _check_rap(rec, res):
+    """The audit's BMI record `rec` against the RAP experiment's result `res`."""
     # the true BMI goes through float32 inputs in the audit: equal to that rounding
     close = dict(rel=1e-6, abs=1e-6)
     assert rec["base"]["median_preimage"] == pytest.approx(res.base["median_interval_bmi"],
                                                            **close)
+    assert len(rec["smoothed"]) == sum(len(v) for v in res.rp_by_n.values())
     for s in rec["smoothed"]:
         r = res.rp_by_n[str(s["n"])][str(float(s["sigma"]))]
         assert s["median_preimage"] == pytest.approx(r["median_interval_bmi"], **close)
@@ -136,6 +143,51 @@ def test_the_audit_reproduces_the_rap_experiment_on_insurance():
         radius = np.asarray(s["people"]["radius_raw"])[released]
         assert (radius.mean() if radius.size else 0.0) == pytest.approx(r["mean_radius_bmi"],
                                                                         rel=1e-5)
+
+
+def test_the_audit_reproduces_the_rap_experiment_on_insurance():
+    """The RAP experiment's BMI numbers (its tiny preset) from `rpjax.privacy.audit` with the
+    same model, people, key and sweep."""
+    from rpjax.data import load_tabular
+    from rpjax.privacy import AuditConfig, audit
+
+    rap, cfg, res, data, train_idx, people = _rap_setup()
+    apply_fn, params, _, _ = rap.train_base_model(cfg, data, train_idx)
+    tab = load_tabular("insurance")
+    sweep = tab.attribute("bmi", num_points=cfg.grid_points, refine_steps=cfg.refine_steps)
+    assert (sweep.low, sweep.high) == (cfg.sweep_low, cfg.sweep_high)
+    out = audit(apply_fn, params, tab.x[people], sensitive={"bmi": sweep}, ids=people,
+                labels=tab.y[people], key=jax.random.fold_in(jax.random.key(cfg.seed), 1),
+                config=AuditConfig(sigmas=cfg.sigmas, ns=cfg.ns, n0=cfg.n0, alpha=cfg.alpha,
+                                   attack_people=0))
+    _check_rap(out.attributes["bmi"], res)
+
+
+def test_rpjax_audit_on_the_bundled_insurance_data_reproduces_the_rap_experiment(tmp_path):
+    """The same through the command: the RAP model as a factory, its test people saved with
+    their ids, the experiment's settings, `--seed` its seed."""
+    from rpjax.data import load_tabular
+
+    rap, cfg, res, data, train_idx, people = _rap_setup()
+    (tmp_path / "rapmodel.py").write_text(_RAP_MODEL)
+    full = tmp_path / "insurance.npz"
+    load_tabular("insurance").save(full)
+    with np.load(full) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(x=arrays["x"][people], y=arrays["y"][people], ids=np.asarray(people))
+    np.savez(tmp_path / "people.npz", **arrays)
+    argv = ["audit", "--model", f"{tmp_path / 'rapmodel.py'}:make",
+            "--data", str(tmp_path / "people.npz"), "--sensitive", "bmi",
+            "--n0", str(cfg.n0), "--alpha", str(cfg.alpha), "--attack-people", "0",
+            "--grid-points", str(cfg.grid_points), "--refine-steps", str(cfg.refine_steps),
+            "--seed", str(cfg.seed), "--out", str(tmp_path / "out"), "--no-progress"]
+    for sigma in cfg.sigmas:
+        argv += ["--sigma", repr(float(sigma))]
+    for n in cfg.ns:
+        argv += ["--n", str(n)]
+    assert cli.main(argv) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    _check_rap(summary["attributes"]["bmi"], res)
 
 
 def test_a_saved_data_set_gives_the_command_the_same_attributes(tmp_path):

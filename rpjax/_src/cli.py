@@ -458,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--attack-grid", type=int, help="the attacker's grid points")
     aud.add_argument("--attacker-samples", type=int,
                      help="the attacker's Monte Carlo samples per candidate")
-    aud.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    aud.add_argument("--seed", type=int, default=0, help="the noise key is fold_in(key(SEED), "
+                     "1), as in rpjax reproduce (default 0)")
     aud.add_argument("--out", required=True, help="the output directory")
     aud.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     aud.set_defaults(func=_audit)

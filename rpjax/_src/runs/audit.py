@@ -12,6 +12,13 @@ scale the sensitive attributes:
   radius in input units is `scale` raw units.
 - `low`, `high` (optional, `[d]` floats, NaN where not given): a continuous attribute's sweep
   range in raw units (default: the smallest and largest raw value of the audited rows).
+- `ids` (optional, `[N]` non-negative integers below 2**32; default the row numbers): each
+  row's example id, which keys its noise (`rpjax.certify(ids=)`), so that a person audited
+  from another file gets the same noise.
+
+The noise key is `fold_in(key(--seed), 1)`, the certification stream of `rpjax reproduce`'s
+experiments with the same seed: with the RAP experiment's model, people (as `ids`) and
+settings, `rpjax audit --seed 0` gives its numbers (`tests/test_audit_cli.py`).
 
 `rpjax.data.TabularData.save` writes such a file. Every check runs before anything is written:
 an unknown column, a group that is not one-hot, a constant attribute (no sweep range), a NaN
@@ -37,6 +44,7 @@ import zipfile
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+import jax
 import numpy as np
 
 from rpjax._src import durable
@@ -107,7 +115,7 @@ class _PartStore(MutableMapping):
 
 
 def _read_meta(path: str, d: int) -> dict[str, Any]:
-    """`columns` (required), `offset`, `scale`, `low`, `high` of the data file."""
+    """`columns` (required), `offset`, `scale`, `low`, `high` and `ids` of the data file."""
     if not zipfile.is_zipfile(path):
         raise ValueError(f"data {path}: an audit needs a .npz with the feature names "
                          "'columns' beside the inputs 'x' (rpjax.data.TabularData.save "
@@ -121,6 +129,7 @@ def _read_meta(path: str, d: int) -> dict[str, Any]:
         for k, default in (("offset", 0.0), ("scale", 1.0), ("low", np.nan),
                            ("high", np.nan)):
             meta[k] = np.asarray(z[k], np.float64) if k in names else np.full(d, default)
+        meta["ids"] = np.asarray(z["ids"]) if "ids" in names else None
     cols = meta["columns"]
     if cols.dtype.kind not in "US" or cols.shape != (d,):
         raise ValueError(f"data {path}: 'columns' must be [{d}] strings (one name per input "
@@ -239,6 +248,16 @@ def prepare(*, model: str, data: str, sensitive: list[str], out: str,
         people = _validate.integer("people", people, minimum=1)
     count = total if people is None else min(people, total)
     x = inputs.read(0, count).astype(np.float32)
+    ids = meta["ids"]
+    if ids is not None:
+        if ids.shape != (total,) or ids.dtype.kind not in "iu":
+            raise ValueError(f"data {data}: 'ids' must be [{total}] integers (each row's "
+                             f"example id, which keys its noise), got {ids.dtype} of shape "
+                             f"{ids.shape}.")
+        try:
+            ids = _validate.ids("ids", ids[:count], count)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"data {data}: {err}") from None
     y = None if labels is None else labels.read(0, count).astype(np.int64)
     attrs = sensitive_attributes(list(sensitive), x, meta, data, **grid)
     for name in shifts:
@@ -251,11 +270,13 @@ def prepare(*, model: str, data: str, sensitive: list[str], out: str,
         "checkpoint": None if checkpoint is None else os.path.abspath(checkpoint),
         "model_sha256": params_sha256(params), "data": os.path.abspath(data),
         "data_sha256": durable.file_sha256(data), "people": int(count), "seed": seed,
+        "key": "fold_in(key(seed), 1)",
         "sensitive": list(sensitive), "grid": grid, "audit": config.to_dict(),
         "num_classes": num_classes,
     }
     return {"apply_fn": apply_fn, "params": params, "x": x, "labels": y, "sensitive": attrs,
-            "config": config, "seed": seed, "record": record, "columns": meta["columns"]}
+            "config": config, "seed": seed, "ids": ids, "record": record,
+            "columns": meta["columns"]}
 
 
 def begin(out: str, record: dict[str, Any]) -> bool:
@@ -312,7 +333,8 @@ def _run(prepared: dict[str, Any], out: str, progress: bool) -> dict[str, str]:
     rec = prepared["record"]
     result = audit(prepared["apply_fn"], prepared["params"], prepared["x"],
                    sensitive=prepared["sensitive"], config=prepared["config"],
-                   key=prepared["seed"], labels=prepared["labels"],
+                   key=jax.random.fold_in(jax.random.key(prepared["seed"]), 1),
+                   labels=prepared["labels"], ids=prepared["ids"],
                    checkpoint=_PartStore(os.path.join(out, PARTS)), progress=progress)
     units = {}
     about = (f"Model `{rec['model']}` (parameters sha256 {rec['model_sha256'][:12]}...); data "
