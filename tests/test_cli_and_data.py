@@ -89,3 +89,21 @@ def test_insurance_loader_statistics():
     assert abs((data.bmi < 33.4).mean() - 0.683) < 1e-3
     np.testing.assert_allclose(data.x[:, 1], data.standardize_bmi(data.bmi), atol=1e-5)
     np.testing.assert_allclose(data.x[:, 3:].sum(axis=1), 3.0)  # three one-hot groups
+
+
+def test_help_is_fast_to_import_and_a_closed_pipe_ends_quietly():
+    """`rpjax --help` imports neither JAX nor SciPy (issue 25: 6.4 s under load before), and
+    `rpjax ... | head` closing the pipe early ends with status 0, no traceback."""
+    code = ("import contextlib, io, sys\n"
+            "from rpjax._src import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    cli.main(['--help'])\n"
+            "print(sorted(m for m in ('jax', 'scipy', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]", out
+    proc = subprocess.Popen([sys.executable, "-m", "rpjax._src.cli", "--help"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader goes away before the help is written
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -296,9 +296,16 @@ def _summarize(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `rpjax` command (kept importable for docs and tests)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the `rpjax` command (kept importable for docs and tests).
+
+    `command`: build only that subcommand's arguments (the others get their one-line help),
+    so that `rpjax --help` (command "") does not import JAX for the defaults `certify` and
+    `certify-demo` state; None builds them all."""
     from rpjax._src.experiments import names  # the registry's names; imports nothing
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
 
     parser = argparse.ArgumentParser(
         prog="rpjax",
@@ -307,26 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "certify-demo", help="train a small insurance MLP and certify test people",
         description="Train a small MLP on the bundled insurance data and certify test people.")
-    demo.add_argument("--sigma", type=float, default=0.5,
-                      help="noise std in standardized feature units (default 0.5)")
-    demo.add_argument("--n0", type=int, default=100, help="selection samples (default 100)")
-    demo.add_argument("--n", type=int, default=10_000, help="estimation samples (default 1e4)")
-    demo.add_argument("--alpha", type=float, default=1e-3, help="failure probability")
-    demo.add_argument("--people", type=int, default=16, help="test people to certify")
-    demo.add_argument("--seed", type=int, default=0, help="seed of split, model and noise")
-    demo.add_argument("--method", choices=["cohen", "sequential"], default="cohen",
-                      help="cohen: n samples per person (default); sequential: each person "
-                           "stops as soon as decided, --n is the most it may use")
-    demo.add_argument("--radius", type=float, default=None,
-                      help="sequential: decide robustness at this radius (std units); "
-                           "default: the largest radius, with a budget")
-    demo.add_argument("--price", type=float, default=None,
-                      help="sequential, no --radius: the expected radius (units of sigma) an "
-                           "estimation sample must add to be spent; each person's n is "
-                           f"planned from its selection votes (default {_price_default()})")
-    demo.add_argument("--json", default=None, help="also write the result to this JSON file")
-    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(func=_certify_demo)
+    if wanted("certify-demo"):
+        _demo_arguments(demo)
 
     rep = sub.add_parser(
         "reproduce", help="run the paper's experiments on the bundled data",
@@ -370,50 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "Rows are committed to OUT/ in fsynced blocks; rerunning the command (or "
                     "--resume) continues an interrupted run; a different configuration is "
                     "refused. Under jax.distributed every process takes its share of blocks.")
-    cert.add_argument("--model", help="MODULE:FACTORY (or path/to/file.py:FACTORY); the "
-                      "factory returns (apply_fn, params) or a flax.nnx.Module")
-    cert.add_argument("--checkpoint", help="restore the parameters from this orbax directory")
-    cert.add_argument("--data", help=".npy (inputs) or .npz (inputs and optional labels), "
-                      "memory-mapped")
-    cert.add_argument("--inputs-key", help="the inputs' array in a .npz (default x)")
-    cert.add_argument("--labels-key", help="the labels' array in a .npz (default y if present)")
-    cert.add_argument("--sigma", type=float, help="noise std, in the inputs' units")
-    d = certify_defaults()  # the dataclasses' defaults, stated once
-    cert.add_argument("--n0", type=int, help=f"selection samples (default {d['n0']})")
-    cert.add_argument("--n", type=int, help="estimation samples, n_max with --method "
-                      f"sequential (default {d['n']})")
-    cert.add_argument("--alpha", type=float, help=f"failure probability (default {d['alpha']})")
-    cert.add_argument("--num-classes", type=int, help="classes (default: the model's logits)")
-    cert.add_argument("--seed", type=int, help="PRNG seed of the noise, an integer in "
-                      "[0, 2**64) kept at full width, the key of rpjax.certify(key=SEED) "
-                      f"(default {d['seed']})")
-    cert.add_argument("--method", choices=["cohen", "sequential"],
-                      help="cohen: n samples per input (default); sequential: stop each input "
-                           "once decided")
-    cert.add_argument("--radius", type=float, help="sequential: decide robustness at this "
-                      "radius (default: the largest radius, with a budget)")
-    cert.add_argument("--price", type=float, help="sequential, no --radius: the expected "
-                      "radius (units of sigma) an estimation sample must add to be spent "
-                      f"(default {_price_default()})")
-    cert.add_argument("--common-noise", action="store_const", const=True, default=None,
-                      help="the same noise draws for every input")
-    cert.add_argument("--block", type=int, help="inputs per committed block: the most a crash "
-                      f"can lose, and how often the bar moves (default {d['block']})")
-    cert.add_argument("--batch-size", type=int, help="inputs per device step (speed only)")
-    cert.add_argument("--chunk-size", type=int, help="samples per device step (speed only)")
-    cert.add_argument("--devices", type=int, help="local devices to use (default all)")
-    cert.add_argument("--out", required=True, help="the run directory")
-    cert.add_argument("--resume", action="store_true",
-                      help="continue the run in --out; settings not given come from its "
-                           "config.json (an existing run is continued without it too)")
-    cert.add_argument("--distributed", action="store_true",
-                      help="jax.distributed.initialize() with its auto-detection (TPU pods, "
-                           "Slurm, Open MPI)")
-    cert.add_argument("--coordinator", help="multi-process: coordinator HOST:PORT")
-    cert.add_argument("--num-processes", type=int, help="multi-process: number of processes")
-    cert.add_argument("--process-id", type=int, help="multi-process: this process's index")
-    cert.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     cert.set_defaults(func=_certify)
+    if wanted("certify"):
+        _certify_arguments(cert)
 
     aud = sub.add_parser(
         "audit", help="audit what a release of your model reveals about sensitive attributes",
@@ -473,9 +422,90 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("--sigma", type=float, default=0.5,
+                      help="noise std in standardized feature units (default 0.5)")
+    demo.add_argument("--n0", type=int, default=100, help="selection samples (default 100)")
+    demo.add_argument("--n", type=int, default=10_000, help="estimation samples (default 1e4)")
+    demo.add_argument("--alpha", type=float, default=1e-3, help="failure probability")
+    demo.add_argument("--people", type=int, default=16, help="test people to certify")
+    demo.add_argument("--seed", type=int, default=0, help="seed of split, model and noise")
+    demo.add_argument("--method", choices=["cohen", "sequential"], default="cohen",
+                      help="cohen: n samples per person (default); sequential: each person "
+                           "stops as soon as decided, --n is the most it may use")
+    demo.add_argument("--radius", type=float, default=None,
+                      help="sequential: decide robustness at this radius (std units); "
+                           "default: the largest radius, with a budget")
+    demo.add_argument("--price", type=float, default=None,
+                      help="sequential, no --radius: the expected radius (units of sigma) an "
+                           "estimation sample must add to be spent; each person's n is "
+                           f"planned from its selection votes (default {_price_default()})")
+    demo.add_argument("--json", default=None, help="also write the result to this JSON file")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _certify_arguments(cert: argparse.ArgumentParser) -> None:
+    cert.add_argument("--model", help="MODULE:FACTORY (or path/to/file.py:FACTORY); the "
+                      "factory returns (apply_fn, params) or a flax.nnx.Module")
+    cert.add_argument("--checkpoint", help="restore the parameters from this orbax directory")
+    cert.add_argument("--data", help=".npy (inputs) or .npz (inputs and optional labels), "
+                      "memory-mapped")
+    cert.add_argument("--inputs-key", help="the inputs' array in a .npz (default x)")
+    cert.add_argument("--labels-key", help="the labels' array in a .npz (default y if present)")
+    cert.add_argument("--sigma", type=float, help="noise std, in the inputs' units")
+    d = certify_defaults()  # the dataclasses' defaults, stated once
+    cert.add_argument("--n0", type=int, help=f"selection samples (default {d['n0']})")
+    cert.add_argument("--n", type=int, help="estimation samples, n_max with --method "
+                      f"sequential (default {d['n']})")
+    cert.add_argument("--alpha", type=float, help=f"failure probability (default {d['alpha']})")
+    cert.add_argument("--num-classes", type=int, help="classes (default: the model's logits)")
+    cert.add_argument("--seed", type=int, help="PRNG seed of the noise, an integer in "
+                      "[0, 2**64) kept at full width, the key of rpjax.certify(key=SEED) "
+                      f"(default {d['seed']})")
+    cert.add_argument("--method", choices=["cohen", "sequential"],
+                      help="cohen: n samples per input (default); sequential: stop each input "
+                           "once decided")
+    cert.add_argument("--radius", type=float, help="sequential: decide robustness at this "
+                      "radius (default: the largest radius, with a budget)")
+    cert.add_argument("--price", type=float, help="sequential, no --radius: the expected "
+                      "radius (units of sigma) an estimation sample must add to be spent "
+                      f"(default {_price_default()})")
+    cert.add_argument("--common-noise", action="store_const", const=True, default=None,
+                      help="the same noise draws for every input")
+    cert.add_argument("--block", type=int, help="inputs per committed block: the most a crash "
+                      f"can lose, and how often the bar moves (default {d['block']})")
+    cert.add_argument("--batch-size", type=int, help="inputs per device step (speed only)")
+    cert.add_argument("--chunk-size", type=int, help="samples per device step (speed only)")
+    cert.add_argument("--devices", type=int, help="local devices to use (default all)")
+    cert.add_argument("--out", required=True, help="the run directory")
+    cert.add_argument("--resume", action="store_true",
+                      help="continue the run in --out; settings not given come from its "
+                           "config.json (an existing run is continued without it too)")
+    cert.add_argument("--distributed", action="store_true",
+                      help="jax.distributed.initialize() with its auto-detection (TPU pods, "
+                           "Slurm, Open MPI)")
+    cert.add_argument("--coordinator", help="multi-process: coordinator HOST:PORT")
+    cert.add_argument("--num-processes", type=int, help="multi-process: number of processes")
+    cert.add_argument("--process-id", type=int, help="multi-process: this process's index")
+    cert.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `rpjax` console script."""
-    parser = build_parser()
+    """Entry point of the `rpjax` console script. A closed standard output (`rpjax ... |
+    head`) ends it quietly with status 0, as other Unix tools."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Python's recipe: point stdout at devnull so that the flush at exit does not raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
