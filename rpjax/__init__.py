@@ -14,7 +14,12 @@ from rpjax import stats
 from rpjax._src.certify import ABSTAIN, Certificates, Prediction, always_label, certify, predict
 from rpjax._src.noise import GAUSSIAN, NoiseDistribution, noise_samples
 from rpjax._src.plan import DecideAt, Fixed, Placement, RadiusBudget, SmoothingConfig
-from rpjax._src.smoothing import AffineFirst, counting_program, sample_counts
+from rpjax._src.smoothing import (
+    AffineFirst,
+    RowDependenceError,
+    counting_program,
+    sample_counts,
+)
 
 __version__ = "0.1.0"
 
@@ -29,6 +34,7 @@ __all__ = [
     "Placement",
     "Prediction",
     "RadiusBudget",
+    "RowDependenceError",
     "SmoothingConfig",
     "__version__",
     "always_label",

@@ -14,7 +14,8 @@ samples from `fold_in(key, 1)` (independent streams, as the guarantee requires; 
 rules draw the same estimation noise as `Fixed()`); PREDICT and always-label draw from
 `fold_in(key, 2)`.
 
-A sample whose logits contain NaN or +inf votes for no class; an input with any such sample
+A sample whose logits contain NaN or +inf, or decide nothing (every class tied at the maximum,
+e.g. all -inf), votes for no class; an input with any such sample
 abstains (`ABSTAIN`, also from `always_label`), with a `RuntimeWarning` naming `apply_fn` and
 the inputs (the model is broken or overflows there: its votes say nothing).
 
@@ -190,7 +191,8 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
 
     Warns:
       `rpjax.stats.SampleSizeWarning` if `config.n` is too small to ever avoid abstaining;
-      `RuntimeWarning` if `apply_fn` gave NaN / +inf logits (those inputs abstain).
+      `RuntimeWarning` if `apply_fn` gave NaN / +inf logits, or logits that decide nothing
+      (every class tied, e.g. all -inf; those inputs abstain).
 
     References:
       Cohen, Rosenfeld, Kolter. Certified Adversarial Robustness via Randomized Smoothing.
@@ -198,6 +200,7 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
     """
     plan = _plan.resolve(config, num_classes=num_classes, rule=rule, placement=placement)
     prepared = _smoothing.prepare(apply_fn, params, xs, key, ids, plan)
+    _smoothing.check_rows(apply_fn, params, prepared, plan)
     n, n0, alpha, sigma, distribution = plan.n, plan.n0, plan.alpha, plan.sigma, plan.distribution
     _stats.check_sample_size(n, alpha, mode="certify")
     selection_plan = plan._replace(chunk_size=None, batch_size=None) if plan.sequential else plan
@@ -288,7 +291,8 @@ def predict(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
 
     Warns:
       `rpjax.stats.SampleSizeWarning` if `n` can never pass the test; `RuntimeWarning` if
-      `apply_fn` gave NaN / +inf logits (those inputs abstain).
+      `apply_fn` gave NaN / +inf logits, or logits that decide nothing (every class tied,
+      e.g. all -inf; those inputs abstain).
     """
     plan = _plan.resolve(config, num_classes=num_classes, placement=placement)
     _stats.check_sample_size(plan.n, plan.alpha, mode="predict")
@@ -307,7 +311,8 @@ def always_label(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.Array
 
     This is the paper's "always return a label" mode (v1, section 7.2). It carries no
     certificate: `certified` is all False and `pvalue` is NaN. Report it apart from the
-    certified modes. It abstains only on inputs where `apply_fn` gave NaN / +inf logits.
+    certified modes. It abstains only on inputs where `apply_fn` gave invalid logits
+    (NaN / +inf, or every class tied, e.g. all -inf).
 
     Args:
       apply_fn, params, xs, key, num_classes, placement, ids: as in `certify`.

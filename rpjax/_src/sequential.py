@@ -101,7 +101,8 @@ class SequentialCounts(NamedTuple):
 
     Attributes:
       counts: `[B, num_classes]` int32 votes among the samples each input used.
-      invalid: `[B]` int32 samples whose logits were NaN / +inf (they vote for no class).
+      invalid: `[B]` int32 samples whose logits were invalid (NaN / +inf, or every class
+        tied at the maximum: `rpjax._src.smoothing.invalid_logits`; they vote for no class).
       n: `[B]` int64 samples each input used (its stopping sample count); `counts` and
         `invalid` of a row sum to it.
       forward_passes: total noisy samples the model was evaluated on (steps x lanes), those
@@ -120,7 +121,7 @@ class _State(NamedTuple):
     slot_input: jax.Array  # [S] int32, B = empty
     slot_m: jax.Array  # [S] int32 samples so far
     slot_hits: jax.Array  # [S] int32 votes for the watched class
-    slot_counts: jax.Array  # [S, C + 1] int32 (last column: NaN / +inf logits)
+    slot_counts: jax.Array  # [S, C + 1] int32 (last column: invalid logits)
     next_input: jax.Array  # () int32, the head of the queue
     out_n: jax.Array  # [B] int32
     out_counts: jax.Array  # [B, C + 1] int32
@@ -229,8 +230,7 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
         noisy = xs[inputs][:, None] + sigma * eps.reshape(groups_per_device, g, *input_shape)
         logits = apply_fn(params, noisy.reshape(groups_per_device * g, *input_shape))
         pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        bad = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
-        pred = jnp.where(bad, num_classes, pred)
+        pred = jnp.where(_smoothing.invalid_logits(logits), num_classes, pred)
         return jax.lax.all_gather(pred, _AXIS, tiled=True).reshape(groups, g)
 
     def block_sum(per_group, start):  # [groups] -> sum over each group's block before it

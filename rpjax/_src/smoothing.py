@@ -16,16 +16,20 @@ another. It pays when the model is an `AffineFirst`: the first (affine) layer of
 is `first(x) + (first(noise) - first(0))`, and `first(noise)` is computed once per sample for
 the whole batch instead of once per input.
 
-Samples whose logits contain NaN or +inf (a broken or overflowing model; -inf is an ordered
-value, e.g. a log-probability of 0) vote for no class: the compiled loop counts them in an
-extra column (one compare per logit, reduced across devices with the votes), and the public
-entry points refuse (`sample_counts`) or warn and abstain (`rpjax.certify`, `predict`,
-`always_label`) on the inputs that had any.
+Samples whose logits are invalid vote for no class (`invalid_logits`): logits that contain
+NaN or +inf (a broken or overflowing model; -inf is an ordered value, e.g. a log-probability
+of 0), and logits that decide nothing, whose maximum is attained by every class (all -inf, or
+all equal: the argmax would say class 0 by convention, not by the model). The compiled loop
+counts them in an extra column (a few compares per logit, reduced across devices with the
+votes), and the public entry points refuse (`sample_counts`) or warn and abstain
+(`rpjax.certify`, `predict`, `always_label`) on the inputs that had any. A tie of some
+classes but not all is a decision (the lowest tied index, as `argmax`).
 
-Caches: the model checks (`check_model`, `check_affine`) remember at most 64 model/input
-signatures each (least recently used first out); the compiled counting programs live in JAX's
-jit cache of `_sharded_counts`, keyed by `apply_fn` (static), which holds the function (and
-whatever its closure holds) until JAX evicts it; `clear_caches()` here, or
+Caches: the model checks (`check_model`, `check_affine`, `check_rows`) remember at most 64
+model/input signatures each (least recently used first out); the compiled counting programs
+live in JAX's jit cache of `_sharded_counts` (and the probe's in `_probe_logits`), keyed by
+`apply_fn` (static), which holds the function (and whatever its closure holds) until JAX
+evicts it; `clear_caches()` here, or
 `jax.clear_caches()`, releases all of them.
 """
 
@@ -92,6 +96,20 @@ class AffineFirst:
         return self.rest(params, self.first(params, x))
 
 
+def invalid_logits(logits: jax.Array) -> jax.Array:
+    """`[b]` bool: the rows of `[b, C]` logits that vote for no class.
+
+    A row is invalid if it contains NaN or +inf, or if its maximum is attained by every
+    class (all C logits equal, all -inf included): such a row decides nothing, and its
+    argmax (class 0) would be a convention, not a vote. -inf elsewhere is an ordered value
+    (a log-probability of 0); a tie of some classes but not all is a vote for the lowest
+    tied index, as `jnp.argmax` gives.
+    """
+    broken = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
+    undecided = jnp.all(logits == jnp.max(logits, axis=-1, keepdims=True), axis=-1)
+    return broken | undecided
+
+
 def counts_traced(
     apply_fn: ApplyFn,
     params: PyTree,
@@ -127,8 +145,9 @@ def counts_traced(
       device_index: this device's position on the sample axis.
       distribution: the smoothing distribution.
       common_noise: if True, every input gets the noise of `key_pairs[0]` (static).
-      invalid_column: if True, a sample whose logits contain NaN or +inf votes for no class
-        and is counted in an extra last column (static).
+      invalid_column: if True, a sample whose logits are invalid (`invalid_logits`: NaN or
+        +inf, or every class tied at the maximum) votes for no class and is counted in an
+        extra last column (static).
 
     Returns:
       `[B, num_classes]` int32 counts of this device's samples (`[B, num_classes + 1]` with
@@ -175,9 +194,8 @@ def counts_traced(
             noisy = (xs[:, None] + sigma * eps).reshape(batch * chunk, *input_shape)
             logits = apply_fn(params, noisy)
         pred = jnp.argmax(logits, axis=-1)
-        if invalid_column:  # NaN / +inf logits: no class (argmax of NaN would say class 0)
-            bad = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
-            pred = jnp.where(bad, num_classes, pred)
+        if invalid_column:  # invalid logits: no class (argmax of NaN would say class 0)
+            pred = jnp.where(invalid_logits(logits), num_classes, pred)
         pred = pred.reshape(batch, chunk)
         hits = (pred[..., None] == classes) & (index < n)[None, :, None]
         return counts + hits.sum(axis=1, dtype=jnp.int32)
@@ -208,7 +226,7 @@ def _sharded_counts(
     common_noise,
 ):
     """`[B, num_classes + 1]` counts summed over the mesh; the last column counts the samples
-    with NaN / +inf logits."""
+    with invalid logits (`invalid_logits`)."""
     num_devices = mesh.devices.size
 
     def per_device(params, xs, keys, sigma):
@@ -254,6 +272,7 @@ class _LRU:
 _CACHE_SIZE = 64
 _MODEL_CACHE = _LRU(_CACHE_SIZE)  # model signature -> (logits per input,)
 _AFFINE_CHECKED = _LRU(_CACHE_SIZE)  # model signature -> True
+_ROWS_CHECKED = _LRU(_CACHE_SIZE)  # model signature -> True (the row-independence probe passed)
 _PROBE_BATCHES = (2, 3)
 
 
@@ -262,6 +281,8 @@ def clear_caches() -> None:
     closures included, that they hold)."""
     _MODEL_CACHE.clear()
     _AFFINE_CHECKED.clear()
+    _ROWS_CHECKED.clear()
+    _probe_logits.clear_cache()
     _sharded_counts.clear_cache()
 
 
@@ -483,7 +504,8 @@ def sample_counts(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike,
 
     Raises:
       TypeError, ValueError: for bad arguments, naming the parameter; ValueError also if
-        `apply_fn` returns NaN or +inf logits on any noisy sample (`rpjax.certify`,
+        `apply_fn` returns invalid logits on any noisy sample (NaN or +inf, or every class
+        tied at the maximum, e.g. all -inf: `invalid_logits`; `rpjax.certify`,
         `predict` and `always_label` warn and abstain instead).
 
     Examples:
@@ -504,13 +526,15 @@ def sample_counts(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike,
 
 
 def nonfinite_message(bad: np.ndarray, how_many: np.ndarray, n: int) -> str:
-    """The message for inputs `bad` whose noisy samples gave NaN / +inf logits."""
+    """The message for inputs `bad` whose noisy samples gave invalid logits
+    (`invalid_logits`: NaN / +inf, or every class tied at the maximum, all -inf included)."""
     return (
-        f"apply_fn returned NaN or +inf logits on {int(how_many.max())} of n={n} noisy samples "
+        f"apply_fn returned invalid logits (NaN or +inf, or no decision: every class tied at "
+        f"the maximum, e.g. all -inf) on {int(how_many.max())} of n={n} noisy samples "
         f"(most affected input) for {bad.size} input(s) at batch indices "
         f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}; the argmax of such logits is "
-        "meaningless. Check the model (overflow at this sigma, a log of 0, uninitialized "
-        "parameters)."
+        "meaningless. Check the model (overflow at this sigma, a log of 0, uninitialized or "
+        "dead parameters)."
     )
 
 
@@ -522,7 +546,7 @@ class CountingProgram(NamedTuple):
       steps: loop steps per device.
       lowered: the `jax.stages.Lowered` program (`.compile().memory_analysis()`,
         `.cost_analysis()`); its output is `[B, num_classes + 1]` (the last column counts
-        samples with NaN / +inf logits).
+        samples with invalid logits, `invalid_logits`).
     """
 
     chunk: int
@@ -566,7 +590,7 @@ def count(apply_fn: ApplyFn, params: PyTree, xs: jax.Array, key_pairs: jax.Array
 
     Returns:
       `([B, num_classes] int32 counts of the valid samples, [B] int32 samples whose logits
-      were NaN / +inf)`, bit-identical to `counts_traced` with the same pairs.
+      were invalid: `invalid_logits`)`, bit-identical to `counts_traced` with the same pairs.
     """
     batch = xs.shape[0]
     step_batch = batch if plan.batch_size is None else min(plan.batch_size, batch)
@@ -599,3 +623,115 @@ def _run_batched(run, xs, key_pairs, step_batch, progress):
             k = jnp.concatenate([k, jnp.repeat(k[-1:], pad, axis=0)])
         out.append(run(xs=x, key_pairs=k)[: stop - start])
     return jnp.concatenate(out)
+
+
+class RowDependenceError(ValueError):
+    """`apply_fn` does not compute each row of a batch on its own (`check_rows`).
+
+    The same noisy inputs got different votes when evaluated in different batches, so the
+    counts would depend on the chunk size, the batch and the other inputs, and the samples
+    would not be independent draws of `f(x + eps)`: no certificate would hold. Typical causes:
+    a model in training mode (dropout, batch normalisation with batch statistics), a model
+    that normalises by the batch's own statistics, randomness closed over in `apply_fn`.
+    """
+
+
+_PROBE_PURPOSE = 3  # the probe's noise stream, fold_in(key, 3): apart from certify's 0, 1, 2
+_PROBE_INPUTS = 4  # the first inputs of the batch the probe perturbs
+_PROBE_ROWS = 8  # noisy rows, evaluated in two batchings of 2 * 8 and each in a batch of 2
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "distribution"))
+def _probe_logits(apply_fn, params, xs, key_pairs, sigma, *, distribution):
+    """`[3, R, C]` logits of the probe's R noisy rows (`ceil(R / k)` consecutive samples of
+    each of the k inputs `xs`): in a batch of 2R (the rows, then the same rows in reverse
+    order, so each row sits at two positions among the others) and each row on its own, as a
+    batch of 2 holding it twice (`lax.map`; batch statistics of two equal rows are those of
+    the row alone, without asking the model for a batch of 1)."""
+    k, input_shape = xs.shape[0], xs.shape[1:]
+    per_input = -(-_PROBE_ROWS // k)
+    size = math.prod(input_shape)
+    eps = jax.vmap(functools.partial(_noise.sample_noise_flat, first=0, count=per_input,
+                                     size=size, dtype=xs.dtype, distribution=distribution)
+                   )(key_pairs)  # [k, per_input * size]
+    noisy = xs[:, None] + jnp.asarray(sigma, xs.dtype) * eps.reshape(k, per_input,
+                                                                        *input_shape)
+    rows = noisy.reshape(k * per_input, *input_shape)[:_PROBE_ROWS]
+    together = apply_fn(params, jnp.concatenate([rows, rows[::-1]]))
+    twice = jnp.stack([rows, rows], axis=1)  # [R, 2, *input_shape]
+    alone = jax.lax.map(lambda batch: apply_fn(params, batch)[0], twice)
+    return jnp.stack([together[:_PROBE_ROWS], together[_PROBE_ROWS:][::-1],
+                      alone.astype(together.dtype)])
+
+
+_PROBE_BATCHINGS = (f"a batch of {2 * _PROBE_ROWS}, in order",
+                    f"the same batch of {2 * _PROBE_ROWS}, in reverse order",
+                    "a batch of 2 holding the row twice (the row on its own)")
+
+
+def probe_votes(logits: np.ndarray) -> np.ndarray:
+    """`[..., R]` votes of `[..., R, C]` logits as the counting loop casts them: the argmax,
+    or C for invalid logits (`invalid_logits`)."""
+    logits = jnp.asarray(logits)
+    votes = jnp.where(invalid_logits(logits), logits.shape[-1], jnp.argmax(logits, axis=-1))
+    return np.asarray(votes)
+
+
+def check_rows(apply_fn: ApplyFn, params: PyTree, prepared: Prepared, plan: _plan.Plan) -> None:
+    """Checks that `apply_fn` computes each row of a batch on its own (once per model and input
+    signature; skipped with `Placement(check_rows=False)`).
+
+    The probe: 8 noisy rows of the first (at most 4) inputs, with noise of scale `sigma` from
+    the stream `fold_in(key, 3)` (never used for a certificate), are evaluated in a batch of
+    16 (the rows, then the same rows in reverse order, so each row sits at two positions) and
+    each on its own (a batch of 2 holding the row twice), in one compiled program. A row
+    independent of its batch gets the same vote (class, or no class for invalid logits) in
+    all three; a row whose vote changes while its logits differ by more than float rounding
+    (`sqrt(eps)` of the logits' dtype, relative to the row's largest logit) refuses. A vote
+    flipped by rounding alone (a near-tie whose logits agree to that tolerance) passes.
+    Remembers at most 64 passed signatures (model, parameter shapes, input shape and dtype;
+    least recently used evicted).
+
+    This is a test, not a proof: a model whose dependence on the batch does not change these
+    8 votes in these batchings passes (see `docs/guarantee.md`).
+
+    Raises:
+      RowDependenceError: naming the batchings that disagreed, with the fixes.
+    """
+    if not plan.check_rows:
+        return
+    xs = prepared.xs
+    cache_key = _signature(apply_fn, params, xs)
+    if cache_key is not None and _ROWS_CHECKED.get(cache_key):
+        return
+    k = min(_PROBE_INPUTS, xs.shape[0])
+    logits = _probe_logits(apply_fn, params, xs[:k], prepared.key_pairs(_PROBE_PURPOSE)[:k],
+                           jnp.float32(plan.sigma), distribution=plan.distribution)
+    votes = probe_votes(logits)
+    values = np.asarray(logits.astype(jnp.float32), np.float64)
+    tol = math.sqrt(float(jnp.finfo(logits.dtype).eps))
+    ref = values[0]
+    scale = 1.0 + np.max(np.abs(np.where(np.isfinite(ref), ref, 0.0)), axis=-1)
+    for e in (1, 2):
+        with np.errstate(invalid="ignore"):  # inf - inf: compared as equal values above
+            close = np.all((values[e] == ref) | np.isnan(values[e]) & np.isnan(ref)
+                           | (np.abs(values[e] - ref) <= tol * scale[:, None]), axis=-1)
+        wrong = np.flatnonzero((votes[e] != votes[0]) & ~close)
+        if wrong.size:
+            row = int(wrong[0])
+            name = lambda v: "no class (invalid logits)" if v == ref.shape[-1] else f"class {v}"  # noqa: E731
+            raise RowDependenceError(
+                f"apply_fn does not compute each row of a batch on its own: of {_PROBE_ROWS} "
+                f"noisy inputs evaluated in {_PROBE_BATCHINGS[0]} and in {_PROBE_BATCHINGS[e]}, "
+                f"{wrong.size} got different votes (row {row}: {name(votes[0, row])} vs "
+                f"{name(votes[e, row])}). The counts would depend on chunk_size, batch_size and "
+                "the other inputs, and no certificate would hold. Fix: run the model in "
+                "inference mode (Flax NNX: model.eval() before rpjax.models.as_apply_fn; "
+                "Linen: deterministic=True, use_running_average=True), use no batch "
+                "statistics (normalise by stored statistics, not the batch's mean), and close "
+                "over no random key in apply_fn (a fixed key gives dropout masks that depend on "
+                "the batch's shape and a row's position). If the model is row-independent and "
+                "only this probe misjudges it, pass placement=rpjax.Placement(check_rows=False)."
+            )
+    if cache_key is not None:
+        _ROWS_CHECKED.put(cache_key, True)
