@@ -1,0 +1,170 @@
+"""`rpjax.certify`'s check that the base model computes each row of a batch on its own.
+
+The certificate assumes the votes are i.i.d. draws of `f(x + eps)` for one fixed function `f`
+of one row. A model that reads its batch (batch statistics, normalising by the batch mean) or
+closes over a random key (dropout masks that depend on the batch's shape and a row's
+position) breaks that silently: its counts change with `chunk_size` or with the other inputs.
+`certify` probes 8 noisy rows in two batchings and two batch sizes once per model signature
+and raises `rpjax.RowDependenceError`; `Placement(check_rows=False)` skips the probe.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import rpjax
+from rpjax import models
+from rpjax._src import smoothing
+
+from _models import linear_apply, random_linear
+
+_PARAMS = random_linear(3, seed=0)
+_XS = np.array([[2.0, 0.5, -1.0], [-1.5, 0.0, 0.3], [0.2, -0.4, 0.9]], np.float32)
+_CONFIG = rpjax.SmoothingConfig(sigma=0.5, n0=20, n=200)
+_DROPOUT_KEY = jax.random.key(123)
+
+
+def _dropout_closed_over(params, x):
+    """Dropout (rate 1/2) with a key closed over in apply_fn: the mask is a function of the
+    batch's shape and of each row's position in it, not of the row."""
+    mask = jax.random.bernoulli(_DROPOUT_KEY, 0.5, x.shape)
+    return linear_apply(params, jnp.where(mask, 2.0 * x, 0.0))
+
+
+def _batch_mean_normalised(params, x):
+    """Class 1 iff x_0 is above the batch's mean of x_0 (params unused)."""
+    del params
+    z = x[:, 0] - jnp.mean(x[:, 0])
+    return jnp.stack([-z, z], axis=-1)
+
+
+def _certify(apply_fn, params, xs, *, rule=None, check_rows=True, n=200):
+    config = rpjax.SmoothingConfig(sigma=0.5, n0=20, n=n)
+    return rpjax.certify(apply_fn, params, xs, 0, num_classes=2, config=config, rule=rule,
+                         placement=rpjax.Placement(check_rows=check_rows))
+
+
+@pytest.fixture
+def probe_calls(monkeypatch):
+    """Counts the probe's evaluations, with the memory of passed signatures emptied."""
+    calls = []
+    original = smoothing._probe_logits
+
+    def counted(*args, **kwargs):
+        calls.append(args[2].shape)
+        return original(*args, **kwargs)
+
+    smoothing._ROWS_CHECKED.clear()
+    monkeypatch.setattr(smoothing, "_probe_logits", counted)
+    yield calls
+    smoothing._ROWS_CHECKED.clear()
+
+
+def test_the_error_is_a_named_value_error():
+    assert issubclass(rpjax.RowDependenceError, ValueError)
+    assert "RowDependenceError" in rpjax.__all__
+
+
+def test_dropout_from_a_closed_over_key_changes_counts_with_chunk_size_and_is_refused():
+    # the symptom: with the check off, the counts depend on how the samples are chunked
+    counts = [np.asarray(rpjax.sample_counts(
+        _dropout_closed_over, _PARAMS, _XS, 0, num_classes=2, config=_CONFIG,
+        placement=rpjax.Placement(chunk_size=chunk))) for chunk in (50, 100)]
+    assert not np.array_equal(counts[0], counts[1])
+    # certify refuses it, with the fix in the message, for the fixed and a sequential rule
+    for rule in (None, rpjax.DecideAt(0.1)):
+        with pytest.raises(rpjax.RowDependenceError,
+                           match=r"does not compute each row.*inference mode.*check_rows=False"):
+            _certify(_dropout_closed_over, _PARAMS, _XS, rule=rule)
+
+
+def test_batch_mean_normalisation_labels_one_input_differently_alone_and_is_refused():
+    x = np.array([[0.0, 0.0, 0.0]], np.float32)
+    others = np.full((4, 3), -10.0, np.float32)
+    batch = np.concatenate([x, others])
+    # the symptom: alone, x is on the boundary of its own mean (abstains); with 4 inputs
+    # far below it, x is far above the batch's mean (certified class 1)
+    alone = _certify(_batch_mean_normalised, _PARAMS, x, check_rows=False, n=1000)
+    together = _certify(_batch_mean_normalised, _PARAMS, batch, check_rows=False, n=1000)
+    assert alone.label[0] == rpjax.ABSTAIN and together.label[0] == 1
+    for xs in (x, batch):
+        with pytest.raises(rpjax.RowDependenceError, match="no batch statistics|batch's mean"):
+            _certify(_batch_mean_normalised, _PARAMS, xs)
+
+
+def test_an_ordinary_model_passes_and_gets_the_certificate_it_gets_without_the_check():
+    checked = _certify(linear_apply, _PARAMS, _XS)
+    unchecked = _certify(linear_apply, _PARAMS, _XS, check_rows=False)
+    chex.assert_trees_all_equal(checked, unchecked)
+    assert (checked.label != rpjax.ABSTAIN).any()
+
+
+def test_the_probe_runs_once_per_model_signature(probe_calls):
+    _certify(linear_apply, _PARAMS, _XS)
+    _certify(linear_apply, _PARAMS, _XS[:2])  # another batch of the same signature
+    _certify(linear_apply, _PARAMS, _XS, rule=rpjax.RadiusBudget())
+    assert len(probe_calls) == 1
+    _certify(linear_apply, random_linear(3, seed=1), _XS)  # other values, same shapes
+    assert len(probe_calls) == 1
+    wide = (jnp.ones(4, jnp.float32), jnp.float32(0.0))  # another parameter shape
+    _certify(linear_apply, wide, np.ones((2, 4), np.float32))
+    _certify(linear_apply, _PARAMS, _XS.astype(np.float16))  # another input dtype
+    assert len(probe_calls) == 3
+
+
+def test_the_opt_out_skips_the_probe(probe_calls):
+    out = _certify(_dropout_closed_over, _PARAMS, _XS, check_rows=False)
+    assert probe_calls == []
+    assert out.label.shape == (3,)
+    assert rpjax.Placement().check_rows is True
+
+
+def test_a_failed_probe_is_not_remembered(probe_calls):
+    for _ in range(2):
+        with pytest.raises(rpjax.RowDependenceError):
+            _certify(_dropout_closed_over, _PARAMS, _XS)
+    assert len(probe_calls) == 2
+
+
+class _Net(nnx.Module):
+    """Dense, batch normalisation, dropout, dense: row-independent only in eval mode."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense1 = nnx.Linear(3, 16, rngs=rngs)
+        self.norm = nnx.BatchNorm(16, rngs=rngs)
+        self.drop = nnx.Dropout(0.3, rngs=rngs)
+        self.dense2 = nnx.Linear(16, 2, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.dense2(self.drop(jax.nn.relu(self.norm(self.dense1(x)))))
+
+
+def _batch_norm_in_training_mode(params, x):
+    """Dense, batch normalisation with the batch's own mean and variance, ReLU, dense."""
+    w1, w2 = params
+    h = x @ w1
+    h = (h - h.mean(axis=0)) / jnp.sqrt(h.var(axis=0) + 1e-5)
+    return jax.nn.relu(h) @ w2
+
+
+def test_batch_normalisation_with_batch_statistics_is_refused():
+    rng = np.random.default_rng(0)
+    params = tuple(jnp.asarray(rng.normal(size=shape), jnp.float32)
+                   for shape in ((3, 16), (16, 2)))
+    with pytest.raises(rpjax.RowDependenceError):
+        rpjax.certify(_batch_norm_in_training_mode, params, _XS, 0, num_classes=2,
+                      config=_CONFIG)
+
+
+def test_a_flax_model_with_batch_norm_and_dropout_in_eval_mode_passes():
+    model = _Net(nnx.Rngs(0))
+    model.eval()  # running averages, no dropout: each row on its own
+    apply_fn, state = models.as_apply_fn(model)
+    out = rpjax.certify(apply_fn, state, _XS, 0, num_classes=2, config=_CONFIG)
+    assert out.label.shape == (3,)
+    np.testing.assert_array_equal(out.counts.sum(axis=1), 200)
