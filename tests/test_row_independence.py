@@ -37,9 +37,9 @@ def _dropout_closed_over(params, x):
 
 
 def _batch_mean_normalised(params, x):
-    """Class 1 iff x_0 is above the batch's mean of x_0 (params unused)."""
+    """Class 1 iff x_0 is more than 1/4 above the batch's mean of x_0 (params unused)."""
     del params
-    z = x[:, 0] - jnp.mean(x[:, 0])
+    z = x[:, 0] - jnp.mean(x[:, 0]) - 0.25
     return jnp.stack([-z, z], axis=-1)
 
 
@@ -53,14 +53,14 @@ def _certify(apply_fn, params, xs, *, rule=None, check_rows=True, n=200):
 def probe_calls(monkeypatch):
     """Counts the probe's evaluations, with the memory of passed signatures emptied."""
     calls = []
-    original = smoothing._probe_logits
+    original = smoothing._selection_plan  # called once by each evaluation of the probe
 
-    def counted(*args, **kwargs):
-        calls.append(args[2].shape)
-        return original(*args, **kwargs)
+    def counted(plan):
+        calls.append(plan)
+        return original(plan)
 
     smoothing._ROWS_CHECKED.clear()
-    monkeypatch.setattr(smoothing, "_probe_logits", counted)
+    monkeypatch.setattr(smoothing, "_selection_plan", counted)
     yield calls
     smoothing._ROWS_CHECKED.clear()
 
@@ -81,17 +81,19 @@ def test_dropout_from_a_closed_over_key_changes_counts_with_chunk_size_and_is_re
         with pytest.raises(rpjax.RowDependenceError,
                            match=r"does not compute each row.*inference mode.*check_rows=False"):
             _certify(_dropout_closed_over, _PARAMS, _XS, rule=rule)
+    with pytest.raises(rpjax.RowDependenceError, match="in order and in reverse order"):
+        _certify(_dropout_closed_over, _PARAMS, _XS[:1])  # one input: its own probe batch
 
 
 def test_batch_mean_normalisation_labels_one_input_differently_alone_and_is_refused():
     x = np.array([[0.0, 0.0, 0.0]], np.float32)
     others = np.full((4, 3), -10.0, np.float32)
     batch = np.concatenate([x, others])
-    # the symptom: alone, x is on the boundary of its own mean (abstains); with 4 inputs
-    # far below it, x is far above the batch's mean (certified class 1)
+    # the symptom: alone, x is near its own mean (class 0); with 4 inputs far below it, x is
+    # far above the batch's mean (class 1)
     alone = _certify(_batch_mean_normalised, _PARAMS, x, check_rows=False, n=1000)
     together = _certify(_batch_mean_normalised, _PARAMS, batch, check_rows=False, n=1000)
-    assert alone.label[0] == rpjax.ABSTAIN and together.label[0] == 1
+    assert alone.label[0] == 0 and together.label[0] == 1
     for xs in (x, batch):
         with pytest.raises(rpjax.RowDependenceError, match="no batch statistics|batch's mean"):
             _certify(_batch_mean_normalised, _PARAMS, xs)
@@ -168,3 +170,17 @@ def test_a_flax_model_with_batch_norm_and_dropout_in_eval_mode_passes():
     out = rpjax.certify(apply_fn, state, _XS, 0, num_classes=2, config=_CONFIG)
     assert out.label.shape == (3,)
     np.testing.assert_array_equal(out.counts.sum(axis=1), 200)
+
+
+def _fresh_linear(params, x):  # a model no other test compiles
+    return linear_apply(params, x) * 2.0
+
+
+def test_the_probe_compiles_nothing_of_its_own_for_two_inputs_or_more(probe_calls):
+    programs = smoothing._sharded_counts._cache_size()
+    probe_programs = smoothing._probe_batch._cache_size()
+    _certify(_fresh_linear, _PARAMS, _XS)
+    assert len(probe_calls) == 1
+    # the selection and the estimation programs, as without the probe; no probe batch
+    assert smoothing._sharded_counts._cache_size() == programs + 2
+    assert smoothing._probe_batch._cache_size() == probe_programs

@@ -27,8 +27,8 @@ classes but not all is a decision (the lowest tied index, as `argmax`).
 
 Caches: the model checks (`check_model`, `check_affine`, `check_rows`) remember at most 64
 model/input signatures each (least recently used first out); the compiled counting programs
-live in JAX's jit cache of `_sharded_counts` (and the probe's in `_probe_logits`), keyed by
-`apply_fn` (static), which holds the function (and whatever its closure holds) until JAX
+live in JAX's jit cache of `_sharded_counts` (the probe's for one input in `_probe_batch`),
+keyed by `apply_fn` (static), which holds the function (and whatever its closure holds) until JAX
 evicts it; `clear_caches()` here, or
 `jax.clear_caches()`, releases all of them.
 """
@@ -282,7 +282,7 @@ def clear_caches() -> None:
     _MODEL_CACHE.clear()
     _AFFINE_CHECKED.clear()
     _ROWS_CHECKED.clear()
-    _probe_logits.clear_cache()
+    _probe_batch.clear_cache()
     _sharded_counts.clear_cache()
 
 
@@ -636,67 +636,77 @@ class RowDependenceError(ValueError):
     """
 
 
-_PROBE_PURPOSE = 3  # the probe's noise stream, fold_in(key, 3): apart from certify's 0, 1, 2
+_PROBE_PURPOSE = 3  # the probe's noise seed, from fold_in(key, 3): apart from certify's 0, 1, 2
 _PROBE_INPUTS = 4  # the first inputs of the batch the probe perturbs
-_PROBE_ROWS = 8  # noisy rows, evaluated in two batchings of 2 * 8 and each in a batch of 2
+_PROBE_ROWS = 8  # noisy rows (at most the batch's size when it has 2 inputs or more)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "distribution"))
-def _probe_logits(apply_fn, params, xs, key_pairs, sigma, *, distribution):
-    """`[3, R, C]` logits of the probe's R noisy rows (`ceil(R / k)` consecutive samples of
-    each of the k inputs `xs`): in a batch of 2R (the rows, then the same rows in reverse
-    order, so each row sits at two positions among the others) and each row on its own, as a
-    batch of 2 holding it twice (`lax.map`; batch statistics of two equal rows are those of
-    the row alone, without asking the model for a batch of 1)."""
-    k, input_shape = xs.shape[0], xs.shape[1:]
-    per_input = -(-_PROBE_ROWS // k)
-    size = math.prod(input_shape)
-    eps = jax.vmap(functools.partial(_noise.sample_noise_flat, first=0, count=per_input,
-                                     size=size, dtype=xs.dtype, distribution=distribution)
-                   )(key_pairs)  # [k, per_input * size]
-    noisy = xs[:, None] + jnp.asarray(sigma, xs.dtype) * eps.reshape(k, per_input,
-                                                                        *input_shape)
-    rows = noisy.reshape(k * per_input, *input_shape)[:_PROBE_ROWS]
-    together = apply_fn(params, jnp.concatenate([rows, rows[::-1]]))
-    twice = jnp.stack([rows, rows], axis=1)  # [R, 2, *input_shape]
-    alone = jax.lax.map(lambda batch: apply_fn(params, batch)[0], twice)
-    return jnp.stack([together[:_PROBE_ROWS], together[_PROBE_ROWS:][::-1],
-                      alone.astype(together.dtype)])
+@functools.partial(jax.jit, static_argnames=("apply_fn",))
+def _probe_batch(apply_fn, params, rows):
+    """`[2, R, C]` logits of the rows in one batch of 2R: in order, then in reverse order
+    (each row at two positions). Compiled only for a batch of one input (`check_rows`)."""
+    logits = apply_fn(params, jnp.concatenate([rows, rows[::-1]]))
+    return jnp.stack([logits[: rows.shape[0]], logits[rows.shape[0]:][::-1]])
 
 
-_PROBE_BATCHINGS = (f"a batch of {2 * _PROBE_ROWS}, in order",
-                    f"the same batch of {2 * _PROBE_ROWS}, in reverse order",
-                    "a batch of 2 holding the row twice (the row on its own)")
+def _selection_plan(plan: _plan.Plan) -> _plan.Plan:
+    """The plan of `rpjax.certify`'s selection pass (its n0 samples), without noise: the probe
+    runs that compiled program on inputs it chooses, so it compiles nothing of its own."""
+    if plan.sequential:
+        plan = plan._replace(chunk_size=None, batch_size=None)
+    return plan._replace(sigma=0.0, progress=False)
 
 
-def probe_votes(logits: np.ndarray) -> np.ndarray:
-    """`[..., R]` votes of `[..., R, C]` logits as the counting loop casts them: the argmax,
-    or C for invalid logits (`invalid_logits`)."""
-    logits = jnp.asarray(logits)
-    votes = jnp.where(invalid_logits(logits), logits.shape[-1], jnp.argmax(logits, axis=-1))
-    return np.asarray(votes)
+def _slot_votes(apply_fn: ApplyFn, params: PyTree, slots: np.ndarray,
+                plan: _plan.Plan) -> np.ndarray:
+    """`[S]` vote of each slot, evaluated as `n0` identical rows per slot in the selection
+    program (sigma 0), or -1 where the `n0` copies of a slot disagree."""
+    # `count` on one batch, called as it calls the program (so the compiled one is reused),
+    # without its slicing of the result
+    pairs = np.zeros((slots.shape[0], 2), np.uint32)  # sigma = 0: the noise is multiplied away
+    run = functools.partial(
+        _sharded_counts, apply_fn, params, sigma=jnp.float32(plan.sigma), n=plan.n0,
+        num_classes=plan.num_classes, chunk=_chunk(plan, plan.n0, slots.shape[0], slots.shape),
+        mesh=_mesh(plan.devices), distribution=plan.distribution,
+        common_noise=plan.common_noise)
+    full = np.asarray(run(xs=jnp.asarray(slots), key_pairs=jnp.asarray(pairs)))
+    return np.where(full.max(axis=1) == plan.n0, full.argmax(axis=1), -1)
 
 
 def check_rows(apply_fn: ApplyFn, params: PyTree, prepared: Prepared, plan: _plan.Plan) -> None:
     """Checks that `apply_fn` computes each row of a batch on its own (once per model and input
     signature; skipped with `Placement(check_rows=False)`).
 
-    The probe: 8 noisy rows of the first (at most 4) inputs, with noise of scale `sigma` from
-    the stream `fold_in(key, 3)` (never used for a certificate), are evaluated in a batch of
-    16 (the rows, then the same rows in reverse order, so each row sits at two positions) and
-    each on its own (a batch of 2 holding the row twice), in one compiled program. A row
-    independent of its batch gets the same vote (class, or no class for invalid logits) in
-    all three; a row whose vote changes while its logits differ by more than float rounding
-    (`sqrt(eps)` of the logits' dtype, relative to the row's largest logit) refuses. A vote
-    flipped by rounding alone (a near-tie whose logits agree to that tolerance) passes.
-    Remembers at most 64 passed signatures (model, parameter shapes, input shape and dtype;
-    least recently used evicted).
+    The probe takes R noisy rows of the first (at most 4) inputs (R = min(8, B) for a batch
+    of B >= 2 inputs, 8 for one input; Gaussian noise of scale `sigma` drawn on the host by
+    NumPy, seeded by the key's words and 3: no certificate uses it) and runs the program of
+    `rpjax.certify`'s selection pass with sigma = 0, so the model sees exactly the rows the
+    probe puts in its input slots (each slot as `n0` identical rows, in one or more batches
+    of the selection pass's chunk size):
+
+    - together: the slots hold the R rows in turn (B >= 2). Each slot's `n0` copies sit at
+      different positions of the batch and must all get the same vote; the slots holding the
+      same row must too. With one input, the R rows are instead evaluated in one batch of
+      2R, in order and in reverse order (a compiled program of its own, the probe's only
+      one), and must get the same votes in both orders (a vote flipped while the logits agree
+      to float rounding, `sqrt(eps)` of their dtype relative to the row's largest logit, is
+      let through);
+    - alone: every slot holds row 0, so the batch holds that row only (its batch statistics
+      are its own). Its votes must all agree and equal its vote together. The same for one
+      row whose vote together differs from row 0's, if there is one (a model normalising by
+      its batch would give both the same vote alone).
+
+    A vote is a class, or no class for invalid logits (`invalid_logits`). Any disagreement
+    raises. With B >= 2 the probe costs two or three selection passes of one batch (`n0`
+    samples per input slot each) and compiles nothing that `certify` does not compile
+    anyway. Remembers at most 64 passed signatures (model, parameter shapes, input shape and
+    dtype).
 
     This is a test, not a proof: a model whose dependence on the batch does not change these
-    8 votes in these batchings passes (see `docs/guarantee.md`).
+    votes passes (see `docs/guarantee.md`).
 
     Raises:
-      RowDependenceError: naming the batchings that disagreed, with the fixes.
+      RowDependenceError: saying which evaluation disagreed, with the fixes.
     """
     if not plan.check_rows:
         return
@@ -704,34 +714,68 @@ def check_rows(apply_fn: ApplyFn, params: PyTree, prepared: Prepared, plan: _pla
     cache_key = _signature(apply_fn, params, xs)
     if cache_key is not None and _ROWS_CHECKED.get(cache_key):
         return
-    k = min(_PROBE_INPUTS, xs.shape[0])
-    logits = _probe_logits(apply_fn, params, xs[:k], prepared.key_pairs(_PROBE_PURPOSE)[:k],
-                           jnp.float32(plan.sigma), distribution=plan.distribution)
-    votes = probe_votes(logits)
-    values = np.asarray(logits.astype(jnp.float32), np.float64)
-    tol = math.sqrt(float(jnp.finfo(logits.dtype).eps))
-    ref = values[0]
-    scale = 1.0 + np.max(np.abs(np.where(np.isfinite(ref), ref, 0.0)), axis=-1)
-    for e in (1, 2):
-        with np.errstate(invalid="ignore"):  # inf - inf: compared as equal values above
-            close = np.all((values[e] == ref) | np.isnan(values[e]) & np.isnan(ref)
-                           | (np.abs(values[e] - ref) <= tol * scale[:, None]), axis=-1)
-        wrong = np.flatnonzero((votes[e] != votes[0]) & ~close)
+    batch = xs.shape[0]
+    selection = _selection_plan(plan)
+    slots = batch if selection.batch_size is None else min(selection.batch_size, batch)
+    k = min(_PROBE_INPUTS, batch)
+    num_rows = min(_PROBE_ROWS, slots) if slots >= 2 else _PROBE_ROWS
+    # on the host (no device op to compile): the key's words and 3 seed the probe's noise
+    seed = [*np.asarray(jax.random.key_data(prepared.key)).ravel().tolist(), _PROBE_PURPOSE]
+    z = np.random.default_rng(seed).standard_normal((num_rows, *xs.shape[1:]))
+    base = np.asarray(jax.device_get(xs) if batch <= _PROBE_INPUTS else
+                      jax.device_get(xs[:k]), np.float64)
+    rows = (base[np.arange(num_rows) % k] + plan.sigma * z).astype(xs.dtype)
+    if slots >= 2:
+        votes = _slot_votes(apply_fn, params, rows[np.arange(slots) % num_rows], selection)
+        per_row = [votes[np.arange(slots) % num_rows == r] for r in range(num_rows)]
+        split = [r for r, v in enumerate(per_row) if (v < 0).any() or (v != v[0]).any()]
+        if split:
+            _refuse(f"{len(split)} of {num_rows} noisy inputs got different votes at "
+                    "different positions of one batch")
+        together = votes[:num_rows]
+    else:
+        logits = _probe_batch(apply_fn, params, jnp.asarray(rows))
+        votes = probe_votes(logits)
+        values = np.asarray(logits.astype(jnp.float32), np.float64)
+        tol = math.sqrt(float(jnp.finfo(logits.dtype).eps))
+        ref = values[0]
+        scale = 1.0 + np.max(np.abs(np.where(np.isfinite(ref), ref, 0.0)), axis=-1)
+        with np.errstate(invalid="ignore"):  # inf - inf: compared as equal values first
+            close = np.all((values[1] == ref) | np.isnan(values[1]) & np.isnan(ref)
+                           | (np.abs(values[1] - ref) <= tol * scale[:, None]), axis=-1)
+        wrong = np.flatnonzero((votes[1] != votes[0]) & ~close)
         if wrong.size:
-            row = int(wrong[0])
-            name = lambda v: "no class (invalid logits)" if v == ref.shape[-1] else f"class {v}"  # noqa: E731
-            raise RowDependenceError(
-                f"apply_fn does not compute each row of a batch on its own: of {_PROBE_ROWS} "
-                f"noisy inputs evaluated in {_PROBE_BATCHINGS[0]} and in {_PROBE_BATCHINGS[e]}, "
-                f"{wrong.size} got different votes (row {row}: {name(votes[0, row])} vs "
-                f"{name(votes[e, row])}). The counts would depend on chunk_size, batch_size and "
-                "the other inputs, and no certificate would hold. Fix: run the model in "
-                "inference mode (Flax NNX: model.eval() before rpjax.models.as_apply_fn; "
-                "Linen: deterministic=True, use_running_average=True), use no batch "
-                "statistics (normalise by stored statistics, not the batch's mean), and close "
-                "over no random key in apply_fn (a fixed key gives dropout masks that depend on "
-                "the batch's shape and a row's position). If the model is row-independent and "
-                "only this probe misjudges it, pass placement=rpjax.Placement(check_rows=False)."
-            )
+            _refuse(f"{wrong.size} of {num_rows} noisy inputs got different votes in a batch "
+                    f"of {2 * num_rows} in order and in reverse order")
+        together = votes[0]
+    # alone: row 0, and a row whose vote together differs from row 0's, if there is one
+    # (a model that normalises by its batch gives every row the same vote alone)
+    other = np.flatnonzero(together != together[0])
+    for r in [0, *other[:1].tolist()]:
+        alone = _slot_votes(apply_fn, params, np.repeat(rows[r:r + 1], slots, axis=0),
+                            selection)
+        if (alone != together[r]).any():
+            _refuse("a noisy input got another vote alone (in a batch of copies of it) than "
+                    "together with the others")
     if cache_key is not None:
         _ROWS_CHECKED.put(cache_key, True)
+
+
+def probe_votes(logits: jax.Array) -> np.ndarray:
+    """`[..., R]` votes of `[..., R, C]` logits as the counting loop casts them: the argmax,
+    or C for invalid logits (`invalid_logits`)."""
+    logits = jnp.asarray(logits)
+    votes = jnp.where(invalid_logits(logits), logits.shape[-1], jnp.argmax(logits, axis=-1))
+    return np.asarray(votes)
+
+
+def _refuse(what: str) -> None:
+    raise RowDependenceError(
+        f"apply_fn does not compute each row of a batch on its own: {what}. The counts would "
+        "depend on chunk_size, batch_size and the other inputs, and no certificate would "
+        "hold. Fix: run the model in inference mode (Flax NNX: model.eval() before "
+        "rpjax.models.as_apply_fn; Linen: deterministic=True, use_running_average=True), use "
+        "no batch statistics (normalise by stored statistics, not the batch's mean), and "
+        "close over no random key in apply_fn (a fixed key gives dropout masks that depend "
+        "on the batch's shape and a row's position). If the model is row-independent and "
+        "only this probe misjudges it, pass placement=rpjax.Placement(check_rows=False).")
