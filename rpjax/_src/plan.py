@@ -187,9 +187,10 @@ class Placement:
         padded so one compilation serves all, and the progress bar counts batches.
       progress: show a tqdm progress bar (a string labels it).
       check_rows: `rpjax.certify` first checks, once per model and input signature, that
-        the model computes each row of a batch on its own (a small probe of 8 noisy rows in
-        two batchings and two batch sizes; `rpjax.RowDependenceError` if their votes differ).
-        False skips the check (it never changes a certificate, only whether one is refused).
+        the model computes each row of a batch on its own (a small probe: a few noisy rows
+        evaluated together and each alone; `rpjax.RowDependenceError` if their votes differ;
+        `docs/guarantee.md`, section 1a). False skips the check (it never changes a
+        certificate, only whether one is refused).
     """
 
     devices: Sequence[jax.Device] | None = None
