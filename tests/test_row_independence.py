@@ -176,6 +176,10 @@ def _fresh_linear(params, x):  # a model no other test compiles
     return linear_apply(params, x) * 2.0
 
 
+def _fresh_linear_too(params, x):  # another model no other test compiles
+    return linear_apply(params, x) * 3.0
+
+
 def test_the_probe_compiles_nothing_of_its_own_for_two_inputs_or_more(probe_calls):
     programs = smoothing._sharded_counts._cache_size()
     probe_programs = smoothing._probe_batch._cache_size()
@@ -183,4 +187,32 @@ def test_the_probe_compiles_nothing_of_its_own_for_two_inputs_or_more(probe_call
     assert len(probe_calls) == 1
     # the selection and the estimation programs, as without the probe; no probe batch
     assert smoothing._sharded_counts._cache_size() == programs + 2
+    # a sequential rule: the selection program only (the scheduler is another program)
+    _certify(_fresh_linear_too, _PARAMS, _XS, rule=rpjax.DecideAt(0.1))
+    assert len(probe_calls) == 2
+    assert smoothing._sharded_counts._cache_size() == programs + 3
     assert smoothing._probe_batch._cache_size() == probe_programs
+
+
+@pytest.mark.parametrize(("apply_fn", "xs", "dependent"), [
+    pytest.param(_dropout_closed_over, _XS[:1], True, id="dropout-one-input"),
+    pytest.param(_dropout_closed_over, _XS, True, id="dropout-three-inputs"),
+    pytest.param(_batch_mean_normalised, _XS[:1], True, id="batch-mean-one-input"),
+    pytest.param(_batch_mean_normalised, _XS, True, id="batch-mean-three-inputs"),
+    pytest.param(linear_apply, _XS[:1], False, id="linear-one-input"),
+    pytest.param(linear_apply, _XS, False, id="linear-three-inputs"),
+])
+def test_the_probe_decides_the_same_for_every_key(apply_fn, xs, dependent):
+    """The probe's noise comes from the key: over 20 keys it refuses every dependent model
+    and passes every independent one (no false alarm)."""
+    plan = smoothing._plan.resolve(_CONFIG, num_classes=2)
+    refused = 0
+    for key in range(20):
+        prepared = smoothing.prepare(apply_fn, _PARAMS, xs, key, None, plan)
+        smoothing._ROWS_CHECKED.clear()
+        try:
+            smoothing.check_rows(apply_fn, _PARAMS, prepared, plan)
+        except rpjax.RowDependenceError:
+            refused += 1
+    smoothing._ROWS_CHECKED.clear()
+    assert refused == (20 if dependent else 0)
