@@ -162,8 +162,8 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       config: the statistics (`sigma`, `n0`, `n`, `alpha`, `distribution`, `common_noise`; see
         `SmoothingConfig`).
       rule: `Fixed()` (default), `DecideAt(radius)` or `RadiusBudget(tolerance)`.
-      placement: devices, chunk and batch sizes, progress bar (see `Placement`); never changes
-        a result.
+      placement: devices, chunk and batch sizes, progress bar, the row-independence check
+        (see `Placement`); never changes a result.
       ids: `[B]` non-negative example ids (default `0..B-1`): the noise of input i is keyed by
         `(key, ids[i])`, so an input gets the same certificate alone or in any batch.
 
@@ -188,6 +188,11 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       each certificate keeps its guarantee; certificates of different inputs become dependent.
       A sequential rule's stopping time reveals p_A: never release what this returns, or its
       cost, to a querier (see `docs/guarantee.md`).
+
+    Raises:
+      rpjax.RowDependenceError: if `apply_fn` fails the row-independence probe (run once per
+        model and input signature before anything is counted; `Placement(check_rows=False)`
+        skips it; `rpjax._src.smoothing.check_rows`).
 
     Warns:
       `rpjax.stats.SampleSizeWarning` if `config.n` is too small to ever avoid abstaining;

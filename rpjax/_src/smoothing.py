@@ -25,6 +25,12 @@ votes), and the public entry points refuse (`sample_counts`) or warn and abstain
 (`rpjax.certify`, `predict`, `always_label`) on the inputs that had any. A tie of some
 classes but not all is a decision (the lowest tied index, as `argmax`).
 
+`check_rows` (run by `rpjax.certify`) tests the assumption behind "counts never depend on the
+batch": that the model computes each row on its own. It runs the selection pass's compiled
+program at sigma 0 on slots it fills with a few noisy rows (together, then each alone) and
+raises `RowDependenceError` if a row's votes differ (dropout from a closed-over key, batch
+statistics, normalising by the batch); `Placement(check_rows=False)` skips it.
+
 Caches: the model checks (`check_model`, `check_affine`, `check_rows`) remember at most 64
 model/input signatures each (least recently used first out); the compiled counting programs
 live in JAX's jit cache of `_sharded_counts` (the probe's for one input in `_probe_batch`),
