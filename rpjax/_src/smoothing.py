@@ -642,17 +642,21 @@ class RowDependenceError(ValueError):
     """
 
 
-_PROBE_PURPOSE = 3  # the probe's noise seed, from fold_in(key, 3): apart from certify's 0, 1, 2
+_PROBE_PURPOSE = 3  # seeds the probe's host noise with the key's words (certify's streams: 0-2)
 _PROBE_INPUTS = 4  # the first inputs of the batch the probe perturbs
 _PROBE_ROWS = 8  # noisy rows (at most the batch's size when it has 2 inputs or more)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn",))
 def _probe_batch(apply_fn, params, rows):
-    """`[2, R, C]` logits of the rows in one batch of 2R: in order, then in reverse order
-    (each row at two positions). Compiled only for a batch of one input (`check_rows`)."""
+    """`([2, R, C] logits, [2, R] votes)` of the rows in one batch of 2R: in order, then in
+    reverse order (each row at two positions). A vote is the argmax, or C for invalid logits
+    (`invalid_logits`), as the counting loop casts it. Compiled only for a batch of one input
+    (`check_rows`)."""
     logits = apply_fn(params, jnp.concatenate([rows, rows[::-1]]))
-    return jnp.stack([logits[: rows.shape[0]], logits[rows.shape[0]:][::-1]])
+    logits = jnp.stack([logits[: rows.shape[0]], logits[rows.shape[0]:][::-1]])
+    votes = jnp.where(invalid_logits(logits), logits.shape[-1], jnp.argmax(logits, axis=-1))
+    return logits, votes
 
 
 def _selection_plan(plan: _plan.Plan) -> _plan.Plan:
@@ -740,9 +744,9 @@ def check_rows(apply_fn: ApplyFn, params: PyTree, prepared: Prepared, plan: _pla
                     "different positions of one batch")
         together = votes[:num_rows]
     else:
-        logits = _probe_batch(apply_fn, params, jnp.asarray(rows))
-        votes = probe_votes(logits)
-        values = np.asarray(logits.astype(jnp.float32), np.float64)
+        logits, votes = _probe_batch(apply_fn, params, jnp.asarray(rows))
+        values = np.asarray(logits).astype(np.float64)  # on the host, from any float dtype
+        votes = np.asarray(votes)
         tol = math.sqrt(float(jnp.finfo(logits.dtype).eps))
         ref = values[0]
         scale = 1.0 + np.max(np.abs(np.where(np.isfinite(ref), ref, 0.0)), axis=-1)
@@ -765,14 +769,6 @@ def check_rows(apply_fn: ApplyFn, params: PyTree, prepared: Prepared, plan: _pla
                     "together with the others")
     if cache_key is not None:
         _ROWS_CHECKED.put(cache_key, True)
-
-
-def probe_votes(logits: jax.Array) -> np.ndarray:
-    """`[..., R]` votes of `[..., R, C]` logits as the counting loop casts them: the argmax,
-    or C for invalid logits (`invalid_logits`)."""
-    logits = jnp.asarray(logits)
-    votes = jnp.where(invalid_logits(logits), logits.shape[-1], jnp.argmax(logits, axis=-1))
-    return np.asarray(votes)
 
 
 def _refuse(what: str) -> None:
