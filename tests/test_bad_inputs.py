@@ -129,6 +129,34 @@ def _two_of_three_tied(params, x):
                       jnp.zeros(x.shape[:1])], axis=-1) + 0 * linear_apply(params, x)[:, :1]
 
 
+def _tied_where_second_positive(params, x):
+    """Two equal logits wherever x[:, 1] > 0 (about half the noisy samples of x = 0), class 1
+    otherwise: ties among decided samples."""
+    del params
+    tie = x[:, 1:2] > 0
+    return jnp.where(tie, 0.0, jnp.concatenate([jnp.full_like(x[:, :1], -1.0),
+                                                jnp.ones_like(x[:, :1])], axis=-1))
+
+
+_ORIGIN = np.zeros((2, 3), np.float32)
+
+
+def _sequential_equals_fixed(apply_fn, xs=_ORIGIN, num_classes=2):
+    """The scheduler (never stopping before n) casts votes, invalid samples and ties as the
+    fixed-n kernel does: the same counts and invalid counts."""
+    from rpjax._src import sequential, smoothing
+
+    config = rpjax.SmoothingConfig(sigma=0.5, n=100)
+    plan_ = smoothing._plan.resolve(config, num_classes=num_classes)
+    prepared = smoothing.prepare(apply_fn, _PARAMS, xs, 0, None, plan_)
+    counts, invalid = smoothing.count(apply_fn, _PARAMS, prepared.xs, prepared.key_pairs(), 100,
+                                      plan_)
+    seq = sequential.run(apply_fn, _PARAMS, prepared.xs, prepared.key_pairs(),
+                         np.zeros(len(xs), np.int32), sequential.StopRule.fixed(100), plan_)
+    return (np.array_equal(seq.counts, np.asarray(counts))
+            and np.array_equal(seq.invalid, np.asarray(invalid)))
+
+
 class _Unhashable:
     __hash__ = None  # e.g. a dataclass with eq=True and mutable state
 
@@ -268,6 +296,15 @@ API_ROWS = [
     ("logits_all_equal_always_label",
      lambda: _always(xs=_SIDES, apply_fn=_tied_where_positive, num_classes=3),
      WarnsAbstains(RuntimeWarning, r"batch indices \[0\]", _FIRST_ONLY)),
+    ("logits_tied_in_some_samples_vote_for_class_0",  # as argmax: no abstention, no warning
+     lambda: _always(xs=_ORIGIN, apply_fn=_tied_where_second_positive),
+     Holds(lambda p: (p.label != rpjax.ABSTAIN).all() and (p.counts.sum(axis=1) == 100).all()
+           and (p.counts[:, 0] > 20).all() and (p.counts[:, 1] > 20).all())),
+    ("logits_tied_in_some_samples_sequential_equals_fixed",
+     lambda: _sequential_equals_fixed(_tied_where_second_positive), Holds(bool)),
+    ("logits_tied_in_every_sample_sequential_equals_fixed",
+     lambda: _sequential_equals_fixed(_tied_where_positive, xs=_SIDES, num_classes=3),
+     Holds(bool)),
     ("logits_partial_tie_is_a_vote",  # classes 1 and 2 tied above class 0: a vote for 1
      lambda: _always(xs=_SIDES, apply_fn=_two_of_three_tied, num_classes=3),
      Holds(lambda p: np.array_equal(p.label, [1, 1])

@@ -14,8 +14,8 @@ samples from `fold_in(key, 1)` (independent streams, as the guarantee requires; 
 rules draw the same estimation noise as `Fixed()`); PREDICT and always-label draw from
 `fold_in(key, 2)`.
 
-A sample whose logits contain NaN or +inf, or decide nothing (every class tied at the maximum,
-e.g. all -inf), votes for no class; an input with any such sample
+A sample whose logits contain NaN or +inf or are all -inf votes for no class, and so do all
+the samples of an input whose every sample ties every class; an input with any such sample
 abstains (`ABSTAIN`, also from `always_label`), with a `RuntimeWarning` naming `apply_fn` and
 the inputs (the model is broken or overflows there: its votes say nothing).
 
@@ -197,7 +197,7 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
     Warns:
       `rpjax.stats.SampleSizeWarning` if `config.n` is too small to ever avoid abstaining;
       `RuntimeWarning` if `apply_fn` gave NaN / +inf logits, or logits that decide nothing
-      (every class tied, e.g. all -inf; those inputs abstain).
+      (all -inf, or every class tied in every sample; those inputs abstain).
 
     References:
       Cohen, Rosenfeld, Kolter. Certified Adversarial Robustness via Randomized Smoothing.
@@ -296,8 +296,8 @@ def predict(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
 
     Warns:
       `rpjax.stats.SampleSizeWarning` if `n` can never pass the test; `RuntimeWarning` if
-      `apply_fn` gave NaN / +inf logits, or logits that decide nothing (every class tied,
-      e.g. all -inf; those inputs abstain).
+      `apply_fn` gave NaN / +inf logits, or logits that decide nothing (all -inf, or every
+      class tied in every sample; those inputs abstain).
     """
     plan = _plan.resolve(config, num_classes=num_classes, placement=placement)
     _stats.check_sample_size(plan.n, plan.alpha, mode="predict")
@@ -317,7 +317,7 @@ def always_label(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.Array
     This is the paper's "always return a label" mode (v1, section 7.2). It carries no
     certificate: `certified` is all False and `pvalue` is NaN. Report it apart from the
     certified modes. It abstains only on inputs where `apply_fn` gave invalid logits
-    (NaN / +inf, or every class tied, e.g. all -inf).
+    (NaN / +inf, all -inf, or every class tied in every sample).
 
     Args:
       apply_fn, params, xs, key, num_classes, placement, ids: as in `certify`.

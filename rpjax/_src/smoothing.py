@@ -18,12 +18,15 @@ the whole batch instead of once per input.
 
 Samples whose logits are invalid vote for no class (`invalid_logits`): logits that contain
 NaN or +inf (a broken or overflowing model; -inf is an ordered value, e.g. a log-probability
-of 0), and logits that decide nothing, whose maximum is attained by every class (all -inf, or
-all equal: the argmax would say class 0 by convention, not by the model). The compiled loop
-counts them in an extra column (a few compares per logit, reduced across devices with the
-votes), and the public entry points refuse (`sample_counts`) or warn and abstain
-(`rpjax.certify`, `predict`, `always_label`) on the inputs that had any. A tie of some
-classes but not all is a decision (the lowest tied index, as `argmax`).
+of 0), and logits that are all -inf (no class possible). A sample whose logits tie every
+class (all equal) decides nothing either, but such exact ties happen now and then in low
+precision (a bfloat16 linear score of exactly 0), so it counts as the vote `argmax` gives it
+(class 0) unless every sample of its input is one (a model that outputs a constant there):
+then the input's samples are all invalid (`fold_ties`). The compiled loop counts both in two
+extra columns (a few compares per logit, reduced across devices with the votes), and the
+public entry points refuse (`sample_counts`) or warn and abstain (`rpjax.certify`,
+`predict`, `always_label`) on the inputs with any invalid sample. A tie of some classes but
+not all is a vote for the lowest tied index, as `argmax` gives.
 
 `check_rows` (run by `rpjax.certify`) tests the assumption behind "counts never depend on the
 batch": that the model computes each row on its own. It runs the selection pass's compiled
@@ -105,15 +108,42 @@ class AffineFirst:
 def invalid_logits(logits: jax.Array) -> jax.Array:
     """`[b]` bool: the rows of `[b, C]` logits that vote for no class.
 
-    A row is invalid if it contains NaN or +inf, or if its maximum is attained by every
-    class (all C logits equal, all -inf included): such a row decides nothing, and its
-    argmax (class 0) would be a convention, not a vote. -inf elsewhere is an ordered value
-    (a log-probability of 0); a tie of some classes but not all is a vote for the lowest
-    tied index, as `jnp.argmax` gives.
+    A row is invalid if it contains NaN or +inf, or if every logit is -inf (no class
+    possible): its argmax (class 0) would be a convention, not a vote. -inf in some logits
+    is an ordered value (a log-probability of 0).
     """
     broken = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
-    undecided = jnp.all(logits == jnp.max(logits, axis=-1, keepdims=True), axis=-1)
-    return broken | undecided
+    return broken | (jnp.max(logits, axis=-1) == -jnp.inf)
+
+
+def tied_logits(logits: jax.Array) -> jax.Array:
+    """`[b]` bool: the rows of `[b, C]` finite-maximum logits whose maximum is attained by
+    every class (all C logits equal). Such a sample decides nothing; it is counted as the
+    vote `argmax` gives it (class 0) unless every sample of its input is one (`count`):
+    exact ties of all classes happen now and then in low precision (a bfloat16 linear score
+    of exactly 0), and always for a model that outputs a constant.
+    """
+    return jnp.all(logits == jnp.max(logits, axis=-1, keepdims=True), axis=-1)
+
+
+def votes_of(logits: jax.Array, num_classes: int) -> jax.Array:
+    """`[b]` int32 votes of `[b, C]` logits as the counting loop casts them: `num_classes`
+    for invalid logits (`invalid_logits`), `num_classes + 1` for a tie of every class
+    (`tied_logits`), else the argmax."""
+    pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    pred = jnp.where(tied_logits(logits), num_classes + 1, pred)
+    return jnp.where(invalid_logits(logits), num_classes, pred)
+
+
+def fold_ties(full: jax.Array, n: jax.Array | int, num_classes: int) -> jax.Array:
+    """`[B, num_classes + 2]` counts (the last two columns: invalid samples, ties of every
+    class) -> `[B, num_classes + 1]`: an input whose every sample is a tie decides nothing
+    and its ties join its invalid samples; otherwise its ties are votes for class 0 (what
+    `argmax` gives them). `n`: `[B]` or scalar, the samples each input used."""
+    counts, invalid, tied = full[:, :num_classes], full[:, num_classes], full[:, -1]
+    undecided = tied == n
+    counts = counts.at[:, 0].add(jnp.where(undecided, 0, tied))
+    return jnp.concatenate([counts, (invalid + jnp.where(undecided, tied, 0))[:, None]], axis=1)
 
 
 def counts_traced(
@@ -152,17 +182,17 @@ def counts_traced(
       distribution: the smoothing distribution.
       common_noise: if True, every input gets the noise of `key_pairs[0]` (static).
       invalid_column: if True, a sample whose logits are invalid (`invalid_logits`: NaN or
-        +inf, or every class tied at the maximum) votes for no class and is counted in an
-        extra last column (static).
+        +inf, or all -inf) votes for no class and is counted in an extra column, and a tie
+        of every class (`tied_logits`) in a second one (static; `fold_ties` folds them).
 
     Returns:
-      `[B, num_classes]` int32 counts of this device's samples (`[B, num_classes + 1]` with
+      `[B, num_classes]` int32 counts of this device's samples (`[B, num_classes + 2]` with
       `invalid_column`).
     """
     batch, input_shape = xs.shape[0], xs.shape[1:]
     steps = -(-n // (num_devices * chunk))
     sigma = jnp.asarray(sigma, xs.dtype)
-    columns = num_classes + 1 if invalid_column else num_classes
+    columns = num_classes + 2 if invalid_column else num_classes
     classes = jnp.arange(columns, dtype=jnp.int32)
     size = math.prod(input_shape)
     draw = jax.vmap(
@@ -199,9 +229,10 @@ def counts_traced(
         else:
             noisy = (xs[:, None] + sigma * eps).reshape(batch * chunk, *input_shape)
             logits = apply_fn(params, noisy)
-        pred = jnp.argmax(logits, axis=-1)
-        if invalid_column:  # invalid logits: no class (argmax of NaN would say class 0)
-            pred = jnp.where(invalid_logits(logits), num_classes, pred)
+        if invalid_column:  # invalid logits, ties: no class (argmax of NaN would say 0)
+            pred = votes_of(logits, num_classes)
+        else:
+            pred = jnp.argmax(logits, axis=-1)
         pred = pred.reshape(batch, chunk)
         hits = (pred[..., None] == classes) & (index < n)[None, :, None]
         return counts + hits.sum(axis=1, dtype=jnp.int32)
@@ -232,7 +263,8 @@ def _sharded_counts(
     common_noise,
 ):
     """`[B, num_classes + 1]` counts summed over the mesh; the last column counts the samples
-    with invalid logits (`invalid_logits`)."""
+    with invalid logits (`invalid_logits`), or whose every sample was a tie of every class
+    (`fold_ties`)."""
     num_devices = mesh.devices.size
 
     def per_device(params, xs, keys, sigma):
@@ -242,7 +274,7 @@ def _sharded_counts(
             device_index=jax.lax.axis_index(_AXIS), distribution=distribution,
             common_noise=common_noise, invalid_column=True,
         )
-        return jax.lax.psum(counts, _AXIS)
+        return fold_ties(jax.lax.psum(counts, _AXIS), n, num_classes)
 
     return jax.shard_map(
         per_device, mesh=mesh, in_specs=(P(), P(), P(), P()), out_specs=P(), check_vma=False
@@ -511,7 +543,8 @@ def sample_counts(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike,
     Raises:
       TypeError, ValueError: for bad arguments, naming the parameter; ValueError also if
         `apply_fn` returns invalid logits on any noisy sample (NaN or +inf, or every class
-        tied at the maximum, e.g. all -inf: `invalid_logits`; `rpjax.certify`,
+        tied at the maximum, e.g. all -inf: `invalid_logits`; or every sample of an input
+        a tie of every class: `fold_ties`; `rpjax.certify`,
         `predict` and `always_label` warn and abstain instead).
 
     Examples:
@@ -533,10 +566,10 @@ def sample_counts(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike,
 
 def nonfinite_message(bad: np.ndarray, how_many: np.ndarray, n: int) -> str:
     """The message for inputs `bad` whose noisy samples gave invalid logits
-    (`invalid_logits`: NaN / +inf, or every class tied at the maximum, all -inf included)."""
+    (`invalid_logits`: NaN / +inf, all -inf; `fold_ties`: every sample a tie of every class)."""
     return (
-        f"apply_fn returned invalid logits (NaN or +inf, or no decision: every class tied at "
-        f"the maximum, e.g. all -inf) on {int(how_many.max())} of n={n} noisy samples "
+        f"apply_fn returned invalid logits (NaN or +inf, or no decision: all -inf, or every "
+        f"class tied in every sample of the input) on {int(how_many.max())} of n={n} noisy samples "
         f"(most affected input) for {bad.size} input(s) at batch indices "
         f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}; the argmax of such logits is "
         "meaningless. Check the model (overflow at this sigma, a log of 0, uninitialized or "
@@ -655,7 +688,10 @@ def _probe_batch(apply_fn, params, rows):
     (`check_rows`)."""
     logits = apply_fn(params, jnp.concatenate([rows, rows[::-1]]))
     logits = jnp.stack([logits[: rows.shape[0]], logits[rows.shape[0]:][::-1]])
-    votes = jnp.where(invalid_logits(logits), logits.shape[-1], jnp.argmax(logits, axis=-1))
+    votes = votes_of(logits, logits.shape[-1])
+    # a row that ties every class: what all its copies in a slot of the selection program
+    # give (every sample of the slot a tie: no class)
+    votes = jnp.where(votes == logits.shape[-1] + 1, logits.shape[-1], votes)
     return logits, votes
 
 
