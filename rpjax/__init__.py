@@ -27,7 +27,12 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time they are imported
     )
     from rpjax._src.noise import GAUSSIAN, NoiseDistribution, noise_samples
     from rpjax._src.plan import DecideAt, Fixed, Placement, RadiusBudget, SmoothingConfig
-    from rpjax._src.smoothing import AffineFirst, counting_program, sample_counts
+    from rpjax._src.smoothing import (
+        AffineFirst,
+        RowDependenceError,
+        counting_program,
+        sample_counts,
+    )
 
 __version__ = "0.1.0"
 
@@ -39,7 +44,7 @@ _LAZY = {
     **dict.fromkeys(("GAUSSIAN", "NoiseDistribution", "noise_samples"), "rpjax._src.noise"),
     **dict.fromkeys(("DecideAt", "Fixed", "Placement", "RadiusBudget", "SmoothingConfig"),
                     "rpjax._src.plan"),
-    **dict.fromkeys(("AffineFirst", "counting_program", "sample_counts"),
+    **dict.fromkeys(("AffineFirst", "RowDependenceError", "counting_program", "sample_counts"),
                     "rpjax._src.smoothing"),
 }
 
@@ -70,6 +75,7 @@ __all__ = [
     "Placement",
     "Prediction",
     "RadiusBudget",
+    "RowDependenceError",
     "SmoothingConfig",
     "__version__",
     "always_label",

@@ -91,7 +91,7 @@ def traced_release(apply_fn, params, mode, *, num_classes, secret=None, noise="f
 
 
 _CONFIG_FIELDS = ("sigma", "n0", "n", "alpha", "distribution", "common_noise")
-_PLACEMENT_FIELDS = ("devices", "chunk_size", "batch_size", "progress")
+_PLACEMENT_FIELDS = ("devices", "chunk_size", "batch_size", "progress", "check_rows")
 
 
 def plan(**kw):

@@ -114,6 +114,51 @@ def _log_probs_with_minus_inf(params, x):
     return jnp.stack([jnp.full(x.shape[:1], -jnp.inf), jnp.zeros(x.shape[:1])], axis=-1)
 
 
+def _all_minus_inf(params, x):
+    """Every class impossible: logits that decide nothing (argmax would say class 0)."""
+    return jnp.full((x.shape[0], 2), -jnp.inf) + 0 * linear_apply(params, x)
+
+
+def _tied_where_positive(params, x):
+    """Three equal logits wherever x[:, 0] > 0 (no decision), the linear model's otherwise."""
+    logits = jnp.concatenate([linear_apply(params, x), jnp.full(x.shape[:1] + (1,), -1e9)], -1)
+    return jnp.where(x[:, :1] > 0, 0.0, logits)
+
+
+def _two_of_three_tied(params, x):
+    """Classes 1 and 2 tied above class 0: a decision (the lowest tied index, as argmax)."""
+    return jnp.stack([jnp.full(x.shape[:1], -1.0), jnp.zeros(x.shape[:1]),
+                      jnp.zeros(x.shape[:1])], axis=-1) + 0 * linear_apply(params, x)[:, :1]
+
+
+def _tied_where_second_positive(params, x):
+    """Two equal logits wherever x[:, 1] > 0 (about half the noisy samples of x = 0), class 1
+    otherwise: ties among decided samples."""
+    del params
+    tie = x[:, 1:2] > 0
+    return jnp.where(tie, 0.0, jnp.concatenate([jnp.full_like(x[:, :1], -1.0),
+                                                jnp.ones_like(x[:, :1])], axis=-1))
+
+
+_ORIGIN = np.zeros((2, 3), np.float32)
+
+
+def _sequential_equals_fixed(apply_fn, xs=_ORIGIN, num_classes=2):
+    """The scheduler (never stopping before n) casts votes, invalid samples and ties as the
+    fixed-n kernel does: the same counts and invalid counts."""
+    from rpjax._src import sequential, smoothing
+
+    config = rpjax.SmoothingConfig(sigma=0.5, n=100)
+    plan_ = smoothing._plan.resolve(config, num_classes=num_classes)
+    prepared = smoothing.prepare(apply_fn, _PARAMS, xs, 0, None, plan_)
+    counts, invalid = smoothing.count(apply_fn, _PARAMS, prepared.xs, prepared.key_pairs(), 100,
+                                      plan_)
+    seq = sequential.run(apply_fn, _PARAMS, prepared.xs, prepared.key_pairs(),
+                         np.zeros(len(xs), np.int32), sequential.StopRule.fixed(100), plan_)
+    return (np.array_equal(seq.counts, np.asarray(counts))
+            and np.array_equal(seq.invalid, np.asarray(invalid)))
+
+
 class _Unhashable:
     __hash__ = None  # e.g. a dataclass with eq=True and mutable state
 
@@ -210,19 +255,62 @@ API_ROWS = [
      Raises(TypeError, "apply_fn must be hashable.*functools.partial")),
     # non-finite logits: warn and abstain (certify, predict, always_label); refuse (counts)
     ("logits_nan_certify", lambda: _certify(xs=_SIDES, apply_fn=_nan_logits),
-     WarnsAbstains(RuntimeWarning, "apply_fn returned NaN.*abstain", _ALL)),
+     WarnsAbstains(RuntimeWarning, r"apply_fn returned invalid logits \(NaN.*abstain", _ALL)),
     ("logits_nan_predict", lambda: _predict(xs=_SIDES, apply_fn=_nan_logits),
-     WarnsAbstains(RuntimeWarning, "apply_fn returned NaN", _ALL)),
+     WarnsAbstains(RuntimeWarning, r"apply_fn returned invalid logits \(NaN", _ALL)),
     ("logits_nan_always_label", lambda: _always(xs=_SIDES, apply_fn=_nan_logits),
-     WarnsAbstains(RuntimeWarning, "apply_fn returned NaN", _ALL)),
+     WarnsAbstains(RuntimeWarning, r"apply_fn returned invalid logits \(NaN", _ALL)),
     ("logits_nan_on_one_input", lambda: _certify(xs=_SIDES, apply_fn=_nan_where_positive),
      WarnsAbstains(RuntimeWarning, r"batch indices \[0\]", _FIRST_ONLY)),
     ("logits_inf_certify", lambda: _certify(xs=_SIDES, apply_fn=_inf_logits),
      WarnsAbstains(RuntimeWarning, r"NaN or \+inf", _ALL)),
     ("logits_nan_sample_counts", lambda: _counts(apply_fn=_nan_logits),
-     Raises(ValueError, r"apply_fn returned NaN or \+inf logits on 100 of n=100")),
+     Raises(ValueError, r"apply_fn returned invalid logits \(NaN or \+inf.* on 100 of n=100")),
     ("logits_minus_inf_is_a_value", lambda: _certify(xs=_SIDES, apply_fn=_log_probs_with_minus_inf),
      Holds(lambda c: np.array_equal(c.label, [1, 1]) and (c.radius > 0).all())),
+    # logits that decide nothing (every class at the maximum: all -inf, or all equal) are
+    # invalid samples too: warn and abstain, through every rule and mode; refuse (counts)
+    ("logits_all_minus_inf_certify", lambda: _certify(xs=_SIDES, apply_fn=_all_minus_inf),
+     WarnsAbstains(RuntimeWarning, r"invalid logits.*no decision.*on 200 of n=200.*abstain",
+                   _ALL)),
+    ("logits_all_minus_inf_decide_at",
+     lambda: _certify(xs=_SIDES, apply_fn=_all_minus_inf, rule=rpjax.DecideAt(0.1)),
+     WarnsAbstains(RuntimeWarning, r"certify: apply_fn returned invalid logits", _ALL)),
+    ("logits_all_minus_inf_radius_budget",
+     lambda: _certify(xs=_SIDES, apply_fn=_all_minus_inf, rule=rpjax.RadiusBudget()),
+     WarnsAbstains(RuntimeWarning, r"certify: apply_fn returned invalid logits", _ALL)),
+    ("logits_all_minus_inf_predict", lambda: _predict(xs=_SIDES, apply_fn=_all_minus_inf),
+     WarnsAbstains(RuntimeWarning, r"predict: apply_fn returned invalid logits", _ALL)),
+    ("logits_all_minus_inf_always_label", lambda: _always(xs=_SIDES, apply_fn=_all_minus_inf),
+     WarnsAbstains(RuntimeWarning, r"always_label: apply_fn returned invalid logits", _ALL)),
+    ("logits_all_minus_inf_sample_counts", lambda: _counts(apply_fn=_all_minus_inf),
+     Raises(ValueError, r"invalid logits.*no decision.* on 100 of n=100")),
+    ("logits_all_equal_on_one_input_certify",
+     lambda: _certify(xs=_SIDES, apply_fn=_tied_where_positive, num_classes=3),
+     WarnsAbstains(RuntimeWarning, r"batch indices \[0\]", _FIRST_ONLY)),
+    ("logits_all_equal_on_one_input_decide_at",
+     lambda: _certify(xs=_SIDES, apply_fn=_tied_where_positive, num_classes=3,
+                      rule=rpjax.DecideAt(0.1)),
+     WarnsAbstains(RuntimeWarning, r"batch indices \[0\]", _FIRST_ONLY)),
+    ("logits_all_equal_predict", lambda: _predict(xs=_SIDES, apply_fn=_tied_where_positive,
+                                                  num_classes=3),
+     WarnsAbstains(RuntimeWarning, r"batch indices \[0\]", _FIRST_ONLY)),
+    ("logits_all_equal_always_label",
+     lambda: _always(xs=_SIDES, apply_fn=_tied_where_positive, num_classes=3),
+     WarnsAbstains(RuntimeWarning, r"batch indices \[0\]", _FIRST_ONLY)),
+    ("logits_tied_in_some_samples_vote_for_class_0",  # as argmax: no abstention, no warning
+     lambda: _always(xs=_ORIGIN, apply_fn=_tied_where_second_positive),
+     Holds(lambda p: (p.label != rpjax.ABSTAIN).all() and (p.counts.sum(axis=1) == 100).all()
+           and (p.counts[:, 0] > 20).all() and (p.counts[:, 1] > 20).all())),
+    ("logits_tied_in_some_samples_sequential_equals_fixed",
+     lambda: _sequential_equals_fixed(_tied_where_second_positive), Holds(bool)),
+    ("logits_tied_in_every_sample_sequential_equals_fixed",
+     lambda: _sequential_equals_fixed(_tied_where_positive, xs=_SIDES, num_classes=3),
+     Holds(bool)),
+    ("logits_partial_tie_is_a_vote",  # classes 1 and 2 tied above class 0: a vote for 1
+     lambda: _always(xs=_SIDES, apply_fn=_two_of_three_tied, num_classes=3),
+     Holds(lambda p: np.array_equal(p.label, [1, 1])
+           and np.array_equal(p.counts, [[0, 100, 0]] * 2))),
     # keys, ids, devices
     ("key_string", lambda: _certify(key="seed"), Raises(TypeError, "key")),
     ("key_float", lambda: _certify(key=1.5), Raises(TypeError, "key")),
@@ -243,6 +331,7 @@ API_ROWS = [
     ("chunk_size_zero", lambda: _certify(chunk_size=0), Raises(ValueError, "chunk_size")),
     ("batch_size_zero", lambda: _always(batch_size=0), Raises(ValueError, "batch_size")),
     ("progress_not_bool", lambda: _counts(progress=3), Raises(TypeError, "progress")),
+    ("check_rows_not_bool", lambda: _certify(check_rows=1), Raises(TypeError, "check_rows")),
     ("distribution_wrong", lambda: _certify(distribution="gaussian"),
      Raises(TypeError, "distribution")),
     # one typed plan: SmoothingConfig, a rule, Placement

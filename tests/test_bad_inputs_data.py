@@ -66,6 +66,20 @@ U8 = np.zeros((4, 8, 8), np.uint8)
 LABELS = np.arange(4)
 
 CASES = [
+    # --- train_test_split(num, test_fraction, seed) -------------------------------------------
+    ("split: one example leaves no training set", lambda t: rdata.train_test_split(1, 0.2, 0),
+     ValueError, r"num must be an integer >= 2, got num=1"),
+    ("split: test fraction leaves no training example",
+     lambda t: rdata.train_test_split(2, 0.9, 0),
+     ValueError, r"test_fraction=0.9 of num=2 examples leaves no training example"),
+    ("split: test fraction NaN", lambda t: rdata.train_test_split(10, float("nan"), 0),
+     ValueError, r"test_fraction must be finite"),
+    ("split: test fraction 1", lambda t: rdata.train_test_split(10, 1.0, 0),
+     ValueError, r"test_fraction must lie in the open interval \(0, 1\)"),
+    ("split: num a float", lambda t: rdata.train_test_split(10.0, 0.2, 0),
+     TypeError, r"num must be an integer"),
+    ("split: seed negative", lambda t: rdata.train_test_split(10, 0.2, -1),
+     ValueError, r"seed must be an integer >= 0"),
     # --- load_insurance(path) ---------------------------------------------------------------
     ("csv: extra field in a row",
      lambda t: _csv(t, HEADER, ROW_A, ROW_B + ",EXTRA"),
@@ -276,3 +290,10 @@ def test_nchw_with_layout_nchw_gives_the_nhwc_images(tmp_path, channels):
         np.testing.assert_array_equal(other.labels, ref.labels)
     floats = rdata.faces_from_arrays(nhwc.transpose(0, 3, 1, 2) / 255.0, labels, layout="NCHW")
     np.testing.assert_allclose(floats.images, ref.images, atol=1e-7)
+
+
+def test_train_test_split_partitions_the_indices():
+    for num, fraction in ((2, 0.2), (3, 0.5), (1338, 0.2)):
+        train, test = rdata.train_test_split(num, fraction, 7)
+        assert train.size >= 1 and test.size >= 1
+        np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(num))

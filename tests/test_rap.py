@@ -156,3 +156,69 @@ def test_augmented_base_model_option():
     assert len(rows) == 2 * 10
     assert {tuple(r[4:6]) for r in rows} == {("", ""), ("1.0", "100")}
     assert len(rows[0]) == len(rap_outputs.CSV_HEADER)
+
+
+@pytest.mark.parametrize(("kwargs", "pattern"), [
+    (dict(values=[1.0], radii=[np.nan], point=1.0), "radii must be >= 0 \\(not NaN\\)"),
+    (dict(values=[1.0, 2.0], radii=[0.5, -0.1], point=1.0), "radii must be >= 0"),
+    (dict(values=[np.nan], radii=[0.5], point=1.0), "values must be finite"),
+    (dict(values=[1.0, 2.0], radii=[0.5], point=1.0), "values and radii must be"),
+    (dict(values=[], radii=[], point=1.0), "non-empty"),
+    (dict(values=[1.0], radii=[0.5], point=np.nan), "point must be finite"),
+    (dict(values=[1.0], radii=[0.5], point=1.0, low=2.0, high=0.0), "low <= high"),
+    (dict(values=[1.0], radii=[0.5], point=1.0, low=np.nan), "low <= high"),
+    (dict(values=[1.0], radii=[0.5], point=1.0, high=np.nan), "low <= high"),
+])
+def test_ape_union_refuses_bad_arguments_naming_them(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        rap.ape_union(**kwargs)
+
+
+def _nan_radius_release(xs, ids):
+    labels = (np.asarray(xs)[:, 1] >= _T_STD).astype(np.int64)
+    return labels, np.full(len(xs), np.nan)
+
+
+def _bad_intervals_call(case):
+    idx, x, bmi = _people(3)
+    sweep = rap.AttributeSweep(**_SWEEP, num_points=11, refine_steps=2)
+    release = rp.base_labels(threshold_apply, _T_STD)
+    args = dict(release=release, x=x, ids=idx, true_values=bmi, sweep=sweep)
+    if case == "true_nan":
+        args["true_values"] = np.array([bmi[0], np.nan, bmi[2]])
+    elif case == "true_inf":
+        args["true_values"] = np.array([bmi[0], np.inf, bmi[2]])
+    elif case == "x_rank":
+        args["x"] = x[0]
+    elif case == "x_nan":
+        args["x"] = np.where(np.arange(x.shape[1]) == 0, np.nan, x)
+    elif case == "index_out_of_range":
+        args["sweep"] = rap.AttributeSweep(index=x.shape[1], num_points=11)
+    elif case == "ids_float":
+        args["ids"] = idx.astype(np.float64)
+    elif case == "ids_negative":
+        args["ids"] = -1 - idx
+    elif case == "release_not_callable":
+        args["release"] = 3
+    elif case == "release_nan_radii":
+        args["release"] = _nan_radius_release
+    elif case == "sweep_not_a_sweep":
+        args["sweep"] = dict(index=1)
+    return rap.attribute_intervals(**args)
+
+
+@pytest.mark.parametrize(("case", "error", "pattern"), [
+    ("true_nan", ValueError, r"true_values must be finite.*people \[1\]"),
+    ("true_inf", ValueError, "true_values must be finite"),
+    ("x_rank", ValueError, r"x must be a non-empty \[P, d\] array"),
+    ("x_nan", ValueError, "x must be finite"),
+    ("index_out_of_range", ValueError, "sweep.index=.* is not a column of x"),
+    ("ids_float", ValueError, "ids must be non-negative integers"),
+    ("ids_negative", ValueError, "ids must be non-negative integers"),
+    ("release_not_callable", TypeError, "release must be callable"),
+    ("release_nan_radii", ValueError, r"release must return radii >= 0 \(not NaN\)"),
+    ("sweep_not_a_sweep", TypeError, "sweep must be a rpjax.privacy.AttributeSweep"),
+])
+def test_attribute_intervals_refuses_bad_arguments_naming_them(case, error, pattern):
+    with pytest.raises(error, match=pattern):
+        _bad_intervals_call(case)

@@ -61,6 +61,9 @@ def _attribute_docstring(facade: types.ModuleType, name: str) -> str | None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if any(isinstance(t, ast.Name) and t.id == name for t in targets):
                 origin = (facade.__name__, name)
+    lazy = getattr(facade, "_LAZY", {})  # a facade that imports on first use (rpjax)
+    if origin is None and name in lazy:
+        origin = (lazy[name], name)
     if origin is None:
         return None
     module = importlib.import_module(origin[0])

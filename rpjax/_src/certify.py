@@ -14,7 +14,8 @@ samples from `fold_in(key, 1)` (independent streams, as the guarantee requires; 
 rules draw the same estimation noise as `Fixed()`); PREDICT and always-label draw from
 `fold_in(key, 2)`.
 
-A sample whose logits contain NaN or +inf votes for no class; an input with any such sample
+A sample whose logits contain NaN or +inf or are all -inf votes for no class, and so do all
+the samples of an input whose every sample ties every class; an input with any such sample
 abstains (`ABSTAIN`, also from `always_label`), with a `RuntimeWarning` naming `apply_fn` and
 the inputs (the model is broken or overflows there: its votes say nothing).
 
@@ -162,8 +163,8 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       config: the statistics (`sigma`, `n0`, `n`, `alpha`, `distribution`, `common_noise`; see
         `SmoothingConfig`).
       rule: `Fixed()` (default), `DecideAt(radius)` or `RadiusBudget(price)`.
-      placement: devices, chunk and batch sizes, progress bar (see `Placement`); never changes
-        a result.
+      placement: devices, chunk and batch sizes, progress bar, the row-independence check
+        (see `Placement`); never changes a result.
       ids: `[B]` non-negative example ids (default `0..B-1`): the noise of input i is keyed by
         `(key, ids[i])`, so an input gets the same certificate alone or in any batch.
 
@@ -190,9 +191,15 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       A sequential rule's stopping time reveals p_A: never release what this returns, or its
       cost, to a querier (see `docs/guarantee.md`).
 
+    Raises:
+      rpjax.RowDependenceError: if `apply_fn` fails the row-independence probe (run once per
+        model and input signature before anything is counted; `Placement(check_rows=False)`
+        skips it; `rpjax._src.smoothing.check_rows`).
+
     Warns:
       `rpjax.stats.SampleSizeWarning` if `config.n` is too small to ever avoid abstaining;
-      `RuntimeWarning` if `apply_fn` gave NaN / +inf logits (those inputs abstain).
+      `RuntimeWarning` if `apply_fn` gave NaN / +inf logits, or logits that decide nothing
+      (all -inf, or every class tied in every sample; those inputs abstain).
 
     References:
       Cohen, Rosenfeld, Kolter. Certified Adversarial Robustness via Randomized Smoothing.
@@ -200,6 +207,7 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
     """
     plan = _plan.resolve(config, num_classes=num_classes, rule=rule, placement=placement)
     prepared = _smoothing.prepare(apply_fn, params, xs, key, ids, plan)
+    _smoothing.check_rows(apply_fn, params, prepared, plan)
     n, n0, alpha, sigma, distribution = plan.n, plan.n0, plan.alpha, plan.sigma, plan.distribution
     _stats.check_sample_size(n, alpha, mode="certify")
     selection_plan = plan._replace(chunk_size=None, batch_size=None) if plan.sequential else plan
@@ -293,7 +301,8 @@ def predict(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
 
     Warns:
       `rpjax.stats.SampleSizeWarning` if `n` can never pass the test; `RuntimeWarning` if
-      `apply_fn` gave NaN / +inf logits (those inputs abstain).
+      `apply_fn` gave NaN / +inf logits, or logits that decide nothing (all -inf, or every
+      class tied in every sample; those inputs abstain).
     """
     plan = _plan.resolve(config, num_classes=num_classes, placement=placement)
     _stats.check_sample_size(plan.n, plan.alpha, mode="predict")
@@ -312,7 +321,8 @@ def always_label(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.Array
 
     This is the paper's "always return a label" mode (v1, section 7.2). It carries no
     certificate: `certified` is all False and `pvalue` is NaN. Report it apart from the
-    certified modes. It abstains only on inputs where `apply_fn` gave NaN / +inf logits.
+    certified modes. It abstains only on inputs where `apply_fn` gave invalid logits
+    (NaN / +inf, all -inf, or every class tied in every sample).
 
     Args:
       apply_fn, params, xs, key, num_classes, placement, ids: as in `certify`.

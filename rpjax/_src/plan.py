@@ -196,12 +196,18 @@ class Placement:
         inputs under test at once, default `lanes // 8`). With `Fixed()` the last batch is
         padded so one compilation serves all, and the progress bar counts batches.
       progress: show a tqdm progress bar (a string labels it).
+      check_rows: `rpjax.certify` first checks, once per model and input signature, that
+        the model computes each row of a batch on its own (a small probe: a few noisy rows
+        evaluated together and each alone; `rpjax.RowDependenceError` if their votes differ;
+        `docs/guarantee.md`, section 1a). False skips the check (it never changes a
+        certificate, only whether one is refused).
     """
 
     devices: Sequence[jax.Device] | None = None
     chunk_size: int | None = None
     batch_size: int | None = None
     progress: bool | str = False
+    check_rows: bool = True
 
     def __post_init__(self):
         put = functools.partial(object.__setattr__, self)
@@ -211,6 +217,8 @@ class Placement:
                 put(name, _validate.integer(name, getattr(self, name), minimum=1))
         if not isinstance(self.progress, (bool, str)):
             raise TypeError(f"progress must be a bool or a str label, got {self.progress!r}.")
+        if not isinstance(self.check_rows, bool):
+            raise TypeError(f"check_rows must be a bool, got {self.check_rows!r}.")
 
 
 def validate_devices(devices: Sequence[jax.Device] | None) -> tuple[jax.Device, ...]:
@@ -243,6 +251,7 @@ class Plan(NamedTuple):
     chunk_size: int | None
     batch_size: int | None
     progress: bool | str
+    check_rows: bool = True
 
     @property
     def sequential(self) -> bool:
@@ -273,7 +282,7 @@ def resolve(config: Any, *, num_classes: Any, rule: Any = None,
                 distribution=config.distribution, common_noise=config.common_noise,
                 num_classes=num_classes, rule=rule, devices=devices,
                 chunk_size=placement.chunk_size, batch_size=placement.batch_size,
-                progress=placement.progress)
+                progress=placement.progress, check_rows=placement.check_rows)
 
 
 def with_progress(plan: Plan, label: str) -> Plan:

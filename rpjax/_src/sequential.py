@@ -101,7 +101,9 @@ class SequentialCounts(NamedTuple):
 
     Attributes:
       counts: `[B, num_classes]` int32 votes among the samples each input used.
-      invalid: `[B]` int32 samples whose logits were NaN / +inf (they vote for no class).
+      invalid: `[B]` int32 samples whose logits were invalid (NaN / +inf, or all -inf:
+        `rpjax._src.smoothing.invalid_logits`; they vote for no class), and all the samples
+        of an input whose every sample was a tie of every class (`fold_ties`).
       n: `[B]` int64 samples each input used (its stopping sample count); `counts` and
         `invalid` of a row sum to it.
       forward_passes: total noisy samples the model was evaluated on (steps x lanes), those
@@ -120,7 +122,7 @@ class _State(NamedTuple):
     slot_input: jax.Array  # [S] int32, B = empty
     slot_m: jax.Array  # [S] int32 samples so far
     slot_hits: jax.Array  # [S] int32 votes for the watched class
-    slot_counts: jax.Array  # [S, C + 1] int32 (last column: NaN / +inf logits)
+    slot_counts: jax.Array  # [S, C + 2] int32 (last columns: invalid logits, full ties)
     next_input: jax.Array  # () int32, the head of the queue
     out_n: jax.Array  # [B] int32
     out_counts: jax.Array  # [B, C + 1] int32
@@ -199,7 +201,7 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
     (slot of rank r: groups floor(r G / A) .. floor((r + 1) G / A) - 1, so all are used)."""
     batch, input_shape = xs.shape[0], xs.shape[1:]
     size = math.prod(input_shape)
-    columns = num_classes + 1
+    columns = num_classes + 2  # the votes, invalid samples, ties of every class
     g = group_size(lanes, num_devices)
     groups = lanes // g
     groups_per_device = groups // num_devices
@@ -228,9 +230,7 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
             eps = draw(pairs, first)
         noisy = xs[inputs][:, None] + sigma * eps.reshape(groups_per_device, g, *input_shape)
         logits = apply_fn(params, noisy.reshape(groups_per_device * g, *input_shape))
-        pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        bad = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
-        pred = jnp.where(bad, num_classes, pred)
+        pred = _smoothing.votes_of(logits, num_classes)
         return jax.lax.all_gather(pred, _AXIS, tiled=True).reshape(groups, g)
 
     def block_sum(per_group, start):  # [groups] -> sum over each group's block before it
@@ -255,7 +255,9 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
         pred = predict(info[:, 3], first)
         sample = first[:, None] + lane_in_group  # [groups, g]
         valid = sample < n_max
-        hit = valid & (pred == info[:, 2:3])
+        # a tie of every class counts for class 0, as argmax and the host's counts have it
+        hit = valid & ((pred == info[:, 2:3]) | ((pred == num_classes + 1)
+                                                 & (info[:, 2:3] == 0)))
         # votes of the slot after each of its lanes: its votes before the step plus the hits
         # of its lanes up to this one (its lanes are contiguous)
         hit_within = (hit.astype(jnp.float32) @ upto_lane).astype(jnp.int32)
@@ -447,7 +449,7 @@ def run(apply_fn: _smoothing.ApplyFn, params: PyTree, xs: jax.Array, key_pairs: 
     slots = plan.batch_size
     slots = min(batch, max(1, lanes // 8)) if slots is None else min(slots, batch)
     slots = min(slots, max_slots(lanes, len(devices)))
-    columns = num_classes + 1
+    columns = num_classes + 2
     advance = functools.partial(
         _advance, apply_fn, params, xs, key_pairs,
         jnp.stack([jnp.asarray(watched, jnp.int32), jnp.asarray(rows)], axis=1),
@@ -469,8 +471,13 @@ def run(apply_fn: _smoothing.ApplyFn, params: PyTree, xs: jax.Array, key_pairs: 
                 bar.update(finished - bar.n)
                 if finished >= batch:
                     break
-    full = np.asarray(state.out_counts)
+    used = np.asarray(state.out_n).astype(np.int64)
+    full = np.asarray(state.out_counts).astype(np.int64)
+    tied = full[:, -1]  # as `rpjax._src.smoothing.fold_ties`, on the host
+    undecided = tied == used
+    counts = full[:, :num_classes].copy()
+    counts[:, 0] += np.where(undecided, 0, tied)
+    invalid = full[:, num_classes] + np.where(undecided, tied, 0)
     steps = int(state.steps)
-    return SequentialCounts(counts=full[:, :num_classes], invalid=full[:, num_classes],
-                            n=np.asarray(state.out_n).astype(np.int64),
-                            forward_passes=steps * lanes, steps=steps)
+    return SequentialCounts(counts=counts.astype(np.int32), invalid=invalid.astype(np.int32),
+                            n=used, forward_passes=steps * lanes, steps=steps)

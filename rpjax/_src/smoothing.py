@@ -16,16 +16,29 @@ another. It pays when the model is an `AffineFirst`: the first (affine) layer of
 is `first(x) + (first(noise) - first(0))`, and `first(noise)` is computed once per sample for
 the whole batch instead of once per input.
 
-Samples whose logits contain NaN or +inf (a broken or overflowing model; -inf is an ordered
-value, e.g. a log-probability of 0) vote for no class: the compiled loop counts them in an
-extra column (one compare per logit, reduced across devices with the votes), and the public
-entry points refuse (`sample_counts`) or warn and abstain (`rpjax.certify`, `predict`,
-`always_label`) on the inputs that had any.
+Samples whose logits are invalid vote for no class (`invalid_logits`): logits that contain
+NaN or +inf (a broken or overflowing model; -inf is an ordered value, e.g. a log-probability
+of 0), and logits that are all -inf (no class possible). A sample whose logits tie every
+class (all equal) decides nothing either, but such exact ties happen now and then in low
+precision (a bfloat16 linear score of exactly 0), so it counts as the vote `argmax` gives it
+(class 0) unless every sample of its input is one (a model that outputs a constant there):
+then the input's samples are all invalid (`fold_ties`). The compiled loop counts both in two
+extra columns (a few compares per logit, reduced across devices with the votes), and the
+public entry points refuse (`sample_counts`) or warn and abstain (`rpjax.certify`,
+`predict`, `always_label`) on the inputs with any invalid sample. A tie of some classes but
+not all is a vote for the lowest tied index, as `argmax` gives.
 
-Caches: the model checks (`check_model`, `check_affine`) remember at most 64 model/input
-signatures each (least recently used first out); the compiled counting programs live in JAX's
-jit cache of `_sharded_counts`, keyed by `apply_fn` (static), which holds the function (and
-whatever its closure holds) until JAX evicts it; `clear_caches()` here, or
+`check_rows` (run by `rpjax.certify`) tests the assumption behind "counts never depend on the
+batch": that the model computes each row on its own. It runs the selection pass's compiled
+program at sigma 0 on slots it fills with a few noisy rows (together, then each alone) and
+raises `RowDependenceError` if a row's votes differ (dropout from a closed-over key, batch
+statistics, normalising by the batch); `Placement(check_rows=False)` skips it.
+
+Caches: the model checks (`check_model`, `check_affine`, `check_rows`) remember at most 64
+model/input signatures each (least recently used first out); the compiled counting programs
+live in JAX's jit cache of `_sharded_counts` (the probe's for one input in `_probe_batch`),
+keyed by `apply_fn` (static), which holds the function (and whatever its closure holds) until JAX
+evicts it; `clear_caches()` here, or
 `jax.clear_caches()`, releases all of them.
 """
 
@@ -92,6 +105,47 @@ class AffineFirst:
         return self.rest(params, self.first(params, x))
 
 
+def invalid_logits(logits: jax.Array) -> jax.Array:
+    """`[b]` bool: the rows of `[b, C]` logits that vote for no class.
+
+    A row is invalid if it contains NaN or +inf, or if every logit is -inf (no class
+    possible): its argmax (class 0) would be a convention, not a vote. -inf in some logits
+    is an ordered value (a log-probability of 0).
+    """
+    broken = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
+    return broken | (jnp.max(logits, axis=-1) == -jnp.inf)
+
+
+def tied_logits(logits: jax.Array) -> jax.Array:
+    """`[b]` bool: the rows of `[b, C]` finite-maximum logits whose maximum is attained by
+    every class (all C logits equal). Such a sample decides nothing; it is counted as the
+    vote `argmax` gives it (class 0) unless every sample of its input is one (`count`):
+    exact ties of all classes happen now and then in low precision (a bfloat16 linear score
+    of exactly 0), and always for a model that outputs a constant.
+    """
+    return jnp.all(logits == jnp.max(logits, axis=-1, keepdims=True), axis=-1)
+
+
+def votes_of(logits: jax.Array, num_classes: int) -> jax.Array:
+    """`[b]` int32 votes of `[b, C]` logits as the counting loop casts them: `num_classes`
+    for invalid logits (`invalid_logits`), `num_classes + 1` for a tie of every class
+    (`tied_logits`), else the argmax."""
+    pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    pred = jnp.where(tied_logits(logits), num_classes + 1, pred)
+    return jnp.where(invalid_logits(logits), num_classes, pred)
+
+
+def fold_ties(full: jax.Array, n: jax.Array | int, num_classes: int) -> jax.Array:
+    """`[B, num_classes + 2]` counts (the last two columns: invalid samples, ties of every
+    class) -> `[B, num_classes + 1]`: an input whose every sample is a tie decides nothing
+    and its ties join its invalid samples; otherwise its ties are votes for class 0 (what
+    `argmax` gives them). `n`: `[B]` or scalar, the samples each input used."""
+    counts, invalid, tied = full[:, :num_classes], full[:, num_classes], full[:, -1]
+    undecided = tied == n
+    counts = counts.at[:, 0].add(jnp.where(undecided, 0, tied))
+    return jnp.concatenate([counts, (invalid + jnp.where(undecided, tied, 0))[:, None]], axis=1)
+
+
 def counts_traced(
     apply_fn: ApplyFn,
     params: PyTree,
@@ -127,17 +181,18 @@ def counts_traced(
       device_index: this device's position on the sample axis.
       distribution: the smoothing distribution.
       common_noise: if True, every input gets the noise of `key_pairs[0]` (static).
-      invalid_column: if True, a sample whose logits contain NaN or +inf votes for no class
-        and is counted in an extra last column (static).
+      invalid_column: if True, a sample whose logits are invalid (`invalid_logits`: NaN or
+        +inf, or all -inf) votes for no class and is counted in an extra column, and a tie
+        of every class (`tied_logits`) in a second one (static; `fold_ties` folds them).
 
     Returns:
-      `[B, num_classes]` int32 counts of this device's samples (`[B, num_classes + 1]` with
+      `[B, num_classes]` int32 counts of this device's samples (`[B, num_classes + 2]` with
       `invalid_column`).
     """
     batch, input_shape = xs.shape[0], xs.shape[1:]
     steps = -(-n // (num_devices * chunk))
     sigma = jnp.asarray(sigma, xs.dtype)
-    columns = num_classes + 1 if invalid_column else num_classes
+    columns = num_classes + 2 if invalid_column else num_classes
     classes = jnp.arange(columns, dtype=jnp.int32)
     size = math.prod(input_shape)
     draw = jax.vmap(
@@ -174,10 +229,10 @@ def counts_traced(
         else:
             noisy = (xs[:, None] + sigma * eps).reshape(batch * chunk, *input_shape)
             logits = apply_fn(params, noisy)
-        pred = jnp.argmax(logits, axis=-1)
-        if invalid_column:  # NaN / +inf logits: no class (argmax of NaN would say class 0)
-            bad = jnp.any(jnp.isnan(logits) | (logits == jnp.inf), axis=-1)
-            pred = jnp.where(bad, num_classes, pred)
+        if invalid_column:  # invalid logits, ties: no class (argmax of NaN would say 0)
+            pred = votes_of(logits, num_classes)
+        else:
+            pred = jnp.argmax(logits, axis=-1)
         pred = pred.reshape(batch, chunk)
         hits = (pred[..., None] == classes) & (index < n)[None, :, None]
         return counts + hits.sum(axis=1, dtype=jnp.int32)
@@ -208,7 +263,8 @@ def _sharded_counts(
     common_noise,
 ):
     """`[B, num_classes + 1]` counts summed over the mesh; the last column counts the samples
-    with NaN / +inf logits."""
+    with invalid logits (`invalid_logits`), or whose every sample was a tie of every class
+    (`fold_ties`)."""
     num_devices = mesh.devices.size
 
     def per_device(params, xs, keys, sigma):
@@ -218,7 +274,7 @@ def _sharded_counts(
             device_index=jax.lax.axis_index(_AXIS), distribution=distribution,
             common_noise=common_noise, invalid_column=True,
         )
-        return jax.lax.psum(counts, _AXIS)
+        return fold_ties(jax.lax.psum(counts, _AXIS), n, num_classes)
 
     return jax.shard_map(
         per_device, mesh=mesh, in_specs=(P(), P(), P(), P()), out_specs=P(), check_vma=False
@@ -254,6 +310,7 @@ class _LRU:
 _CACHE_SIZE = 64
 _MODEL_CACHE = _LRU(_CACHE_SIZE)  # model signature -> (logits per input,)
 _AFFINE_CHECKED = _LRU(_CACHE_SIZE)  # model signature -> True
+_ROWS_CHECKED = _LRU(_CACHE_SIZE)  # model signature -> True (the row-independence probe passed)
 _PROBE_BATCHES = (2, 3)
 
 
@@ -262,6 +319,8 @@ def clear_caches() -> None:
     closures included, that they hold)."""
     _MODEL_CACHE.clear()
     _AFFINE_CHECKED.clear()
+    _ROWS_CHECKED.clear()
+    _probe_batch.clear_cache()
     _sharded_counts.clear_cache()
 
 
@@ -483,7 +542,9 @@ def sample_counts(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike,
 
     Raises:
       TypeError, ValueError: for bad arguments, naming the parameter; ValueError also if
-        `apply_fn` returns NaN or +inf logits on any noisy sample (`rpjax.certify`,
+        `apply_fn` returns invalid logits on any noisy sample (NaN or +inf, or every class
+        tied at the maximum, e.g. all -inf: `invalid_logits`; or every sample of an input
+        a tie of every class: `fold_ties`; `rpjax.certify`,
         `predict` and `always_label` warn and abstain instead).
 
     Examples:
@@ -504,13 +565,15 @@ def sample_counts(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike,
 
 
 def nonfinite_message(bad: np.ndarray, how_many: np.ndarray, n: int) -> str:
-    """The message for inputs `bad` whose noisy samples gave NaN / +inf logits."""
+    """The message for inputs `bad` whose noisy samples gave invalid logits
+    (`invalid_logits`: NaN / +inf, all -inf; `fold_ties`: every sample a tie of every class)."""
     return (
-        f"apply_fn returned NaN or +inf logits on {int(how_many.max())} of n={n} noisy samples "
+        f"apply_fn returned invalid logits (NaN or +inf, or no decision: all -inf, or every "
+        f"class tied in every sample of the input) on {int(how_many.max())} of n={n} noisy samples "
         f"(most affected input) for {bad.size} input(s) at batch indices "
         f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}; the argmax of such logits is "
-        "meaningless. Check the model (overflow at this sigma, a log of 0, uninitialized "
-        "parameters)."
+        "meaningless. Check the model (overflow at this sigma, a log of 0, uninitialized or "
+        "dead parameters)."
     )
 
 
@@ -522,7 +585,7 @@ class CountingProgram(NamedTuple):
       steps: loop steps per device.
       lowered: the `jax.stages.Lowered` program (`.compile().memory_analysis()`,
         `.cost_analysis()`); its output is `[B, num_classes + 1]` (the last column counts
-        samples with NaN / +inf logits).
+        samples with invalid logits, `invalid_logits`).
     """
 
     chunk: int
@@ -566,7 +629,7 @@ def count(apply_fn: ApplyFn, params: PyTree, xs: jax.Array, key_pairs: jax.Array
 
     Returns:
       `([B, num_classes] int32 counts of the valid samples, [B] int32 samples whose logits
-      were NaN / +inf)`, bit-identical to `counts_traced` with the same pairs.
+      were invalid: `invalid_logits`)`, bit-identical to `counts_traced` with the same pairs.
     """
     batch = xs.shape[0]
     step_batch = batch if plan.batch_size is None else min(plan.batch_size, batch)
@@ -599,3 +662,158 @@ def _run_batched(run, xs, key_pairs, step_batch, progress):
             k = jnp.concatenate([k, jnp.repeat(k[-1:], pad, axis=0)])
         out.append(run(xs=x, key_pairs=k)[: stop - start])
     return jnp.concatenate(out)
+
+
+class RowDependenceError(ValueError):
+    """`apply_fn` does not compute each row of a batch on its own (`check_rows`).
+
+    The same noisy inputs got different votes when evaluated in different batches, so the
+    counts would depend on the chunk size, the batch and the other inputs, and the samples
+    would not be independent draws of `f(x + eps)`: no certificate would hold. Typical causes:
+    a model in training mode (dropout, batch normalisation with batch statistics), a model
+    that normalises by the batch's own statistics, randomness closed over in `apply_fn`.
+    """
+
+
+_PROBE_PURPOSE = 3  # seeds the probe's host noise with the key's words (certify's streams: 0-2)
+_PROBE_INPUTS = 4  # the first inputs of the batch the probe perturbs
+_PROBE_ROWS = 8  # noisy rows (at most the batch's size when it has 2 inputs or more)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn",))
+def _probe_batch(apply_fn, params, rows):
+    """`([2, R, C] logits, [2, R] votes)` of the rows in one batch of 2R: in order, then in
+    reverse order (each row at two positions). A vote is the argmax, or C for invalid logits
+    (`invalid_logits`), as the counting loop casts it. Compiled only for a batch of one input
+    (`check_rows`)."""
+    logits = apply_fn(params, jnp.concatenate([rows, rows[::-1]]))
+    logits = jnp.stack([logits[: rows.shape[0]], logits[rows.shape[0]:][::-1]])
+    votes = votes_of(logits, logits.shape[-1])
+    # a row that ties every class: what all its copies in a slot of the selection program
+    # give (every sample of the slot a tie: no class)
+    votes = jnp.where(votes == logits.shape[-1] + 1, logits.shape[-1], votes)
+    return logits, votes
+
+
+def _selection_plan(plan: _plan.Plan) -> _plan.Plan:
+    """The plan of `rpjax.certify`'s selection pass (its n0 samples), without noise: the probe
+    runs that compiled program on inputs it chooses, so it compiles nothing of its own."""
+    if plan.sequential:
+        plan = plan._replace(chunk_size=None, batch_size=None)
+    return plan._replace(sigma=0.0, progress=False)
+
+
+def _slot_votes(apply_fn: ApplyFn, params: PyTree, slots: np.ndarray,
+                plan: _plan.Plan) -> np.ndarray:
+    """`[S]` vote of each slot, evaluated as `n0` identical rows per slot in the selection
+    program (sigma 0), or -1 where the `n0` copies of a slot disagree."""
+    # `count` on one batch, called as it calls the program (so the compiled one is reused),
+    # without its slicing of the result
+    pairs = np.zeros((slots.shape[0], 2), np.uint32)  # sigma = 0: the noise is multiplied away
+    run = functools.partial(
+        _sharded_counts, apply_fn, params, sigma=jnp.float32(plan.sigma), n=plan.n0,
+        num_classes=plan.num_classes, chunk=_chunk(plan, plan.n0, slots.shape[0], slots.shape),
+        mesh=_mesh(plan.devices), distribution=plan.distribution,
+        common_noise=plan.common_noise)
+    full = np.asarray(run(xs=jnp.asarray(slots), key_pairs=jnp.asarray(pairs)))
+    return np.where(full.max(axis=1) == plan.n0, full.argmax(axis=1), -1)
+
+
+def check_rows(apply_fn: ApplyFn, params: PyTree, prepared: Prepared, plan: _plan.Plan) -> None:
+    """Checks that `apply_fn` computes each row of a batch on its own (once per model and input
+    signature; skipped with `Placement(check_rows=False)`).
+
+    The probe takes R noisy rows of the first (at most 4) inputs (R = min(8, B) for a batch
+    of B >= 2 inputs, 8 for one input; Gaussian noise of scale `sigma` drawn on the host by
+    NumPy, seeded by the key's words and 3: no certificate uses it) and runs the program of
+    `rpjax.certify`'s selection pass with sigma = 0, so the model sees exactly the rows the
+    probe puts in its input slots (each slot as `n0` identical rows, in one or more batches
+    of the selection pass's chunk size):
+
+    - together: the slots hold the R rows in turn (B >= 2). Each slot's `n0` copies sit at
+      different positions of the batch and must all get the same vote; the slots holding the
+      same row must too. With one input, the R rows are instead evaluated in one batch of
+      2R, in order and in reverse order (a compiled program of its own, the probe's only
+      one), and must get the same votes in both orders (a vote flipped while the logits agree
+      to float rounding, `sqrt(eps)` of their dtype relative to the row's largest logit, is
+      let through);
+    - alone: every slot holds row 0, so the batch holds that row only (its batch statistics
+      are its own). Its votes must all agree and equal its vote together. The same for one
+      row whose vote together differs from row 0's, if there is one (a model normalising by
+      its batch would give both the same vote alone).
+
+    A vote is a class, or no class for invalid logits (`invalid_logits`). Any disagreement
+    raises. With B >= 2 the probe costs two or three selection passes of one batch (`n0`
+    samples per input slot each) and compiles nothing that `certify` does not compile
+    anyway. Remembers at most 64 passed signatures (model, parameter shapes, input shape and
+    dtype).
+
+    This is a test, not a proof: a model whose dependence on the batch does not change these
+    votes passes (see `docs/guarantee.md`).
+
+    Raises:
+      RowDependenceError: saying which evaluation disagreed, with the fixes.
+    """
+    if not plan.check_rows:
+        return
+    xs = prepared.xs
+    cache_key = _signature(apply_fn, params, xs)
+    if cache_key is not None and _ROWS_CHECKED.get(cache_key):
+        return
+    batch = xs.shape[0]
+    selection = _selection_plan(plan)
+    slots = batch if selection.batch_size is None else min(selection.batch_size, batch)
+    k = min(_PROBE_INPUTS, batch)
+    num_rows = min(_PROBE_ROWS, slots) if slots >= 2 else _PROBE_ROWS
+    # on the host (no device op to compile): the key's words and 3 seed the probe's noise
+    seed = [*np.asarray(jax.random.key_data(prepared.key)).ravel().tolist(), _PROBE_PURPOSE]
+    z = np.random.default_rng(seed).standard_normal((num_rows, *xs.shape[1:]))
+    base = np.asarray(jax.device_get(xs) if batch <= _PROBE_INPUTS else
+                      jax.device_get(xs[:k]), np.float64)
+    rows = (base[np.arange(num_rows) % k] + plan.sigma * z).astype(xs.dtype)
+    if slots >= 2:
+        votes = _slot_votes(apply_fn, params, rows[np.arange(slots) % num_rows], selection)
+        per_row = [votes[np.arange(slots) % num_rows == r] for r in range(num_rows)]
+        split = [r for r, v in enumerate(per_row) if (v < 0).any() or (v != v[0]).any()]
+        if split:
+            _refuse(f"{len(split)} of {num_rows} noisy inputs got different votes at "
+                    "different positions of one batch")
+        together = votes[:num_rows]
+    else:
+        logits, votes = _probe_batch(apply_fn, params, jnp.asarray(rows))
+        values = np.asarray(logits).astype(np.float64)  # on the host, from any float dtype
+        votes = np.asarray(votes)
+        tol = math.sqrt(float(jnp.finfo(logits.dtype).eps))
+        ref = values[0]
+        scale = 1.0 + np.max(np.abs(np.where(np.isfinite(ref), ref, 0.0)), axis=-1)
+        with np.errstate(invalid="ignore"):  # inf - inf: compared as equal values first
+            close = np.all((values[1] == ref) | np.isnan(values[1]) & np.isnan(ref)
+                           | (np.abs(values[1] - ref) <= tol * scale[:, None]), axis=-1)
+        wrong = np.flatnonzero((votes[1] != votes[0]) & ~close)
+        if wrong.size:
+            _refuse(f"{wrong.size} of {num_rows} noisy inputs got different votes in a batch "
+                    f"of {2 * num_rows} in order and in reverse order")
+        together = votes[0]
+    # alone: row 0, and a row whose vote together differs from row 0's, if there is one
+    # (a model that normalises by its batch gives every row the same vote alone)
+    other = np.flatnonzero(together != together[0])
+    for r in [0, *other[:1].tolist()]:
+        alone = _slot_votes(apply_fn, params, np.repeat(rows[r:r + 1], slots, axis=0),
+                            selection)
+        if (alone != together[r]).any():
+            _refuse("a noisy input got another vote alone (in a batch of copies of it) than "
+                    "together with the others")
+    if cache_key is not None:
+        _ROWS_CHECKED.put(cache_key, True)
+
+
+def _refuse(what: str) -> None:
+    raise RowDependenceError(
+        f"apply_fn does not compute each row of a batch on its own: {what}. The counts would "
+        "depend on chunk_size, batch_size and the other inputs, and no certificate would "
+        "hold. Fix: run the model in inference mode (Flax NNX: model.eval() before "
+        "rpjax.models.as_apply_fn; Linen: deterministic=True, use_running_average=True), use "
+        "no batch statistics (normalise by stored statistics, not the batch's mean), and "
+        "close over no random key in apply_fn (a fixed key gives dropout masks that depend "
+        "on the batch's shape and a row's position). If the model is row-independent and "
+        "only this probe misjudges it, pass placement=rpjax.Placement(check_rows=False).")

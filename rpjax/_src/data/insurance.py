@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from rpjax._src import validate as _validate
+
 NUMERIC = ("age", "bmi", "children")
 CATEGORIES = {
     "sex": ("female", "male"),
@@ -240,9 +242,22 @@ def load_insurance(path: str | os.PathLike | None = None) -> InsuranceData:
 
 
 def train_test_split(num: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random split of `range(num)` into sorted train and test indices."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}.")
-    perm = np.random.default_rng(seed).permutation(num)
+    """A seeded random split of `range(num)` into sorted train and test indices.
+
+    The test set has `max(1, round(test_fraction * num))` indices and the training set the
+    rest; both must be non-empty.
+
+    Raises:
+      TypeError, ValueError: naming the argument: `num` not an integer >= 2, `test_fraction`
+        outside (0, 1) or leaving no training index, `seed` not a non-negative integer.
+    """
+    num = _validate.integer("num", num, minimum=2)
+    test_fraction = _validate.open_unit_interval("test_fraction", test_fraction)
+    seed = _validate.integer("seed", seed, minimum=0)
     n_test = max(1, int(round(test_fraction * num)))
+    if n_test >= num:
+        raise ValueError(f"test_fraction={test_fraction!r} of num={num} examples leaves no "
+                         f"training example (test set of {n_test}); use a smaller "
+                         "test_fraction or more examples.")
+    perm = np.random.default_rng(seed).permutation(num)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])

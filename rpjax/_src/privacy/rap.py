@@ -117,7 +117,18 @@ def _evaluate(release: Release, x: np.ndarray, ids: np.ndarray, sweep: Attribute
     xs = np.array(x[person], dtype=np.float32, copy=True)
     xs[:, sweep.index] = sweep.to_input(values)
     labels, radii = release(xs, ids[person])
-    return np.asarray(labels).astype(np.int64), np.asarray(radii, np.float64)
+    labels, radii = np.asarray(labels), np.asarray(radii, np.float64)
+    if labels.shape != person.shape or radii.shape != person.shape:
+        raise ValueError(f"release must return [M] labels and [M] radii for M={person.size} "
+                         f"inputs, got shapes {labels.shape} and {radii.shape}.")
+    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer) or np.any(
+            labels < -1):
+        raise ValueError("release must return integer labels >= -1 (-1 = abstain), got "
+                         f"dtype {labels.dtype}.")
+    if not np.all(radii >= 0):  # NaN fails too
+        raise ValueError("release must return radii >= 0 (not NaN), got "
+                         f"{radii[~(radii >= 0)][:5].tolist()}.")
+    return labels.astype(np.int64), radii
 
 
 def _member(reading: str, labels: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -178,14 +189,37 @@ def attribute_intervals(
 
     Returns:
       `Intervals` in raw units.
+
+    Raises:
+      TypeError, ValueError: naming the argument: `release` not callable (or returning
+        labels / radii of the wrong shape, labels below -1, NaN or negative radii), `x` not a
+        non-empty finite `[P, d]` array with the attribute's column, `ids` not `[P]`
+        non-negative integers, `true_values` not `[P]` finite values in `[low, high]`,
+        `sweep` not an `AttributeSweep`.
     """
+    if not callable(release):
+        raise TypeError(f"release must be callable as release(xs, ids), got {release!r}.")
+    if not isinstance(sweep, AttributeSweep):
+        raise TypeError(f"sweep must be a rpjax.privacy.AttributeSweep, got {sweep!r}.")
     x = np.asarray(x, np.float32)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty [P, d] array, got shape {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x must be finite (no NaN or inf).")
+    if sweep.index >= x.shape[1]:
+        raise ValueError(f"sweep.index={sweep.index} is not a column of x ({x.shape[1]} "
+                         "columns).")
     ids = np.asarray(ids)
     true = np.asarray(true_values, np.float64)
     num = x.shape[0]
     if true.shape != (num,) or ids.shape != (num,):
         raise ValueError(f"true_values and ids must have shape [P]=({num},), got "
                          f"{true.shape} and {ids.shape}.")
+    if ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer) or np.any(ids < 0):
+        raise ValueError(f"ids must be non-negative integers, got dtype {ids.dtype}.")
+    if not np.all(np.isfinite(true)):
+        raise ValueError("true_values must be finite, got NaN or inf at people "
+                         f"{np.flatnonzero(~np.isfinite(true))[:10].tolist()}.")
     if np.any(true < sweep.low) or np.any(true > sweep.high):
         raise ValueError(f"true_values must lie in the sweep range [{sweep.low}, "
                          f"{sweep.high}], got min {true.min()} and max {true.max()}.")
@@ -265,10 +299,24 @@ def ape_union(values: np.ndarray, radii: np.ndarray, point: float, *, low: float
 
     Returns:
       `(lo, hi)` of the component.
+
+    Raises:
+      ValueError: naming the argument: `values` / `radii` not non-empty `[K]` arrays of one
+        shape, a value not finite, a radius negative or NaN, `point` not finite, `low` or
+        `high` NaN or `low > high`, or `point` in no segment.
     """
     values, radii = np.asarray(values, np.float64), np.asarray(radii, np.float64)
-    if np.any(radii < 0):
-        raise ValueError("radii must be >= 0.")
+    if values.ndim != 1 or values.size == 0 or radii.shape != values.shape:
+        raise ValueError(f"values and radii must be non-empty [K] arrays of one shape, got "
+                         f"shapes {values.shape} and {radii.shape}.")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values must be finite (no NaN or inf).")
+    if not np.all(radii >= 0):  # NaN fails too
+        raise ValueError(f"radii must be >= 0 (not NaN), got {radii[~(radii >= 0)][:5].tolist()}.")
+    point = _validate.real("point", point)
+    if np.isnan(low) or np.isnan(high) or not low <= high:
+        raise ValueError(f"low and high must satisfy low <= high (not NaN), got low={low}, "
+                         f"high={high}.")
     lo, hi = _merge_component(np.stack([values - radii, values + radii], 1), point)
     if lo is None:
         raise ValueError(f"point={point} lies in none of the segments.")
