@@ -234,6 +234,12 @@ def test_summarize_rebuilds_the_outputs_from_the_parts(reference, tmp_path, caps
     assert _rows(out) == _rows(reference)
     assert json.load(open(out / "summary.json")) == expected
     assert "certified accuracy" in capsys.readouterr().out
+    # a directory that holds no run: one line naming it, no flag the command does not take
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _cli("summarize", str(empty)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rpjax: error: {empty}: no rpjax certify run there (no config.json).", err
 
 
 def test_checkpoint_and_compressed_npz(data, tmp_path, capsys):
@@ -289,6 +295,48 @@ def test_npy_without_labels_nnx_factory_and_sequential(tmp_path):
     assert {r["decision"] for r in srows} <= {-1, 0, 1}
     assert all(r["n"] <= 2000 for r in srows)
     assert all((r["radius"] >= 0.2) == (r["decision"] == 1) for r in srows)
+    # what the summary says of a decision at r: r was the only radius tested
+    ssum = json.load(open(seq / "summary.json"))
+    assert [p["radius"] for p in ssum["certified_fraction"]] == [0.2]
+    assert ssum["certified_fraction"][0]["fraction"] == pytest.approx(
+        np.mean([r["decision"] == 1 for r in srows]))
+    assert ssum["average_certified_radius"] is None and "decision at r = 0.2" in ssum["question"]
+    assert ssum["decision"]["certified"] == sum(r["decision"] == 1 for r in srows)
+    assert "forward_passes" in ssum["samples"]["note"]
+    # the radius with a budget: the curve over radii, and how much it saved
+    bud = tmp_path / "bud"
+    assert _cli(*_certify_args(tmp_path / "x.npy", bud, "--method", "sequential",
+                               n="2000")) == 0
+    bsum = json.load(open(bud / "summary.json"))
+    assert len(bsum["certified_fraction"]) > 1 and bsum["average_certified_radius"] is not None
+    assert "price" in bsum["question"] and "fewer samples than fixed n" in bsum["question"]
+
+
+def test_the_plot_of_a_partial_run_and_of_a_decision_says_so(tmp_path, monkeypatch):
+    """The plot's title: "k of N inputs (partial)" for a partial run, the tested r for a
+    decision at r."""
+    import matplotlib.axes
+
+    from rpjax._src.runs import DataSpec, ModelSpec, Provenance, RunSpec
+    from rpjax._src.runs import summary as _summary
+
+    titles = []
+    real = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                        lambda self, t, *a, **k: titles.append(t) or real(self, t, *a, **k))
+    spec = RunSpec(model=ModelSpec(factory="m:f", num_classes=2),
+                   data=DataSpec(path="/d.npy", num_inputs=200, input_shape=(2,),
+                                 input_dtype="float32"),
+                   smoothing=rpjax.SmoothingConfig(sigma=0.5, n=100),
+                   provenance=Provenance(model_sha256="a", data_sha256="b"))
+    cols = _summary.Columns(radius=np.full(48, 0.1), certified=np.ones(48, bool),
+                            ok=np.ones(48, bool), used=np.full(48, 200),
+                            decision=np.ones(48, np.int8), blocks={0}, labels=True)
+    _summary.plot_summary(spec, cols, str(tmp_path / "a.png"))
+    decide = dataclasses.replace(spec, rule=rpjax.DecideAt(0.25))
+    _summary.plot_summary(decide, cols, str(tmp_path / "b.png"))
+    assert "48 of 200 inputs (partial)" in titles[0]
+    assert titles[1].startswith("decision at r = 0.25") and "(partial)" in titles[1]
 
 
 def test_unwritable_out_fails_at_once(tmp_path, capsys):

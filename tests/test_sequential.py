@@ -300,6 +300,8 @@ def test_scheduler_lanes_are_a_multiple_of_the_devices():
     assert _sequential.resolve_lanes(None, 11, 1) == 16384  # 2**18 // 11, down to a power of 2
     assert _sequential.resolve_lanes(None, 1, 1) == 32768  # the cap
     assert _sequential.resolve_lanes(None, 100, 1) == 2048  # groups of 16, not odd lanes
+    assert _sequential.resolve_lanes(None, 11, 1, batch=64) == 8192  # a small block: less waste
+    assert _sequential.resolve_lanes(None, 11, 1, batch=100) == 16384
 
 
 def test_lane_groups_divide_each_devices_lanes():

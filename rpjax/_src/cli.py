@@ -231,12 +231,16 @@ def _print_summary(run_dir: str, summary: dict) -> None:
           f"{'' if summary['complete'] else ' (partial)'}; sigma {summary['sigma']:g}, "
           f"n0 {summary['n0']}, n {summary['n']:,}, alpha {summary['alpha']:g}, "
           f"{summary['method']}")
-    print(f"{summary['measure']} by radius:")
+    if summary.get("question"):
+        print(summary["question"])
+    decided = summary["method"] == "sequential" and summary["radius"] is not None
+    print(f"{summary['measure']} {'at r' if decided else 'by radius'}:")
     print("  " + "  ".join(f"{p['radius']:.3g}:{p['fraction']:.3f}" for p in summary[key]))
     if summary["inputs"]:
         t = summary["throughput"]
-        print(f"average certified radius {summary['average_certified_radius']:.4g}, abstain "
-              f"rate {summary['abstain_rate']:.3f}, samples per input "
+        acr = summary["average_certified_radius"]
+        print(("" if acr is None else f"average certified radius {acr:.4g}, ")
+              + f"abstain rate {summary['abstain_rate']:.3f}, samples per input "
               f"{summary['samples']['per_input_mean']:,.0f}")
         if t["seconds"]:
             print(f"{t['inputs_per_second']:.3g} inputs/s, "
@@ -292,7 +296,12 @@ def _audit(args: argparse.Namespace) -> int:
 def _summarize(args: argparse.Namespace) -> int:
     from rpjax._src import runs
 
-    _print_summary(args.run, runs.summarize(args.run))
+    try:
+        summary = runs.summarize(args.run)
+    except (ValueError, TypeError) as err:  # the runs layer names the run "out": here RUN
+        text = str(err)
+        raise type(err)(text[4:] if text.startswith("out ") else text) from None
+    _print_summary(args.run, summary)
     return 0
 
 
@@ -446,12 +455,19 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
 
 def _certify_arguments(cert: argparse.ArgumentParser) -> None:
     cert.add_argument("--model", help="MODULE:FACTORY (or path/to/file.py:FACTORY); the "
-                      "factory returns (apply_fn, params) or a flax.nnx.Module")
-    cert.add_argument("--checkpoint", help="restore the parameters from this orbax directory")
+                      "factory, called with no arguments, returns (apply_fn, params) or a "
+                      "flax.nnx.Module (settings such as a weights path: read them in the "
+                      "factory, e.g. from an environment variable)")
+    cert.add_argument("--checkpoint", help="restore the parameters from this orbax "
+                      "StandardCheckpointer directory: the tree of the factory's params "
+                      "(for an nnx.Module, nnx.split(module)[1]), same structure, shapes "
+                      "and dtypes")
     cert.add_argument("--data", help=".npy (inputs) or .npz (inputs and optional labels), "
                       "memory-mapped")
-    cert.add_argument("--inputs-key", help="the inputs' array in a .npz (default x)")
-    cert.add_argument("--labels-key", help="the labels' array in a .npz (default y if present)")
+    cert.add_argument("--inputs-key", help="the inputs' array in a .npz (default: its only "
+                      "array, else the first of x, inputs, images, data)")
+    cert.add_argument("--labels-key", help="the labels' array in a .npz (default: the first "
+                      "of y, labels, targets present, else none)")
     cert.add_argument("--sigma", type=float, help="noise std, in the inputs' units")
     d = certify_defaults()  # the dataclasses' defaults, stated once
     cert.add_argument("--n0", type=int, help=f"selection samples (default {d['n0']})")
@@ -513,7 +529,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError) as err:
-        if args.func in (_certify, _summarize):  # the runs layer speaks in settings' names
+        if args.func is _certify:  # the runs layer speaks in settings' names
             err = _flag_error(err, vars(args))
         print(f"rpjax: error: {err}", file=sys.stderr)
         return 2

@@ -52,6 +52,7 @@ PyTree = Any
 _AXIS = _smoothing._AXIS
 _TARGET_ELEMENTS_PER_STEP = 2**18  # as sample_counts
 _MAX_AUTO_LANES = 32768
+_SMALL_BATCH_LANES = 8192
 _GROUP = 16
 _MAX_LANES = _plan.MAX_LANES
 _STEPS_PER_CALL_WITH_PROGRESS = 256
@@ -325,15 +326,20 @@ def _advance(apply_fn, params, xs, key_pairs, watched, sigma, rule, state, max_s
     )(params, xs, key_pairs, watched, sigma, rule, state, max_steps)
 
 
-def resolve_lanes(chunk_size: int | None, input_size: int, num_devices: int) -> int:
+def resolve_lanes(chunk_size: int | None, input_size: int, num_devices: int,
+                  batch: int | None = None) -> int:
     """Lanes (noisy samples per compiled step, over all slots and devices): `chunk_size`, or
     the largest power of two with at most about 256k input values per step (at most 32768
     lanes, at least 1), rounded up to a multiple of the number of devices. A power of two keeps
     the lanes in groups of 16 (`group_size`); at 8192 lanes a model with 16 features ran the
     scheduler at 8.2 (decision) and 6.7 (budget) million samples per second, at 16384 at 10.1
-    and 9.7 (`benchmarks/RESULTS.md`)."""
+    and 9.7 (`benchmarks/RESULTS.md`). With `batch` inputs, at most the power of two at or
+    above 128 per input (and at least 8192): an input's last step evaluates up to its share of
+    the lanes past its stop, so a small batch keeps the smaller pool."""
     if chunk_size is None:
         lanes = min(_MAX_AUTO_LANES, max(1, _TARGET_ELEMENTS_PER_STEP // input_size))
+        if batch is not None:
+            lanes = min(lanes, max(_SMALL_BATCH_LANES, 1 << (128 * batch - 1).bit_length()))
         chunk_size = 1 << (lanes.bit_length() - 1)
     return -(-chunk_size // num_devices) * num_devices
 
@@ -445,7 +451,7 @@ def run(apply_fn: _smoothing.ApplyFn, params: PyTree, xs: jax.Array, key_pairs: 
     if rows.shape != (batch,) or (rows < 0).any() or (rows >= rule.lo.shape[0]).any():
         raise ValueError(f"rows must be [B] = [{batch}] indices into the rule's "
                          f"{rule.lo.shape[0]} rows.")
-    lanes = resolve_lanes(plan.chunk_size, math.prod(xs.shape[1:]), len(devices))
+    lanes = resolve_lanes(plan.chunk_size, math.prod(xs.shape[1:]), len(devices), batch)
     slots = plan.batch_size
     slots = min(batch, max(1, lanes // 8)) if slots is None else min(slots, batch)
     slots = min(slots, max_slots(lanes, len(devices)))

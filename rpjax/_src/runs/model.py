@@ -105,8 +105,8 @@ def load_model(spec: str, checkpoint: str | None = None) -> tuple[Callable, Any]
             raise ValueError(f"checkpoint {checkpoint}: no such directory.")
         import orbax.checkpoint as ocp
 
-        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.result_type(a)),
-                                params)
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+            np.shape(a), a.dtype if hasattr(a, "dtype") else np.result_type(a)), params)
         try:
             params = ocp.StandardCheckpointer().restore(os.path.abspath(checkpoint), abstract)
         except Exception as err:  # noqa: BLE001

@@ -96,10 +96,35 @@ def summary_of(config: RunSpec, cols: Columns, times: list[dict[str, Any]]
                                "*_per_second: per process; job_*: all processes' forward "
                                "passes over the slowest process's seconds"},
     }
-    if config.method == "sequential":
+    out["samples"]["note"] = (
+        "total: the n0 selection and the estimation samples each input counted; "
+        "throughput.forward_passes also counts, with --method sequential, the samples the "
+        "scheduler evaluated past an input's stop in its last step (the lanes are shared in "
+        "fixed-size steps), so it can exceed total; with --method cohen the two are equal")
+    if config.method == "sequential" and config.radius is not None:
+        # the decision at r answers one question: only r was tested, so the curve over radii
+        # and the average radius would describe radii the rule never tried
+        at_r = good & (cols.decision == 1)
+        key = "certified_accuracy" if cols.labels else "certified_fraction"
+        out[key] = [{"radius": config.radius, "fraction": float(np.mean(at_r))
+                     if num else None}]
+        out["average_certified_radius"] = None
+        out["question"] = (
+            f"decision at r = {config.radius:g}: each input stops as soon as it is decided "
+            f"whether it is certified at r; {key} is reported at r only, the average "
+            "certified radius not at all (the rule does not look for the largest radius)")
         out["decision"] = {"certified": int((cols.decision == 1).sum()),
                            "not_certified": int((cols.decision == 0).sum()),
                            "abstain": int((cols.decision == -1).sum())}
+    elif config.method == "sequential":
+        saved = out["samples"]["fixed_n_total"] / max(out["samples"]["total"], 1)
+        out["question"] = (
+            f"radius with a budget (price {config.price:g}): each input's estimation sample "
+            "count is planned from its selection votes (a sample is spent while it adds at "
+            "least `price` sigma of expected radius), then Clopper-Pearson at alpha; "
+            f"{saved:.2f}x fewer samples than fixed n. Inputs with every vote for their class "
+            "save little: a valid bound from m samples is at most alpha^(1/m), so their "
+            "radius keeps growing with n")
     return out
 
 
@@ -111,18 +136,41 @@ def plot_summary(config: RunSpec, cols: Columns, path: str) -> None:
     import matplotlib.pyplot as plt
 
     good = cols.ok & cols.certified
-    top = float(_stats.max_radius(config.n, config.alpha, config.sigma))
-    grid = np.linspace(0.0, max(top, 1e-12) * 1.02, 400)
-    curve = [np.mean(good & (cols.radius >= r)) for r in grid]
+    num = cols.radius.shape[0]
+    inputs = (f"{num:,} inputs" if num == config.num_inputs
+              else f"{num:,} of {config.num_inputs:,} inputs (partial)")
+    measure = "certified accuracy" if cols.labels else "certified fraction"
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.plot(grid, curve, drawstyle="steps-post")
-    ax.axvline(top, ls=":", c="gray", label=f"largest radius at n = {config.n:,}")
-    ax.set_xlabel("l2 radius (input units)")
-    ax.set_ylabel("certified accuracy" if cols.labels else "certified fraction")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"{cols.radius.shape[0]:,} inputs, sigma {config.sigma:g}, n {config.n:,}, "
-                 f"alpha {config.alpha:g}, {config.method}", fontsize=9)
-    ax.legend(fontsize=8)
+    if config.method == "sequential" and config.radius is not None:
+        # the decision at r: what was decided at r, nothing about other radii
+        parts = {f"certified at r{', correct' if cols.labels else ''}":
+                 np.mean(good & (cols.decision == 1))}
+        if cols.labels:
+            parts["certified at r, wrong label"] = np.mean(~cols.ok & (cols.decision == 1))
+        parts["not certified at r"] = np.mean(cols.decision == 0)
+        parts["abstain"] = np.mean(cols.decision == -1)
+        ax.barh(list(parts)[::-1], list(parts.values())[::-1], color="tab:blue")
+        ax.set_xlim(0, 1.0)
+        ax.set_xlabel("fraction of inputs")
+        for i, v in enumerate(list(parts.values())[::-1]):
+            ax.text(v + 0.01, i, f"{v:.3f}", va="center", fontsize=8)
+        title = (f"decision at r = {config.radius:g}: {inputs}, sigma {config.sigma:g}, "
+                 f"n_max {config.n:,}, alpha {config.alpha:g}")
+    else:
+        top = float(_stats.max_radius(config.n, config.alpha, config.sigma))
+        grid = np.linspace(0.0, max(top, 1e-12) * 1.02, 400)
+        curve = [np.mean(good & (cols.radius >= r)) for r in grid]
+        ax.plot(grid, curve, drawstyle="steps-post")
+        ax.axvline(top, ls=":", c="gray", label=f"largest radius at n = {config.n:,}")
+        ax.set_xlabel("l2 radius (input units)")
+        ax.set_ylabel(measure)
+        ax.set_ylim(0, 1.02)
+        rule = ("cohen" if config.method == "cohen"
+                else f"radius with a budget (price {config.price:g})")
+        title = (f"{inputs}, sigma {config.sigma:g}, n {config.n:,}, alpha "
+                 f"{config.alpha:g}, {rule}")
+        ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=8)
     fig.tight_layout()
     with durable.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
