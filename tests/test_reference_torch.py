@@ -199,7 +199,10 @@ def test_certify_reference_agrees_with_rpjax():
     # can certify).
     k = len(inside)
     np.testing.assert_array_equal(mine["counts"][k:], theirs.counts[k:])
-    np.testing.assert_allclose(mine["radius"][k:], theirs.radius[k:], rtol=1e-12)
+    # rpjax's radius is Cohen's less the bound on the rounding of the noisy float32 inputs
+    # (docs/guarantee.md, section 1b; about 1e-6 here), which the reference does not apply
+    np.testing.assert_allclose(mine["radius"][k:], theirs.radius[k:], rtol=1e-5)
+    assert np.all(theirs.radius[k:] < mine["radius"][k:])
     np.testing.assert_allclose(mine["radius"][k:], rpjax.stats.max_radius(n, alpha, SIGMA),
                                rtol=1e-12)
 

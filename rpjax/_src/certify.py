@@ -255,10 +255,15 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
             pa_upper = _stats.clopper_pearson_upper(n_top, used, alpha)
         certified = pa_lower > 0.5
     certified = certified & ~bad
-    radius = np.where(certified, distribution.radius_from_pa(pa_lower, sigma), 0.0)
+    radius = distribution.radius_from_pa(pa_lower, sigma)
+    if distribution is _noise.GAUSSIAN:  # the floating-point rounding of the noisy inputs
+        radius = radius - prepared.rounding_radius(sigma)
+        certified = certified & (radius > 0)
+    radius = np.where(certified, radius, 0.0)
     label = np.where(certified, top, ABSTAIN).astype(np.int32)
     if isinstance(plan.rule, _plan.DecideAt):
-        at_r = certified & (pa_lower >= pa_for_radius(plan.rule.radius, sigma, distribution))
+        at_r = certified & (pa_lower >= pa_for_radius(plan.rule.radius, sigma, distribution)) & (
+            radius >= plan.rule.radius)
         decision = np.where(at_r, CERTIFIED, np.where(certified, NOT_CERTIFIED, ABSTAINED))
     else:
         decision = np.where(certified, CERTIFIED, ABSTAINED)

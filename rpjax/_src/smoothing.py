@@ -352,6 +352,50 @@ def _signature(apply_fn: Any, params: PyTree, xs: jax.Array) -> Any:
     return key
 
 
+def compute_dtypes(xs: jax.Array, params: PyTree) -> tuple[np.dtype, ...]:
+    """The floating dtypes the noisy inputs meet: the inputs' and, when coarser, the
+    parameters' (a bfloat16 model rounds float32 inputs to its own grid)."""
+    dtypes = {jnp.dtype(xs.dtype)}
+    for leaf in jax.tree.leaves(params):
+        dt = getattr(leaf, "dtype", None)
+        if dt is not None and jnp.issubdtype(dt, jnp.floating) and (
+                jnp.finfo(dt).eps > jnp.finfo(xs.dtype).eps):
+            dtypes.add(jnp.dtype(dt))
+    return tuple(sorted(dtypes, key=lambda d: float(jnp.finfo(d).eps)))
+
+
+@functools.partial(jax.jit, static_argnames=("dtypes",))
+def _rounding_radius(xs, reach, *, dtypes):
+    flat = jnp.abs(xs.reshape(xs.shape[0], -1).astype(jnp.float32)) + reach
+    total = jnp.zeros_like(flat)
+    for name in dtypes:
+        dt = jnp.dtype(name)
+        top = jnp.asarray(flat, dt)
+        up = jnp.nextafter(top, jnp.asarray(jnp.inf, dt))
+        # the spacing above the magnitude rounded to the grid: at least the spacing of every
+        # value the coordinate can take (two roundings of at most half of it each)
+        total = total + (up.astype(jnp.float32) - top.astype(jnp.float32))
+    return jnp.sqrt(jnp.sum(total * total, axis=1))
+
+
+def rounding_radius(xs: jax.Array, sigma: float, dtypes: tuple) -> np.ndarray:
+    """`[B]` float64: a bound, in l2 and input units, on how far the floating-point rounding
+    of the noisy inputs moves each sampled point from the exact `x + sigma * eps`.
+
+    Coordinate j of input x is sampled as `fl(x_j + fl(sigma * eps_j))` in the inputs' dtype
+    (and rounded again to a coarser dtype the model computes in, `compute_dtypes`); with
+    `|eps_j| <= MAX_ABS_UNIT_NOISE`, each rounding moves it by at most half the grid spacing
+    u_j of that dtype at `|x_j| + MAX_ABS_UNIT_NOISE * sigma`, two roundings per dtype by at
+    most u_j. The bound is `sqrt(sum_j (sum_dtypes u_j)^2)` (float32 on the device, rounded up
+    by one part in 10^6)."""
+    if not dtypes:
+        return np.zeros(xs.shape[0])
+    reach = jnp.float32(_noise.MAX_ABS_UNIT_NOISE * sigma)
+    names = tuple(jnp.dtype(d).name for d in dtypes)
+    out = np.asarray(_rounding_radius(xs, reach, dtypes=names), np.float64)
+    return out * (1.0 + 1e-6)
+
+
 def check_model(apply_fn: Callable, params: PyTree, xs: jax.Array, num_classes: int) -> int:
     """Checks that `apply_fn(params, xs)` gives `[b, C]` logits with `2 <= C <= num_classes`.
 
@@ -471,11 +515,17 @@ def resolve_chunk_size(chunk_size: int | None, n: int, batch: int, input_size: i
 
 
 class Prepared(NamedTuple):
-    """The checked inputs of one public call (internal): the batch, the key and the ids."""
+    """The checked inputs of one public call (internal): the batch, the key, the ids and the
+    floating-point dtypes the noisy inputs are rounded to."""
 
     xs: jax.Array
     key: jax.Array
     ids: np.ndarray  # [B] uint32; all 0 with common noise
+    dtypes: tuple = ()
+
+    def rounding_radius(self, sigma: float) -> np.ndarray:
+        """`rounding_radius(self.xs, sigma, self.dtypes)`."""
+        return rounding_radius(self.xs, sigma, self.dtypes)
 
     def key_pairs(self, purpose: int | None = None) -> jax.Array:
         """`[B, 2]` uint32 threefry key pairs of the inputs, for the noise stream `purpose`
@@ -496,6 +546,7 @@ def prepare(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike, key: An
     key = _validate.key("key", key)
     _validate.noise_fits("sigma", plan.sigma, max_abs, xs.dtype,
                          max_noise=_noise.MAX_ABS_UNIT_NOISE)
+    _validate.noise_resolves("sigma", plan.sigma, max_abs, compute_dtypes(xs, params))
     batch = xs.shape[0]
     if plan.common_noise and ids is not None:
         raise ValueError("ids must be None when common_noise=True: every input then gets the "
@@ -508,7 +559,7 @@ def prepare(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike, key: An
     check_model(apply_fn, params, xs, plan.num_classes)
     if plan.common_noise and not plan.sequential and isinstance(apply_fn, AffineFirst):
         check_affine(apply_fn, params, xs)
-    return Prepared(xs=xs, key=key, ids=ids_np)
+    return Prepared(xs=xs, key=key, ids=ids_np, dtypes=compute_dtypes(xs, params))
 
 
 def sample_counts(apply_fn: ApplyFn, params: PyTree, xs: jax.typing.ArrayLike,

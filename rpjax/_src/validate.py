@@ -91,6 +91,42 @@ def inputs_and_max_abs(name: str, value: Any) -> tuple[jax.Array, float]:
     return arr, max_abs
 
 
+RESOLUTION_ULPS = 8.0
+"""The smallest usable sigma, in units of the grid spacing (ulp) of the dtype at the inputs'
+largest magnitude: noise of 8 ulp moves a coordinate of that magnitude off its grid point with
+probability P(|eps| >= 1/16) = 0.95 (eps standard normal)."""
+
+
+def spacing(value: float, dtype: Any) -> float:
+    """The gap between `|value|` and the next larger number of `dtype` (its ulp there), as a
+    Python float (the smallest normal number's ulp at 0)."""
+    dt = jax.numpy.dtype(dtype)
+    v = jax.numpy.asarray(max(abs(float(value)), float(jax.numpy.finfo(dt).tiny)), dt)
+    up = jax.numpy.nextafter(v, jax.numpy.asarray(np.inf, dt))
+    return float(np.asarray(up).astype(np.float64) - np.asarray(v).astype(np.float64))
+
+
+def noise_resolves(name: str, sigma: float, max_abs: float, dtypes: Any) -> None:
+    """Checks that noise of std `sigma` is resolvable at the inputs' largest magnitude
+    `max_abs` in each floating dtype of `dtypes` (the inputs' and the model's): `sigma` at
+    least `RESOLUTION_ULPS` grid spacings there. Below it the noise mostly rounds away and the
+    votes count the rounded input, not the smoothed classifier.
+
+    Raises:
+      ValueError naming `name`, the dtype and the smallest usable sigma.
+    """
+    for dtype in dtypes:
+        smallest = RESOLUTION_ULPS * spacing(max_abs, dtype)
+        if not sigma >= smallest:
+            raise ValueError(
+                f"{name}={sigma!r} is below the resolution of dtype "
+                f"{jax.numpy.dtype(dtype).name} at the inputs' largest magnitude "
+                f"{max_abs:.3g} (grid spacing {smallest / RESOLUTION_ULPS:.3g}): the noise "
+                f"would mostly round away. The smallest usable {name} is {smallest:.3g} "
+                f"({RESOLUTION_ULPS:g} spacings); use a larger {name}, a wider dtype, or "
+                "inputs of smaller magnitude.")
+
+
 def noise_fits(name: str, sigma: float, max_abs: float, dtype: Any, *,
                max_noise: float) -> None:
     """Checks that inputs of magnitude up to `max_abs` plus noise up to `max_noise * sigma`
