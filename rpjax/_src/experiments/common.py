@@ -63,12 +63,30 @@ def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
     atomic_write(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
 
 
+def spread(values: Sequence[float]) -> float:
+    """The standard deviation of `values`, 0.0 where it is rounding noise.
+
+    The std of equal rates such as `[0.7, 0.7, 0.7]` comes out as ~1e-16 in floating point;
+    anything below 1e-9 times the largest magnitude is reported as exactly 0.
+    """
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        return float("nan")
+    s = float(np.std(v))
+    return 0.0 if s <= 1e-9 * max(1.0, float(np.max(np.abs(v)))) else s
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; floats printed with 4 significant digits."""
+    """A GitHub-flavoured Markdown table; floats printed with 4 significant digits (None as
+    "-"; a float below 1e-12 in magnitude, floating-point noise in every table here, as 0)."""
 
     def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
         if isinstance(v, (float, np.floating)):
-            return "nan" if np.isnan(v) else f"{v:.4g}"
+            if np.isnan(v):
+                return "nan"
+            return "0" if abs(v) < 1e-12 else f"{v:.4g}"
         return str(v)
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
