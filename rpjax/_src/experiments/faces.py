@@ -172,30 +172,36 @@ class Judge(NamedTuple):
                            == targets) & ok
         return out
 
-    def controls(self, num_targets: int, latent_sample: Any, seed: int = 0
+    def controls(self, num_targets: int, prior_samples: Any, seed: int = 0
                  ) -> dict[str, dict[str, float]]:
         """Images that carry no target's identity, scored like reconstructions: what chance
-        looks like to each measure (top-1, top-5, direction, pixel_nn), for `num_targets`
-        targets 0 .. T-1.
+        looks like to each measure (top-1, top-5, direction, pixel_nn) for the targets
+        0 .. T-1 (`T = num_targets`), each image attributed to target `i % T`.
 
         `mean_face`: the mean private face for every target; `start`: the reference (the
         attacks' start); `mean_face_noise`: the mean private face plus i.i.d. Gaussian noise
-        of std 0.03 pixels per target; `prior_samples`: `latent_sample` decoded, one random
-        face of the prior per target (`[T, ...]` images).
+        of std 0.03 pixels, as many images as `prior_samples`; `prior_samples`: random faces
+        of the attacker's prior (`[R * T, ...]` images in [0, 1]).
         """
         rng = np.random.default_rng(seed)
         mean = self.private_x.mean(axis=0)
         ref = mean if self.reference is None else np.asarray(self.reference)
+        samples = np.asarray(prior_samples)
+        if len(samples) % num_targets:
+            raise ValueError(f"prior_samples must hold a multiple of num_targets = "
+                             f"{num_targets} images, got {len(samples)}.")
+        reps = len(samples) // num_targets
         shape = (num_targets, *mean.shape)
         images = {
             "mean_face": np.broadcast_to(mean, shape),
             "start": np.broadcast_to(ref, shape),
-            "mean_face_noise": np.clip(mean + 0.03 * rng.standard_normal(shape), 0, 1),
-            "prior_samples": np.asarray(latent_sample),
+            "mean_face_noise": np.clip(
+                mean + 0.03 * rng.standard_normal((reps * num_targets, *mean.shape)), 0, 1),
+            "prior_samples": samples,
         }
-        targets = np.arange(num_targets)
         out = {}
         for name, x in images.items():
+            targets = np.arange(len(x)) % num_targets
             s = self.score(np.asarray(x, np.float32), targets)
             out[name] = {k: float(np.mean(s[k])) for k in ("top1", "top5", "direction",
                                                              "pixel_nn")}

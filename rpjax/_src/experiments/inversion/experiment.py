@@ -343,7 +343,7 @@ def run(config: InversionConfig = InversionConfig(),
         reference_image=fx.judge.reference,
         judge_controls=fx.judge.controls(
             len(targets), fx.decode(jax.random.normal(jax.random.key(config.seed),
-                                                      (len(targets), config.prior_k))),
+                                                      (10 * len(targets), config.prior_k))),
             seed=config.seed),
     )
 

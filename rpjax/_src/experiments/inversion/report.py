@@ -44,19 +44,24 @@ def pixel_variation(images: np.ndarray) -> float:
     return float(x.std(axis=0).mean())
 
 
+MIN_GAIN = 1.5
+"""The amplification from which a grid adds a deviation column to a setting."""
+
+
 class GridColumn(NamedTuple):
     """One column of a reconstruction grid, as drawn.
 
     `images` `[rows, H, W]` in [0, 1]; `hits` `[rows]` the evaluator's top-1 hit of each
     reconstruction (None: not a reconstruction column or not recorded); `direction` the
     judge-free hit (`faces.direction_identity`); `setting` the grid it belongs to (None: the
-    target's held-out face)."""
+    target's held-out face); `kind` which of the three columns it is."""
 
     title: str
     images: np.ndarray
     hits: np.ndarray | None
     direction: np.ndarray | None
     setting: Grid | None
+    kind: str = "reconstruction"  # "target", "reconstruction" or "deviation"
 
 
 def _reference(result: InversionResult) -> np.ndarray:
@@ -67,9 +72,10 @@ def _reference(result: InversionResult) -> np.ndarray:
 
 def grid_columns(result: InversionResult, attack: str, rows: int = 8) -> list[GridColumn]:
     """The columns of `grid_{attack}.png`, in order: the target's held-out face, then for each
-    setting of the undefended target its reconstruction and that reconstruction's deviation
-    from the attack's start (the prior's mean face) amplified by the factor in the title, so
-    that the column's RMS deviation equals the held-out faces' RMS deviation from their mean.
+    setting of the undefended target its reconstruction and, where the reconstructions'
+    RMS deviation from the attack's start (the prior's mean face) is below 1 / `MIN_GAIN` of
+    the held-out faces' from their mean, that deviation amplified by the factor in the title
+    so that the two RMS deviations are equal.
 
     A reconstruction can carry its target's features at a small amplitude and look like the
     mean face (issue 25: MI-Face moves the undefended start by ~8/255 RMS where real faces
@@ -81,7 +87,8 @@ def grid_columns(result: InversionResult, attack: str, rows: int = 8) -> list[Gr
     labels = np.asarray(result.private_labels)
     private = np.asarray(result.private_images)
     first = [np.flatnonzero(labels == t)[0] for t in range(num)]
-    cols = [GridColumn("target (held-out)", private[first][..., 0], None, None, None)]
+    cols = [GridColumn("target (held-out)", private[first][..., 0], None, None, None,
+                       "target")]
     ref = _reference(result)
     faces_rms = float(np.sqrt(((private - private.mean(axis=0)) ** 2).mean()))
     for g in grids:
@@ -93,8 +100,10 @@ def grid_columns(result: InversionResult, attack: str, rows: int = 8) -> list[Gr
         hits = None if g.success is None else np.asarray(g.success[:num], bool)
         direction = None if g.direction is None else np.asarray(g.direction[:num], bool)
         cols.append(GridColumn(name, rec[..., 0], hits, direction, g))
-        cols.append(GridColumn(f"{name}\ndeviation x{gain:.1f}",
-                               np.clip(ref + gain * dev, 0, 1)[..., 0], hits, direction, g))
+        if gain >= MIN_GAIN:  # only where the reconstructions hide their deviation
+            cols.append(GridColumn(f"{name}\ndeviation x{gain:.1f}",
+                                   np.clip(ref + gain * dev, 0, 1)[..., 0], hits, direction,
+                                   g, "deviation"))
     return cols
 
 
@@ -134,17 +143,20 @@ def _fmt_std(v: float) -> float:
 def markdown(result: InversionResult) -> str:
     """Tables of ASR and utility per setting, beside the paper's numbers."""
     cfg = result.config
-    paper_acc = ("" if result.target_paper_accuracy is None else
-                 f" (paper's metric {result.target_paper_accuracy:.3f}; {PAPER_ACCURACY})")
+    paper_acc, paper_note = "", ""
+    if result.target_paper_accuracy is not None:
+        paper_acc = f" (`paper_accuracy` {result.target_paper_accuracy:.3f})"
+        paper_note = " " + PAPER_ACCURACY
     lines = [
         "# Experiment B: model inversion against Robust Privacy (Olivetti faces)",
         "",
         f"{result.num_identities} private identities (chance ASR "
         f"{result.chance_asr:.3f}); images {cfg['image_size']}x{cfg['image_size']}; "
         f"target held-out accuracy {result.target_accuracy:.3f}{paper_acc}, evaluator "
-        f"accuracy {result.evaluator_accuracy:.3f}. RP releases: PREDICT with n samples per "
-        f"query at alpha = {cfg['alpha']} (an abstention counts as not the target, in ASR and "
-        "in accuracy; `abstain` = the fraction of held-out images the release abstained on); "
+        f"accuracy {result.evaluator_accuracy:.3f}.{paper_note} RP releases: PREDICT with n "
+        f"samples per query at alpha = {cfg['alpha']} (an abstention counts as not the "
+        "target, in ASR and in accuracy; `abstain` = the fraction of held-out images the "
+        "release abstained on); "
         f"sigma in pixel units. ASR = evaluator top-1 equals the target, mean (std) over "
         f"seeds {cfg['seeds']}.",
         "",
@@ -161,7 +173,7 @@ def markdown(result: InversionResult) -> str:
     if controls:
         names = {"mean_face": "mean private face", "start": "attack start (prior mean)",
                  "mean_face_noise": "mean face + N(0, 0.03^2) noise",
-                 "prior_samples": "random prior samples"}
+                 "prior_samples": "random prior samples (10 per identity)"}
         lines += ["## Controls: images that carry no identity, scored the same way", "",
                   common.markdown_table(
                       ["control", "ASR (evaluator top-1)", "top-5", "direction", "pixel NN"],
@@ -278,7 +290,8 @@ def plots(result: InversionResult, out_dir: str) -> list[str]:
                     spine.set_visible(hit is not None)
                     spine.set_linewidth(2)
                     spine.set_color("tab:green" if hit else "tab:red")
-                if col.direction is not None and "deviation" in col.title:
+                last = j + 1 == len(cols) or cols[j + 1].kind != "deviation"
+                if col.direction is not None and col.kind != "target" and last:
                     ax.text(0.03, 0.97, "D" if col.direction[t] else "", color="yellow",
                             fontsize=6, va="top", ha="left", transform=ax.transAxes,
                             fontweight="bold")
@@ -286,8 +299,8 @@ def plots(result: InversionResult, out_dir: str) -> list[str]:
         bad = grid_disagreements(result, attack)
         recs = {(r["sigma"], r["n"]): r for r in _records(result, attack)
                 if r["target"] == "undefended"}
-        shown = [(c.title, recs[(c.setting.sigma, c.setting.n)]) for c in cols[1::2]
-                 if (c.setting.sigma, c.setting.n) in recs]
+        shown = [(c.title, recs[(c.setting.sigma, c.setting.n)]) for c in cols
+                 if c.kind == "reconstruction" and (c.setting.sigma, c.setting.n) in recs]
         rates = ", ".join(f"{title}: ASR {r['asr']:.2f}, direction "
                           f"{r.get('asr_direction', float('nan')):.2f}" for title, r in shown)
         fig.suptitle(f"{attack}, first seed; frame: evaluator top-1 hit (green) or miss (red); "
