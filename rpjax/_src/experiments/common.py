@@ -21,6 +21,36 @@ import numpy as np
 
 from rpjax._src.durable import atomic_path, atomic_write
 
+GLOSSARY: dict[str, str] = {
+    "accuracy": "held-out accuracy of the released labels, every held-out image counted, an "
+                "abstention counted as an error",
+    "paper_accuracy": "the paper's utility metric: accuracy on the single held-out image per "
+                      "identity that the undefended model is most confident about (one image "
+                      "per identity; an abstention counts as an error); `accuracy` is over "
+                      "every held-out image",
+    "abstain_rate": "the fraction of held-out images (or people) on which the release "
+                    "abstained (answered no label)",
+    "asr": "attack success rate: the fraction of attacked identities whose reconstruction "
+           "the evaluation classifier labels as the target (top-1), mean over attack seeds",
+    "asr_std": "standard deviation of `asr` over the attack seeds (0 when every seed scored "
+               "the same)",
+    "asr_direction": "judge-free success: the private face whose deviation from the mean "
+                     "private face best matches (cosine) the reconstruction's deviation from "
+                     "the attack's start is of the target identity",
+    "asr_pixel_nn": "nearest-private-face baseline: the private face nearest the "
+                    "reconstruction in pixels (l2) is of the target identity",
+    "judge_controls": "identity-free images (mean face, the attack's start, mean face plus "
+                      "noise, random prior samples) scored like reconstructions: the chance "
+                      "level of each success measure",
+    "paper_vs_measured": "per experiment, the paper's numbers (`paper`), the measured ones "
+                         "beside them (`measured`, under the paper's keys where it has "
+                         "numbers) and the one-paragraph comparison of report.md (`verdict`)",
+}
+"""What the summary keys a user meets mean; `rpjax reproduce` writes it into `summary.json`
+(`glossary`) and the reports quote it."""
+
+PAPER_ACCURACY = "`paper_accuracy` is " + GLOSSARY["paper_accuracy"] + "."
+
 _PACKAGES = ("rpjax", "jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy",
              "dp-accounting", "jax-privacy", "orbax-checkpoint")
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from rpjax._src.durable import atomic_write
 from rpjax._src.experiments import common
-from rpjax._src.experiments.attacks.experiment import AttacksResult
+from rpjax._src.experiments.attacks.experiment import ATTACKERS, MODES, AttacksResult
 
 
 def _attack_rows(result: AttacksResult) -> list[list[Any]]:
@@ -92,6 +92,17 @@ def markdown(result: AttacksResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def measured(result: AttacksResult) -> dict[str, Any]:
+    """What the paper's claim (an adversary's advantage is at most alpha/2 inside the
+    certified ball) is read against: the claim's value, the largest measured advantage (with
+    its release mode and answers k) and the largest (measured - computed bound) / s.e."""
+    adv = max(result.advantage, key=lambda a: a["empirical_advantage"])
+    return {"paper_claim_advantage": result.config["alpha"] / 2,
+            "max_empirical_advantage": adv["empirical_advantage"], "mode": adv["mode"],
+            "queries": adv["queries"], "bound": adv["bound"],
+            "worst_gap_over_bound_se": worst_advantage_gap(result)}
+
+
 def comparison(result: AttacksResult) -> str:
     """How the measurements bear on the paper's claim."""
     rows = result.rows
@@ -124,16 +135,19 @@ _NOISE_STYLE = {"fresh": "-", "consistent": "--"}
 
 def error_series(result: AttacksResult) -> dict[str, dict[tuple[str, str], list[tuple]]]:
     """The left panels' lines: `{release mode: {(attacker, noise): [(queries, median BMI
-    error), ...]}}`, queries ascending (the one-answer `radius` attacker is drawn as a
-    point, not a line)."""
+    error), ...]}}`, queries ascending, modes in `MODES` order, attackers in `ATTACKERS`
+    order (the one-answer `radius` attacker is drawn as a point, not a line)."""
     out: dict[str, dict[tuple[str, str], list[tuple]]] = {}
     for r in result.rows:
         if r["attacker"] == "radius":
             continue
         out.setdefault(r["mode"], {}).setdefault((r["attacker"], r["noise"]), []).append(
             (r["queries"], r["median_error_bmi"]))
-    return {m: {k: sorted(v) for k, v in sorted(lines.items())}
-            for m, lines in sorted(out.items())}
+    order = {m: i for i, m in enumerate(MODES)}
+    attackers = {a: i for i, a in enumerate(ATTACKERS)}
+    return {m: {k: sorted(v) for k, v in sorted(
+                lines.items(), key=lambda kv: (attackers.get(kv[0][0], 99), kv[0][1]))}
+            for m, lines in sorted(out.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))}
 
 
 def plots(result: AttacksResult, out_dir: str) -> list[str]:

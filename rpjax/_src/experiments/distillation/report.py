@@ -3,6 +3,8 @@ them into a folder."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rpjax._src.durable import atomic_write
 from rpjax._src.experiments import common
 from rpjax._src.experiments.distillation.experiment import DistillationResult
@@ -28,6 +30,18 @@ def markdown(result: DistillationResult) -> str:
         f"{result.chance:.3f}).", "",
         common.markdown_table(headers, rows), "",
         "## Beside the paper", "", comparison(result), ""])
+
+
+def measured(result: DistillationResult) -> dict[str, Any]:
+    """What the paper's sentence (`paper.DISTILLATION`) is read against: student-target
+    agreement and student accuracy from the undefended and the RP labels (the largest RP
+    agreement over the sweep)."""
+    best = max((r["agreement"] for r in result.rp), default=None)
+    return {"agreement_undefended": result.agreement_undefended,
+            "agreement_rp": result.agreement_rp, "agreement_rp_max": best,
+            "student_accuracy_undefended": result.student_accuracy_undefended,
+            "student_accuracy_rp": result.student_accuracy_rp,
+            "target_accuracy": result.target_accuracy, "chance": result.chance}
 
 
 def comparison(result: DistillationResult) -> str:

@@ -30,11 +30,6 @@ def _records(result: InversionResult, attack: str) -> list[dict[str, Any]]:
     return out
 
 
-PAPER_ACCURACY = ("`paper_accuracy` is the paper's utility metric: accuracy on the single "
-                  "held-out image per identity that the undefended model is most confident "
-                  "about (one image per identity, abstentions count as errors); `accuracy` is "
-                  "over every held-out image.")
-"""What `paper_accuracy` means, in the words every report that prints it uses."""
 
 
 def pixel_variation(images: np.ndarray) -> float:
@@ -146,7 +141,7 @@ def markdown(result: InversionResult) -> str:
     paper_acc, paper_note = "", ""
     if result.target_paper_accuracy is not None:
         paper_acc = f" (`paper_accuracy` {result.target_paper_accuracy:.3f})"
-        paper_note = " " + PAPER_ACCURACY
+        paper_note = " " + common.PAPER_ACCURACY
     lines = [
         "# Experiment B: model inversion against Robust Privacy (Olivetti faces)",
         "",
@@ -214,6 +209,17 @@ def markdown(result: InversionResult) -> str:
                   "adversarial noise rather than a face.", ""]
     lines += ["## Beside the paper", "", comparison(result), ""]
     return "\n".join(lines)
+
+
+def measured(result: InversionResult) -> dict[str, Any]:
+    """The measured numbers under the paper's keys (`paper.INVERSION`): undefended BREP-MI
+    ASR and, per RP setting of the undefended target, its ASR with the held-out accuracy
+    beside it (the paper's drop in ASR is read at kept accuracy)."""
+    brep = result.attacks["brep_mi"]
+    return {"undefended_asr": brep["undefended"]["asr"],
+            "undefended_accuracy": brep["undefended"]["accuracy"],
+            "rp": [{"sigma": r["sigma"], "n": r["n"], "asr": r["asr"],
+                    "accuracy": r["accuracy"]} for r in brep.get("rp", [])]}
 
 
 def comparison(result: InversionResult) -> str:
