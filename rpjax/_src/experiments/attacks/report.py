@@ -94,10 +94,13 @@ def markdown(result: AttacksResult) -> str:
 
 def measured(result: AttacksResult) -> dict[str, Any]:
     """What the paper's claim (an adversary's advantage is at most alpha/2 inside the
-    certified ball) is read against: the claim's value, the largest measured advantage (with
-    its release mode and answers k) and the largest (measured - computed bound) / s.e."""
+    certified ball, `paper.ATTACKS`) is read against: the claim's value at this alpha, the
+    largest measured distinguishing advantage between x and x with BMI changed by
+    `delta_bmi` points (its release mode, answers k and computed bound), and the largest
+    (measured - bound) / s.e. over every measured case."""
     adv = max(result.advantage, key=lambda a: a["empirical_advantage"])
-    return {"paper_claim_advantage": result.config["alpha"] / 2,
+    return {"advantage_inside_certified_ball": result.config["alpha"] / 2,
+            "delta_bmi": result.config["delta_bmi"],
             "max_empirical_advantage": adv["empirical_advantage"], "mode": adv["mode"],
             "queries": adv["queries"], "bound": adv["bound"],
             "worst_gap_over_bound_se": worst_advantage_gap(result)}
