@@ -74,7 +74,8 @@ def test_frontier_says_when_no_point_of_a_method_reaches_an_asr_level():
         versions={})
     text = frontier_report.comparison(front)
     assert "abstain none" not in text
-    assert "abstain: no point reaches it" in text
+    assert "random abstention: no point reaches it" in text
+    assert "Pareto front: random abstention, undefended" in text  # names, not keys
     md = frontier_report.markdown(front)
     assert "`paper_accuracy` is the paper's utility metric" in md
     assert "fraction of held-out images a release abstained on" in md

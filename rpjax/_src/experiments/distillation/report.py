@@ -47,6 +47,11 @@ def measured(result: DistillationResult) -> dict[str, Any]:
 def comparison(result: DistillationResult) -> str:
     """Whether the student copies the function through RP, as the paper's v2 says."""
     und, rp = result.agreement_undefended, result.agreement_rp
+    if rp is None or rp != rp:  # no RP label released: no student to judge
+        return (f"Paper: {result.paper} Here the RP release (sigma {result.rp[0]['sigma']}, "
+                f"n {result.rp[0]['n']}) abstained on every query, so no student could be "
+                f"trained on its labels; on undefended labels the student agrees with the "
+                f"target on {und:.2f} of the held-out images.")
     verdict = ("RP leaves most of the function extractable, as the paper's v2 says"
                if rp >= 0.5 * und else
                "RP's abstentions and noise cut the extraction much more than the paper's v2 "

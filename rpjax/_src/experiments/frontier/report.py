@@ -13,6 +13,16 @@ from rpjax._src.experiments.frontier.experiment import FrontierResult
 _PARAMS = ("sigma", "n", "target", "target_epsilon", "epsilon", "p", "q", "scale")
 
 
+METHOD_NAMES = {"none": "undefended", "rp": "RP", "dpsgd": "DP-SGD",
+                "randomized_response": "randomized response",
+                "abstain": "random abstention", "output_noise": "output noise"}
+"""How the comparison text names each `method` (its key in the points)."""
+
+
+def _name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
 def describe(point: dict[str, Any]) -> str:
     """A short label of a point's parameters, e.g. `sigma=0.1 n=100`."""
     parts = []
@@ -86,11 +96,11 @@ def comparison(result: FrontierResult) -> str:
                f"{none['asr_brep_mi']:.2f}.")
     for attack, name in (("brep_mi", "BREP-MI"), ("mi_face", "MI-Face")):
         front = {p["method"] for p in pts if p[f"pareto_{attack}"]}
-        out.append(f"{name} Pareto front: {', '.join(sorted(front))}.")
+        out.append(f"{name} Pareto front: {', '.join(_name(m) for m in sorted(front))}.")
         for level in (0.25, 0.5):
             best = {m: _best_at(v, attack, level) for m, v in by.items() if m != "none"}
-            desc = "; ".join(f"{m} {b['accuracy']:.3f} ({describe(b)})" if b else
-                             f"{m}: no point reaches it"
+            desc = "; ".join(f"{_name(m)} {b['accuracy']:.3f} ({describe(b)})" if b else
+                             f"{_name(m)}: no point reaches it"
                              for m, b in sorted(best.items()))
             out.append(f"Best accuracy at {name} ASR <= {level}: {desc}.")
     rp = [p for p in by.get("rp", []) if p.get("target") == "undefended"]
