@@ -257,22 +257,34 @@ def plots(result: InversionResult, out_dir: str) -> list[str]:
     plt = common.pyplot()
 
     paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
     for ax, attack in zip(axes, ("brep_mi", "mi_face"), strict=True):
         a = result.attacks[attack]
         ax.axhline(a["undefended"]["asr"], color="k", linestyle="--", label="undefended")
+        if "asr_direction" in a["undefended"]:
+            ax.axhline(a["undefended"]["asr_direction"], color="k", linestyle=":",
+                       linewidth=1, label="undefended, direction (judge-free)")
+        colour = 0
         for key, style, label in (("rp", "-", "RP"), ("rp_augmented", "--", "RP, aug. target")):
             for n in sorted({r["n"] for r in a.get(key, [])}):
                 recs = sorted((r for r in a[key] if r["n"] == n), key=lambda r: r["sigma"])
                 ax.errorbar([r["sigma"] for r in recs], [r["asr"] for r in recs],
                             yerr=[r.get("asr_std", 0.0) for r in recs], marker="o", capsize=3,
-                            linestyle=style, label=f"{label} n={n}")
-        ax.axhline(result.chance_asr, color="gray", linestyle=":", label="chance")
+                            linestyle=style, color=f"C{colour}", label=f"{label} n={n}")
+                if all("asr_direction" in r for r in recs):
+                    ax.plot([r["sigma"] for r in recs], [r["asr_direction"] for r in recs],
+                            marker="o", fillstyle="none", linestyle=":", color=f"C{colour}",
+                            label=f"{label} n={n}, direction (judge-free)")
+                colour += 1
+        ax.axhline(result.chance_asr, color="gray", linestyle="-", linewidth=0.8,
+                   label="chance")
         ax.set_xscale("log")
         ax.set_xlabel("sigma (pixels)")
         ax.set_title(attack)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("attack success rate (evaluator top-1)")
+        ax.set_ylim(-0.03, 1.03)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  frameon=False)
+    axes[0].set_ylabel("attack success rate (evaluator top-1; dotted: direction)")
     fig.tight_layout()
     paths.append(os.path.join(out_dir, "asr_vs_sigma.png"))
     common.save_figure(fig, paths[-1], dpi=120)
