@@ -295,7 +295,9 @@ def plots(result: InversionResult, out_dir: str) -> list[str]:
         if len(cols) == 1:
             continue
         num = len(cols[0].images)
-        fig, axes = plt.subplots(num, len(cols), figsize=(1.15 * len(cols), 1.2 * num + 0.9),
+        fig, axes = plt.subplots(num, len(cols),
+                                 figsize=(max(3.5, 1.15 * len(cols)),
+                                          1.2 * num + 0.3 + 0.12 * (3 + len(cols))),
                                  squeeze=False)
         for j, col in enumerate(cols):
             for t in range(num):
@@ -319,11 +321,11 @@ def plots(result: InversionResult, out_dir: str) -> list[str]:
                 if r["target"] == "undefended"}
         shown = [(c.title, recs[(c.setting.sigma, c.setting.n)]) for c in cols
                  if c.kind == "reconstruction" and (c.setting.sigma, c.setting.n) in recs]
-        rates = ", ".join(f"{title}: ASR {r['asr']:.2f}, direction "
-                          f"{r.get('asr_direction', float('nan')):.2f}" for title, r in shown)
-        fig.suptitle(f"{attack}, first seed; frame: evaluator top-1 hit (green) or miss (red); "
-                     f"D: direction hit\nover all {result.num_identities} identities and "
-                     f"seeds: {rates}" + ("\nGRID CONTRADICTS TABLE" if bad else ""),
+        rates = "\n".join(f"{title}: ASR {r['asr']:.2f}, direction "
+                           f"{r.get('asr_direction', float('nan')):.2f}" for title, r in shown)
+        fig.suptitle(f"{attack}, first seed\nframe: evaluator top-1 hit (green) or miss "
+                     f"(red); D: direction hit\nover all {result.num_identities} identities "
+                     f"and seeds:\n{rates}" + ("\nGRID CONTRADICTS TABLE" if bad else ""),
                      fontsize=6)
         fig.tight_layout()
         paths.append(os.path.join(out_dir, f"grid_{attack}.png"))
