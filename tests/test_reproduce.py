@@ -67,6 +67,15 @@ def _check_inversion(out, summary):
     px = s["attacks"]["mi_face_pixels"]["undefended"]
     assert {"asr", "asr_projected", "distance", "distance_projected"} <= set(px)
     assert all(r["distance"] > 0 for r in s["attacks"]["brep_mi"]["rp"])
+    # the judge does not reward an identity-free face: every control at chance level
+    for name, control in s["judge_controls"].items():
+        assert control["top1"] <= 3 * s["chance_asr"], name
+    # a success above chance is backed by the judge-free measure, not the evaluator alone
+    und = s["attacks"]["mi_face"]["undefended"]
+    assert und["asr_direction"] > 3 * s["chance_asr"]
+    # and the grids show it: no setting whose drawn columns are one face while its ASR is
+    # above chance (`inversion.report.grid_disagreements`, pixel variation across identities)
+    assert "The grid contradicts the table" not in (out / "report.md").read_text()
     rows = (out / "identities.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 3 * 20  # (brep, mi_face) x (none + 2 RP) x 20 identities
     assert summary["inversion"]["target_accuracy"] == s["target_accuracy"]
@@ -160,6 +169,11 @@ def test_reproduce_all_quick(tmp_path, monkeypatch):
         assert f"]({png})" in report
     assert "Run time:" in report and "Versions:" in report
     assert "agree or disagree with the paper" in report
+    assert list(summary["paper_vs_measured"]) == summary["experiments"]
+    measured = summary["paper_vs_measured"]["inversion"]["measured"]
+    assert measured["undefended_asr"] == summary["inversion"]["attacks"]["brep_mi"][
+        "undefended"]["asr"]
+    assert "e-16" not in report and "e-17" not in report  # rounding-noise stds print as 0
     _check_rap(tmp_path / "rap", summary)
     _check_attacks(tmp_path / "attacks", summary)
     _check_inversion(tmp_path / "inversion", summary)
@@ -196,6 +210,12 @@ def test_each_experiment_runs_end_to_end_on_its_tiny_settings(name, tmp_path):
     assert written["experiment"] == name and written["versions"]["jax"]
     report = (tmp_path / "report.md").read_text()
     assert f"- **{name}**:" in report  # its comparison with the paper
+    # ... and in summary.json: the paper's numbers, the measured ones, the same sentence
+    head = summary["paper_vs_measured"][name]
+    assert set(head) == {"paper", "measured", "verdict"} and head["paper"] is not None
+    assert isinstance(head["measured"], dict) and head["measured"]
+    assert f"- **{name}**: {head['verdict']}" in report
+    assert "paper_accuracy" in summary["glossary"] and "paper_vs_measured" in report
     if name == "frontier":  # it reran the inversion it reuses, unreported
         assert not (tmp_path / "inversion").exists()
         assert {p["method"] for p in summary["frontier"]} == {

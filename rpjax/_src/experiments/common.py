@@ -21,6 +21,36 @@ import numpy as np
 
 from rpjax._src.durable import atomic_path, atomic_write
 
+GLOSSARY: dict[str, str] = {
+    "accuracy": "held-out accuracy of the released labels, every held-out image counted, an "
+                "abstention counted as an error",
+    "paper_accuracy": "the paper's utility metric: accuracy on the single held-out image per "
+                      "identity that the undefended model is most confident about (one image "
+                      "per identity; an abstention counts as an error); `accuracy` is over "
+                      "every held-out image",
+    "abstain_rate": "the fraction of held-out images (or people) on which the release "
+                    "abstained (answered no label)",
+    "asr": "attack success rate: the fraction of attacked identities whose reconstruction "
+           "the evaluation classifier labels as the target (top-1), mean over attack seeds",
+    "asr_std": "standard deviation of `asr` over the attack seeds (0 when every seed scored "
+               "the same)",
+    "asr_direction": "judge-free success: the private face whose deviation from the mean "
+                     "private face best matches (cosine) the reconstruction's deviation from "
+                     "the attack's start is of the target identity",
+    "asr_pixel_nn": "nearest-private-face baseline: the private face nearest the "
+                    "reconstruction in pixels (l2) is of the target identity",
+    "judge_controls": "identity-free images (mean face, the attack's start, mean face plus "
+                      "noise, random prior samples) scored like reconstructions: the chance "
+                      "level of each success measure",
+    "paper_vs_measured": "per experiment, the paper's numbers (`paper`), the measured ones "
+                         "beside them (`measured`, under the paper's keys where it has "
+                         "numbers) and the one-paragraph comparison of report.md (`verdict`)",
+}
+"""What the summary keys a user meets mean; `rpjax reproduce` writes it into `summary.json`
+(`glossary`) and the reports quote it."""
+
+PAPER_ACCURACY = "`paper_accuracy` is " + GLOSSARY["paper_accuracy"] + "."
+
 _PACKAGES = ("rpjax", "jax", "jaxlib", "flax", "optax", "chex", "numpy", "scipy",
              "dp-accounting", "jax-privacy", "orbax-checkpoint")
 
@@ -63,12 +93,30 @@ def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
     atomic_write(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
 
 
+def spread(values: Sequence[float]) -> float:
+    """The standard deviation of `values`, 0.0 where it is rounding noise.
+
+    The std of equal rates such as `[0.7, 0.7, 0.7]` comes out as ~1e-16 in floating point;
+    anything below 1e-9 times the largest magnitude is reported as exactly 0.
+    """
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        return float("nan")
+    s = float(np.std(v))
+    return 0.0 if s <= 1e-9 * max(1.0, float(np.max(np.abs(v)))) else s
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; floats printed with 4 significant digits."""
+    """A GitHub-flavoured Markdown table; floats printed with 4 significant digits (None as
+    "-"; a float below 1e-12 in magnitude, floating-point noise in every table here, as 0)."""
 
     def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
         if isinstance(v, (float, np.floating)):
-            return "nan" if np.isnan(v) else f"{v:.4g}"
+            if np.isnan(v):
+                return "nan"
+            return "0" if abs(v) < 1e-12 else f"{v:.4g}"
         return str(v)
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

@@ -75,6 +75,9 @@ class Experiment(NamedTuple):
         comparison with the paper.
       write: `(result, out_dir) -> {kind: path}`, its own outputs.
       needs: the experiments whose results `run` reads from the context (run first).
+      measured: `result -> dict`, the measured numbers beside the paper's (under the paper's
+        keys where it has numbers), for `paper_vs_measured` in `rpjax reproduce`'s
+        summary.json; None: only the comparison text.
     """
 
     name: str
@@ -84,6 +87,7 @@ class Experiment(NamedTuple):
     comparison: Callable[[Any], str]
     write: Callable[[Any, str], dict[str, str]]
     needs: tuple[str, ...] = ()
+    measured: Callable[[Any], dict[str, Any]] | None = None
 
 
 def for_preset(cls: type, preset: str, **overrides: Any) -> Any:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rpjax._src.experiments import checkpoint
+from rpjax._src.experiments import checkpoint, common
 from rpjax.attacks import (
     BrepConfig,
     MIFaceConfig,
@@ -103,19 +103,108 @@ def train_face_model(config: FacesConfig, name: str, channels: tuple[int, ...], 
     return apply_fn, params
 
 
+def direction_identity(images: Any, reference: Any, private_x: np.ndarray,
+                       private_y: np.ndarray) -> np.ndarray:
+    """`[T]` the identity each reconstruction's pixels point to, judged without any model.
+
+    The deviation `images[t] - reference` (the reference is the attacker's start, the
+    prior's mean face) is compared by cosine with every private face's deviation from the
+    mean private face; the identity of the best-matching face is returned (-1 where the
+    reconstruction does not differ from the reference). A mean face therefore scores 0 and a
+    random deviation scores chance (1 / identities): this is the judge-free control of the
+    evaluator's top-1 (issue 25: a reconstruction that looks like the mean face may still
+    carry its target's features at a small amplitude, which this measures).
+    """
+    x = np.asarray(images, np.float64).reshape(len(images), -1)
+    ref = np.asarray(reference, np.float64).reshape(1, -1)
+    faces = np.asarray(private_x, np.float64).reshape(len(private_x), -1)
+    dev = x - ref
+    own = faces - faces.mean(axis=0, keepdims=True)
+    norm = np.linalg.norm(dev, axis=1)
+    moved = norm > 1e-6 * np.sqrt(dev.shape[1])
+    cos = (dev / np.where(moved, norm, 1.0)[:, None]) @ (
+        own / np.maximum(np.linalg.norm(own, axis=1, keepdims=True), 1e-12)).T
+    return np.where(moved, np.asarray(private_y)[cos.argmax(axis=1)], -1)
+
+
+def pixel_nearest_identity(images: Any, private_x: np.ndarray,
+                           private_y: np.ndarray) -> np.ndarray:
+    """`[T]` the identity of the private face nearest to each reconstruction in pixels (l2).
+
+    The nearest-private-face baseline: a reconstruction near the mean face is nearest to the
+    most average identity whatever its target, so this stays near chance unless the
+    reconstruction is itself close to one of its target's faces.
+    """
+    x = np.asarray(images, np.float64).reshape(len(images), -1)
+    faces = np.asarray(private_x, np.float64).reshape(len(private_x), -1)
+    d = (x ** 2).sum(1)[:, None] - 2 * x @ faces.T + (faces ** 2).sum(1)[None]
+    return np.asarray(private_y)[d.argmin(axis=1)]
+
+
 class Judge(NamedTuple):
-    """The evaluation classifier and the private images the reconstructions are judged by."""
+    """The evaluation classifier and the private images the reconstructions are judged by.
+
+    `reference` is the attacker's start (the prior's mean face) from which `direction`
+    measures each reconstruction's deviation; None: the mean private face.
+    """
 
     logits: Any  # jitted x -> evaluator logits
     features: Any  # jitted x -> evaluator features
     private_x: np.ndarray
     private_y: np.ndarray
+    reference: np.ndarray | None = None
 
     def score(self, images, targets, valid=None) -> dict[str, np.ndarray]:
-        """Per-target `top1`, `top5` hits and `distance` to the nearest private image."""
+        """Per-target `top1`, `top5` hits (the evaluator), `distance` to the nearest private
+        image of the target (evaluator features), and two judge-free hits: `direction`
+        (`direction_identity` is the target) and `pixel_nn` (`pixel_nearest_identity` is the
+        target)."""
         out = attack_success(self.logits, images, targets, valid=valid)
         out["distance"] = nearest_private_distance(
             self.features, images, targets, self.private_x, self.private_y)
+        ref = self.private_x.mean(axis=0) if self.reference is None else self.reference
+        images = np.asarray(images)
+        targets = np.asarray(targets)
+        ok = np.ones(len(targets), bool) if valid is None else np.asarray(valid, bool)
+        out["direction"] = (direction_identity(images, ref, self.private_x, self.private_y)
+                            == targets) & ok
+        out["pixel_nn"] = (pixel_nearest_identity(images, self.private_x, self.private_y)
+                           == targets) & ok
+        return out
+
+    def controls(self, num_targets: int, prior_samples: Any, seed: int = 0
+                 ) -> dict[str, dict[str, float]]:
+        """Images that carry no target's identity, scored like reconstructions: what chance
+        looks like to each measure (top-1, top-5, direction, pixel_nn) for the targets
+        0 .. T-1 (`T = num_targets`), each image attributed to target `i % T`.
+
+        `mean_face`: the mean private face for every target; `start`: the reference (the
+        attacks' start); `mean_face_noise`: the mean private face plus i.i.d. Gaussian noise
+        of std 0.03 pixels, as many images as `prior_samples`; `prior_samples`: random faces
+        of the attacker's prior (`[R * T, ...]` images in [0, 1]).
+        """
+        rng = np.random.default_rng(seed)
+        mean = self.private_x.mean(axis=0)
+        ref = mean if self.reference is None else np.asarray(self.reference)
+        samples = np.asarray(prior_samples)
+        if len(samples) % num_targets:
+            raise ValueError(f"prior_samples must hold a multiple of num_targets = "
+                             f"{num_targets} images, got {len(samples)}.")
+        reps = len(samples) // num_targets
+        shape = (num_targets, *mean.shape)
+        images = {
+            "mean_face": np.broadcast_to(mean, shape),
+            "start": np.broadcast_to(ref, shape),
+            "mean_face_noise": np.clip(
+                mean + 0.03 * rng.standard_normal((reps * num_targets, *mean.shape)), 0, 1),
+            "prior_samples": samples,
+        }
+        out = {}
+        for name, x in images.items():
+            targets = np.arange(len(x)) % num_targets
+            s = self.score(np.asarray(x, np.float32), targets)
+            out[name] = {k: float(np.mean(s[k])) for k in ("top1", "top5", "direction",
+                                                             "pixel_nn")}
         return out
 
 
@@ -129,12 +218,14 @@ class AttackRecord(NamedTuple):
     """One attack run (one seed) against one target, judged by the evaluator.
 
     `summary` holds the JSON-ready numbers (ASR, top-5, distance, queries, ...); `success`
-    is the `[T]` per-target top-1 hit and `images` the `[T, H, W, 1]` reconstructions.
+    is the `[T]` per-target top-1 hit, `images` the `[T, H, W, 1]` reconstructions and
+    `direction` the `[T]` judge-free hit (`direction_identity` names the target).
     """
 
     summary: dict[str, float]
     success: np.ndarray
     images: np.ndarray
+    direction: np.ndarray | None = None  # [T] judge-free hit (`direction_identity`)
 
 
 def _brep_record(res, judge, decode, targets) -> AttackRecord:
@@ -147,12 +238,14 @@ def _brep_record(res, judge, decode, targets) -> AttackRecord:
         "distance": float(np.mean(final["distance"])),
         "asr": float(final["top1"].mean()),
         "asr_top5": float(final["top5"].mean()),
+        "asr_direction": float(final["direction"].mean()),
+        "asr_pixel_nn": float(final["pixel_nn"].mean()),
         "asr_initial": float(initial["top1"].mean()),
         "initial_found": int(found.sum()),
         "asr_among_found": float(final["top1"][found].mean()) if found.any() else 0.0,
         "queries": float(res.queries.mean()),
         "forward_passes": float(res.forward_passes.mean()),
-    }, final["top1"], np.asarray(images))
+    }, final["top1"], np.asarray(images), final["direction"])
 
 
 def _mi_face_record(apply_fn, params, sigma, seed, decode, judge, targets,
@@ -167,14 +260,16 @@ def _mi_face_record(apply_fn, params, sigma, seed, decode, judge, targets,
     return AttackRecord({
         "asr": float(final["top1"].mean()), "asr_top5": float(final["top5"].mean()),
         "distance": float(np.mean(final["distance"])),
+        "asr_direction": float(final["direction"].mean()),
+        "asr_pixel_nn": float(final["pixel_nn"].mean()),
         "asr_initial": float(start["top1"].mean()), "initial_found": len(targets),
         "queries": float(np.mean(res.iterations + 1)),
         "forward_passes": float(np.mean(res.forward_passes)),
-    }, final["top1"], np.asarray(images))
+    }, final["top1"], np.asarray(images), final["direction"])
 
 
-_AGGREGATED = ("asr", "asr_top5", "asr_initial", "initial_found", "asr_among_found", "queries",
-               "forward_passes", "distance")
+_AGGREGATED = ("asr", "asr_top5", "asr_direction", "asr_pixel_nn", "asr_initial",
+               "initial_found", "asr_among_found", "queries", "forward_passes", "distance")
 
 
 def aggregate_runs(records: list[AttackRecord]) -> dict[str, Any]:
@@ -185,7 +280,7 @@ def aggregate_runs(records: list[AttackRecord]) -> dict[str, Any]:
         if vals:
             out[k] = float(np.mean(vals))
             if k == "asr":
-                out["asr_std"] = float(np.std(vals))
+                out["asr_std"] = common.spread(vals)
                 out["asr_per_seed"] = [float(v) for v in vals]
     return out
 
@@ -272,11 +367,12 @@ def prepare(config: FacesConfig) -> Faces:
                                         config.evaluator_dense, config.evaluator_steps,
                                         config.evaluator_noise, xtr, ytr, config.seed + 1000)
     evaluator = jax.jit(lambda x: ev_fn(ev_params, x))
-    judge = Judge(evaluator, _features_fn(config, config.evaluator_channels,
-                                          config.evaluator_dense, ev_params), xtr, ytr)
     public = images[split.public_idx]
     prior = (fit_pca_prior(public, config.prior_k) if config.prior == "pca" else
              fit_vae_prior(public, config.prior_k, config.seed))
     decode = jax.jit(lambda z: prior.decode(z))
+    start = np.asarray(decode(jnp.zeros((1, config.prior_k))))[0]  # the attacks' start
+    judge = Judge(evaluator, _features_fn(config, config.evaluator_channels,
+                                          config.evaluator_dense, ev_params), xtr, ytr, start)
     return Faces(config, split, xtr, ytr, xte, yte, public, target, evaluator, judge, prior,
                  decode, np.arange(config.num_private))

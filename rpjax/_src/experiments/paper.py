@@ -15,6 +15,10 @@ RAP: dict[str, Any] = {
     "median_interval_bmi": {"base": 23.50, "rp": 29.96},
 }
 
+# The claim the adaptive attackers test (insurance): inside the certified ball an adversary's
+# distinguishing advantage is at most alpha / 2 (a formula, no measured number in the paper).
+ATTACKS: dict[str, Any] = {"advantage_inside_certified_ball": "alpha/2"}
+
 # Experiment B (CelebA, FaceNet64): BREP-MI attack success, undefended and against RP.
 INVERSION: dict[str, Any] = {"undefended_asr": 0.73, "rp": [{"sigma": 0.03, "asr": 0.44},
                                                             {"sigma": 0.1, "asr": 0.04}]}

@@ -7,7 +7,8 @@ attackers against the deployed release (insurance), Experiment B
 (`rpjax.privacy.audit`) on three real tabular data sets, writes each experiment's own
 outputs under `OUT/<experiment>/`, and `OUT/report.md` (every table and plot, configuration,
 versions, run times) and `OUT/summary.json` (headline numbers under stable keys, see the
-README).
+README; `paper_vs_measured` holds each experiment's paper numbers and its comparison with
+them, `glossary` what the keys mean).
 """
 
 from __future__ import annotations
@@ -132,6 +133,11 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     t0 = time.perf_counter()
     sections: dict[str, str] = {} if before is None else dict(before["parts"]["sections"])
     verdicts: dict[str, str] = {} if before is None else dict(before["parts"]["verdicts"])
+    headlines: dict[str, dict[str, Any]] = {} if before is None else {
+        n: before["summary"].get("paper_vs_measured", {}).get(n)
+        or {"paper": None, "measured": None,
+            "verdict": _verdict_text(before["parts"]["verdicts"][n])}
+        for n in before["summary"]["experiments"]}
     seconds: dict[str, float] = {}
     for name in names:
         exp = REGISTRY[name]
@@ -143,7 +149,11 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
         paths = exp.write(res, os.path.join(out, name))
         md = exp.markdown(res)
         seconds[name] = time.perf_counter() - t
-        verdicts[name] = f"- **{name}**: {exp.comparison(res)}"
+        verdict = exp.comparison(res)
+        verdicts[name] = f"- **{name}**: {verdict}"
+        headlines[name] = {"paper": getattr(res, "paper", None),
+                           "measured": None if exp.measured is None else exp.measured(res),
+                           "verdict": verdict}
         echo(md)
         echo(f"\n{name}: {seconds[name]:.1f} s; wrote {os.path.join(out, name)}\n")
         sections[name] = _section(md, paths, out)
@@ -151,6 +161,8 @@ def reproduce(experiments: list[str], *, preset: str = "default", out: str = "rp
     results = ctx.results
     summary: dict[str, Any] = {
         "experiments": every, "preset": preset,
+        "paper_vs_measured": {n: headlines[n] for n in every},
+        "glossary": common.GLOSSARY,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count()},
@@ -200,6 +212,11 @@ def _previous(out: str, *, preset: str, augment: bool, prior: str) -> dict[str, 
     return {"summary": summary, "parts": parts}
 
 
+def _verdict_text(line: str) -> str:
+    """The comparison of a report.md verdict line `- **name**: text` (an earlier run's)."""
+    return line.split("**: ", 1)[1] if "**: " in line else line
+
+
 def _section(markdown: str, paths: dict[str, str], out: str) -> str:
     lines = ["#" + line if line.startswith("#") else line for line in markdown.splitlines()]
     images = [p for p in paths.values() if p.endswith(".png")]
@@ -225,5 +242,8 @@ def _report(summary: dict[str, Any], verdicts: list[str], sections: list[str]) -
         "experiment's own outputs (CSV, JSON, plots) are in its folder.", "",
         "## Where the measurements agree or disagree with the paper", "",
         *verdicts, "",
+        "The same comparisons, with the paper's numbers, are under `paper_vs_measured` in "
+        "`summary.json`; `glossary` there says what its keys mean (e.g. `paper_accuracy`: "
+        f"{common.GLOSSARY['paper_accuracy']}).", "",
     ]
     return "\n".join(head + ["\n\n".join(sections), ""])

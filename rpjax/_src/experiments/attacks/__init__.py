@@ -15,7 +15,8 @@ def configure(options: Options) -> AttacksConfig:
 
 
 EXPERIMENT = Experiment("attacks", configure, run, report.markdown, report.comparison,
-                        report.write)
+                        report.write,
+                        measured=report.measured)
 
 __all__ = [
     "EXPERIMENT",

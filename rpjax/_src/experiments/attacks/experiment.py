@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import numpy as np
@@ -36,7 +36,7 @@ from scipy import stats as _sps
 
 import rpjax
 from rpjax._src import validate as _validate
-from rpjax._src.experiments import common
+from rpjax._src.experiments import common, paper
 from rpjax._src.experiments.context import Context, context
 from rpjax._src.experiments.rap import experiment as _rap
 from rpjax.data import load_insurance, train_test_split
@@ -242,6 +242,8 @@ class AttacksResult:
     budget: list[dict[str, Any]]
     seconds: float
     versions: dict[str, Any]
+
+    paper: ClassVar[dict[str, Any]] = paper.ATTACKS
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready result."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from rpjax._src.durable import atomic_write
 from rpjax._src.experiments import common
-from rpjax._src.experiments.attacks.experiment import AttacksResult
+from rpjax._src.experiments.attacks.experiment import ATTACKERS, MODES, AttacksResult
 
 
 def _attack_rows(result: AttacksResult) -> list[list[Any]]:
@@ -92,6 +92,20 @@ def markdown(result: AttacksResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def measured(result: AttacksResult) -> dict[str, Any]:
+    """What the paper's claim (an adversary's advantage is at most alpha/2 inside the
+    certified ball, `paper.ATTACKS`) is read against: the claim's value at this alpha, the
+    largest measured distinguishing advantage between x and x with BMI changed by
+    `delta_bmi` points (its release mode, answers k and computed bound), and the largest
+    (measured - bound) / s.e. over every measured case."""
+    adv = max(result.advantage, key=lambda a: a["empirical_advantage"])
+    return {"advantage_inside_certified_ball": result.config["alpha"] / 2,
+            "delta_bmi": result.config["delta_bmi"],
+            "max_empirical_advantage": adv["empirical_advantage"], "mode": adv["mode"],
+            "queries": adv["queries"], "bound": adv["bound"],
+            "worst_gap_over_bound_se": worst_advantage_gap(result)}
+
+
 def comparison(result: AttacksResult) -> str:
     """How the measurements bear on the paper's claim."""
     rows = result.rows
@@ -117,36 +131,67 @@ def comparison(result: AttacksResult) -> str:
     return " ".join(parts)
 
 
-def plots(result: AttacksResult, out_dir: str) -> list[str]:
-    """BMI error vs queries per attacker, and measured advantage vs bound; PNG paths."""
-    plt = common.pyplot()
+_ATTACKER_STYLE = {"repeat": ("tab:blue", "o"), "near_duplicate": ("tab:orange", "s"),
+                   "abstention": ("tab:green", "^")}
+_NOISE_STYLE = {"fresh": "-", "consistent": "--"}
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    ax = axes[0]
-    series: dict[str, list[tuple[int, float]]] = {}
+
+def error_series(result: AttacksResult) -> dict[str, dict[tuple[str, str], list[tuple]]]:
+    """The left panels' lines: `{release mode: {(attacker, noise): [(queries, median BMI
+    error), ...]}}`, queries ascending, modes in `MODES` order, attackers in `ATTACKERS`
+    order (the one-answer `radius` attacker is drawn as a point, not a line)."""
+    out: dict[str, dict[tuple[str, str], list[tuple]]] = {}
     for r in result.rows:
         if r["attacker"] == "radius":
             continue
-        series.setdefault(f"{r['attacker']} / {r['mode']} / {r['noise']}", []).append(
+        out.setdefault(r["mode"], {}).setdefault((r["attacker"], r["noise"]), []).append(
             (r["queries"], r["median_error_bmi"]))
-    for name, pts in sorted(series.items()):
-        k, e = zip(*sorted(pts), strict=True)
-        style = "--" if "consistent" in name else "-"
-        ax.plot(k, e, style, marker="o", markersize=3, linewidth=1, label=name)
+    order = {m: i for i, m in enumerate(MODES)}
+    attackers = {a: i for i, a in enumerate(ATTACKERS)}
+    return {m: {k: sorted(v) for k, v in sorted(
+                lines.items(), key=lambda kv: (attackers.get(kv[0][0], 99), kv[0][1]))}
+            for m, lines in sorted(out.items(), key=lambda kv: (order.get(kv[0], 99), kv[0]))}
+
+
+def plots(result: AttacksResult, out_dir: str) -> list[str]:
+    """BMI error vs queries (one panel per release mode: colour and marker = attacker, line
+    style = noise), and measured advantage vs bound; one PNG, its path in a list."""
+    plt = common.pyplot()
+
+    series = error_series(result)
+    modes = list(series)
+    fig = plt.figure(figsize=(4.0 * len(modes) + 5.0, 4.6))
+    grid = fig.add_gridspec(1, len(modes) + 1, width_ratios=[1] * len(modes) + [1.35])
+    error_axes = []
     radius = next((r for r in result.rows if r["attacker"] == "radius"), None)
-    if radius:
-        ax.scatter([1], [radius["median_error_bmi"]], marker="*", s=120, color="k",
-                   label="one answer with radius", zorder=5)
-    ax.axhline(result.median_certified_radius_bmi, color="tab:red", linestyle=":",
-               label="median certified radius")
-    ax.set_xscale("log")
-    ax.set_xlabel("queries k")
-    ax.set_ylabel("median BMI error (points)")
-    ax.set_title("Attacker's BMI error vs queries")
-    ax.legend(fontsize=6, ncol=2)
-    ax = axes[1]
-    modes = sorted({a["mode"] for a in result.advantage})
     for j, mode in enumerate(modes):
+        ax = fig.add_subplot(grid[0, j], sharey=error_axes[0] if error_axes else None)
+        error_axes.append(ax)
+        for (attacker, noise), pts in series[mode].items():
+            colour, marker = _ATTACKER_STYLE.get(attacker, ("tab:gray", "x"))
+            k, e = zip(*pts, strict=True)
+            ax.plot(k, e, _NOISE_STYLE.get(noise, ":"), color=colour, marker=marker,
+                    markersize=4, linewidth=1.2, label=f"{attacker}, {noise} noise")
+        if radius and mode == "certify":
+            ax.scatter([1], [radius["median_error_bmi"]], marker="*", s=140, color="k",
+                       label="one CERTIFY answer with its radius", zorder=5)
+        ax.axhline(result.median_certified_radius_bmi, color="tab:red", linestyle=":",
+                   label="median certified radius")
+        ax.set_xscale("log")
+        ax.set_xlabel("queries k")
+        ax.set_title(f"release: {mode}", fontsize=9)
+        if j:
+            ax.tick_params(labelleft=False)
+    error_axes[0].set_ylabel("attacker's median BMI error (points)")
+    handles: dict[str, Any] = {}
+    for ax in error_axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center",
+               ncol=min(4, len(handles)), fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5 * len(modes) / (len(modes) + 1.35), 0.0))
+    ax = fig.add_subplot(grid[0, len(modes)])
+    for j, mode in enumerate(sorted({a["mode"] for a in result.advantage})):
         pts = [a for a in result.advantage if a["mode"] == mode]
         ks = np.array([a["queries"] for a in pts], float) * (1 + 0.06 * j)
         ax.scatter(ks, [a["empirical_advantage"] for a in pts], marker="o",
@@ -159,9 +204,11 @@ def plots(result: AttacksResult, out_dir: str) -> list[str]:
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("answers k")
     ax.set_ylabel("distinguishing advantage")
-    ax.set_title(f"x vs BMI + {result.config['delta_bmi']}: measured and bound")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
+    ax.set_title(f"x vs BMI + {result.config['delta_bmi']}: measured and bound", fontsize=9)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle("Adaptive attackers against the deployed release (insurance, BMI)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path = os.path.join(out_dir, "attacks.png")
     common.save_figure(fig, path, dpi=120)
     plt.close(fig)

@@ -22,7 +22,8 @@ def configure(options: Options) -> DistillationConfig:
 
 
 EXPERIMENT = Experiment("distillation", configure, run, report.markdown, report.comparison,
-                        report.write)
+                        report.write,
+                        measured=report.measured)
 
 __all__ = [
     "EXPERIMENT",

@@ -3,6 +3,8 @@ them into a folder."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rpjax._src.durable import atomic_write
 from rpjax._src.experiments import common
 from rpjax._src.experiments.distillation.experiment import DistillationResult
@@ -30,9 +32,26 @@ def markdown(result: DistillationResult) -> str:
         "## Beside the paper", "", comparison(result), ""])
 
 
+def measured(result: DistillationResult) -> dict[str, Any]:
+    """What the paper's sentence (`paper.DISTILLATION`) is read against: student-target
+    agreement and student accuracy from the undefended and the RP labels (the largest RP
+    agreement over the sweep)."""
+    best = max((r["agreement"] for r in result.rp), default=None)
+    return {"agreement_undefended": result.agreement_undefended,
+            "agreement_rp": result.agreement_rp, "agreement_rp_max": best,
+            "student_accuracy_undefended": result.student_accuracy_undefended,
+            "student_accuracy_rp": result.student_accuracy_rp,
+            "target_accuracy": result.target_accuracy, "chance": result.chance}
+
+
 def comparison(result: DistillationResult) -> str:
     """Whether the student copies the function through RP, as the paper's v2 says."""
     und, rp = result.agreement_undefended, result.agreement_rp
+    if rp is None or rp != rp:  # no RP label released: no student to judge
+        return (f"Paper: {result.paper} Here the RP release (sigma {result.rp[0]['sigma']}, "
+                f"n {result.rp[0]['n']}) abstained on every query, so no student could be "
+                f"trained on its labels; on undefended labels the student agrees with the "
+                f"target on {und:.2f} of the held-out images.")
     verdict = ("RP leaves most of the function extractable, as the paper's v2 says"
                if rp >= 0.5 * und else
                "RP's abstentions and noise cut the extraction much more than the paper's v2 "

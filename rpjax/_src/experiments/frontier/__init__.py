@@ -20,7 +20,8 @@ def configure(options: Options) -> FrontierConfig:
 
 
 EXPERIMENT = Experiment("frontier", configure, run, report.markdown, report.comparison,
-                        report.write, needs=("inversion",))
+                        report.write, needs=("inversion",),
+                        measured=report.measured)
 
 __all__ = [
     "EXPERIMENT",

@@ -13,6 +13,16 @@ from rpjax._src.experiments.frontier.experiment import FrontierResult
 _PARAMS = ("sigma", "n", "target", "target_epsilon", "epsilon", "p", "q", "scale")
 
 
+METHOD_NAMES = {"none": "undefended", "rp": "RP", "dpsgd": "DP-SGD",
+                "randomized_response": "randomized response",
+                "abstain": "random abstention", "output_noise": "output noise"}
+"""How the comparison text names each `method` (its key in the points)."""
+
+
+def _name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
 def describe(point: dict[str, Any]) -> str:
     """A short label of a point's parameters, e.g. `sigma=0.1 n=100`."""
     parts = []
@@ -45,7 +55,9 @@ def markdown(result: FrontierResult) -> str:
              f"ASR {result.chance_asr:.3f}. DP-SGD epsilon is the accountant's "
              f"({result.config['accountant']}, delta = {result.config['delta']}). "
              "Label baselines leave the white-box model unchanged: their MI-Face ASR is the "
-             "undefended one.", "",
+             "undefended one. `abstain` is the fraction of held-out images a release "
+             "abstained on (the `abstain` method is the random-abstention baseline). "
+             + common.PAPER_ACCURACY, "",
              common.markdown_table(headers, rows), "", "## Beside the paper", "",
              comparison(result), ""]
     return "\n".join(lines)
@@ -54,6 +66,21 @@ def markdown(result: FrontierResult) -> str:
 def _best_at(points, attack, max_asr):
     ok = [p for p in points if p[f"asr_{attack}"] <= max_asr]
     return max(ok, key=lambda p: p["accuracy"]) if ok else None
+
+
+def measured(result: FrontierResult) -> dict[str, Any]:
+    """Beside each of the paper's points (`paper.FRONTIER_POINTS`): the best held-out accuracy
+    of that method here among its points at a BREP-MI ASR no larger than the paper's (None:
+    no point reaches it)."""
+    out = []
+    for ref in paper.FRONTIER_POINTS:
+        best = _best_at([p for p in result.points if p["method"] == ref["method"]], "brep_mi",
+                        ref["asr"])
+        out.append({"method": ref["method"], "max_asr": ref["asr"],
+                    "accuracy": None if best is None else best["accuracy"],
+                    "asr": None if best is None else best["asr_brep_mi"],
+                    "parameters": None if best is None else describe(best)})
+    return {"points": out}
 
 
 def comparison(result: FrontierResult) -> str:
@@ -69,10 +96,11 @@ def comparison(result: FrontierResult) -> str:
                f"{none['asr_brep_mi']:.2f}.")
     for attack, name in (("brep_mi", "BREP-MI"), ("mi_face", "MI-Face")):
         front = {p["method"] for p in pts if p[f"pareto_{attack}"]}
-        out.append(f"{name} Pareto front: {', '.join(sorted(front))}.")
+        out.append(f"{name} Pareto front: {', '.join(_name(m) for m in sorted(front))}.")
         for level in (0.25, 0.5):
             best = {m: _best_at(v, attack, level) for m, v in by.items() if m != "none"}
-            desc = "; ".join(f"{m} {b['accuracy']:.3f} ({describe(b)})" if b else f"{m} none"
+            desc = "; ".join(f"{_name(m)} {b['accuracy']:.3f} ({describe(b)})" if b else
+                             f"{_name(m)}: no point reaches it"
                              for m, b in sorted(best.items()))
             out.append(f"Best accuracy at {name} ASR <= {level}: {desc}.")
     rp = [p for p in by.get("rp", []) if p.get("target") == "undefended"]

@@ -23,7 +23,8 @@ def configure(options: Options) -> InversionConfig:
 
 
 EXPERIMENT = Experiment("inversion", configure, run, report.markdown, report.comparison,
-                        report.write)
+                        report.write,
+                        measured=report.measured)
 
 __all__ = [
     "EXPERIMENT",

@@ -24,6 +24,7 @@ import dataclasses
 import time
 from typing import Any, ClassVar, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -167,6 +168,8 @@ class Grid(NamedTuple):
     sigma: float | None  # None: the undefended release
     n: int | None
     images: np.ndarray  # [T, H, W, 1], one per attacked class
+    success: np.ndarray | None = None  # [T] the evaluator's top-1 hit of each image
+    direction: np.ndarray | None = None  # [T] the judge-free hit (faces.direction_identity)
 
 
 class IdentitySuccess(NamedTuple):
@@ -195,7 +198,13 @@ class InversionResult:
       faces: the faces setup's settings (the frontier attacks the same target).
       grids: the first seed's reconstructions of every setting; per_identity: success rate
         of every identity in every setting; private_images, private_labels: the held-out
-        private images and classes (the grids' first column).
+        private images and classes (the grids' first column); reference_image: the attacks'
+        start (the prior's mean face), from which the grids show each reconstruction's
+        deviation (None: the mean private image).
+      judge_controls: images that carry no identity (the mean private face, the start, the
+        mean face plus noise, random prior samples) scored by every measure of the records
+        (`faces.Judge.controls`): what chance looks like to the evaluator and to the
+        judge-free `asr_direction` / `asr_pixel_nn`.
     """
 
     config: dict[str, Any]
@@ -212,6 +221,8 @@ class InversionResult:
     per_identity: tuple[IdentitySuccess, ...]
     private_images: np.ndarray
     private_labels: np.ndarray
+    reference_image: np.ndarray | None = None
+    judge_controls: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     paper: ClassVar[dict[str, Any]] = paper.INVERSION
 
@@ -221,15 +232,15 @@ class InversionResult:
                 "num_identities": self.num_identities, "target_accuracy": self.target_accuracy,
                 "target_paper_accuracy": self.target_paper_accuracy,
                 "evaluator_accuracy": self.evaluator_accuracy, "chance_asr": self.chance_asr,
-                "attacks": self.attacks, "paper": self.paper, "seconds": self.seconds,
-                "versions": self.versions}
+                "attacks": self.attacks, "judge_controls": self.judge_controls,
+                "paper": self.paper, "seconds": self.seconds, "versions": self.versions}
 
     def headline(self) -> dict[str, Any]:
         """The numbers `rpjax reproduce` puts in its own summary."""
         return {"target_accuracy": self.target_accuracy,
                 "evaluator_accuracy": self.evaluator_accuracy,
                 "num_identities": self.num_identities, "chance_asr": self.chance_asr,
-                "attacks": self.attacks}
+                "attacks": self.attacks, "judge_controls": self.judge_controls}
 
 
 def run(config: InversionConfig = InversionConfig(),
@@ -304,7 +315,8 @@ def run(config: InversionConfig = InversionConfig(),
             else:
                 attacks[name].setdefault("rp" if tname == "undefended"
                                          else f"rp_{tname}", []).append(rec)
-            grids.append(Grid(name, tname, sigma, n, runs[0].images))
+            grids.append(Grid(name, tname, sigma, n, runs[0].images, runs[0].success,
+                              runs[0].direction))
             success = np.mean([r.success for r in runs], axis=0)
             per_identity += [
                 IdentitySuccess(name, tname, sigma, n, int(split.private_identities[t]), int(t),
@@ -328,6 +340,11 @@ def run(config: InversionConfig = InversionConfig(),
         per_identity=tuple(per_identity),
         private_images=xte,
         private_labels=yte,
+        reference_image=fx.judge.reference,
+        judge_controls=fx.judge.controls(
+            len(targets), fx.decode(jax.random.normal(jax.random.key(config.seed),
+                                                      (10 * len(targets), config.prior_k))),
+            seed=config.seed),
     )
 
 
@@ -348,7 +365,7 @@ def _mi_face_pixels(ctx: Faces, config: InversionConfig) -> dict[str, float]:
                      "distance": float(raw["distance"].mean()),
                      "distance_projected": float(projected["distance"].mean())})
     out = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
-    out["asr_std"] = float(np.std([r["asr"] for r in runs]))
+    out["asr_std"] = common.spread([r["asr"] for r in runs])
     return out
 
 

@@ -16,7 +16,8 @@ def configure(options: Options) -> RapConfig:
 
 
 EXPERIMENT = Experiment("rap", configure, run, report.markdown, report.comparison,
-                        report.write)
+                        report.write,
+                        measured=report.measured)
 
 __all__ = [
     "EXPERIMENT",

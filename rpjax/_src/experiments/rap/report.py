@@ -81,6 +81,16 @@ def _rp_interval() -> float:
     return paper.RAP["median_interval_bmi"]["rp"]
 
 
+def measured(result: RapResult) -> dict[str, Any]:
+    """The measured numbers under the paper's keys (`paper.RAP`): mean certified radius per
+    sigma (standardized units, largest n) and the median compatible interval (BMI points) of
+    the base model and of the RP release per sigma."""
+    return {"mean_radius_std": {s: r["mean_radius_std"] for s, r in result.rp.items()},
+            "median_interval_bmi": {"base": result.base["median_interval_bmi"],
+                                    "rp": {s: r["median_interval_bmi"]
+                                           for s, r in result.rp.items()}}}
+
+
 def comparison(result: RapResult) -> str:
     """Sentences on how the measured numbers compare with the paper's."""
     ref = paper.RAP
