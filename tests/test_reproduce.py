@@ -212,7 +212,8 @@ def test_each_experiment_runs_end_to_end_on_its_tiny_settings(name, tmp_path):
     assert f"- **{name}**:" in report  # its comparison with the paper
     # ... and in summary.json: the paper's numbers, the measured ones, the same sentence
     head = summary["paper_vs_measured"][name]
-    assert set(head) == {"paper", "measured", "verdict"} and head["paper"] is not None
+    assert set(head) == {"paper", "measured", "verdict"}
+    assert (head["paper"] is None) == (name == "audit")  # the paper has no audit
     assert isinstance(head["measured"], dict) and head["measured"]
     assert f"- **{name}**: {head['verdict']}" in report
     assert "paper_accuracy" in summary["glossary"] and "paper_vs_measured" in report

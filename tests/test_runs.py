@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -256,6 +257,12 @@ def test_checkpoint_and_compressed_npz(data, tmp_path, capsys):
     z = np.load(data)
     np.savez_compressed(tmp_path / "c.npz", x=z["x"][:8], y=z["y"][:8])
     out = tmp_path / "run"
+    # restoring builds the abstract tree without np.result_type(array) (a DeprecationWarning)
+    from rpjax._src.runs.model import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        load_model(f"{models.__file__}:linear", ckpt)
     assert _cli(*_certify_args(tmp_path / "c.npz", out, "--checkpoint", ckpt)) == 0
     cert = rpjax.certify(models.linear_apply, other, z["x"][:8], jax.random.key(0), num_classes=3,
                          ids=np.arange(8),

@@ -20,7 +20,7 @@ def configure(options: Options) -> AuditExperimentConfig:
 
 
 EXPERIMENT = Experiment("audit", configure, run, report.markdown, report.comparison,
-                        report.write)
+                        report.write, measured=report.measured)
 
 __all__ = [
     "EXPERIMENT",

@@ -69,6 +69,12 @@ def markdown(result: AuditExperimentResult) -> str:
     return "\n".join(lines)
 
 
+def measured(result: AuditExperimentResult) -> dict[str, Any]:
+    """The headline numbers per data set and attribute (`headline_rows`; the paper has no
+    audit, so nothing stands beside them)."""
+    return {"rows": headline_rows(result)}
+
+
 def comparison(result: AuditExperimentResult) -> str:
     """One paragraph: what the audit shows beside the paper's insurance task."""
     rows = headline_rows(result)
