@@ -55,7 +55,10 @@ class Certificates(NamedTuple):
     Attributes:
       label: `[B]` int32; the certified class, or `ABSTAIN` (-1) where `pa_lower <= 1/2`.
       radius: `[B]` float64; certified radius in the units of the inputs, in the norm of the
-        noise distribution (`distribution.norm`: l2 for `GAUSSIAN`); 0 when abstaining. With
+        noise distribution (`distribution.norm`: l2 for `GAUSSIAN`); 0 when abstaining. For
+        `GAUSSIAN` it is `sigma * Phi^-1(pa_lower)` less a bound on how far floating-point
+        rounding moves the noisy inputs (`docs/guarantee.md`, section 1b), and an input whose
+        radius would not stay positive abstains. With
         `DecideAt(r)`, `radius >= r` exactly where `decision == 1`.
       pa_lower: `[B]` float64; the (1 - alpha) lower bound on p_A of the selected class:
         Clopper-Pearson with `Fixed()`; with a sequential rule, the bound at the input's
@@ -134,7 +137,10 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
     lower bound `pa_lower` on `p_A = P(f(x + eps) = c)` decides: the input abstains if
     `pa_lower <= 1/2`, else `c` is released with radius
     `distribution.radius_from_pa(pa_lower, sigma)` (`sigma * Phi^-1(pa_lower)`, l2, for
-    `GAUSSIAN`). The rule says how many estimation samples each input spends:
+    `GAUSSIAN`, less the rounding bound of `docs/guarantee.md` section 1b; an input whose
+    radius would not stay positive abstains). A sigma below 8 grid spacings of the inputs'
+    (or the parameters' coarser) dtype at the inputs' largest magnitude is refused. The rule
+    says how many estimation samples each input spends:
 
     - `Fixed()` (default): `config.n` for every input; `pa_lower` is the one-sided
       (1 - alpha) Clopper-Pearson bound (Cohen et al.'s CERTIFY).
