@@ -297,8 +297,10 @@ class TestCertifySequential:
 
 def test_scheduler_lanes_are_a_multiple_of_the_devices():
     assert _sequential.resolve_lanes(10, 5, 4) == 12
-    assert _sequential.resolve_lanes(None, 11, 1) == 16384  # 2**18 // 11, down to a power of 2
-    assert _sequential.resolve_lanes(None, 1, 1) == 32768  # the cap
+    assert _sequential.resolve_lanes(None, 11, 1) == 65536  # 2**20 // 11, down to a power of 2
+    assert _sequential.resolve_lanes(None, 1, 1) == 65536  # the cap
+    assert _sequential.resolve_lanes(None, 64, 1) == 16384  # a tiny input: 2**20 values
+    assert _sequential.resolve_lanes(None, 65, 1) == 2048  # 2**18 // 65
     assert _sequential.resolve_lanes(None, 100, 1) == 2048  # groups of 16, not odd lanes
     assert _sequential.resolve_lanes(None, 11, 1, batch=64) == 8192  # a small block: less waste
     assert _sequential.resolve_lanes(None, 11, 1, batch=100) == 16384

@@ -397,18 +397,26 @@ def decision_rule(rule: _plan.DecideAt, k0: np.ndarray, *, n0: int, n_max: int, 
     p_star = pa_for_radius(rule.radius, sigma, distribution)
     a, b = _confseq.selection_prior(k0, n0)
     priors, rows = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
-    keys = [(p_star, float(pa), float(pb), alpha, rule.futility, n_max) for pa, pb in priors]
+    keys = tuple((p_star, float(pa), float(pb), alpha, rule.futility, n_max)
+                 for pa, pb in priors)
+    stop, host_hi = _stacked_tables(keys)
+    return stop, rows.reshape(-1).astype(np.int32), (a, b), host_hi
+
+
+@functools.lru_cache(maxsize=32)
+def _stacked_tables(keys: tuple) -> tuple[_sequential.StopRule, np.ndarray]:
+    """The scheduler's rule for the priors `keys` (device arrays, rows padded to a power of
+    two so that batches with another number of distinct priors reuse the compiled scheduler)
+    and the certify thresholds on the host; built once per set of priors."""
     device = [_device_tables(*key) for key in keys]
-    # pad the rows to a power of two so that batches with another number of distinct priors
-    # reuse the compiled scheduler (the table's shape is part of its signature)
     device += device[:1] * ((1 << (len(device) - 1).bit_length()) - len(device))
     lo = jnp.stack([accept for accept, _ in device])
     hi = jnp.stack([reject for _, reject in device])
     host_hi = np.stack([_confseq.beta_decision_table(
         p, pa, pb, al, n, futility=fu)[0] for p, pa, pb, al, fu, n in keys])
+    host_hi.flags.writeable = False
     return (_sequential.StopRule(lo=lo, hi=hi, band_lo=jnp.full_like(lo, _sequential._NEVER),
-                                 band_hi=jnp.full_like(lo, -1)),
-            rows.reshape(-1).astype(np.int32), (a, b), host_hi)
+                                 band_hi=jnp.full_like(lo, -1)), host_hi)
 
 
 @functools.lru_cache(maxsize=256)

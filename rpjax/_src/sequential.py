@@ -51,7 +51,9 @@ from rpjax._src import smoothing as _smoothing
 PyTree = Any
 _AXIS = _smoothing._AXIS
 _TARGET_ELEMENTS_PER_STEP = 2**18  # as sample_counts
-_MAX_AUTO_LANES = 32768
+_MAX_AUTO_LANES = 65536
+_TINY_INPUT_SIZE = 64  # inputs this small get about 1M input values per step
+_TINY_TARGET_ELEMENTS = 2**20
 _SMALL_BATCH_LANES = 8192
 _GROUP = 16
 _MAX_LANES = _plan.MAX_LANES
@@ -329,15 +331,19 @@ def _advance(apply_fn, params, xs, key_pairs, watched, sigma, rule, state, max_s
 def resolve_lanes(chunk_size: int | None, input_size: int, num_devices: int,
                   batch: int | None = None) -> int:
     """Lanes (noisy samples per compiled step, over all slots and devices): `chunk_size`, or
-    the largest power of two with at most about 256k input values per step (at most 32768
-    lanes, at least 1), rounded up to a multiple of the number of devices. A power of two keeps
-    the lanes in groups of 16 (`group_size`); at 8192 lanes a model with 16 features ran the
-    scheduler at 8.2 (decision) and 6.7 (budget) million samples per second, at 16384 at 10.1
-    and 9.7 (`benchmarks/RESULTS.md`). With `batch` inputs, at most the power of two at or
-    above 128 per input (and at least 8192): an input's last step evaluates up to its share of
-    the lanes past its stop, so a small batch keeps the smaller pool."""
+    the largest power of two with at most about 256k input values per step (1M for inputs of
+    at most 64 values; at most 65536 lanes, at least 1), rounded up to a multiple of the number
+    of devices. A power of two keeps the lanes in groups of 16 (`group_size`). On a linear
+    model with 16 features (B = 2048, idle 2-core CPU, `benchmarks/RESULTS.md`) the scheduler
+    ran at 15.9 / 16.3 / 18.6 / 18.5 million samples per second (decision) at 16384 / 32768 /
+    65536 / 131072 lanes, against 23.9 million for fixed-n `certify`. With `batch` inputs,
+    at most the power of two at or above 128 per input (and at least 8192): an input's last
+    step evaluates up to its share of the lanes past its stop, so a small batch keeps the
+    smaller pool."""
     if chunk_size is None:
-        lanes = min(_MAX_AUTO_LANES, max(1, _TARGET_ELEMENTS_PER_STEP // input_size))
+        target = (_TINY_TARGET_ELEMENTS if input_size <= _TINY_INPUT_SIZE
+                  else _TARGET_ELEMENTS_PER_STEP)
+        lanes = min(_MAX_AUTO_LANES, max(1, target // input_size))
         if batch is not None:
             lanes = min(lanes, max(_SMALL_BATCH_LANES, 1 << (128 * batch - 1).bit_length()))
         chunk_size = 1 << (lanes.bit_length() - 1)
@@ -396,7 +402,8 @@ def sequential_counts(
       config: `sigma`, `distribution` and `common_noise` are used.
       placement: `chunk_size` = lanes, noisy samples per compiled step over all slots and
         devices (rounded up to a multiple of the number of devices; default about 256k input
-        values per step, a power of two, at most 32768; at most 2^23); `batch_size` = slots,
+        values per step, 1M for inputs of at most 64 values, a power of two, at most 65536;
+        at most 2^23); `batch_size` = slots,
         inputs under test at once (default `min(B, max(1, lanes // 8))`, at most the number
         of lane groups); `progress`: a tqdm bar over finished inputs (the loop then returns
         to the host every 256 steps). Speed only: results never depend on it.
