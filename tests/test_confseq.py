@@ -435,34 +435,49 @@ def test_beta_decision_table_certifies_wrongly_at_most_alpha_exactly(p_star, n0,
           f"P(give up | pA = p*) = {gave_up / 0.01:.2f} futility")
 
 
-def test_beta_mixture_bounds_cover_exactly_and_agree_with_the_table():
-    """P(exists m <= n_max: the lower bound passes pA) <= alpha, exactly, for pA in a few
-    places and priors; and the table's certify threshold is where the lower bound reaches p*."""
-    alpha, n_max = 1e-3, 1500
-    for n0, k0 in _PRIORS:
-        a, b = (float(v) for v in confseq.selection_prior(k0, n0))
-        for p in (0.55, 0.9, 0.995):
-            reject, _ = confseq.beta_decision_table(p, a, b, alpha, n_max)
-            assert _crossing_probability(p, n_max, above=reject) <= alpha
-            m = np.arange(1, n_max + 1)
-            ok = reject[1:] <= m
-            at, _ = confseq.beta_mixture_bounds(reject[1:][ok], m[ok], alpha, a, b)
-            below, _ = confseq.beta_mixture_bounds(reject[1:][ok] - 1, m[ok], alpha, a, b)
-            assert np.all(at >= p - 1e-9) and np.all(below <= p + 1e-9)
+def test_truncated_mixture_agrees_with_numerical_integration():
+    """`log T_p(S, m)` (closed form with incomplete beta functions) against scipy's quadrature
+    of `E[(q/p)^S ((1-q)/(1-p))^(m-S) | q > p]` under `Beta(a, b)`."""
+    import scipy.integrate
+    import scipy.stats
+
+    for s, m, p, a, b in [(30, 40, 0.6, 60.5, 40.5), (9, 10, 0.9, 97.5, 3.5),
+                          (180, 200, 0.84, 85.5, 15.5), (5, 20, 0.3, 20.5, 80.5)]:
+        def integrand(q):
+            return np.exp(s * np.log(q / p) + (m - s) * np.log((1 - q) / (1 - p))
+                          + scipy.stats.beta.logpdf(q, a, b))
+        mass = scipy.stats.beta.sf(p, a, b)
+        want = np.log(scipy.integrate.quad(integrand, p, 1.0, epsabs=0, epsrel=1e-12,
+                                           limit=200)[0] / mass)
+        got = confseq._log_truncated_mixture(s, m, p, a, b)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
 
 
-def test_beta_mixture_bounds_are_an_interval_around_the_rate():
-    k = np.array([0, 1, 50, 99, 100, 7])
-    m = np.array([100, 100, 100, 100, 100, 10])
-    lower, upper = confseq.beta_mixture_bounds(k, m, 1e-3, 99.5, 1.5)
-    rate = k / m
-    assert np.all(lower <= rate) and np.all(rate <= upper)
-    assert lower[0] == 0.0 and upper[4] == 1.0 and 0 <= lower[1] < upper[1] < 1
-    assert 0 < lower[2] < 0.5 < upper[2] < 1  # a prior far from the data only widens it
-    loose, _ = confseq.beta_mixture_bounds(k, m, 1e-6, 99.5, 1.5)
-    assert np.all(loose <= lower)  # a smaller alpha, a wider sequence
-    with pytest.raises(ValueError, match="a and b"):
-        confseq.beta_mixture_bounds(k, m, 1e-3, 0.0, 1.0)
+@pytest.mark.parametrize(("n0", "k0"), _PRIORS)
+def test_truncated_thresholds_are_the_first_rejecting_count(n0, k0):
+    """The galloping search returns, at every m, the smallest S whose statistic reaches
+    1/alpha (checked against every S), and never certifies later than the unrestricted
+    mixture (restricting the prior only removes terms that are < 1 there)."""
+    alpha, n_max = 1e-3, 400
+    a, b = (float(v) for v in confseq.selection_prior(k0, n0))
+    for p in (0.6, 0.9):
+        got = confseq._truncated_reject_thresholds(p, a, b, alpha, n_max)
+        for m in range(1, n_max + 1):
+            s = np.arange(m + 1)
+            rej = confseq._log_truncated_mixture(s, m, p, a, b) >= np.log(1 / alpha)
+            assert got[m] == (s[rej][0] if rej.any() else m + 1), m
+        plain = confseq._beta_reject_thresholds(p, a, b, alpha, n_max)
+        assert np.all(got[1:] <= plain[1:])
+
+
+def test_the_exact_crossing_test_fails_a_table_that_certifies_too_early():
+    """Negative control of the dynamic programming check: the same table two successes
+    earlier errs far more often than alpha at pA = p*."""
+    alpha, n_max, p_star = 1e-3, 2000, 0.9
+    a, b = (float(v) for v in confseq.selection_prior(97, 100))
+    reject, _ = confseq.beta_decision_table(p_star, a, b, alpha, n_max)
+    assert _crossing_probability(p_star, n_max, above=reject) <= alpha
+    assert _crossing_probability(p_star, n_max, above=reject - 2) > 2 * alpha
 
 
 def test_selection_prior_is_a_fixed_function_of_the_selection_count():

@@ -46,6 +46,7 @@ from rpjax._src import stats as _stats
 
 ABSTAIN = _decision.ABSTAIN
 CERTIFIED, NOT_CERTIFIED, ABSTAINED = 1, 0, -1
+UNDECIDED = ABSTAINED  # DecideAt: neither answer reached within n samples
 
 
 class Certificates(NamedTuple):
@@ -233,9 +234,11 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
         top = counts0.argmax(axis=1).astype(np.int32)
         k0 = np.take_along_axis(counts0, top[:, None], axis=1)[:, 0]
         if isinstance(plan.rule, _plan.DecideAt):
-            rule, rows, priors, host_hi = decision_rule(
+            margin = (prepared.rounding_radius(sigma) if distribution is _noise.GAUSSIAN
+                      else np.zeros(batch))
+            rule, rows, p_star, (host_lo, host_hi) = decision_rule(
                 plan.rule, k0, n0=n0, n_max=n, alpha=alpha, sigma=sigma,
-                distribution=distribution)
+                distribution=distribution, margin=margin)
         else:
             planned = planned_sizes(plan.rule, k0, n0=n0, n_max=n, alpha=alpha,
                                     distribution=distribution)
@@ -247,18 +250,12 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
         bad = _warn_invalid("certify", invalid0 + est.invalid, n0 + n)
         n_top = np.take_along_axis(counts, top[:, None], axis=1)[:, 0]
         if isinstance(plan.rule, _plan.DecideAt):
-            a, b = priors
-            pa_lower, pa_upper = _confseq.beta_mixture_bounds(n_top, used, alpha, a, b)
-            # the table's certificate at r means the exact lower end is >= p* (float rounding
-            # of the bisection aside)
-            at_table = n_top >= host_hi[rows, used]
-            pa_lower = np.where(at_table, np.maximum(pa_lower, pa_for_radius(
-                plan.rule.radius, sigma, distribution)), pa_lower)
-        else:
-            if not np.array_equal(used, planned):
-                raise RuntimeError("an input stopped before its planned sample count.")
-            pa_lower = _stats.clopper_pearson_lower(n_top, used, alpha)
-            pa_upper = _stats.clopper_pearson_upper(n_top, used, alpha)
+            return _decided(plan.rule, top, n_top, used, rows, p_star, host_lo, host_hi, bad,
+                            counts=counts, counts0=counts0, passes=passes)
+        if not np.array_equal(used, planned):
+            raise RuntimeError("an input stopped before its planned sample count.")
+        pa_lower = _stats.clopper_pearson_lower(n_top, used, alpha)
+        pa_upper = _stats.clopper_pearson_upper(n_top, used, alpha)
         certified = pa_lower > 0.5
     certified = certified & ~bad
     radius = distribution.radius_from_pa(pa_lower, sigma)
@@ -267,12 +264,7 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
         certified = certified & (radius > 0)
     radius = np.where(certified, radius, 0.0)
     label = np.where(certified, top, ABSTAIN).astype(np.int32)
-    if isinstance(plan.rule, _plan.DecideAt):
-        at_r = certified & (pa_lower >= pa_for_radius(plan.rule.radius, sigma, distribution)) & (
-            radius >= plan.rule.radius)
-        decision = np.where(at_r, CERTIFIED, np.where(certified, NOT_CERTIFIED, ABSTAINED))
-    else:
-        decision = np.where(certified, CERTIFIED, ABSTAINED)
+    decision = np.where(certified, CERTIFIED, ABSTAINED)
     return Certificates(
         label=label, radius=radius.astype(np.float64), pa_lower=pa_lower, counts=counts,
         n=used, selection_counts=counts0, pa_upper=np.asarray(pa_upper, np.float64),
@@ -379,44 +371,67 @@ def pa_for_radius(radius: float, sigma: float,
     return hi
 
 
+def _tested_p_star(radius: float, margin: np.ndarray, sigma: float,
+                   distribution: _noise.NoiseDistribution) -> np.ndarray:
+    """`[B]` float64: the p_A each input's test is run at, `pa_for_radius(r + m)`, m its
+    rounding margin rounded up to a power of two (0 stays 0), so that a certificate at the
+    tested p_A holds at r after the rounding reduction, and a batch needs few tables."""
+    margin = np.asarray(margin, np.float64)
+    with np.errstate(divide="ignore"):
+        up = np.where(margin > 0, np.exp2(np.ceil(np.log2(np.maximum(margin, 1e-300)))), 0.0)
+    levels, where = np.unique(up, return_inverse=True)
+    return np.array([pa_for_radius(radius + float(v), sigma, distribution)
+                     for v in levels])[where.reshape(-1)]
+
+
 def decision_rule(rule: _plan.DecideAt, k0: np.ndarray, *, n0: int, n_max: int, alpha: float,
                   sigma: float, distribution: _noise.NoiseDistribution = _noise.GAUSSIAN,
-                  ) -> tuple[_sequential.StopRule, np.ndarray, tuple[np.ndarray, np.ndarray],
-                             np.ndarray]:
+                  margin: np.ndarray | None = None,
+                  ) -> tuple[_sequential.StopRule, np.ndarray, np.ndarray,
+                             tuple[np.ndarray, np.ndarray]]:
     """The selection-informed sequential test `certify` runs with `DecideAt(r)`: for each
-    input, the confidence sequence of the Beta mixture `rpjax._src.confseq.selection_prior(k0,
-    n0)` of its selection count `k0`; certify at r when its level-`alpha` lower end reaches
-    `p* = pa_for_radius(r)`, give up when the level-`rule.futility` (default alpha) upper end
-    falls to p* (`rpjax._src.confseq.beta_decision_table`). Each prior's tables are built once
-    and kept on the device (`_device_tables`): a call only stacks the rows it needs.
+    input, the prior `rpjax._src.confseq.selection_prior(k0, n0)` of its selection count
+    `k0`, restricted to `(p*, 1)` for the certificate (level alpha) and to `(0, p*)` for
+    giving up (level `rule.futility`, default alpha), `p* = pa_for_radius(r + margin)`
+    (`rpjax._src.confseq.beta_decision_table`). Each (p*, prior)'s tables are built once and
+    kept on the device (`_device_tables`): a call only stacks the rows it needs.
+
+    Args:
+      margin: `[B]` the inputs' rounding radii (`docs/guarantee.md` 1b; None: 0), added to r
+        (rounded up to a power of two) before p* is computed.
 
     Returns:
-      `(StopRule with one row per distinct prior (device arrays), [B] row of each input,
-      (a [B], b [B]), [rows, n_max + 1] the certify thresholds on the host)`.
+      `(StopRule with one row per distinct (p*, prior) (device arrays), [B] row of each
+      input, [B] the p* each input is tested at, (accept, reject): [rows, n_max + 1] the
+      tables on the host)`.
     """
-    p_star = pa_for_radius(rule.radius, sigma, distribution)
     a, b = _confseq.selection_prior(k0, n0)
-    priors, rows = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
-    keys = tuple((p_star, float(pa), float(pb), alpha, rule.futility, n_max)
-                 for pa, pb in priors)
-    stop, host_hi = _stacked_tables(keys)
-    return stop, rows.reshape(-1).astype(np.int32), (a, b), host_hi
+    margin = np.zeros(np.shape(k0)) if margin is None else margin
+    p_star = _tested_p_star(rule.radius, margin, sigma, distribution)
+    tests, rows = np.unique(np.stack([p_star, a, b], axis=1), axis=0, return_inverse=True)
+    keys = tuple((float(p), float(pa), float(pb), alpha, rule.futility, n_max)
+                 for p, pa, pb in tests)
+    stop, host = _stacked_tables(keys)
+    return stop, rows.reshape(-1).astype(np.int32), p_star, host
 
 
 @functools.lru_cache(maxsize=32)
-def _stacked_tables(keys: tuple) -> tuple[_sequential.StopRule, np.ndarray]:
-    """The scheduler's rule for the priors `keys` (device arrays, rows padded to a power of
-    two so that batches with another number of distinct priors reuse the compiled scheduler)
-    and the certify thresholds on the host; built once per set of priors."""
+def _stacked_tables(keys: tuple) -> tuple[_sequential.StopRule, tuple[np.ndarray, np.ndarray]]:
+    """The scheduler's rule for the tests `keys` (device arrays, rows padded to a power of
+    two so that batches with another number of distinct tests reuse the compiled scheduler)
+    and `(accept, reject)` on the host; built once per set of tests."""
     device = [_device_tables(*key) for key in keys]
     device += device[:1] * ((1 << (len(device) - 1).bit_length()) - len(device))
     lo = jnp.stack([accept for accept, _ in device])
     hi = jnp.stack([reject for _, reject in device])
-    host_hi = np.stack([_confseq.beta_decision_table(
-        p, pa, pb, al, n, futility=fu)[0] for p, pa, pb, al, fu, n in keys])
-    host_hi.flags.writeable = False
+    host = [_confseq.beta_decision_table(p, pa, pb, al, n, futility=fu)
+            for p, pa, pb, al, fu, n in keys]
+    host_lo = np.stack([accept for _, accept in host])
+    host_hi = np.stack([reject for reject, _ in host])
+    for table in (host_lo, host_hi):
+        table.flags.writeable = False
     return (_sequential.StopRule(lo=lo, hi=hi, band_lo=jnp.full_like(lo, _sequential._NEVER),
-                                 band_hi=jnp.full_like(lo, -1)), host_hi)
+                                 band_hi=jnp.full_like(lo, -1)), (host_lo, host_hi))
 
 
 @functools.lru_cache(maxsize=256)
@@ -424,6 +439,22 @@ def _device_tables(p_star, a, b, alpha, futility, n_max) -> tuple[jax.Array, jax
     """`(accept, reject)` of `beta_decision_table` as int32 device arrays, built once."""
     reject, accept = _confseq.beta_decision_table(p_star, a, b, alpha, n_max, futility=futility)
     return jnp.asarray(accept, jnp.int32), jnp.asarray(reject, jnp.int32)
+
+
+def _decided(rule: _plan.DecideAt, top, n_top, used, rows, p_star, host_lo, host_hi, bad, *,
+             counts, counts0, passes) -> Certificates:
+    """`DecideAt`'s certificates from where each input stopped: certified at r where its
+    count reached the certify table, not certified where it reached the futility table,
+    undecided where it used all n samples without either (or had invalid samples)."""
+    sure = (n_top >= host_hi[rows, used]) & ~bad
+    gave_up = (n_top <= host_lo[rows, used]) & ~bad
+    decision = np.where(sure, CERTIFIED, np.where(gave_up, NOT_CERTIFIED, UNDECIDED))
+    return Certificates(
+        label=np.where(sure, top, ABSTAIN).astype(np.int32),
+        radius=np.where(sure, float(rule.radius), 0.0),
+        pa_lower=np.where(sure, p_star, 0.0), counts=counts, n=used, selection_counts=counts0,
+        pa_upper=np.where(gave_up, p_star, 1.0), decision=decision.astype(np.int8),
+        forward_passes=int(passes))
 
 
 def planned_sizes(rule: _plan.RadiusBudget, k0: np.ndarray, *, n0: int, n_max: int,

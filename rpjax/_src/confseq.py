@@ -17,7 +17,12 @@ host in float64 (NumPy / SciPy) on the successes counted in consecutive chunks o
 - `decision_table`: reject / accept thresholds at every sample count m = 0..n_max of the
   sequential mixture test of "pA > p*" (int32 tables for an in-graph scheduler);
 - `budget_table`: the stopping rule of "radius with a budget" (abstain when hopeless, stop
-  when the radius is within a tolerance of its projection at n_max) as int32 tables.
+  when the radius is within a tolerance of its projection at n_max) as int32 tables;
+- `beta_decision_table`: what `rpjax.DecideAt` runs, the test of "pA > p*" whose mixing
+  prior is taken from the input's independent selection counts (`selection_prior`) and
+  restricted to each side's alternatives;
+- `planned_sample_sizes`: what `rpjax.RadiusBudget` runs, a sample count per input from its
+  selection counts alone.
 """
 
 from __future__ import annotations
@@ -683,7 +688,7 @@ _FAILURE_LEVELS = np.array([0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 32, 40, 
 
 
 def selection_prior(k0, n0: int) -> tuple[np.ndarray, np.ndarray]:
-    """The mixing distribution of `beta_mixture_bounds` and `beta_decision_table` from the
+    """The mixing distribution of `beta_decision_table` from the
     selection counts (`k0` votes for the selected class out of `n0`):
     `Beta(n0 - f + 1/2, f + 1/2)` with f the failures `n0 - k0` rounded down to one of a few
     levels (0..6, then about 25% apart), so that one batch needs few decision tables. Valid as a
@@ -710,68 +715,6 @@ def _log_beta_mixture(s, m, p, a, b) -> np.ndarray:
     m = np.asarray(m, np.float64)
     return (scipy.special.betaln(s + a, m - s + b) - scipy.special.betaln(a, b)
             - s * np.log(p) - (m - s) * np.log1p(-p))
-
-
-def _kl(r, p) -> np.ndarray:
-    """KL(Bernoulli(r) || Bernoulli(p)), float64, 0 log 0 = 0."""
-    return scipy.special.xlogy(r, r / p) + scipy.special.xlogy(1.0 - r, (1.0 - r) / (1.0 - p))
-
-
-def beta_mixture_bounds(k, m, alpha: float, a, b) -> tuple[np.ndarray, np.ndarray]:
-    """The two-sided confidence sequence of the `Beta(a, b)` mixture: bounds on pA after m
-    samples with k successes, valid at every sample count at once.
-
-    `M_p(k, m) = E_{q ~ Beta(a, b)}[(q/p)^k ((1-q)/(1-p))^(m-k)]` (closed form,
-    `_log_beta_mixture`); the set `{p : M_p(k, m) < 1/alpha}` is an interval `(L, U)` around
-    `k / m`: `log M_p = C(k, m) - k log p - (m - k) log(1 - p)` and every term's likelihood
-    ratio decreases in p below `k/m` and increases above it, while `M_{k/m} <= 1`. Its ends
-    solve `m KL(k/m || p) = log(1/alpha) - log M_{k/m}(k, m)`, found by 64 bisection steps
-    and returned on the excluded side (within about 1e-15 of the root).
-
-    Args:
-      k, m: integer successes and samples so far (cumulative), broadcasting, 0 <= k <= m,
-        m >= 1.
-      alpha: error probability, in (0, 1).
-      a, b: the mixing Beta's parameters (> 0), broadcasting with k (`selection_prior`).
-
-    Returns:
-      `(lower, upper)` float64 arrays of the broadcast shape.
-
-    Guarantee:
-      Theorem. If X_1, X_2, ... are i.i.d. Bernoulli(pA) and (a, b) is fixed before them,
-      `P(exists m >= 1: pA <= L(k_m, m) or pA >= U(k_m, m)) <= alpha`. Proof: for each q the
-      likelihood ratio `(q/pA)^k_m ((1-q)/(1-pA))^(m-k_m)` is a nonnegative martingale of mean
-      1, hence so is its Beta(a, b) mixture `M_pA(k_m, m)`, and Ville's inequality bounds the
-      probability it ever reaches 1/alpha by alpha; pA outside `(L, U)` means it did. So the
-      bounds hold at any stopping time, and a decision read off them (certify when
-      `L >= p*`, give up when `U <= p*`) is wrong with probability <= alpha, both sides
-      together.
-    """
-    alpha = _validate.open_unit_interval("alpha", alpha)
-    k, m = _cumulative_counts(k, m)
-    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
-    if (a <= 0).any() or (b <= 0).any():
-        raise ValueError("a and b (the mixing Beta's parameters) must be > 0.")
-    k, m, a, b = np.broadcast_arrays(k.astype(np.float64), m.astype(np.float64), a, b)
-    rate = k / m
-    # log M at the maximum likelihood point (<= 0), then the KL level each end solves
-    at_mle = (scipy.special.betaln(k + a, m - k + b) - scipy.special.betaln(a, b)
-              - m * (scipy.special.xlogy(rate, rate) + scipy.special.xlogy(1 - rate, 1 - rate)))
-    level = (math.log(1.0 / alpha) - np.minimum(at_mle, 0.0)) / m
-
-    def end(lo, hi, excluded_at_lo):  # bisection on KL(rate || p) - level, monotone in p
-        for _ in range(64):  # the bracket is within [0, 1]: 2^-64, below float64's spacing
-            mid = 0.5 * (lo + hi)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out = _kl(rate, mid) >= level
-            # keep the excluded end of the bracket on its side
-            lo, hi = (np.where(out, mid, lo), np.where(out, hi, mid)) if excluded_at_lo else (
-                np.where(out, lo, mid), np.where(out, mid, hi))
-        return lo if excluded_at_lo else hi
-
-    lower = np.where(k > 0, end(np.zeros_like(rate), rate, True), 0.0)
-    upper = np.where(k < m, end(rate, np.ones_like(rate), False), 1.0)
-    return lower, upper
 
 
 def _beta_reject_thresholds(p: float, a: float, b: float, level: float,
@@ -814,10 +757,68 @@ def _beta_reject_thresholds(p: float, a: float, b: float, level: float,
     return out
 
 
+def _log_truncated_mixture(s, m, p: float, a: float, b: float) -> np.ndarray:
+    """`log T_p(S, m)`, float64: the likelihood ratio against p of the `Beta(a, b)` prior
+    restricted to `(p, 1)`,
+    `E[(q/p)^S ((1-q)/(1-p))^(m-S) | q > p]
+    = B(S + a, m - S + b) Q(S + a, m - S + b; p) / (B(a, b) Q(a, b; p) p^S (1-p)^(m-S))`,
+    Q the upper regularized incomplete beta function; -inf where a tail underflows (such a
+    point never rejects)."""
+    s = np.asarray(s, np.float64)
+    m = np.asarray(m, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tail = np.log(scipy.special.betaincc(s + a, m - s + b, p))
+        out = (scipy.special.betaln(s + a, m - s + b) + tail - scipy.special.betaln(a, b)
+               - math.log(scipy.special.betaincc(a, b, p)) - s * math.log(p)
+               - (m - s) * math.log1p(-p))
+    return np.where(np.isfinite(tail) & np.isfinite(out), out, -np.inf)
+
+
+def _truncated_reject_thresholds(p: float, a: float, b: float, level: float,
+                                 n_max: int) -> np.ndarray:
+    """`[n_max + 1]` int64: at each m, the smallest S with `log T_p(S, m) >= log(1/level)`
+    (`_log_truncated_mixture`), m + 1 where none; `[0] = 1`.
+
+    `T_p` increases in S (each term `(q/p)^S ((1-q)/(1-p))^(m-S)` with q > p does), so the
+    threshold is a search; it starts at the untruncated mixture's threshold at level
+    `level / P(q > p)`, below which nothing rejects (`T_p <= M_p / P(q > p)`, every term of
+    `M_p` being >= 0), gallops up and bisects: about 0.3 s at n_max = 10^5."""
+    m = np.arange(n_max + 1, dtype=np.float64)
+    above = float(scipy.special.betaincc(a, b, p))
+    if not above > 0.0:  # the restricted prior is empty in float64: never reject
+        out = (m + 1.0).astype(np.int64)
+        out[0] = 1
+        return out
+    threshold = math.log(1.0 / level)
+    start = _beta_reject_thresholds(p, a, b, level / above, n_max).astype(np.float64)
+    lo = start - 1.0  # does not reject (or is below the domain)
+    hi = np.where(start > m, m + 1.0, np.nan)
+    step = np.ones_like(m)
+    todo = np.flatnonzero(start <= m)
+    while todo.size:  # gallop: lo + 1, lo + 2, lo + 4, ... until one rejects or passes m
+        probe = np.minimum(lo[todo] + step[todo], m[todo] + 1.0)
+        ok = (probe > m[todo]) | (_log_truncated_mixture(
+            np.minimum(probe, m[todo]), m[todo], p, a, b) >= threshold)
+        hi[todo[ok]] = probe[ok]
+        lo[todo[~ok]] = probe[~ok]
+        step[todo[~ok]] *= 2.0
+        todo = todo[~ok]
+    todo = np.flatnonzero(hi - lo > 1.0)
+    while todo.size:  # bisect between the last S that does not reject and the first that does
+        mid = np.floor(0.5 * (lo[todo] + hi[todo]))
+        ok = _log_truncated_mixture(mid, m[todo], p, a, b) >= threshold
+        hi[todo[ok]] = mid[ok]
+        lo[todo[~ok]] = mid[~ok]
+        todo = todo[hi[todo] - lo[todo] > 1.0]
+    out = hi.astype(np.int64)
+    out[0] = 1  # no decision before a sample
+    return out
+
+
 @functools.lru_cache(maxsize=512)
 def _beta_decision_table(p_star, a, b, alpha, futility, n_max):
-    reject = _beta_reject_thresholds(p_star, a, b, alpha, n_max).astype(np.int32)
-    failures = _beta_reject_thresholds(1.0 - p_star, b, a, futility, n_max)
+    reject = _truncated_reject_thresholds(p_star, a, b, alpha, n_max).astype(np.int32)
+    failures = _truncated_reject_thresholds(1.0 - p_star, b, a, futility, n_max)
     accept = (np.arange(n_max + 1) - failures).astype(np.int32)  # -1 where none
     for table in (reject, accept):
         table.flags.writeable = False
@@ -829,30 +830,36 @@ def beta_decision_table(p_star: float, a: float, b: float, alpha: float, n_max: 
     """The thresholds of the selection-informed sequential test of "pA > p*" at every m.
 
     After m samples with S successes, certify iff `S >= reject[m]`, give up ("pA < p*") iff
-    `S <= accept[m]`. `reject[m]` is where the level-`alpha` confidence sequence of the
-    `Beta(a, b)` mixture (`beta_mixture_bounds`) puts its lower end at or above p*;
-    `accept[m]` where the level-`futility` one puts its upper end at or below p* (`futility`
-    None: alpha, the same sequence).
+    `S <= accept[m]`. `reject[m]` is the smallest S at which the mixture likelihood ratio of
+    the prior `Beta(a, b)` restricted to `(p*, 1)` against p* reaches 1/alpha
+    (`T_{p*}(S, m) = E[(q/p*)^S ((1-q)/(1-p*))^(m-S) | q > p*] >= 1/alpha`); `accept[m]` the
+    largest S at which the same prior restricted to `(0, p*)` reaches 1/futility on the
+    failures. Restricting each side's prior to its alternatives spends nothing on the other
+    side: against the unrestricted mixture `M_{p*}` (whose sequence bounds both ends at once
+    with one alpha) it divides alpha by the prior's mass above p*.
 
     Args:
       p_star: the threshold on pA, in (0, 1).
       a, b: the mixing Beta (`selection_prior` of the input's selection counts).
       alpha: the error probability of a certificate, in (0, 1).
       n_max: the largest sample count, >= 1.
-      futility: the error probability of giving up on an input with pA >= p*, in (0, 1).
+      futility: the error probability of giving up on an input with pA >= p*, in (0, 1);
+        None: alpha.
 
     Returns:
-      `(reject, accept)`: read-only `[n_max + 1]` int32 tables (cached).
+      `(reject, accept)`: read-only `[n_max + 1]` int32 tables (cached; about 0.6 s to build
+      at n_max = 10^5).
 
     Guarantee:
       Theorem. With i.i.d. Bernoulli(pA) samples and (a, b) fixed before them: if pA <= p*,
       `P(exists m <= n_max: S_m >= reject[m]) <= alpha`; if pA >= p*,
-      `P(exists m: S_m <= accept[m]) <= futility`. Proof: `S >= reject[m]` implies
-      `M_{p*}(S, m) >= 1/alpha` with `S > m p*`, so the lower end of the alpha sequence is
-      >= p* (M_p decreases in p below S/m); under pA <= p* that means pA is outside it, which
-      happens with probability <= alpha at any m (`beta_mixture_bounds`). The accept side is
-      the same on the failures at level `futility`. Checked exactly by dynamic programming in
-      `tests/test_confseq.py`.
+      `P(exists m <= n_max: S_m <= accept[m]) <= futility`. Proof: for q > p* >= pA one
+      sample multiplies `(q/p*)^S ((1-q)/(1-p*))^(m-S)` by a factor of mean
+      `1 + (q - p*)(pA - p*) / (p* (1 - p*)) <= 1`, so each such term, and their average
+      `T_{p*}` over the restricted prior (fixed before the samples), is a nonnegative
+      supermartingale from 1; Ville's inequality bounds the probability it ever reaches
+      1/alpha by alpha. The accept side is the same on the failures (q < p* <= pA). Checked
+      exactly by dynamic programming in `tests/test_confseq.py`.
     """
     p_star = _validate.open_unit_interval("p_star", p_star)
     alpha = _validate.open_unit_interval("alpha", alpha)
