@@ -117,7 +117,10 @@ def test_bench_sequential_quick(tmp_path):
             assert o["oracle_forward_passes"] >= b * n0 and o["wald_floor_forward_passes"] >= b * n0
             assert o["oracle_forward_passes"] <= b * (n0 + o["n_max"])
             assert o["method_over_oracle"] == pytest.approx(
-                methods[key]["forward_passes"] / o["oracle_forward_passes"])
+                methods[key.replace("_same_errors", "")]["forward_passes"]
+                / o["oracle_forward_passes"])
+            assert o["oracle_forward_passes"] == pytest.approx(
+                np.mean(o["oracle_forward_passes_per_seed"]))
         floor = targets["floor"]
         assert floor["decision_over_oracle"] == pytest.approx(
             rec["oracle"]["decision"]["method_over_oracle"])

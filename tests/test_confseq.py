@@ -443,7 +443,7 @@ def test_truncated_mixture_agrees_with_numerical_integration():
 
     for s, m, p, a, b in [(30, 40, 0.6, 60.5, 40.5), (9, 10, 0.9, 97.5, 3.5),
                           (180, 200, 0.84, 85.5, 15.5), (5, 20, 0.3, 20.5, 80.5)]:
-        def integrand(q):
+        def integrand(q, s=s, m=m, p=p, a=a, b=b):
             return np.exp(s * np.log(q / p) + (m - s) * np.log((1 - q) / (1 - p))
                           + scipy.stats.beta.logpdf(q, a, b))
         mass = scipy.stats.beta.sf(p, a, b)

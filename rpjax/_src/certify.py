@@ -54,28 +54,29 @@ class Certificates(NamedTuple):
     (NumPy arrays).
 
     Attributes:
-      label: `[B]` int32; the certified class, or `ABSTAIN` (-1) where `pa_lower <= 1/2`.
+      label: `[B]` int32; the certified class, or `ABSTAIN` (-1) where `pa_lower <= 1/2` (with
+        `DecideAt`, where `decision != 1`).
       radius: `[B]` float64; certified radius in the units of the inputs, in the norm of the
         noise distribution (`distribution.norm`: l2 for `GAUSSIAN`); 0 when abstaining. For
         `GAUSSIAN` it is `sigma * Phi^-1(pa_lower)` less a bound on how far floating-point
         rounding moves the noisy inputs (`docs/guarantee.md`, section 1b), and an input whose
         radius would not stay positive abstains. With
-        `DecideAt(r)`, `radius >= r` exactly where `decision == 1`.
+        `DecideAt(r)`, r where `decision == 1`, else 0.
       pa_lower: `[B]` float64; the (1 - alpha) lower bound on p_A of the selected class:
-        Clopper-Pearson with `Fixed()`; with a sequential rule, the bound at the input's
-        stopping time, valid whatever the stopping time (`DecideAt`), or Clopper-Pearson on the
-        planned sample count (`RadiusBudget`).
+        Clopper-Pearson with `Fixed()` and on the planned sample count with `RadiusBudget`;
+        with `DecideAt`, the p* the input was tested at where certified, else 0.
       counts: `[B, num_classes]` int32; votes among the estimation samples the input used.
       n: `[B]` int64; estimation samples the input used (`config.n` with `Fixed()`; its
         stopping time, <= `config.n`, with a sequential rule).
       selection_counts: `[B, num_classes]` int32; votes among the n0 selection samples.
-      pa_upper: `[B]` float64; the (1 - alpha) upper bound on p_A of the selected class,
-        computed like `pa_lower` (one-sided Clopper-Pearson with `Fixed()`).
-      decision: `[B]` int8. With `DecideAt(r)`: 1 = certified at r (`radius >= r`),
-        0 = not certified at r (the input stopped because `pa_upper` fell below the p_A that r
-        needs, or used all n samples), -1 = abstain (`label == ABSTAIN`: no certificate at any
-        radius). With `Fixed()` and `RadiusBudget`: 1 where certified, else -1 (no radius was
-        asked, so 0 never occurs).
+      pa_upper: `[B]` float64; the (1 - alpha) upper bound on p_A of the selected class
+        (one-sided Clopper-Pearson with `Fixed()` and `RadiusBudget`); with `DecideAt`, the
+        tested p* where the input gave up (a (1 - futility) bound), else 1.
+      decision: `[B]` int8. With `DecideAt(r)`: 1 = certified at r (label, radius r), 0 = not
+        robust at r (the futility test stopped it: p_A < p*, wrong with probability at most
+        `futility`), -1 = undecided (n samples without either answer, or invalid samples);
+        only 1 carries a label. With `Fixed()` and `RadiusBudget`: 1 where certified, else -1
+        (no radius was asked, so 0 never occurs).
       forward_passes: int; base-model forward passes of the whole call: `B * n0` for the
         selection plus every noisy estimation sample evaluated (with a sequential rule,
         samples past an input's stopping point included: `>= n0 * B + n.sum()`).
@@ -145,13 +146,14 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
 
     - `Fixed()` (default): `config.n` for every input; `pa_lower` is the one-sided
       (1 - alpha) Clopper-Pearson bound (Cohen et al.'s CERTIFY).
-    - `DecideAt(r, futility)`: is the smoothed classifier robust at r? Each input's bounds
-      are the two-sided confidence sequence of a Beta mixture centred on its own selection
-      count (`rpjax._src.confseq.selection_prior`, `beta_mixture_bounds`) at level alpha;
-      the on-device scheduler stops it at the first sample count where the lower end reaches
-      `p* = pa_for_radius(r)` (certified at r) or the upper end at level `futility` (default
-      alpha: the same sequence) falls to p* (not certified at r), at most `config.n`
-      (= n_max). `pa_lower`, `pa_upper` are that sequence's ends at the stop.
+    - `DecideAt(r, futility)`: is the smoothed classifier robust at r? Each input runs a
+      sequential test of `p_A > p* = pa_for_radius(r + margin)` (margin: its rounding radius,
+      rounded up to a power of two) whose mixing prior is a Beta centred on its own selection
+      count (`rpjax._src.confseq.selection_prior`), restricted to p > p* for the certificate
+      (level alpha) and to p < p* for giving up (level `futility`, default alpha); the
+      on-device scheduler stops it at the first sample count where either side decides, at
+      most `config.n` (= n_max) (`rpjax._src.confseq.beta_decision_table`). Only a
+      certificate at r is reported (label, radius r); see `decision`.
     - `RadiusBudget(price)`: the largest certifiable radius with a planned sample count per
       input: from its selection votes alone, each input gets the n (of about 33 counts up to
       `config.n`) that maximizes its expected radius minus `price * n`
@@ -184,16 +186,16 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       the label is `ABSTAIN` or `g(x') = label` for every `||x' - x|| < radius` (in
       `distribution.norm`). The selection samples are independent of the estimation samples.
       With a sequential rule `pa_lower <= p_A` holds at the stopping time, whatever rule chose
-      it, except with probability alpha: `DecideAt`, because the Beta mixture's prior is a
-      fixed function of the selection counts, which are independent of the estimation
-      samples, so given them the mixture likelihood ratio at p_A is a martingale and Ville's
-      inequality keeps the whole sequence (both ends, every sample count) around p_A except
-      with probability alpha; `RadiusBudget`, because each input's sample count is a fixed
-      function of its selection counts, so given it the n estimation samples are i.i.d. and
-      Clopper-Pearson at alpha holds as for a fixed n.
+      it, except with probability alpha: `DecideAt`, because the prior and p* are fixed
+      functions of the selection counts and x, the selection samples are independent of the
+      estimation samples, and given them the restricted mixture's likelihood ratio against p*
+      is a nonnegative supermartingale whenever p_A <= p*, which by Ville's inequality ever
+      reaches 1/alpha with probability <= alpha; `RadiusBudget`, because each input's sample
+      count is a fixed function of its selection counts, so given it the n estimation
+      samples are i.i.d. and Clopper-Pearson at alpha holds as for a fixed n.
       The stopping rules only decide how many samples are spent. With `DecideAt`,
-      `pa_upper >= p_A` holds on the same event, and `decision == 0` reached by the futility
-      stop is wrong (p_A >= p*) with probability at most `futility`. With `common_noise`
+      `decision == 0` is wrong (p_A >= p*) with probability at most `futility`
+      (`docs/sequential.md`). With `common_noise`
       each certificate keeps its guarantee; certificates of different inputs become dependent.
       A sequential rule's stopping time reveals p_A: never release what this returns, or its
       cost, to a querier (see `docs/guarantee.md`).

@@ -114,8 +114,8 @@ def summary_of(config: RunSpec, cols: Columns, times: list[dict[str, Any]]
             f"whether it is certified at r; {key} is reported at r only, the average "
             "certified radius not at all (the rule does not look for the largest radius)")
         out["decision"] = {"certified": int((cols.decision == 1).sum()),
-                           "not_certified": int((cols.decision == 0).sum()),
-                           "abstain": int((cols.decision == -1).sum())}
+                           "not_robust": int((cols.decision == 0).sum()),
+                           "undecided": int((cols.decision == -1).sum())}
     elif config.method == "sequential":
         saved = out["samples"]["fixed_n_total"] / max(out["samples"]["total"], 1)
         out["question"] = (
@@ -147,8 +147,8 @@ def plot_summary(config: RunSpec, cols: Columns, path: str) -> None:
                  np.mean(good & (cols.decision == 1))}
         if cols.labels:
             parts["certified at r, wrong label"] = np.mean(~cols.ok & (cols.decision == 1))
-        parts["not certified at r"] = np.mean(cols.decision == 0)
-        parts["abstain"] = np.mean(cols.decision == -1)
+        parts["not robust at r (gave up)"] = np.mean(cols.decision == 0)
+        parts["undecided at n_max"] = np.mean(cols.decision == -1)
         ax.barh(list(parts)[::-1], list(parts.values())[::-1], color="tab:blue")
         ax.set_xlim(0, 1.0)
         ax.set_xlabel("fraction of inputs")
