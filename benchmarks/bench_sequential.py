@@ -269,20 +269,22 @@ def oracle_sprt(pa: np.ndarray, p_star: float, *, n_max: int, alpha: float, beta
     certified = np.zeros(pa.shape[0], bool)
     chunk = 4096
     for i, q in enumerate(pa):
-        sign = 1.0 if q > p_star else -1.0  # the LLR of the input's own alternative
+        # the log-likelihood ratio of the input's own pA against p* (it drifts up either way):
+        # above p*, its upper end certifies (error alpha) and its lower end gives up (beta);
+        # below p*, its upper end gives up (beta) and its lower end certifies (alpha)
+        above = q > p_star
         llr, m = 0.0, 0
-        stop_hi, stop_lo = np.log(1.0 / alpha), -np.log(1.0 / beta)
-        if sign < 0:
-            stop_hi, stop_lo = np.log(1.0 / beta), -np.log(1.0 / alpha)
+        stop_hi, stop_lo = ((np.log(1.0 / alpha), -np.log(1.0 / beta)) if above
+                            else (np.log(1.0 / beta), -np.log(1.0 / alpha)))
         while m < n_max:
             k = min(chunk, n_max - m)
             x = rng.random(k) < q
-            path = llr + sign * np.cumsum(np.where(x, up[i], down[i]))
+            path = llr + np.cumsum(np.where(x, up[i], down[i]))
             hit = np.flatnonzero((path >= stop_hi) | (path <= stop_lo))
             if hit.size:
                 j = hit[0]
                 m += j + 1
-                certified[i] = (path[j] >= stop_hi) == (sign > 0)
+                certified[i] = (path[j] >= stop_hi) == above
                 break
             llr, m = path[-1], m + k
         used[i] = m
@@ -396,7 +398,8 @@ def run_cohen(task: Task, *, n: int, radii, r_task: float, seed: int,
                 "label": np.asarray(cert.label), "radius": np.asarray(cert.radius),
                 "n_top": np.take_along_axis(np.asarray(cert.counts),
                                             np.asarray(cert.selection_counts).argmax(1)[:, None],
-                                            axis=1)[:, 0]})
+                                            axis=1)[:, 0],
+                "top": np.asarray(cert.selection_counts).argmax(1)})
     if not warm:
         rec.update(wall_s=call_s, wall_method="first_call")
     elif call_s <= COHEN_REPEAT_MAX_S:
@@ -519,6 +522,9 @@ def run_task(name: str, *, n: int, count: int | None, quick: bool, seed: int) ->
     p_star = float(norm.cdf(r_task / task.sigma))
     oracles = {}
     b = len(task.xs)
+    # the top class is the true one: known on the synthetic tasks, else Cohen's top class
+    top_correct = (task.true_pa > 0.5 if task.true_pa is not None
+                   else cohen["top"] == task.y)
     seeds = range(seed + 5, seed + 5 + (1 if quick else ORACLE_SEEDS))
     for n_max, key, beta in ((n, "decision", ALPHA), (short, "decision_short", ALPHA),
                              (short, "decision_short_same_errors", SHORT_FUTILITY)):
@@ -528,6 +534,8 @@ def run_task(name: str, *, n: int, count: int | None, quick: bool, seed: int) ->
         o = runs[0]
         method = methods[key.replace("_same_errors", "")]
         oracles[key] = {"n_max": n_max, "alpha": ALPHA, "beta": beta,
+                        "oracle_certified_accuracy_at_r": float(np.mean(
+                            [np.mean(o["certified"] & top_correct) for o in runs])),
                         "pa_source": "true" if task.true_pa is not None
                         else "cohen estimate n_top / n",
                         "oracle_forward_passes": float(np.mean(fwd)),
@@ -577,7 +585,8 @@ def run_task(name: str, *, n: int, count: int | None, quick: bool, seed: int) ->
     return {"task": {**task.info, "num_inputs": len(task.xs), "num_classes": task.num_classes,
                      "input_shape": list(task.xs.shape[1:]), "sigma": task.sigma,
                      "r_task": r_task, "radii": radii, "setup_s": setup_s},
-            "methods": {k: {f: v for f, v in m.items() if f not in ("label", "radius", "n_top")}
+            "methods": {k: {f: v for f, v in m.items()
+                            if f not in ("label", "radius", "n_top", "top")}
                         for k, m in methods.items()},
             "decision_at_radii": decisions, "budget_at_prices": prices,
             "cohen_at_budget_n": at_n, "oracle_allocation": oracle_alloc,
@@ -685,7 +694,8 @@ def print_task(name: str, rec: dict[str, Any]) -> None:
               f"method / oracle SPRT passes "
               f"{o['method_over_oracle']:.2f}; Cohen / oracle "
               f"x{o['fwd_ratio_cohen_over_oracle']:.1f}, Cohen / Wald floor "
-              f"x{o['fwd_ratio_cohen_over_wald_floor']:.1f} (pA: {o['pa_source']})")
+              f"x{o['fwd_ratio_cohen_over_wald_floor']:.1f} (pA: {o['pa_source']}); the "
+              f"oracle's certified accuracy at r {o['oracle_certified_accuracy_at_r']:.3f}")
     ft = t["floor"]
     print(f"  floor targets: decision/oracle {ft['decision_over_oracle']:.2f} (<= 1.15), loss "
           f"{100 * ft['decision_accuracy_loss']:+.2f} pp (<= 0.5) -> "

@@ -27,7 +27,9 @@ Never expose them to a querier; a deployed release is `rpjax.privacy.RobustPriva
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import os
 import warnings
 from typing import Any, NamedTuple
 
@@ -427,7 +429,12 @@ def decision_rule(rule: _plan.DecideAt, k0: np.ndarray, *, n0: int, n_max: int, 
 def _stacked_tables(keys: tuple) -> tuple[_sequential.StopRule, tuple[np.ndarray, np.ndarray]]:
     """The scheduler's rule for the tests `keys` (device arrays, rows padded to a power of
     two so that batches with another number of distinct tests reuse the compiled scheduler)
-    and `(accept, reject)` on the host; built once per set of tests."""
+    and `(accept, reject)` on the host; built once per set of tests, the tables of new tests
+    in threads (SciPy's special functions release the GIL)."""
+    workers = min(len(keys), os.cpu_count() or 1, 8)
+    if workers > 1:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda key: _device_tables(*key), keys))
     device = [_device_tables(*key) for key in keys]
     device += device[:1] * ((1 << (len(device) - 1).bit_length()) - len(device))
     lo = jnp.stack([accept for accept, _ in device])
