@@ -152,11 +152,11 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       sequential test of `p_A > p* = pa_for_radius(r + margin)` (margin: its rounding
       radius, rounded up to a power of two, at least 2^-12 sigma) whose mixing prior is a
       Beta centred on its own selection count (`rpjax._src.confseq.selection_prior`),
-      restricted to p > p* for the certificate
-      (level alpha) and to p < p* for giving up (level `futility`, default alpha); the
-      on-device scheduler stops it at the first sample count where either side decides, at
-      most `config.n` (= n_max) (`rpjax._src.confseq.beta_decision_table`). Only a
-      certificate at r is reported (label, radius r); see `decision`.
+      restricted to p > p* for the certificate (level alpha) and to p < p* for giving up
+      (level `futility`, default alpha); the on-device scheduler stops it at the first
+      sample count where either side decides, at most `config.n` (= n_max)
+      (`rpjax._src.confseq.beta_decision_table`). Only a certificate at r is reported
+      (label, radius r); see `decision`.
     - `RadiusBudget(price)`: the largest certifiable radius with a planned sample count per
       input: from its selection votes alone, each input gets the n (of about 33 counts up to
       `config.n`) that maximizes its expected radius minus `price * n`
@@ -198,8 +198,8 @@ def certify(apply_fn: _smoothing.ApplyFn, params: Any, xs: jax.typing.ArrayLike,
       samples are i.i.d. and Clopper-Pearson at alpha holds as for a fixed n.
       The stopping rules only decide how many samples are spent. With `DecideAt`,
       `decision == 0` is wrong (p_A >= p*) with probability at most `futility`
-      (`docs/sequential.md`). With `common_noise`
-      each certificate keeps its guarantee; certificates of different inputs become dependent.
+      (`docs/sequential.md`). With `common_noise` each certificate keeps its guarantee;
+      certificates of different inputs become dependent.
       A sequential rule's stopping time reveals p_A: never release what this returns, or its
       cost, to a querier (see `docs/guarantee.md`).
 
