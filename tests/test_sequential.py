@@ -322,3 +322,41 @@ def test_lane_groups_divide_each_devices_lanes():
     assert _sequential.max_slots(64, 1) == 4 and _sequential.max_slots(7, 1) == 7
     with pytest.raises(ValueError, match="chunk_size"):
         _run(chunk_size=2**23 + 1)
+
+
+def test_decide_at_tests_each_input_at_r_plus_its_rounding_margin():
+    """`DecideAt(r)` runs the test at `pa_for_radius(r + m')`, m' the input's rounding radius
+    rounded up to a power of two and to >= 2^-12 sigma (0 stays 0), so a certificate at the
+    tested p* leaves a radius >= r after the rounding reduction, and float32-sized margins
+    share one p*."""
+    from rpjax._src import certify as _certify
+
+    sigma, r = 0.5, 0.25
+    margin = np.array([0.0, 1e-9, 1e-7, 3e-3, 0.3])
+    p_star = _certify._tested_p_star(r, margin, sigma, rpjax.GAUSSIAN)
+    assert p_star[0] == _certify.pa_for_radius(r, sigma)
+    assert p_star[1] == p_star[2] == _certify.pa_for_radius(r + 2.0**-12 * sigma, sigma)
+    for p, m in zip(p_star, margin, strict=True):
+        assert p >= _certify.pa_for_radius(r + m, sigma)
+        radius = float(rpjax.GAUSSIAN.radius_from_pa(p, sigma)) - m
+        assert radius >= r - 1e-12
+    assert p_star[3] == _certify.pa_for_radius(r + 2.0**-8, sigma)  # 3e-3 -> 2^-8
+
+
+def test_decide_at_on_half_precision_inputs_certifies_beyond_the_rounding():
+    """End to end with float16 inputs: every certificate's tested p* reaches r plus the
+    input's rounding radius, which is not negligible in float16."""
+    from rpjax._src import certify as _certify
+    from rpjax._src import smoothing as _smoothing
+
+    sigma, r = 0.5, 0.25
+    xs = _points_at_distances(np.linspace(0.5, 2.0, 12) * sigma, seed=3).astype(np.float16)
+    cert = rpjax.certify(linear_apply, (_W, _B), xs, 4, num_classes=2,
+                         config=rpjax.SmoothingConfig(sigma=sigma, n=4000, alpha=1e-3),
+                         rule=rpjax.DecideAt(r))
+    delta = _smoothing.rounding_radius(jnp.asarray(xs), sigma, (jnp.float16,))
+    at_r = cert.decision == 1
+    assert at_r.sum() >= 6 and delta.min() > 1e-4
+    reach = rpjax.GAUSSIAN.radius_from_pa(cert.pa_lower[at_r], sigma) - delta[at_r]
+    assert (reach >= r).all()
+    assert (cert.pa_lower[at_r] > _certify.pa_for_radius(r, sigma)).all()
