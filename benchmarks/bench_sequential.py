@@ -345,9 +345,9 @@ def allocation_grid(n_max: int) -> np.ndarray:
 
 
 def oracle_allocation(pa_top: np.ndarray, cohen: dict[str, Any], task: Task, *, n: int,
-                      price: float, seed: int) -> dict[str, Any]:
-    """The allocation that knows each input's pA (the task's own where known, else Cohen's
-    estimate n_top / n): n_i maximizing `r(n; pA) - price * n` on the budget rule's grid, with
+                      price: float, seed: int, pa_source: str) -> dict[str, Any]:
+    """The allocation that knows each input's pA (`oracle_pa`; `pa_source` says which): n_i
+    maximizing `r(n; pA) - price * n` on the budget rule's grid, with
     r the Clopper-Pearson radius at the rate pA (the rule's own criterion with the posterior
     replaced by the truth); then Binomial(n_i, pA) counts (numpy, `seed`), Clopper-Pearson at
     alpha, and the ACR of the inputs whose Cohen label is the true one."""
@@ -362,7 +362,7 @@ def oracle_allocation(pa_top: np.ndarray, cohen: dict[str, Any], task: Task, *, 
     correct = cohen["label"] == task.y
     return {"samples_mean": float(n_i.mean()), "acr": float(np.sum(radius[correct]) / len(radius)),
             "forward_passes": int(len(radius) * N0 + n_i.sum()),
-            "pa_source": "true" if task.true_pa is not None else "cohen estimate n_top / n"}
+            "pa_source": pa_source}
 
 
 def certified_accuracy(label, radius, y, radii) -> list[float]:
@@ -631,7 +631,8 @@ def run_task(name: str, *, n: int, count: int | None, quick: bool, seed: int) ->
     n_eq = max(1, int(round(budget["samples_used_mean"])))
     at_n = run_cohen(task, **{**common, "n": n_eq})
     at_n = {"n": n_eq, "acr": at_n["acr"], "forward_passes": at_n["forward_passes"]}
-    oracle_alloc = oracle_allocation(pa_top, cohen, task, n=n, price=PRICE, seed=seed + 7)
+    oracle_alloc = oracle_allocation(pa_top, cohen, task, n=n, price=PRICE, seed=seed + 7,
+                                     pa_source=pa_source)
     print(f"[{name}] Cohen at the budget's mean n and the oracle allocation done", flush=True)
     return {"task": {**task.info, "num_inputs": len(task.xs), "num_classes": task.num_classes,
                      "input_shape": list(task.xs.shape[1:]), "sigma": task.sigma,

@@ -20,8 +20,11 @@ copies of each input, but each input stops at its own sample count, the first at
   `forward_passes`);
 - a stopped input leaves its slot, its counts are written out, and the next input of the queue
   takes the slot in the same step: no recompilation, no host round trip. A slot's totals are
-  differences of cumulative sums at its block's boundaries (float32 triangular matmuls, exact
-  below 2^24), not scatters.
+  an int32 segment sum over its block of groups (sorted segment ids); a slot's votes before
+  each of its lanes are cumulative sums (float32 triangular matmuls, exact below 2^24). On a
+  16-feature linear model at 65536 lanes (2 CPU cores) the prefix sums took about 5% of a
+  step; the segment sum in place of the matmul prefix sum of the totals made a step about 6%
+  faster (2.97-3.08 against 3.16-3.29 ms, three interleaved runs).
 
 The noise of sample `s` of the input with id `i` is the counter-mode noise of
 `rpjax._src.noise` (a pure function of `(key, i, s)`), so the votes an input has after `m`
@@ -276,12 +279,12 @@ def _advance_traced(apply_fn, params, xs, key_pairs, watched, sigma, rule, state
         used = valid & (lane_in_group <= first_stop[:, None]) & (stops_before == 0)[:, None]
         votes = jnp.sum((pred[..., None] == classes) & used[..., None], axis=1,
                         dtype=jnp.int32)  # [groups, C + 1]
-        # each slot's totals: differences of cumulative sums at its block's boundaries
-        cum = _cumsum(jnp.concatenate([votes, (first_stop < g).astype(jnp.int32)[:, None]],
-                                      axis=1), exclusive=True)  # [groups + 1, C + 2]
-        lo = rank * groups // count
-        hi = (rank + 1) * groups // count
-        add = jnp.where(active[:, None], cum[hi] - cum[lo], 0)  # [slots, C + 2]
+        # each slot's totals: a sum over its block of groups (sorted segment ids)
+        per_group = jnp.concatenate([votes, (first_stop < g).astype(jnp.int32)[:, None]],
+                                    axis=1)  # [groups, C + 2]
+        add = jax.ops.segment_sum(per_group, group_slot, num_segments=slots,
+                                  indices_are_sorted=True)
+        add = jnp.where(active[:, None], add, 0)  # [slots, C + 2]
         slot_counts = state.slot_counts + add[:, :columns]
         slot_hits = state.slot_hits + jnp.take_along_axis(add, watched_of_slot[:, None],
                                                           axis=1)[:, 0]
