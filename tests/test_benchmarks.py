@@ -154,6 +154,31 @@ def test_bench_sequential_plans_on_rpjax_grid():
                                       confseq.allocation_grid(n_max))
 
 
+def test_bench_sequential_fixed_m_ceiling_is_the_randomized_binomial_test():
+    """The accuracy ceiling of any test capped at m samples: exact size alpha at p*, and its
+    power between the non-randomized tests at the boundary count and one above it (scipy)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    try:
+        import bench_sequential
+    finally:
+        sys.path.pop(0)
+    from scipy.stats import binom
+
+    m, alpha, p_star = 200, 0.05, 0.7
+    at = bench_sequential.fixed_m_ceiling(np.array([p_star]), np.array([True]), p_star, m=m,
+                                          alpha=alpha)
+    assert abs(at - alpha) < 1e-12
+    k = next(k for k in range(m + 1) if binom.sf(k, m, p_star) <= alpha)  # reject X > k
+    pa = np.array([0.72, 0.75, 0.8, 0.9])
+    power = np.array([bench_sequential.fixed_m_ceiling(pa[i:i + 1], np.array([True]), p_star,
+                                                       m=m, alpha=alpha) for i in range(4)])
+    assert np.all(power >= binom.sf(k, m, pa)) and np.all(power <= binom.sf(k - 1, m, pa))
+    assert np.all(np.diff(power) > 0)
+    both = bench_sequential.fixed_m_ceiling(pa, np.array([True, False, True, False]), p_star,
+                                            m=m, alpha=alpha)
+    np.testing.assert_allclose(both, (power[0] + power[2]) / 4)
+
+
 @pytest.mark.slow
 def test_bench_resnet_quick(tmp_path):
     """The quick ResNet run certifies, times and labels itself not comparable with Cohen's."""
