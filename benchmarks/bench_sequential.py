@@ -317,10 +317,14 @@ def fixed_m_ceiling(pa: np.ndarray, correct: np.ndarray, p_star: float, *, m: in
     `p <= p*` from m samples (the one-sided binomial test, randomized at its boundary), over
     inputs with pA `pa` whose top class is `correct`.
 
-    Theorem: a test that uses at most m estimation samples, sequential or not, is a test on
-    the first m samples; the binomial family has a monotone likelihood ratio, so this test is
-    uniformly most powerful against every pA > p* (Karlin-Rubin), and no valid method capped
-    at m certifies more in expectation."""
+    Theorem: a test that sees at most m samples of the input (its selection samples
+    included), sequential or not, is a test on m i.i.d. Bernoulli(pA) votes for the class it
+    certifies (or fewer; the other classes' counts do not help: against the null p_c = p* with
+    the other classes scaled in proportion the likelihood ratio is a function of the count of
+    c alone); the binomial family has a monotone likelihood ratio, so this test is
+    uniformly most powerful against every pA > p* (Karlin-Rubin), and no valid method that
+    sees at most m samples certifies more in expectation (`run_task` calls it with
+    m = n0 + n_max)."""
     from scipy.stats import binom
 
     k = int(binom.isf(alpha, m, p_star))  # P(X > k | p*) <= alpha < P(X >= k | p*)
@@ -622,7 +626,7 @@ def run_task(name: str, *, n: int, count: int | None, quick: bool, seed: int) ->
             oracles[key]["oracle_forward_passes_renoised"] = float(np.mean(more))
             oracles[key]["renoised_over_oracle"] = float(np.mean(more) / np.mean(fwd))
     oracles["decision_short"]["fixed_m_ceiling_certified_accuracy_at_r"] = fixed_m_ceiling(
-        pa_top, top_correct, p_star, m=short, alpha=ALPHA)
+        pa_top, top_correct, p_star, m=N0 + short, alpha=ALPHA)
     print(f"[{name}] oracle SPRT and Wald floor done", flush=True)
     decisions = {}
     for r_sigma in EXTRA_DECISION_RADII_SIGMA[:1] if quick else EXTRA_DECISION_RADII_SIGMA:
